@@ -1,0 +1,3 @@
+"""mmgr: multimodal generative recommendation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from mmgr.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `mmgr` command line: one module per stage."""

@@ -1,0 +1,60 @@
+"""Entry point: `mmgr <stage> ...`. Errors the user can act on become a message and exit code 1."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mmgr import __version__
+from mmgr.cli import data, quickstart
+from mmgr.cli.common import err_console
+from mmgr.errors import MmgrError, NotBuiltError
+
+app = typer.Typer(name="mmgr", help="Multimodal generative recommendation, from raw files to served "
+                                    "recommendations.", no_args_is_help=True, pretty_exceptions_enable=False)
+app.add_typer(data.app, name="data")
+app.command("quickstart")(quickstart.quickstart)
+
+# Stages that later issues build; each says so instead of pretending.
+PLANNED = {
+    "encode": "item encoders (text, image, fused, captions, interests)",
+    "tokenize": "semantic-ID tokenizers (RQ-KMeans, RQ-VAE)",
+    "train": "training generative recommenders and SASRec",
+    "evaluate": "evaluation (HR/NDCG/MRR with trie-constrained beam search)",
+    "recommend": "top-K recommendations for a user",
+    "serve": "the HTTP recommendation server",
+    "bench": "benchmarks",
+}
+
+
+def _planned(stage: str, what: str) -> None:
+    @app.command(stage, help=f"[not built yet] {what}.",
+                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+    def command(ctx: typer.Context) -> None:
+        raise NotBuiltError(f"`mmgr {stage}` ({what}) is not built yet in mmgr {__version__}.")
+
+
+for _stage, _what in PLANNED.items():
+    _planned(_stage, _what)
+
+
+@app.callback(invoke_without_command=True)
+def _version(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        print(f"mmgr {__version__}")
+        raise typer.Exit()
+
+
+def main() -> None:
+    try:
+        app()
+    except NotBuiltError as exc:
+        err_console.print(f"[yellow]{exc}[/yellow]")
+        sys.exit(2)
+    except MmgrError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]; artifacts are written atomically, re-run to continue")
+        sys.exit(130)

@@ -1,0 +1,97 @@
+"""`mmgr data import|stats|download`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from mmgr.cli.common import build_config, console, problems_table, stats_table
+from mmgr.data.dataset import Dataset
+from mmgr.errors import MmgrError
+from mmgr.rundir import RunDir
+
+app = typer.Typer(help="Import, inspect and download datasets.", no_args_is_help=True)
+
+
+@app.command("import")
+def import_(
+    args: list[str] = typer.Argument(None, metavar="[PATH] [KEY=VALUE]...",
+                                     help="Input file or folder (not needed for --format synthetic), then config "
+                                          "overrides such as data.kcore=5."),
+    format: str = typer.Option(None, "--format", "-f", help="p5, lcrec, recbole, amazon2014, amazon2023, generic, "
+                                                              "synthetic."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
+    items: Path = typer.Option(None, help="Extra item table (p5 items.csv, generic items file)."),
+    images: Path = typer.Option(None, help="Image folder keyed by item id."),
+    kcore: int = typer.Option(None, help="Iterative k-core filter (0 = off)."),
+    dedup: bool = typer.Option(None, "--dedup/--no-dedup", help="Drop repeated (user, item) interactions."),
+    recipe: Path = typer.Option(None, "--recipe", "-r", help="YAML recipe."),
+    force: bool = typer.Option(False, help="Replace an existing run directory's data."),
+) -> None:
+    """Read a dataset, clean it (chronological order, filters), write Parquet tables + manifest into OUT."""
+    from mmgr.data.importer import import_into_run
+
+    if RunDir(out).exists() and not force:
+        raise MmgrError(f"{out} already holds a run; pass --force to replace it or choose another --out")
+    paths = [arg for arg in args or [] if "=" not in arg]
+    overrides = [arg for arg in args or [] if "=" in arg]
+    if len(paths) > 1:
+        raise MmgrError(f"one input PATH expected, got {paths}")
+    path = paths[0] if paths else None
+    config = build_config(recipe, overrides, **{"data.format": format, "data.path": path, "data.items": items,
+                                                "data.images": images, "data.kcore": kcore,
+                                                "data.dedup": dedup})
+    with console.status(f"importing {config.data.format} data"):
+        run, _, summary = import_into_run(config, out)
+    _show({**summary, "split": run.manifest()["split"]})
+    console.print(f"[green]wrote[/green] {run.path} (fingerprint {summary['fingerprint'][:12]})")
+
+
+@app.command()
+def stats(
+    run: Path = typer.Argument(..., help="Run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Statistics of an imported dataset (recomputed from its tables, checked against the manifest)."""
+    manifest = RunDir(run).manifest()
+    recorded = manifest.get("dataset")
+    if recorded is None:
+        raise MmgrError(f"{run}: no dataset recorded; run `mmgr data import` first")
+    dataset = Dataset.load(run, recorded["name"], recorded.get("problems"))
+    if dataset.fingerprint() != recorded["fingerprint"]:
+        raise MmgrError(f"{run}: the tables no longer match the manifest's fingerprint; re-import the data")
+    summary = {**recorded, "stats": dataset.stats(), "split": manifest.get("split")}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _show(summary)
+
+
+@app.command()
+def download(
+    name: str = typer.Argument(..., help="amazon-2014, amazon-2023 or movielens."),
+    out: Path = typer.Option(Path("data"), "--out", "-o", help="Folder for the downloaded files."),
+    category: str = typer.Option(None, help="Amazon category (Beauty for 2014, All_Beauty for 2023) or MovieLens "
+                                                 "version (ml-100k, ml-1m)."),
+    base_url: str = typer.Option(None, help="Mirror to download from instead of the public source."),
+) -> None:
+    """Download a public dataset (resumable, checksummed)."""
+    from mmgr.data.download import SOURCES
+    from mmgr.data.download import download as fetch_dataset
+
+    if name in SOURCES:
+        console.print(f"[bold]{name}[/bold]: {SOURCES[name].license}")
+    for path in fetch_dataset(name, out, category=category, base_url=base_url):
+        console.print(f"[green]ready[/green] {path}")
+
+
+def _show(summary: dict) -> None:
+    console.print(stats_table(f"{summary['name']} ({summary['format']})", summary["stats"]))
+    if summary.get("split"):
+        split = {k: v for k, v in summary["split"].items() if k != "targets"}
+        console.print(stats_table("split", split))
+    table = problems_table(summary.get("problems") or {})
+    if table is not None:
+        console.print(table)

@@ -1,0 +1,160 @@
+"""Typed, validated configuration: one declaration per setting, YAML recipes, `key=value` overrides.
+
+A recipe is a YAML file whose keys mirror `Config`; overrides use dotted keys (`data.kcore=5`). An unknown key is
+an error that lists the valid keys of its section; a wrong type names the key and the expected type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mmgr.errors import ConfigError
+
+DataFormat = Literal["p5", "lcrec", "recbole", "amazon2014", "amazon2023", "generic", "synthetic"]
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(Section):
+    """The built-in synthetic multimodal world (see `mmgr.data.synthetic`)."""
+
+    n_items: int = Field(400, ge=40, description="catalog size")
+    n_users: int = Field(600, ge=10, description="number of users")
+    min_length: int = Field(6, ge=3, description="shortest user sequence")
+    max_length: int = Field(16, ge=3, description="longest user sequence")
+    image_size: int = Field(64, ge=16, le=512, description="rendered image side in pixels")
+    signal_strength: float = Field(0.85, ge=0.0, le=1.0, description="chance a step follows the planted taste")
+    seed: int = Field(0, description="generator seed (independent of the run seed)")
+
+
+class DataConfig(Section):
+    """Where the data comes from and how it is cleaned."""
+
+    format: DataFormat = Field("synthetic", description="input format reader")
+    path: str | None = Field(None, description="input file or folder (unused for synthetic)")
+    items: str | None = Field(None, description="extra item table (p5: items.csv; generic: items file)")
+    images: str | None = Field(None, description="image folder keyed by item id (recbole, generic)")
+    kcore: int = Field(0, ge=0, description="iterative k-core filter on users and items; 0 = off")
+    dedup: bool = Field(False, description="drop repeated (user, item) interactions, keeping the first")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+
+class SplitConfig(Section):
+    """Evaluation protocol."""
+
+    protocol: Literal["leave-one-out"] = Field("leave-one-out", description="last item test, second-to-last valid")
+    max_history: int = Field(50, ge=1, description="keep the N most recent history items per example")
+
+
+class Config(Section):
+    """Everything a run needs; saved in the run's manifest."""
+
+    seed: int = Field(42, description="global seed for every random choice of the run")
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+def load_config(recipe: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML recipe (optional), apply `key=value` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if recipe is not None:
+        raw = _read_recipe(Path(recipe))
+    for item in overrides:
+        key, value = _parse_override(item)
+        _set_dotted(raw, key, value)
+    return validate_config(raw, source=str(recipe) if recipe else "overrides")
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(_explain(err) for err in exc.errors())) from None
+
+
+def _read_recipe(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"recipe not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def _parse_override(item: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{item}' is not of the form key=value (for example data.kcore=5)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key.strip(), value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set '{key}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _section_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in path:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _explain(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        section = _section_at(loc[:-1])
+        valid = sorted(section.model_fields) if section else []
+        return f"  unknown key '{key}'; valid keys here: {', '.join(valid)}"
+    section = _section_at(loc[:-1])
+    field = section.model_fields.get(str(loc[-1])) if section and loc else None
+    expected = _type_name(field.annotation) if field else "?"
+    return f"  '{key}': {err['msg']} (expected {expected}, got {err.get('input')!r})"
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    if get_args(annotation):
+        return " or ".join(_type_name(a) for a in get_args(annotation)).replace("NoneType", "null")
+    return getattr(annotation, "__name__", None) or str(annotation)
+
+
+def config_keys(model: type[BaseModel] = Config, prefix: str = "") -> dict[str, str]:
+    """Every dotted key with its description, for `--help`-style listings."""
+    keys: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.update(config_keys(annotation, f"{prefix}{name}."))
+        else:
+            keys[f"{prefix}{name}"] = field.description or ""
+    return keys
