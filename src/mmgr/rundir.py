@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import mmgr
-from mmgr.config import Config, validate_config
+from mmgr.config import Config, load_config
 from mmgr.errors import MmgrError
 from mmgr.io import write_json_atomic
 
@@ -62,8 +62,9 @@ class RunDir:
         except json.JSONDecodeError as exc:
             raise MmgrError(f"{self.manifest_path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
 
-    def config(self) -> Config:
-        return validate_config(self.manifest()["config"], source=str(self.manifest_path))
+    def config(self, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+        """The run's saved config with `key=value` overrides applied."""
+        return load_config(None, overrides, base=self.manifest()["config"])
 
     def record(self, stage: str, info: dict[str, Any], **top_level: Any) -> None:
         """Add a stage's summary (and any top-level keys such as `dataset`) to the manifest atomically."""

