@@ -130,6 +130,34 @@ class EncodersConfig(Section):
     interests: InterestConfig = Field(default_factory=InterestConfig)
 
 
+class RQVAEConfig(Section):
+    """RQ-VAE training (TIGER style)."""
+
+    hidden: list[int] = Field([512, 256, 128], description="encoder MLP widths (the decoder mirrors them)")
+    e_dim: int = Field(32, ge=2, description="latent dimension that is quantized")
+    beta: float = Field(0.25, ge=0.0, description="commitment loss weight")
+    epochs: int = Field(100, ge=1, description="training epochs")
+    batch_size: int = Field(1024, ge=8, description="items per step")
+    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate")
+    gradient: Literal["ste", "rotation"] = Field("ste", description="straight-through or rotation-trick gradients")
+    sinkhorn: bool = Field(False, description="Sinkhorn-balanced assignment at the last level (LC-Rec)")
+    kmeans_init: bool = Field(True, description="initialise codebooks by k-means on the first latents")
+    dead_code_restart: bool = Field(True, description="re-seed codes unused in an epoch from current residuals")
+
+
+class TokenizerConfig(Section):
+    """Semantic-ID tokenizer for one modality."""
+
+    method: Literal["rq-kmeans", "rq-vae"] = Field("rq-kmeans", description="residual k-means (faiss) or RQ-VAE")
+    levels: int = Field(3, ge=1, le=8, description="code levels before collision handling")
+    codebook_size: int = Field(256, ge=2, description="codes per level")
+    collisions: Literal["append", "reassign"] = Field(
+        "append", description="append: extra disambiguation level (TIGER); reassign: next-nearest free code "
+                              "(MQL4GRec)")
+    n_iter: int = Field(25, ge=1, description="rq-kmeans: k-means iterations per level")
+    rqvae: RQVAEConfig = Field(default_factory=RQVAEConfig)
+
+
 class Config(Section):
     """Everything a run needs; saved in the run's manifest."""
 
@@ -137,6 +165,7 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     encoders: EncodersConfig = Field(default_factory=EncodersConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
 
 
 def load_config(recipe: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),

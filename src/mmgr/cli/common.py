@@ -44,6 +44,8 @@ def problems_table(problems: dict[str, dict[str, Any]]) -> Table | None:
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, int):

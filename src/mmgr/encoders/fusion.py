@@ -69,4 +69,4 @@ def _projection(text: Features, image: Features, cfg: FusionConfig, seed: int) -
         zt = F.normalize(proj_t(t), dim=1) * torch.from_numpy(~text.missing)[:, None]
         zv = F.normalize(proj_v(v), dim=1) * torch.from_numpy(~image.missing)[:, None]
         fused = F.normalize(cfg.text_weight * zt + cfg.image_weight * zv, dim=1).numpy()
-    return fused, {"alignment_loss": float(loss), "aligned_items": int(both.sum())}
+    return fused, {"alignment_loss": loss.item(), "aligned_items": int(both.sum())}

@@ -229,6 +229,9 @@ class LocalLM(InterestMiner):
             self._tokenizer.pad_token = self._tokenizer.eos_token
         self._newline_ids = torch.tensor(_newline_token_ids(self._tokenizer), device=self.device)
 
+    def generate_options(self, width: int) -> dict[str, Any]:
+        return {}
+
     def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
         """Continue each few-shot prompt up to the first newline (batched, left-padded)."""
         if not prompts:
@@ -247,7 +250,8 @@ class LocalLM(InterestMiner):
         with torch.inference_mode():
             out = self._model.generate(
                 **batch, max_new_tokens=self.max_new_tokens, pad_token_id=self._tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([_stop_at_newline(self._newline_ids, width)]), **sampling)
+                stopping_criteria=StoppingCriteriaList([_stop_at_newline(self._newline_ids, width)]), **sampling,
+                **self.generate_options(width))
         new = out[:, width:]
         self.generated_tokens += int((new != self._tokenizer.pad_token_id).sum())
         texts = self._tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -1,0 +1,1 @@
+"""Semantic-ID tokenizers: estimators that turn item features into short code tuples."""

@@ -1,0 +1,112 @@
+"""Item codes of one modality and the shared token vocabulary.
+
+`ModalityCodes` holds `codes` int64[N, L] (unique per item after collision handling), the size of each level
+(the extra disambiguation level included) and the items whose modality was missing. `Vocabulary` gives each
+(modality, level, code) its own token id after reserved special tokens: pad, bos, eos, unk, the modality switch,
+task prompts and hashed user buckets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from mmgr.errors import MmgrError
+from mmgr.io import atomic_path, write_json_atomic
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<switch>")
+
+
+@dataclass
+class ModalityCodes:
+    modality: str
+    codes: np.ndarray            # (N, L) int64
+    sizes: list[int]             # codebook size per level (the extra level's capacity included)
+    missing: np.ndarray          # (N,) bool: items without this modality (their codes are placeholders)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        metadata = {"modality": self.modality, "sizes": json.dumps(self.sizes), "dataset_fingerprint": fingerprint,
+                    "info": json.dumps(self.info)}
+        with atomic_path(path) as tmp:
+            save_file({"codes": self.codes.astype(np.int64), "missing": self.missing.astype(np.uint8)}, str(tmp),
+                      metadata=metadata)
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: str | None = None) -> ModalityCodes:
+        if not path.is_file():
+            raise MmgrError(f"{path}: no codes; run `mmgr tokenize` first")
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = handle.metadata() or {}
+            codes, missing = handle.get_tensor("codes"), handle.get_tensor("missing").astype(bool)
+        if fingerprint is not None and meta.get("dataset_fingerprint") != fingerprint:
+            raise MmgrError(f"{path} was computed for another dataset (fingerprint mismatch); re-run `mmgr tokenize`")
+        return cls(meta["modality"], codes, json.loads(meta["sizes"]), missing, json.loads(meta.get("info", "{}")))
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Token ids: specials, task prompts, user buckets, then one block per (modality, level)."""
+
+    levels: dict[str, list[int]]          # modality -> sizes per level
+    tasks: tuple[str, ...] = ()
+    user_buckets: int = 0
+
+    @property
+    def specials(self) -> list[str]:
+        return [*SPECIALS, *(f"<task:{t}>" for t in self.tasks)]
+
+    def offsets(self, modality: str) -> list[int]:
+        start = len(self.specials) + self.user_buckets
+        for name, sizes in self.levels.items():
+            if name == modality:
+                return [start + sum(sizes[:level]) for level in range(len(sizes))]
+            start += sum(sizes)
+        raise MmgrError(f"modality {modality!r} is not in the vocabulary ({', '.join(self.levels)})")
+
+    @property
+    def size(self) -> int:
+        return len(self.specials) + self.user_buckets + sum(sum(s) for s in self.levels.values())
+
+    def token(self, name: str) -> int:
+        return self.specials.index(name)
+
+    def user_token(self, user_id: str) -> int:
+        """Hashed user bucket token (stable across runs and machines)."""
+        if not self.user_buckets:
+            raise MmgrError("this vocabulary has no user buckets")
+
+        bucket = int.from_bytes(hashlib.sha256(user_id.encode()).digest()[:8], "little") % self.user_buckets
+        return len(self.specials) + bucket
+
+    def encode(self, modality: str, codes: np.ndarray) -> np.ndarray:
+        """int64[N, L] codes -> int64[N, L] token ids."""
+        sizes = self.levels[modality]
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.shape[1] != len(sizes) or (codes < 0).any() or (codes >= np.array(sizes)).any():
+            raise MmgrError(f"codes of shape {codes.shape} do not fit the {modality} vocabulary {sizes}")
+        return codes + np.array(self.offsets(modality), dtype=np.int64)
+
+    def decode(self, token: int) -> tuple[str, int, int]:
+        """Token id -> (modality, level, code)."""
+        for modality, sizes in self.levels.items():
+            for level, offset in enumerate(self.offsets(modality)):
+                if offset <= token < offset + sizes[level]:
+                    return modality, level, token - offset
+        raise MmgrError(f"token {token} is not a code token")
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, {"levels": self.levels, "tasks": list(self.tasks), "user_buckets": self.user_buckets,
+                                 "size": self.size})
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        data = json.loads(Path(path).read_text())
+        return cls({k: list(v) for k, v in data["levels"].items()}, tuple(data["tasks"]), data["user_buckets"])

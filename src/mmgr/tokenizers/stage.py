@@ -1,0 +1,103 @@
+"""`tokenize` stage: fit a tokenizer on a run's features of one modality (or import a published SID table) and
+write `tokenizers/<modality>.{json,safetensors}`, `codes/<modality>.safetensors`, the diagnostics
+(`tokenizers/<modality>.diagnostics.{json,png}`) and the shared vocabulary `codes/vocabulary.json`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mmgr.config import Config, TokenizerConfig
+from mmgr.encoders.features import load_features
+from mmgr.errors import MmgrError
+from mmgr.io import write_json_atomic
+from mmgr.rundir import RunDir
+from mmgr.tokenizers.base import TOKENIZERS, SemanticTokenizer
+from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+from mmgr.tokenizers.collisions import append_level, collision_rate
+from mmgr.tokenizers.diagnostics import plot
+from mmgr.tokenizers.pipeline import tokenize_features
+
+CODES_DIR, TOKENIZERS_DIR = "codes", "tokenizers"
+
+
+def make_tokenizer(cfg: TokenizerConfig, seed: int) -> SemanticTokenizer:
+    if cfg.method == "rq-kmeans":
+        from mmgr.tokenizers.rq_kmeans import RQKMeans
+
+        return RQKMeans(cfg.levels, cfg.codebook_size, n_iter=cfg.n_iter, seed=seed)
+    from mmgr.tokenizers import rqvae  # noqa: F401 - registers "rq-vae"
+
+    return TOKENIZERS.get("rq-vae")(levels=cfg.levels, codebook_size=cfg.codebook_size, seed=seed,
+                                    **cfg.rqvae.model_dump())
+
+
+def tokenize_run(run: RunDir, modality: str, config: Config) -> dict[str, Any]:
+    """Fit, resolve collisions, diagnose, save; returns the diagnostics report."""
+    fingerprint = _fingerprint(run)
+    features = load_features(run.path, modality, fingerprint)
+    tokenizer = make_tokenizer(config.tokenizer, config.seed)
+    start = time.perf_counter()
+    codes, report = tokenize_features(features, tokenizer, config.tokenizer.collisions)
+    report["fit_seconds"] = round(time.perf_counter() - start, 3)
+    tokenizer.save(run.path / TOKENIZERS_DIR / modality)
+    _save(run, codes, report, fingerprint, f"{tokenizer.name} on {features.model_id}")
+    run.record(f"tokenize.{modality}", _summary(report), config=config.model_dump(mode="json"))
+    return report
+
+
+def import_codes(run: RunDir, modality: str, table: Path, align: Literal["item_id", "row"]) -> dict[str, Any]:
+    """Bring a published SID table (LC-Rec index.json) as this run's codes for `modality`."""
+    from mmgr.data.dataset import Dataset
+    from mmgr.tokenizers.external import read_index
+
+    fingerprint = _fingerprint(run)
+    items = Dataset.load(run.path).items
+    raw = read_index(table, items["item_id"].to_pylist(), align)
+    sizes = [int(raw[:, level].max()) + 1 for level in range(raw.shape[1])]
+    resolved, extra = append_level(raw, capacity=1)
+    report = {"source": str(table), "items": int(len(raw)), "levels": raw.shape[1], "codebook_sizes": sizes,
+              "collision_rate_before": collision_rate(raw), "collision_rate_after": collision_rate(resolved),
+              "distinct_tuples_before": int(len({tuple(r) for r in raw.tolist()})),
+              "utilisation": [float(len(np.unique(raw[:, lv])) / sizes[lv]) for lv in range(raw.shape[1])]}
+    codes = ModalityCodes(modality, resolved, [*sizes, extra], np.zeros(len(raw), dtype=bool),
+                          {"tokenizer": "imported", "source": str(table), "collisions": "append"})
+    _save(run, codes, report, fingerprint, f"imported {table.name}", with_plot=False)
+    run.record(f"tokenize.{modality}", _summary(report))
+    return report
+
+
+def load_codes(run: RunDir) -> tuple[dict[str, ModalityCodes], Vocabulary]:
+    fingerprint = _fingerprint(run)
+    folder = run.path / CODES_DIR
+    codes = {p.stem: ModalityCodes.load(p, fingerprint) for p in sorted(folder.glob("*.safetensors"))}
+    if not codes:
+        raise MmgrError(f"{folder}: no codes; run `mmgr tokenize` first")
+    return codes, Vocabulary.load(folder / "vocabulary.json")
+
+
+def _save(run: RunDir, codes: ModalityCodes, report: dict[str, Any], fingerprint: str, title: str,
+          with_plot: bool = True) -> None:
+    codes.save(run.path / CODES_DIR / f"{codes.modality}.safetensors", fingerprint)
+    write_json_atomic(run.path / TOKENIZERS_DIR / f"{codes.modality}.diagnostics.json", report)
+    if with_plot:
+        plot(report, run.path / TOKENIZERS_DIR / f"{codes.modality}.diagnostics.png", f"{codes.modality}: {title}")
+    folder = run.path / CODES_DIR
+    levels = {p.stem: ModalityCodes.load(p).sizes for p in sorted(folder.glob("*.safetensors"))}
+    Vocabulary(levels).save(folder / "vocabulary.json")
+
+
+def _fingerprint(run: RunDir) -> str:
+    manifest = run.manifest()
+    if "dataset" not in manifest:
+        raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
+    return manifest["dataset"]["fingerprint"]
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    keys = ("tokenizer", "collisions", "items", "levels", "codebook_sizes", "collision_rate_before",
+            "collision_rate_after", "utilisation", "reconstruction_cosine", "fit_seconds", "warnings", "source")
+    return {k: report[k] for k in keys if k in report}
