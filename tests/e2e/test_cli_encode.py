@@ -5,24 +5,15 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from safetensors import safe_open
 
 from tests.e2e.test_cli_data import mmgr
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("enc")
-    run = folder / "run"
-    mmgr("data", "import", "--format", "synthetic", "--out", str(run), "data.synthetic.n_items=40",
-         "data.synthetic.n_users=30", "data.synthetic.image_size=32", f"encoders.cache_dir={folder / 'cache'}")
-    return run
-
-
-def test_text_image_fused_caption_features(run):
-    for modality in ("text", "image", "fused", "caption"):
-        mmgr("encode", str(run), "--modality", modality, "--no-progress")
+def test_text_image_fused_caption_features(encoded_run):
+    run = encoded_run
+    for modality in ("fused", "caption"):
+        mmgr("encode", str(encoded_run), "--modality", modality, "--no-progress")
     manifest = json.loads((run / "manifest.json").read_text())
     for modality, dim in (("text", 384), ("image", 1280), ("fused", 1664)):
         with safe_open(str(run / "features" / f"{modality}.safetensors"), framework="numpy") as handle:
@@ -32,20 +23,22 @@ def test_text_image_fused_caption_features(run):
     assert manifest["stages"]["encode.caption"]["captioned"] == 40
 
 
-def test_rerun_comes_from_cache_and_overrides_are_recorded(run):
-    mmgr("encode", str(run), "--modality", "text", "--no-progress")
+def test_rerun_comes_from_cache_and_overrides_are_recorded(encoded_run):
+    run = encoded_run
+    mmgr("encode", str(encoded_run), "--modality", "text", "--no-progress")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["encode.text"]["from_cache"] == 40
-    mmgr("encode", str(run), "--modality", "text", "--no-progress", "encoders.text.fields=[title]")
+    mmgr("encode", str(encoded_run), "--modality", "text", "--no-progress", "encoders.text.fields=[title]")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["encode.text"]["computed"] == 40      # other text, other content keys
     assert manifest["config"]["encoders"]["text"]["fields"] == ["title"]
 
 
-def test_encode_errors(tmp_path, run):
+def test_encode_errors(tmp_path, encoded_run):
+    run = encoded_run
     result = mmgr("encode", str(tmp_path), "--modality", "text", check=False)
     assert result.returncode == 1 and "not a run directory" in result.stderr
-    result = mmgr("encode", str(run), "--modality", "smell", check=False)
+    result = mmgr("encode", str(encoded_run), "--modality", "smell", check=False)
     assert result.returncode == 1 and "unknown modality" in result.stderr
-    result = mmgr("encode", str(run), "--modality", "text", "encoders.text.feilds=[title]", check=False)
+    result = mmgr("encode", str(encoded_run), "--modality", "text", "encoders.text.feilds=[title]", check=False)
     assert result.returncode == 1 and "unknown key 'encoders.text.feilds'" in result.stderr

@@ -1,7 +1,8 @@
 """Make every item's code tuple unique.
 
-- `append` (TIGER): add one level whose code numbers the items sharing a tuple (0, 1, 2, ...). Its capacity is
-  stored with the codes, so new items can be numbered later without refitting.
+- `append` (TIGER): add one level whose code numbers the items sharing a tuple (0, 1, 2, ...). Its capacity,
+  max(last codebook size, twice the largest group), is stored with the codes, so new items can be numbered later
+  without refitting.
 - `reassign` (MQL4GRec): an item that collides moves to its next-nearest last-level code whose tuple is free;
   the first item (catalog order) of each group keeps its code. Impossible when a prefix holds more items than the
   last codebook has codes: then the error says to use `append` or a larger codebook.
@@ -31,7 +32,7 @@ def append_level(codes: np.ndarray, capacity: int) -> tuple[np.ndarray, int]:
     for row, key in enumerate(map(tuple, codes.tolist())):
         extra[row] = seen[key]
         seen[key] += 1
-    size = max(capacity, int(extra.max(initial=0)) + 1)
+    size = max(capacity, 2 * (int(extra.max(initial=0)) + 1))
     return np.concatenate([codes, extra[:, None]], axis=1), size
 
 

@@ -83,6 +83,8 @@ def plot(report: dict[str, Any], path: Path, title: str) -> None:
     axes[1].plot(levels, report["reconstruction_cosine"], marker="o")
     axes[1].set(xlabel="depth", ylabel="mean cosine", title="reconstruction", ylim=(0, 1))
     axes[2].semilogy(levels, report["items_per_prefix"], marker="o")
+    for axis in axes:
+        axis.set_xticks(levels)
     axes[2].set(xlabel="depth", ylabel="items per prefix", title=f"collisions {report['collision_rate_before']:.1%}"
                                                                   " before resolution")
     fig.suptitle(title)

@@ -34,7 +34,7 @@ class RQKMeans(SemanticTokenizer):
         self.codebooks_: list[np.ndarray] = []
         for level, size in enumerate(sizes):
             kmeans = faiss.Kmeans(residual.shape[1], size, niter=self.n_iter, seed=self.seed + level,
-                                  max_points_per_centroid=100_000, verbose=False)
+                                  min_points_per_centroid=1, max_points_per_centroid=100_000, verbose=False)
             kmeans.train(residual)
             centroids = kmeans.centroids.astype(np.float32)                       # (K, D)
             self.codebooks_.append(centroids)

@@ -1,0 +1,454 @@
+"""RQ-VAE semantic-ID tokenizer (TIGER, Rajput et al. 2023), trained with Lightning.
+
+An MLP encoder maps an item's (L2-normalised) features to a latent `z` of `e_dim` numbers; `levels` codebooks quantize
+it residually (level l picks the codeword nearest to the residual `r_l = z - sum_{i<l} e_i`); an MLP decoder mirrors
+the encoder and reconstructs the features from the sum of the chosen codewords. The loss is
+
+    ||x - dec(z_q)||^2 + sum_l ( ||sg[r_l] - e_l||^2 + beta * ||r_l - sg[e_l]||^2 )
+
+(squared norms averaged over items). Residuals are passed on as `r_{l+1} = r_l - sg[e_l]`, so every level's
+commitment term pulls the encoder towards the partial sum of codewords (as in the original RQ-VAE). Gradients reach the
+encoder through the quantizer by the straight-through estimator (`gradient="ste"`) or the rotation trick
+(`gradient="rotation"`, Fifty et al. 2024), applied once to the total `z -> z_q`.
+
+Training details: codebooks start from faiss k-means of the initial encoder's latents (level by level, on residuals);
+after every epoch but the last, codewords that no item chose during that epoch are restarted at random residuals of
+that level seen in the epoch (`restarts_` counts them); optionally (`sinkhorn=True`, LC-Rec's remedy for collisions)
+the last level's assignment is balanced by Sinkhorn-Knopp, during training (per batch) and in `transform` (over the
+items transformed together, so a balanced code depends on the batch it is transformed with). Two fits with the same
+seed give identical codes on the same machine and device.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmgr.errors import MmgrError
+from mmgr.tokenizers.base import TOKENIZERS, SemanticTokenizer, check_features, expand_sizes
+
+GRADIENTS = ("ste", "rotation")
+CHUNK = 8192                 # items per inference forward pass
+RESTART_POOL = 16384         # residuals per level kept from the epoch to restart dead codewords from
+KMEANS_POINTS_PER_CODE = 64  # latents per codeword sampled for the k-means initialisation
+
+
+@TOKENIZERS.register("rq-vae")
+class RQVAE(SemanticTokenizer):
+    """Residual-quantized VAE over item features; learned state: the network weights and `codebooks_`."""
+
+    name = "rq-vae"
+
+    def __init__(self, levels: int = 3, codebook_size: int | list[int] = 256, hidden: list[int] | tuple[int, ...] = (
+                 512, 256, 128), e_dim: int = 32, beta: float = 0.25, epochs: int = 100, batch_size: int = 1024,
+                 lr: float = 1e-3, weight_decay: float = 0.0, gradient: str = "ste", sinkhorn: bool = False,
+                 sinkhorn_epsilon: float = 0.003, sinkhorn_iters: int = 50, kmeans_init: bool = True,
+                 dead_code_restart: bool = True, normalize: bool = True, seed: int = 0, device: str = "cpu",
+                 precision: str = "32-true") -> None:
+        self.levels_setting = levels  # `levels` itself is the base class's fitted-state property
+        self.codebook_size = list(codebook_size) if isinstance(codebook_size, list | tuple) else codebook_size
+        self.hidden = list(hidden)
+        self.e_dim = e_dim
+        self.beta = beta
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.gradient = gradient
+        self.sinkhorn = sinkhorn
+        self.sinkhorn_epsilon = sinkhorn_epsilon
+        self.sinkhorn_iters = sinkhorn_iters
+        self.kmeans_init = kmeans_init
+        self.dead_code_restart = dead_code_restart
+        self.normalize = normalize
+        self.seed = seed
+        self.device = device
+        self.precision = precision
+
+    def get_params(self) -> dict[str, Any]:
+        return {"levels": self.levels_setting, "codebook_size": self.codebook_size, "hidden": self.hidden,
+                "e_dim": self.e_dim, "beta": self.beta, "epochs": self.epochs, "batch_size": self.batch_size,
+                "lr": self.lr, "weight_decay": self.weight_decay, "gradient": self.gradient, "sinkhorn": self.sinkhorn,
+                "sinkhorn_epsilon": self.sinkhorn_epsilon, "sinkhorn_iters": self.sinkhorn_iters,
+                "kmeans_init": self.kmeans_init, "dead_code_restart": self.dead_code_restart,
+                "normalize": self.normalize, "seed": self.seed, "device": self.device, "precision": self.precision}
+
+    # ---- fitting ----------------------------------------------------------------------------------------------------
+
+    def fit(self, features: np.ndarray) -> RQVAE:
+        """Train the encoder, codebooks and decoder on float32[N, D] features; returns self."""
+        sizes = expand_sizes(self.levels_setting, self.codebook_size)
+        x = self._prepare(check_features(features, sizes, self.name))           # (N, D)
+        self._check_settings()
+        start = time.perf_counter()
+        with _quiet_lightning(), _restore_determinism():
+            import lightning as L  # deferred: importing lightning takes seconds
+
+            L.seed_everything(self.seed, workers=True, verbose=False)
+            net = _Network(x.shape[1], self.hidden, self.e_dim, sizes)
+            if self.kmeans_init:
+                net.init_codebooks(torch.from_numpy(x), self.seed)
+            module = _lightning_module(L)(net, self)
+            trainer = L.Trainer(max_epochs=self.epochs, accelerator=self.device, devices=1,
+                                enable_checkpointing=False, logger=False, enable_progress_bar=False,
+                                enable_model_summary=False, deterministic=True, precision=self.precision)
+            trainer.fit(module, train_dataloaders=self._loader(x))
+        self.net_ = net.cpu().float().eval()
+        self.codebook_sizes_, self.dim_ = sizes, int(x.shape[1])
+        self.history_: list[dict[str, Any]] = module.history
+        self.restarts_ = int(sum(h["restarts"] for h in self.history_))
+        self.fit_seconds_ = time.perf_counter() - start
+        codes = self._codes(x)
+        self.utilization_ = utilization(codes, sizes)
+        self.collision_rate_ = collision_rate(codes)
+        return self
+
+    def _check_settings(self) -> None:
+        if self.gradient not in GRADIENTS:
+            raise MmgrError(f"{self.name}: gradient must be one of {', '.join(GRADIENTS)}, not {self.gradient!r}")
+        for key in ("e_dim", "epochs", "batch_size", "sinkhorn_iters"):
+            if int(getattr(self, key)) < 1:
+                raise MmgrError(f"{self.name}: {key} must be at least 1, not {getattr(self, key)!r}")
+        if self.sinkhorn and self.sinkhorn_epsilon <= 0:
+            raise MmgrError(f"{self.name}: sinkhorn_epsilon must be positive, not {self.sinkhorn_epsilon!r}")
+
+    def _loader(self, x: np.ndarray) -> torch.utils.data.DataLoader:
+        """Shuffled mini-batches in a seeded order."""
+        generator = torch.Generator().manual_seed(self.seed)
+        data = torch.utils.data.TensorDataset(torch.from_numpy(x))
+        return torch.utils.data.DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator)
+
+    # ---- inference --------------------------------------------------------------------------------------------------
+
+    def transform(self, features: np.ndarray) -> np.ndarray:
+        """int64[N, L] codes; with `sinkhorn=True` the last level is balanced over the N items given together."""
+        return self._codes(self._prepare(self._checked_input(features)))
+
+    def inverse_transform(self, codes: np.ndarray) -> np.ndarray:
+        """float32[N, D] decoded features for codes int[N, L'] (L' <= L: a prefix gives a coarser reconstruction)."""
+        codes = self._checked_codes(codes)                                       # (N, L')
+        out = []
+        with torch.no_grad():
+            for lo in range(0, codes.shape[0], CHUNK):
+                part = torch.from_numpy(codes[lo:lo + CHUNK])
+                zq = sum(cb[part[:, level]] for level, cb in enumerate(self.net_.codebooks[:codes.shape[1]]))
+                out.append(self.net_.decoder(zq).numpy())                      # (B, D)
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.dim_), np.float32)
+
+    def candidates(self, features: np.ndarray, k: int) -> np.ndarray:
+        """int64[N, min(k, K_last)]: nearest last-level codewords to each item's residual after L-1 levels."""
+        x = self._prepare(self._checked_input(features))
+        k = min(int(k), self.codebook_sizes_[-1])
+        if k < 1:
+            raise MmgrError(f"{self.name}: candidates needs k >= 1")
+        out = []
+        with torch.no_grad():
+            for lo in range(0, x.shape[0], CHUNK):
+                residual = self.net_.encoder(torch.from_numpy(x[lo:lo + CHUNK]))  # (B, e)
+                for cb in self.net_.codebooks[:-1]:
+                    residual = residual - cb[_distances(residual, cb).argmin(1)]
+                dist = _distances(residual, self.net_.codebooks[-1])              # (B, K)
+                out.append(dist.topk(k, dim=1, largest=False).indices.numpy())
+        return np.concatenate(out).astype(np.int64) if out else np.zeros((0, k), np.int64)
+
+    def _codes(self, x: np.ndarray) -> np.ndarray:
+        """int64[N, L] for prepared features; the last level is balanced over all N when `sinkhorn` is on."""
+        codes, last = [], []
+        with torch.no_grad():
+            for lo in range(0, x.shape[0], CHUNK):
+                z = self.net_.encoder(torch.from_numpy(x[lo:lo + CHUNK]))       # (B, e)
+                part, dist = self.net_.quantize(z)
+                codes.append(part)
+                last.append(dist)
+            codes_t = torch.cat(codes) if codes else torch.zeros((0, len(self.codebook_sizes_)), dtype=torch.long)
+            if self.sinkhorn and codes:
+                codes_t[:, -1] = sinkhorn_assign(torch.cat(last), self.sinkhorn_epsilon, self.sinkhorn_iters)
+        return codes_t.numpy().astype(np.int64)
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """float32[N, D], L2-normalised rows when `normalize` is set."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.normalize:
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        return x
+
+    def _checked_input(self, features: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "net_"):
+            raise MmgrError(f"{self.name}: fit the tokenizer first")
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim_:
+            raise MmgrError(f"{self.name}: expected features of shape (items, {self.dim_}), got {x.shape}")
+        if not np.isfinite(x).all():
+            raise MmgrError(f"{self.name}: features contain NaN or infinite values; re-run `mmgr encode`")
+        return x
+
+    def _checked_codes(self, codes: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "net_"):
+            raise MmgrError(f"{self.name}: fit the tokenizer first")
+        codes = np.asarray(codes, dtype=np.int64)
+        if codes.ndim != 2 or not 1 <= codes.shape[1] <= len(self.codebook_sizes_):
+            raise MmgrError(f"{self.name}: expected codes of shape (items, 1..{len(self.codebook_sizes_)}), "
+                            f"got {codes.shape}")
+        sizes = np.asarray(self.codebook_sizes_[:codes.shape[1]])
+        if codes.size and ((codes < 0).any() or (codes >= sizes).any()):
+            raise MmgrError(f"{self.name}: codes out of range for codebook sizes {self.codebook_sizes_}")
+        return codes
+
+    # ---- persistence ------------------------------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "history": self.history_, "restarts": self.restarts_,
+                "utilization": self.utilization_, "collision_rate": self.collision_rate_,
+                "fit_seconds": self.fit_seconds_}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {key: value.detach().cpu().numpy() for key, value in self.net_.state_dict().items()}
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
+        net = _Network(self.dim_, self.hidden, self.e_dim, self.codebook_sizes_)
+        net.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in arrays.items()})
+        self.net_ = net.eval()
+        self.history_ = list(state.get("history", []))
+        self.restarts_ = int(state.get("restarts", 0))
+        self.utilization_ = list(state.get("utilization", []))
+        self.collision_rate_ = float(state.get("collision_rate", float("nan")))
+        self.fit_seconds_ = float(state.get("fit_seconds", float("nan")))
+
+
+# ---- the network ----------------------------------------------------------------------------------------------------
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    """Linear layers through `widths` with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class _Network(nn.Module):
+    """Encoder, residual codebooks and decoder."""
+
+    def __init__(self, dim: int, hidden: list[int], e_dim: int, sizes: list[int]) -> None:
+        super().__init__()
+        self.encoder = _mlp([dim, *hidden, e_dim])
+        self.decoder = _mlp([e_dim, *reversed(hidden), dim])
+        self.codebooks = nn.ParameterList([nn.Parameter(torch.randn(k, e_dim) / e_dim ** 0.5) for k in sizes])
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Nearest-codeword codes (B, L) for latents z (B, e) and the last level's distances (B, K_last)."""
+        codes, residual, dist = [], z.float(), z.new_zeros(0)
+        for cb in self.codebooks:
+            dist = _distances(residual, cb.float())                                 # (B, K)
+            idx = dist.argmin(1)                                                    # (B,)
+            codes.append(idx)
+            residual = residual - cb[idx].float()
+        return torch.stack(codes, 1), dist
+
+    @torch.no_grad()
+    def init_codebooks(self, x: torch.Tensor, seed: int) -> None:
+        """Faiss k-means of the initial latents, level by level on the residuals."""
+        import faiss
+
+        n = min(x.shape[0], KMEANS_POINTS_PER_CODE * max(cb.shape[0] for cb in self.codebooks))
+        pick = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
+        residual = self.encoder(x[pick]).numpy().astype(np.float32)                # (n, e)
+        for level, cb in enumerate(self.codebooks):
+            kmeans = faiss.Kmeans(residual.shape[1], cb.shape[0], niter=20, seed=seed + level, verbose=False,
+                                  min_points_per_centroid=1)
+            kmeans.train(np.ascontiguousarray(residual))
+            centroids = torch.from_numpy(kmeans.centroids.astype(np.float32))      # (K, e)
+            cb.copy_(centroids)
+            residual = residual - kmeans.centroids[kmeans.index.search(residual, 1)[1][:, 0]]
+
+
+def _distances(r: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+    """Squared L2 distances (B, K) between rows of r (B, e) and codewords cb (K, e)."""
+    return (r * r).sum(1, keepdim=True) - 2 * r @ cb.T + (cb * cb).sum(1)
+
+
+def rotate_to(src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """The rotation trick: the value of `tgt` (B, e), with gradient to `src` (B, e) through a fixed rotation+scale.
+
+    R = I - 2 w w^T + 2 q u^T with u = src/|src|, q = tgt/|tgt|, w = (u + q)/|u + q| maps u to q; the output is
+    sg[|tgt|/|src| R] src, so the backward pass rotates the decoder's gradient instead of copying it (Fifty et al.)."""
+    eps = 1e-8
+    src_norm = src.norm(dim=1, keepdim=True).clamp_min(eps)                       # (B, 1)
+    tgt_norm = tgt.norm(dim=1, keepdim=True).clamp_min(eps)
+    u = (src / src_norm).detach()
+    q = (tgt / tgt_norm).detach()
+    w = F.normalize(u + q, dim=1, eps=eps).detach()
+    rotated = src - 2 * (src * w).sum(1, keepdim=True) * w + 2 * (src * u).sum(1, keepdim=True) * q
+    return rotated * (tgt_norm / src_norm).detach()
+
+
+def sinkhorn_assign(dist: torch.Tensor, epsilon: float, iters: int) -> torch.Tensor:
+    """Balanced codes (B,) from distances (B, K): Sinkhorn-Knopp in log space on distances scaled to [-1, 1]
+    (LC-Rec's recipe), each row then takes its most probable code."""
+    d = dist.double()
+    mid = (d.max() + d.min()) / 2
+    scaled = (d - mid) / ((d.max() - mid) + 1e-5)                                # (B, K) in [-1, 1]
+    log_q = -scaled / epsilon
+    b, k = log_q.shape
+    for _ in range(iters):
+        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - np.log(k)  # columns sum to 1/K
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - np.log(b)  # rows sum to 1/B
+    return log_q.argmax(1)
+
+
+# ---- training -------------------------------------------------------------------------------------------------------
+
+
+def _lightning_module(L: Any) -> type:
+    """The LightningModule class (built on first use so that importing this module does not import lightning)."""
+
+    class RQVAEModule(L.LightningModule):
+        """One RQ-VAE training run: loss, per-epoch history and dead-codeword restarts."""
+
+        def __init__(self, net: _Network, cfg: RQVAE) -> None:
+            super().__init__()
+            self.net, self.cfg = net, cfg
+            self.history: list[dict[str, Any]] = []
+            self.restart_gen = torch.Generator().manual_seed(cfg.seed + 1)
+            self._reset_epoch()
+
+        def _reset_epoch(self) -> None:
+            self.usage = [torch.zeros(cb.shape[0], dtype=torch.long) for cb in self.net.codebooks]
+            self.pool: list[list[torch.Tensor]] = [[] for _ in self.net.codebooks]
+            self.sums = {"loss": 0.0, "recon": 0.0, "quant": 0.0, "items": 0}
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.AdamW(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+        def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+            x = batch[0]                                                          # (B, D)
+            z = self.net.encoder(x).float()                                       # (B, e)
+            with torch.autocast(z.device.type, enabled=False):                    # quantize in float32
+                zq, quant = self._quantize(z)
+            z_hat = rotate_to(z, zq) if self.cfg.gradient == "rotation" else z + (zq - z).detach()  # (B, e)
+            recon = ((self.net.decoder(z_hat).float() - x.float()) ** 2).sum(1).mean()
+            loss = recon + quant
+            self._accumulate(x.shape[0], loss, recon, quant)
+            return loss
+
+        def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """Quantized latents z_q (B, e) (no gradient) and the summed codebook + commitment losses."""
+            residual, zq, quant = z, torch.zeros_like(z), z.new_zeros(())
+            for level, cb in enumerate(self.net.codebooks):
+                cb = cb.float()
+                dist = _distances(residual.detach(), cb.detach())                 # (B, K)
+                last = level == len(self.net.codebooks) - 1
+                if last and self.cfg.sinkhorn:
+                    idx = sinkhorn_assign(dist, self.cfg.sinkhorn_epsilon, self.cfg.sinkhorn_iters)
+                else:
+                    idx = dist.argmin(1)
+                e = cb[idx]                                                       # (B, e)
+                quant = quant + ((residual.detach() - e) ** 2).sum(1).mean()
+                quant = quant + self.cfg.beta * ((residual - e.detach()) ** 2).sum(1).mean()
+                self._remember(level, idx, residual)
+                zq = zq + e.detach()
+                residual = residual - e.detach()
+            return zq, quant
+
+        def _remember(self, level: int, idx: torch.Tensor, residual: torch.Tensor) -> None:
+            """Count codeword use and keep recent residuals of this level (restart material)."""
+            self.usage[level] += torch.bincount(idx.cpu(), minlength=self.usage[level].shape[0])
+            pool = self.pool[level]
+            pool.append(residual.detach().float().cpu())
+            while sum(p.shape[0] for p in pool) - pool[0].shape[0] >= RESTART_POOL:
+                pool.pop(0)
+
+        def _accumulate(self, n: int, loss: torch.Tensor, recon: torch.Tensor, quant: torch.Tensor) -> None:
+            for key, value in (("loss", loss), ("recon", recon), ("quant", quant)):
+                self.sums[key] += float(value.detach()) * n
+            self.sums["items"] += n
+
+        def on_train_epoch_end(self) -> None:
+            n = max(self.sums["items"], 1)
+            used = [int((u > 0).sum()) for u in self.usage]
+            restarts = [0] * len(self.usage)
+            if self.cfg.dead_code_restart and self.current_epoch < self.trainer.max_epochs - 1:
+                restarts = [self._restart(level) for level in range(len(self.usage))]
+            self.history.append({"epoch": int(self.current_epoch), "loss": self.sums["loss"] / n,
+                                 "recon": self.sums["recon"] / n, "quant": self.sums["quant"] / n,
+                                 "used": used, "restarts": int(sum(restarts)), "restarts_per_level": restarts})
+            self._reset_epoch()
+
+        @torch.no_grad()
+        def _restart(self, level: int) -> int:
+            """Move this epoch's unused codewords of `level` onto random residuals; returns how many moved."""
+            dead = (self.usage[level] == 0).nonzero()[:, 0]                       # (n_dead,)
+            if dead.numel() == 0 or not self.pool[level]:
+                return 0
+            pool = torch.cat(self.pool[level])                                    # (P, e)
+            pick = torch.randint(pool.shape[0], (dead.numel(),), generator=self.restart_gen)
+            cb = self.net.codebooks[level]
+            cb[dead.to(cb.device)] = pool[pick].to(cb.device, cb.dtype)
+            self._reset_moments(cb, dead.to(cb.device))
+            return int(dead.numel())
+
+        def _reset_moments(self, param: torch.nn.Parameter, rows: torch.Tensor) -> None:
+            """Forget the optimizer's running moments of restarted codewords."""
+            for optimizer in self.trainer.optimizers:
+                for value in optimizer.state.get(param, {}).values():
+                    if torch.is_tensor(value) and value.shape == param.shape:
+                        value[rows] = 0
+
+    return RQVAEModule
+
+
+@contextmanager
+def _quiet_lightning():
+    """Silence Lightning's banner lines and its hints about dataloader workers while fitting."""
+    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+@contextmanager
+def _restore_determinism():
+    """`Trainer(deterministic=True)` switches torch to deterministic algorithms process-wide; switch it back."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+# ---- code statistics ------------------------------------------------------------------------------------------------
+
+
+def collision_rate(codes: np.ndarray) -> float:
+    """Fraction of items whose full code tuple is shared with at least one other item."""
+    codes = np.asarray(codes)
+    if codes.shape[0] == 0:
+        return 0.0
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse.reshape(-1)] > 1).mean())
+
+
+def utilization(codes: np.ndarray, sizes: list[int]) -> list[float]:
+    """Per level: distinct codes used / codebook size."""
+    codes = np.asarray(codes)
+    return [len(np.unique(codes[:, level])) / size for level, size in enumerate(sizes)]

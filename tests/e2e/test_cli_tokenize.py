@@ -1,0 +1,59 @@
+"""`mmgr tokenize` on a small synthetic run and with a published SID table."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from tests.e2e.test_cli_data import mmgr
+
+
+def codes_of(run, modality):
+    with safe_open(str(run / "codes" / f"{modality}.safetensors"), framework="numpy") as handle:
+        return handle.get_tensor("codes")
+
+
+@pytest.mark.parametrize("method", ["rq-kmeans", "rq-vae"])
+def test_tokenize_writes_unique_codes_diagnostics_and_vocabulary(encoded_run, method):
+    run = encoded_run
+    mmgr("tokenize", str(run), "--modality", "text", "--method", method, "--levels", "2", "--codebook", "8",
+         "tokenizer.rqvae.epochs=20", "tokenizer.rqvae.hidden=[64]", "tokenizer.rqvae.batch_size=64")
+    codes = codes_of(run, "text")
+    assert codes.shape == (40, 3) and len({tuple(r) for r in codes.tolist()}) == 40
+    report = json.loads((run / "tokenizers" / "text.diagnostics.json").read_text())
+    assert report["tokenizer"] == method and report["collision_rate_after"] == 0.0
+    assert len(report["utilisation"]) == 2 and len(report["reconstruction_cosine"]) == 2
+    assert (run / "tokenizers" / "text.diagnostics.png").read_bytes()[:4] == b"\x89PNG"
+    vocab = json.loads((run / "codes" / "vocabulary.json").read_text())
+    assert vocab["levels"]["text"][:2] == [8, 8]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["tokenize.text"]["tokenizer"] == method
+
+
+def test_image_codes_join_the_vocabulary(encoded_run):
+    mmgr("tokenize", str(encoded_run), "--modality", "text", "--codebook", "8")
+    mmgr("tokenize", str(encoded_run), "--modality", "image", "--codebook", "8", "--collisions", "append",
+         "--levels", "2")
+    vocab = json.loads((encoded_run / "codes" / "vocabulary.json").read_text())
+    assert set(vocab["levels"]) >= {"image", "text"} and vocab["levels"]["image"] == [8, 8]
+    assert len({tuple(r) for r in codes_of(encoded_run, "image").tolist()}) == 40
+
+
+def test_bad_requests_are_explained(encoded_run, tmp_path):
+    result = mmgr("tokenize", str(encoded_run), "--modality", "fused", check=False)
+    assert result.returncode == 1 and "mmgr encode" in result.stderr
+    result = mmgr("tokenize", str(encoded_run), "--modality", "text", "--codebook", "64", check=False)
+    assert result.returncode == 1 and "fewer than the codebook size" in result.stderr
+
+
+def test_import_published_table(shared_data, tmp_path):
+    run = tmp_path / "sci"
+    mmgr("data", "import", "--format", "lcrec", str(shared_data / "amazon-scientific-2018"), "--out", str(run))
+    mmgr("tokenize", str(run), "--modality", "text", "--import",
+         str(shared_data / "amazon-scientific-2018/indexes/letter_native.Scientific.index.json"))
+    codes = codes_of(run, "text")
+    assert codes.shape == (4344, 5) and len({tuple(r) for r in codes.tolist()}) == 4344
+    assert (codes[:, 4] > 0).any()   # colliding items were told apart by the extra code

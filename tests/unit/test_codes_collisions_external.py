@@ -1,0 +1,76 @@
+"""Collision handling, the token vocabulary and imported SID tables (fixtures and the published real tables)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mmgr.data.formats.lcrec import read_lcrec
+from mmgr.data.formats.p5 import read_p5
+from mmgr.errors import DataError, MmgrError
+from mmgr.tokenizers.codes import SPECIALS, Vocabulary
+from mmgr.tokenizers.collisions import append_level, collision_rate, reassign
+from mmgr.tokenizers.external import read_index
+
+
+def test_collision_rate_counts_items_sharing_a_tuple():
+    assert collision_rate(np.array([[0, 1], [0, 1], [0, 2], [1, 1]])) == 0.5
+
+
+def test_append_numbers_each_group_and_keeps_headroom():
+    codes, size = append_level(np.array([[0, 1], [0, 1], [0, 2], [0, 1]]), capacity=4)
+    assert codes[:, -1].tolist() == [0, 1, 0, 2] and size == 6       # max(4, 2 * largest group of 3)
+    assert collision_rate(codes) == 0
+
+
+def test_reassign_moves_later_items_to_their_next_free_code():
+    codes = np.array([[0, 1], [0, 1], [0, 1]])
+    candidates = np.array([[1, 2, 3], [1, 2, 3], [1, 1, 3]])
+    assert reassign(codes, candidates).tolist() == [[0, 1], [0, 2], [0, 3]]
+    with pytest.raises(MmgrError, match="collisions=append"):
+        reassign(codes, np.array([[1], [1], [1]]))
+
+
+def test_vocabulary_gives_every_code_its_own_token():
+    vocab = Vocabulary({"text": [4, 4, 2], "image": [3, 3]}, tasks=("align",), user_buckets=5)
+    base = len(SPECIALS) + 1 + 5
+    assert vocab.size == base + 10 + 6
+    assert vocab.encode("text", np.array([[0, 0, 0], [3, 3, 1]])).tolist() == [
+        [base, base + 4, base + 8], [base + 3, base + 7, base + 9]]
+    assert vocab.encode("image", np.array([[2, 0]])).tolist() == [[base + 10 + 2, base + 13]]
+    assert vocab.decode(base + 13) == ("image", 1, 0)
+    assert vocab.token("<switch>") == SPECIALS.index("<switch>") and vocab.specials[-1] == "<task:align>"
+    assert len(SPECIALS) + 1 <= vocab.user_token("user-42") < base
+    with pytest.raises(MmgrError, match="do not fit"):
+        vocab.encode("text", np.array([[4, 0, 0]]))
+
+
+def test_vocabulary_round_trip(tmp_path):
+    vocab = Vocabulary({"text": [4, 4]}, tasks=("next",), user_buckets=3)
+    vocab.save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json") == vocab
+
+
+def test_index_fixture_and_bad_tables(tmp_path):
+    path = tmp_path / "x.index.json"
+    path.write_text(json.dumps({"7": ["<a_1>", "<b_2>"], "3": ["<a_0>", "<b_5>"]}))
+    assert read_index(path, ["3", "7"]).tolist() == [[0, 5], [1, 2]]
+    with pytest.raises(DataError, match="have no codes.*'9'"):
+        read_index(path, ["3", "9"])
+    path.write_text(json.dumps({"0": ["<a_1>", "<c_2>"]}))
+    with pytest.raises(DataError, match="field '0'.*level 1"):
+        read_index(path, ["0"])
+
+
+def test_published_tables_match_their_documented_collisions(shared_data):
+    beauty = read_p5(shared_data / "amazon-beauty-2014").build()
+    codes = read_index(shared_data / "amazon-beauty-2014/lcrec/Beauty.index.json",
+                       beauty.items["item_id"].to_pylist(), align="row")
+    assert codes.shape == (12101, 4) and len({tuple(r) for r in codes.tolist()}) == 12088
+    scientific = read_lcrec(shared_data / "amazon-scientific-2018").build()
+    distinct = {}
+    for name in ("rqvae_native", "letter_native", "mql4grec"):
+        table = read_index(shared_data / f"amazon-scientific-2018/indexes/{name}.Scientific.index.json",
+                           scientific.items["item_id"].to_pylist())
+        distinct[name] = len({tuple(r) for r in table.tolist()})
+    assert distinct == {"rqvae_native": 3790, "letter_native": 4317, "mql4grec": 4344}
