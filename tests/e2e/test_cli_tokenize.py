@@ -38,7 +38,7 @@ def test_image_codes_join_the_vocabulary(encoded_run):
     mmgr("tokenize", str(encoded_run), "--modality", "image", "--codebook", "8", "--collisions", "append",
          "--levels", "2")
     vocab = json.loads((encoded_run / "codes" / "vocabulary.json").read_text())
-    assert set(vocab["levels"]) >= {"image", "text"} and vocab["levels"]["image"] == [8, 8]
+    assert set(vocab["levels"]) >= {"image", "text"} and vocab["levels"]["image"][:2] == [8, 8]
     assert len({tuple(r) for r in codes_of(encoded_run, "image").tolist()}) == 40
 
 
