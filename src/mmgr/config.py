@@ -158,6 +158,50 @@ class TokenizerConfig(Section):
     rqvae: RQVAEConfig = Field(default_factory=RQVAEConfig)
 
 
+class ModelConfig(Section):
+    """The sequence model. t5: encoder-decoder generating semantic IDs (TIGER size by default); sasrec: ID-based
+    causal transformer with a full softmax over items."""
+
+    kind: Literal["t5", "sasrec"] = Field("t5", description="generative T5 or the SASRec baseline")
+    layout: Literal["single"] = Field("single", description="how item codes become tokens (single: TIGER)")
+    modality: str = Field("text", description="which modality's codes the single layout uses")
+    d_model: int = Field(128, ge=8, description="hidden size")
+    num_layers: int = Field(4, ge=1, description="encoder layers (SASRec: blocks)")
+    num_decoder_layers: int = Field(4, ge=1, description="decoder layers (t5)")
+    num_heads: int = Field(6, ge=1, description="attention heads")
+    d_kv: int = Field(64, ge=4, description="size of each attention head (t5)")
+    d_ff: int = Field(1024, ge=8, description="feed-forward width")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate")
+    user_buckets: int = Field(2000, ge=0, description="hashed user tokens (TIGER: 2000); 0 = none")
+
+
+class TrainingConfig(Section):
+    """Optimisation, validation, checkpoints."""
+
+    epochs: int = Field(30, ge=1, description="maximum epochs")
+    batch_size: int = Field(256, ge=1, description="examples per step")
+    lr: float = Field(2e-3, gt=0.0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
+    warmup_steps: int = Field(300, ge=0, description="linear warmup, then cosine decay to 0")
+    grad_clip: float = Field(1.0, gt=0.0, description="gradient norm clip")
+    precision: Literal["32-true", "bf16-mixed"] = Field("bf16-mixed", description="numeric precision (Lightning)")
+    accelerator: str = Field("auto", description="cpu, gpu or auto (Lightning)")
+    devices: int = Field(1, ge=1, description="devices (processes) for data-parallel training")
+    eval_every: int = Field(1, ge=1, description="validate every N epochs")
+    eval_users: int = Field(2000, ge=0, description="fixed validation user sample (0 = all)")
+    patience: int = Field(4, ge=1, description="early stopping: validations without NDCG@10 improvement")
+    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (for budgets and tests)")
+
+
+class DecodingConfig(Section):
+    """Trie-constrained beam search."""
+
+    beam_size: int = Field(20, ge=1, description="beams per user (>= the largest K)")
+    top_k: int = Field(20, ge=1, description="items returned per user")
+    batch_size: int = Field(256, ge=1, description="users per decoding batch")
+
+
 class Config(Section):
     """Everything a run needs; saved in the run's manifest."""
 
@@ -166,6 +210,9 @@ class Config(Section):
     split: SplitConfig = Field(default_factory=SplitConfig)
     encoders: EncodersConfig = Field(default_factory=EncodersConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    decoding: DecodingConfig = Field(default_factory=DecodingConfig)
 
 
 def load_config(recipe: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),

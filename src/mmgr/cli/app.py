@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from mmgr import __version__
-from mmgr.cli import data, encode, quickstart, tokenize
+from mmgr.cli import data, encode, quickstart, tokenize, train
 from mmgr.cli.common import err_console
 from mmgr.errors import MmgrError, NotBuiltError
 
@@ -21,13 +21,13 @@ app = typer.Typer(name="mmgr", help="Multimodal generative recommendation, from 
 app.add_typer(data.app, name="data")
 app.command("encode")(encode.encode)
 app.command("tokenize")(tokenize.tokenize)
+app.command("train")(train.train)
+app.command("evaluate")(train.evaluate)
+app.command("recommend")(train.recommend)
 app.command("quickstart")(quickstart.quickstart)
 
 # Stages that later issues build; each says so instead of pretending.
 PLANNED = {
-    "train": "training generative recommenders and SASRec",
-    "evaluate": "evaluation (HR/NDCG/MRR with trie-constrained beam search)",
-    "recommend": "top-K recommendations for a user",
     "serve": "the HTTP recommendation server",
     "bench": "benchmarks",
 }

@@ -45,6 +45,7 @@ TRANSFORMERS_INSTALL = "pip install 'mmgr[encoders]'"
 TITLE_CHARS, DESCRIPTION_CHARS, MAX_CATEGORIES = 200, 300, 6
 MAX_TAG_WORDS, MAX_TAG_CHARS = 6, 60
 RETRY_TEMPERATURE = 0.7
+NO_REPEAT_NGRAM = 3
 
 # Worked examples for the few-shot prompt: (item prompt, answer). Varied domains so the model copies the pattern,
 # not the tags; one example has no image caption, as some items have none.
@@ -204,15 +205,16 @@ class LocalLM(InterestMiner):
 
     version = f"{PROMPT_VERSION}-fewshot"
 
-    def __init__(self, model: str | None = None, max_new_tokens: int = 32, device: str | None = None) -> None:
+    def __init__(self, model: str | None = None, max_new_tokens: int = 32, max_tags: int = 4,
+                 device: str | None = None) -> None:
         self.model_name = model
         self.model_id = model or OFFLINE_MODEL_ID
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.max_tags = max_new_tokens, max_tags
         self.device = device
         self.generated_tokens = 0
         self._model: Any = None
         self._tokenizer: Any = None
-        self._newline_ids: Any = None
+        self._stop_ids: Any = None
 
     def load(self) -> None:
         """Load the tokenizer and model (done on the first `generate`; a no-op afterwards)."""
@@ -227,10 +229,8 @@ class LocalLM(InterestMiner):
         self._tokenizer.padding_side = "left"
         if self._tokenizer.pad_token is None:
             self._tokenizer.pad_token = self._tokenizer.eos_token
-        self._newline_ids = torch.tensor(_newline_token_ids(self._tokenizer), device=self.device)
-
-    def generate_options(self, width: int) -> dict[str, Any]:
-        return {}
+        self._stop_ids = tuple(torch.tensor(ids, dtype=torch.long, device=self.device)
+                               for ids in _stop_token_ids(self._tokenizer))
 
     def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
         """Continue each few-shot prompt up to the first newline (batched, left-padded)."""
@@ -238,7 +238,7 @@ class LocalLM(InterestMiner):
             return []
         self.load()
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         batch = self._tokenizer([few_shot_prompt(p) for p in prompts], return_tensors="pt", padding=True)
         batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -250,8 +250,9 @@ class LocalLM(InterestMiner):
         with torch.inference_mode():
             out = self._model.generate(
                 **batch, max_new_tokens=self.max_new_tokens, pad_token_id=self._tokenizer.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([_stop_at_newline(self._newline_ids, width)]), **sampling,
-                **self.generate_options(width))
+                logits_processor=LogitsProcessorList([_no_repeat_ngram(NO_REPEAT_NGRAM)]),
+                stopping_criteria=StoppingCriteriaList([_stop_when_done(self._stop_ids, width, self.max_tags)]),
+                **sampling)
         new = out[:, width:]
         self.generated_tokens += int((new != self._tokenizer.pad_token_id).sum())
         texts = self._tokenizer.batch_decode(new, skip_special_tokens=True)
@@ -303,9 +304,9 @@ def make_miner(cfg: InterestConfig) -> InterestMiner:
         if not cfg.model:
             raise ConfigError("encoders.interests.backend=transformers needs encoders.interests.model (a causal LM "
                               "name or local path); backend=offline uses the bundled gemma-3-270m")
-        return LocalLM(cfg.model, cfg.max_new_tokens)
+        return LocalLM(cfg.model, cfg.max_new_tokens, cfg.max_tags)
     _require(OFFLINE_PACKAGE, OFFLINE_INSTALL)
-    return LocalLM(None, cfg.max_new_tokens)
+    return LocalLM(None, cfg.max_new_tokens, cfg.max_tags)
 
 
 def offline_model_folder() -> Path:
@@ -374,23 +375,59 @@ def _quiet(hf_logging: Any) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _newline_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of every vocabulary token whose text contains a newline (generation stops at the first)."""
-    vocab = tokenizer.get_vocab()
-    ids = [i for token, i in vocab.items() if "\n" in token or "\u010a" in token]  # raw or byte-level (GPT-2) form
-    return ids or [tokenizer.eos_token_id]
+def _stop_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """(ids of tokens containing a newline, ids of tokens containing a ';' tag separator) in the vocabulary."""
+    newline, separator = [], []
+    for token, i in tokenizer.get_vocab().items():
+        if "\n" in token or "\u010a" in token:  # raw, or byte-level (GPT-2 style) newline
+            newline.append(i)
+        if ";" in token:
+            separator.append(i)
+    return newline or [tokenizer.eos_token_id], separator
 
 
-def _stop_at_newline(newline_ids: Any, prompt_width: int) -> Any:
-    """A transformers stopping criterion: a row is done once it has generated a newline token."""
+def _stop_when_done(stop_ids: tuple[Any, Any], prompt_width: int, max_tags: int) -> Any:
+    """A transformers stopping criterion: a row is done at its first newline or once it has written `max_tags`
+    separators (anything after that would be dropped)."""
     import torch
     from transformers import StoppingCriteria
 
-    class StopAtNewline(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            return torch.isin(input_ids[:, prompt_width:], newline_ids).any(dim=1)
+    newline_ids, separator_ids = stop_ids
 
-    return StopAtNewline()
+    class StopWhenDone(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            new = input_ids[:, prompt_width:]
+            return torch.isin(new, newline_ids).any(dim=1) | (torch.isin(new, separator_ids).sum(dim=1) >= max_tags)
+
+    return StopWhenDone()
+
+
+def _no_repeat_ngram(n: int) -> Any:
+    """A transformers logits processor that never repeats an n-gram of the whole sequence, prompt included: the
+    answer cannot loop ('home decor; home decor; ...') nor copy an example's tags or the title word for word.
+    Like transformers' `no_repeat_ngram_size`, but it indexes the prompt once instead of at every step."""
+    from transformers import LogitsProcessor
+
+    class NoRepeatNGram(LogitsProcessor):
+        def __init__(self) -> None:
+            self.seen: list[dict[tuple[int, ...], set[int]]] = []
+            self.length = 0
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            rows = input_ids.tolist()
+            if not self.seen:
+                self.seen = [{} for _ in rows]
+            for row, seen in zip(rows, self.seen, strict=True):
+                for end in range(max(self.length, n - 1), len(row)):
+                    seen.setdefault(tuple(row[end - n + 1:end]), set()).add(row[end])
+            self.length = len(rows[0]) if rows else 0
+            for r, (row, seen) in enumerate(zip(rows, self.seen, strict=True)):
+                banned = seen.get(tuple(row[len(row) - n + 1:]))
+                if banned:
+                    scores[r, list(banned)] = -float("inf")
+            return scores
+
+    return NoRepeatNGram()
 
 
 def _require(module: str, install: str) -> None:

@@ -69,8 +69,9 @@ class SentenceTextEncoder:
             from transformers.utils import logging as hf_logging
 
             hf_logging.disable_progress_bar()
-        except ImportError:
-            raise MmgrError("text encoding needs `pip install sentence-transformers` (or mmgr[encoders])") from None
+        except ImportError as exc:
+            raise MmgrError(f"text encoding needs `pip install sentence-transformers` (or mmgr[encoders]): {exc}"
+                            ) from None
         path = resolve_model(self.cfg.model)
         offline = Path(path).is_dir()
         if offline:

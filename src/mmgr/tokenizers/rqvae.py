@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -89,9 +90,7 @@ class RQVAE(SemanticTokenizer):
         x = self._prepare(check_features(features, sizes, self.name))           # (N, D)
         self._check_settings()
         start = time.perf_counter()
-        with _quiet_lightning(), _restore_determinism():
-            import lightning as L  # deferred: importing lightning takes seconds
-
+        with _quiet_lightning() as L, _restore_determinism():
             L.seed_everything(self.seed, workers=True, verbose=False)
             net = _Network(x.shape[1], self.hidden, self.e_dim, sizes)
             if self.kmeans_init:
@@ -408,25 +407,27 @@ def _lightning_module(L: Any) -> type:
 
 
 @contextmanager
-def _quiet_lightning():
-    """Silence Lightning's banner lines and its hints about dataloader workers while fitting."""
-    loggers = [logging.getLogger(name) for name in ("lightning", "lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*GPU available but not used.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+def _quiet_lightning() -> Iterator[Any]:
+    """Import lightning (deferred: it takes seconds) and silence its banner lines and hints while fitting."""
+    with warnings.catch_warnings():
+        for message in (".*does not have many workers.*", ".*GPU available but not used.*",
+                        ".*LeafSpec.*is deprecated.*"):
+            warnings.filterwarnings("ignore", message=message)
+        import lightning
+
+        loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.WARNING)
+        try:
+            yield lightning
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
 
 
 @contextmanager
-def _restore_determinism():
+def _restore_determinism() -> Iterator[None]:
     """`Trainer(deterministic=True)` switches torch to deterministic algorithms process-wide; switch it back."""
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()

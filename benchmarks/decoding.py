@@ -1,0 +1,172 @@
+"""Constrained decoding speed, beam 20 -> top-10: mmgr's batched trie beam search vs Hugging Face `generate` with a
+dict-trie `prefix_allowed_tokens_fn`, on the same TIGER-size T5 and the same real Amazon Beauty histories, in one run.
+
+    python benchmarks/decoding.py [--users 1024] [--batch-size 256] [--repeats 1]
+
+Item codes: the published LETTER SID table of Beauty (4 levels: 3 codes + 1 collision code). 13 items still share a
+tuple with an earlier item; `--collisions drop` (default) keeps the first item of each tuple so every item stays 4
+tokens, `append` adds a 5th disambiguation level. Histories: the last 20 items before each user's test item, as code
+tokens, right-padded. No trained checkpoint exists yet, so the model is a seeded random-init TIGER-size T5 (speed does
+not depend on the weights; agreement is checked on the same model). Writes
+benchmarks/results/decoding-amazon-beauty-2014-tiger-beam20.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import SHARED_DATA, write_result
+from transformers import T5Config, T5ForConditionalGeneration
+
+from mmgr.data.formats.p5 import read_p5
+from mmgr.decoding import PrefixTrie, constrained_beam_search
+from mmgr.tokenizers.codes import Vocabulary
+from mmgr.tokenizers.collisions import append_level
+from mmgr.tokenizers.external import read_index
+
+DATA = SHARED_DATA / "amazon-beauty-2014"
+NUM_ITEMS = 12101
+TIGER = {"d_model": 128, "num_layers": 4, "num_decoder_layers": 4, "num_heads": 6, "d_kv": 64, "d_ff": 1024,
+         "dropout_rate": 0.1}
+
+
+def item_codes(collisions: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """(codes (12101, L) of every catalog item, the catalog rows the trie holds, codebook sizes per level)."""
+    codes = read_index(DATA / "lcrec" / "Beauty.index.json", [str(i) for i in range(NUM_ITEMS)])
+    sizes = [int(codes[:, level].max()) + 1 for level in range(codes.shape[1])]
+    if collisions == "append":
+        codes, extra = append_level(codes, capacity=sizes[-1])
+        return codes, np.arange(len(codes)), [*sizes, extra]
+    _, first = np.unique(codes, axis=0, return_index=True)                 # first item of each distinct tuple
+    return codes, np.sort(first), sizes
+
+
+def histories(users: int, history: int, seed: int) -> list[np.ndarray]:
+    """Last `history` items before the test item of `users` users drawn at random (seeded)."""
+    sequences = read_p5(Path(DATA)).build().item_sequences()
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(sequences), size=min(users, len(sequences)), replace=False)
+    return [sequences[u][:-1][-history:] for u in chosen]
+
+
+def encode_histories(batch: list[np.ndarray], item_tokens: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Item histories -> right-padded token ids and attention mask (B, S)."""
+    rows = [item_tokens[h].reshape(-1) for h in batch]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.int64)
+    mask = torch.zeros(len(rows), width, dtype=torch.int64)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.from_numpy(row)
+        mask[i, :len(row)] = 1
+    return ids, mask
+
+
+def tiger_t5(vocab_size: int, seed: int) -> T5ForConditionalGeneration:
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=vocab_size, pad_token_id=0, decoder_start_token_id=0, eos_token_id=2, **TIGER)
+    return T5ForConditionalGeneration(config).eval()
+
+
+def hf_generate(model, ids, mask, trie: PrefixTrie, fn, beam: int, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hugging Face beam search; sequences mapped to item rows (-1 for non-items), raw sums of log-probs."""
+    out = model.generate(input_ids=ids, attention_mask=mask, num_beams=beam, num_return_sequences=top_k,
+                         max_new_tokens=trie.depth, prefix_allowed_tokens_fn=fn, do_sample=False, length_penalty=0.0,
+                         early_stopping=False, output_scores=True, return_dict_in_generate=True)
+    sequences = out.sequences[:, 1:]                                        # drop the decoder start token
+    if sequences.shape[1] < trie.depth:                                     # every beam stopped early at eos
+        sequences = torch.nn.functional.pad(sequences, (0, trie.depth - sequences.shape[1]))
+    items = trie.lookup(sequences[:, :trie.depth]).view(len(ids), top_k)
+    return items, out.sequences_scores.view(len(ids), top_k)
+
+
+def agreement(ours: torch.Tensor, theirs: torch.Tensor) -> dict[str, float]:
+    same_set = [set(a) == set(b) for a, b in zip(ours.tolist(), theirs.tolist(), strict=True)]
+    same_order = (ours == theirs).all(dim=1)
+    return {"set": float(np.mean(same_set)), "order": float(same_order.float().mean())}
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--beam", type=int, default=20)
+    parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--history", type=int, default=20)
+    parser.add_argument("--collisions", choices=["drop", "append"], default="drop")
+    parser.add_argument("--repeats", type=int, default=1, help="timed passes of our search (the median is reported)")
+    parser.add_argument("--skip-hf", action="store_true", help="only time our search")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    wall = time.perf_counter()
+
+    codes, kept, sizes = item_codes(args.collisions)
+    vocab = Vocabulary({"text": sizes})
+    history_tokens = vocab.encode("text", codes)                            # (12101, L) tokens of every catalog item
+    trie = PrefixTrie.build(torch.from_numpy(history_tokens[kept]), vocab_size=vocab.size)
+    users = histories(args.users, args.history, args.seed)
+    batches = [encode_histories(users[i:i + args.batch_size], history_tokens)
+               for i in range(0, len(users), args.batch_size)]
+    model = tiger_t5(vocab.size, args.seed)
+    fn = trie.reference().prefix_allowed_tokens_fn(model.config.decoder_start_token_id, model.config.eos_token_id)
+
+    def ours(dtype=None, decoder="auto"):
+        return [constrained_beam_search(model, ids, mask, trie, args.beam, args.top_k, decoder=decoder,
+                                        autocast_dtype=dtype) for ids, mask in batches]
+
+    constrained_beam_search(model, *batches[0], trie, args.beam, args.top_k)  # warm-up
+    times = []
+    for _ in range(args.repeats):
+        results, seconds = timed(ours)
+        times.append(seconds)
+    seconds = float(np.median(times))
+    items = torch.cat([r[0] for r in results])
+    scores = torch.cat([r[1] for r in results])
+    bf16, bf16_seconds = timed(ours, torch.bfloat16)
+    bf16_items = torch.cat([r[0] for r in bf16])
+    hf_path, hf_path_seconds = timed(ours, None, "hf")
+    hf_path_items = torch.cat([r[0] for r in hf_path])
+
+    n = len(users)
+    metrics = {"users": n, "users_per_second": n / seconds,
+               "hf_cache_path_users_per_second": n / hf_path_seconds,
+               "hf_cache_path_top10_order_agreement": agreement(items, hf_path_items)["order"],
+               "bf16_users_per_second": n / bf16_seconds,
+               "bf16_top10_set_agreement_vs_fp32": agreement(items, bf16_items)["set"],
+               "bf16_top10_order_agreement_vs_fp32": agreement(items, bf16_items)["order"],
+               "returned_non_items": int(((items < 0) & torch.isfinite(scores)).sum())}
+    if not args.skip_hf:
+        hf = [timed(hf_generate, model, ids, mask, trie, fn, args.beam, args.top_k) for ids, mask in batches]
+        hf_seconds = sum(t for _, t in hf)
+        hf_items = torch.cat([r[0] for r, _ in hf])
+        hf_scores = torch.cat([r[1] for r, _ in hf])
+        agree = agreement(items, hf_items)
+        metrics |= {"hf_generate_users_per_second": n / hf_seconds, "speedup_vs_hf_generate": hf_seconds / seconds,
+                    "top10_set_agreement": agree["set"], "top10_order_agreement": agree["order"],
+                    "top10_max_abs_score_difference": float((scores - hf_scores).abs().max()),
+                    "hf_generate_returned_non_items": int((hf_items < 0).sum())}
+    for key, value in metrics.items():
+        print(f"{key:40s} {value}")
+    write_result(
+        "decoding", "amazon-beauty-2014", f"tiger-beam{args.beam}", metrics, wall_seconds=time.perf_counter() - wall,
+        config={"model": "random-init TIGER-size T5 (seeded; no trained checkpoint yet)", **TIGER,
+                "vocab_size": vocab.size, "beam_size": args.beam, "top_k": args.top_k, "batch_size": args.batch_size,
+                "levels": trie.depth, "items_in_trie": trie.num_items, "collisions": args.collisions,
+                "history_items": args.history, "history_padding": "right", "dtype": "float32",
+                "hf_generate": "num_beams=beam, num_return_sequences=top_k, max_new_tokens=L, length_penalty=0, "
+                               "prefix_allowed_tokens_fn=dict trie (DictTrie)",
+                "sid_table": "lcrec/Beauty.index.json (LETTER)", "threads": torch.get_num_threads(),
+                "repeats": args.repeats, "seconds_per_repeat": times})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Ranking metrics, the evaluation protocol and paired significance tests."""

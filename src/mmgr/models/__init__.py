@@ -1,0 +1,1 @@
+"""Sequence models: the T5-style generator and the SASRec baseline."""

@@ -1,0 +1,1 @@
+"""Training: examples and batches, the loop (Lightning Fabric), resumable checkpoints."""

@@ -1,0 +1,87 @@
+"""Resumable checkpoints in one safetensors file: model weights, optimizer tensors, RNG state; everything else
+(optimizer hyper-parameters, scheduler, loop position, best score) as JSON in its metadata. Written atomically,
+so a kill during a save leaves the previous checkpoint intact. Nothing is pickled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from mmgr.errors import MmgrError
+from mmgr.io import atomic_path
+
+FORMAT = "mmgr-checkpoint-1"
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any, progress: dict[str, Any]) -> None:
+    tensors = {f"model.{k}": v for k, v in unique_state(model).items()}
+    optim = optimizer.state_dict()
+    for index, state in optim["state"].items():
+        for name, value in state.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().clone().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"format": FORMAT, "param_groups": optim["param_groups"], "scheduler": scheduler.state_dict(),
+            "progress": progress}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"mmgr": json.dumps(meta)})
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: Any) -> dict[str, Any]:
+    """Restore everything saved by `save_checkpoint`; returns the loop progress."""
+    with safe_open(str(path), framework="pt") as handle:
+        meta = json.loads((handle.metadata() or {}).get("mmgr", "{}"))
+        if meta.get("format") != FORMAT:
+            raise MmgrError(f"{path}: not an mmgr checkpoint of format {FORMAT}")
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open API
+    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return meta["progress"]
+
+
+def save_weights(path: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
+    tensors = unique_state(model)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"mmgr": json.dumps(info)})
+
+
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if not path.is_file():
+        raise MmgrError(f"{path}: no trained model; run `mmgr train` first")
+    with safe_open(str(path), framework="pt") as handle:
+        info = json.loads((handle.metadata() or {}).get("mmgr", "{}"))
+        return {key: handle.get_tensor(key) for key in handle.keys()}, info  # noqa: SIM118
+
+
+def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without second names of tied tensors (T5 shares its embeddings), as safetensors needs."""
+    seen: set[int] = set()
+    out = {}
+    for key, value in model.state_dict().items():
+        if value.data_ptr() not in seen:
+            seen.add(value.data_ptr())
+            out[key] = value.detach().contiguous()
+    return out
+
+
+def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Load weights saved by `unique_state`; only tied tensors may be absent."""
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    tied = {key for key, value in model.state_dict().items() if key not in tensors and any(
+        value.data_ptr() == model.state_dict()[k].data_ptr() for k in tensors)}
+    if unexpected or set(missing) - tied:
+        raise MmgrError(f"weights do not match the model: missing {sorted(set(missing) - tied)[:5]}, "
+                        f"unexpected {sorted(unexpected)[:5]}")

@@ -1,0 +1,64 @@
+"""Next-item examples and length-bucketed batches padded to their real length.
+
+Training examples are every prefix of each user's training sequence (history s[:i] -> target s[i]), as TIGER
+trains. Examples are sorted by encoder length into batches once; each epoch shuffles the batch order with a
+generator seeded by (seed, epoch), so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mmgr.layouts.base import Layout, pad_batch
+
+
+@dataclass
+class EncodedExamples:
+    """Token arrays of many examples: encoder inputs (ragged) and decoder targets."""
+
+    inputs: list[np.ndarray]     # E arrays of token ids
+    labels: np.ndarray           # (E, L) target tokens
+    targets: np.ndarray          # (E,) target item index
+    users: np.ndarray            # (E,) user row
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def prefix_examples(train: list[np.ndarray], max_history: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """(users, histories, targets) for every position i >= 1 of every training sequence."""
+    users, histories, targets = [], [], []
+    for user, sequence in enumerate(train):
+        for i in range(1, len(sequence)):
+            users.append(user)
+            histories.append(sequence[max(0, i - max_history):i])
+            targets.append(sequence[i])
+    return np.asarray(users, dtype=np.int64), histories, np.asarray(targets, dtype=np.int64)
+
+
+def encode_examples(layout: Layout, user_ids: list[str], users: np.ndarray, histories: list[np.ndarray],
+                    targets: np.ndarray) -> EncodedExamples:
+    inputs = [layout.encoder_tokens(user_ids[u], h) for u, h in zip(users.tolist(), histories, strict=True)]
+    return EncodedExamples(inputs, layout.item_tokens[targets], targets, users)
+
+
+def length_batches(examples: EncodedExamples, batch_size: int) -> list[np.ndarray]:
+    """Example indices grouped into batches of similar encoder length (fixed for the whole run)."""
+    lengths = np.fromiter((len(x) for x in examples.inputs), dtype=np.int64, count=len(examples))
+    order = np.argsort(lengths, kind="stable")
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def epoch_order(num_batches: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(num_batches, generator=generator).tolist()
+
+
+def collate(examples: EncodedExamples, index: np.ndarray, pad: int = 0) -> dict[str, torch.Tensor]:
+    """input_ids / attention_mask (B, T_max of this batch), labels (B, L)."""
+    input_ids, attention_mask = pad_batch([examples.inputs[i] for i in index.tolist()], pad)
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "labels": torch.from_numpy(examples.labels[index])}

@@ -1,0 +1,135 @@
+"""`train`, `evaluate` and `recommend` stages for the generative T5 recommender on a run directory.
+
+train    -> model.safetensors (best validation epoch) + checkpoints/last.safetensors + logs/, manifest `train`
+evaluate -> results.json (validation and test metrics) + per_user_<split>.parquet, manifest `evaluate`
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mmgr.config import Config
+from mmgr.data.dataset import Dataset
+from mmgr.data.splits import LeaveOneOut, leave_one_out
+from mmgr.decoding.trie import PrefixTrie
+from mmgr.errors import MmgrError
+from mmgr.evaluation.metrics import DEFAULT_KS, summarize
+from mmgr.evaluation.protocol import evaluate_examples, protocol_description, rank_items, subset
+from mmgr.io import write_json_atomic, write_parquet_atomic
+from mmgr.layouts.base import SingleSidLayout
+from mmgr.models.seq2seq import build_t5
+from mmgr.rundir import RunDir
+from mmgr.tokenizers.stage import load_codes
+from mmgr.training.checkpoint import load_state, load_weights
+from mmgr.training.data import encode_examples, prefix_examples
+from mmgr.training.loop import BEST, fit, seeded_sample
+
+
+@dataclass
+class Prepared:
+    dataset: Dataset
+    user_ids: list[str]
+    split: LeaveOneOut
+    layout: SingleSidLayout
+    trie: PrefixTrie
+
+
+def prepare(run: RunDir, config: Config) -> Prepared:
+    manifest = run.manifest()
+    if "dataset" not in manifest:
+        raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
+    dataset = Dataset.load(run.path, manifest["dataset"]["name"])
+    codes, _ = load_codes(run)
+    if config.model.modality not in codes:
+        raise MmgrError(f"no {config.model.modality} codes in {run.path}/codes; run `mmgr tokenize {run.path} "
+                        f"--modality {config.model.modality}` (have: {', '.join(codes)})")
+    layout = SingleSidLayout.from_codes(codes[config.model.modality], config.split.max_history,
+                                        config.model.user_buckets)
+    split = leave_one_out(dataset.item_sequences(), config.split.max_history)
+    trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens))
+    return Prepared(dataset, dataset.sequences["user_id"].to_pylist(), split, layout, trie)
+
+
+def train_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+    if config.model.kind != "t5":
+        from mmgr.models.sasrec import train_sasrec_run
+
+        return train_sasrec_run(run, config, progress)
+    prep = prepare(run, config)
+    users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
+    examples = encode_examples(prep.layout, prep.user_ids, users, histories, targets)
+    valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), config.training.eval_users, config.seed))
+    model = build_t5(config.model, prep.layout.vocab, config.seed)
+
+    def validate(current: torch.nn.Module) -> float:
+        metrics, _ = evaluate_examples(current, prep.layout, prep.user_ids, valid, prep.trie, config.decoding,
+                                       ks=(10,))
+        return float(metrics["ndcg@10"].mean())
+
+    info = {"vocab_size": prep.layout.vocab.size, "item_tokens_shape": list(prep.layout.item_tokens.shape),
+            "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"]}
+    start = time.perf_counter()
+    result = fit(run.path, model, examples, config.training, config.seed, validate, info, progress=progress)
+    summary = {**asdict(result), "train_examples": len(examples), "validation_users": len(valid),
+               "wall_seconds": round(time.perf_counter() - start, 3),
+               "parameters": sum(p.numel() for p in model.parameters())}
+    run.record("train", summary, config=config.model_dump(mode="json"))
+    return summary
+
+
+def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
+    tensors, info = load_weights(run.path / BEST)
+    if info.get("vocab_size") != prep.layout.vocab.size or info.get("item_tokens_shape") != list(
+            prep.layout.item_tokens.shape):
+        raise MmgrError(f"{run.path / BEST} was trained with another tokenizer or vocabulary "
+                        f"(vocab {info.get('vocab_size')} vs {prep.layout.vocab.size}); re-run `mmgr train`")
+    model = build_t5(config.model, prep.layout.vocab, config.seed)
+    load_state(model, tensors)
+    return model.eval()
+
+
+def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+    prep = prepare(run, config)
+    model = load_model(run, config, prep)
+    results: dict[str, Any] = {"protocol": protocol_description(config.decoding, DEFAULT_KS)}
+    for name, examples in (("valid", prep.split.valid), ("test", prep.split.test)):
+        start = time.perf_counter()
+        metrics, ranked = evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.trie,
+                                            config.decoding, progress=progress)
+        seconds = time.perf_counter() - start
+        results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
+        _save_per_user(run, name, prep, examples, metrics, ranked)
+    write_json_atomic(run.path / "results.json", results)
+    run.record("evaluate", {"valid": results["valid"], "test": results["test"]})
+    return results
+
+
+def recommend(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
+    """Top-k items (with titles) for a known user, from their full history."""
+    prep = prepare(run, config)
+    try:
+        row = prep.user_ids.index(user_id)
+    except ValueError:
+        raise MmgrError(f"unknown user {user_id!r}") from None
+    model = load_model(run, config, prep)
+    decoding = config.decoding.model_copy(update={"top_k": k, "beam_size": max(k, config.decoding.beam_size)})
+    items, scores = rank_items(model, prep.layout, [user_id], [prep.dataset.item_sequences()[row]], prep.trie,
+                               decoding)
+    titles = prep.dataset.items["title"].to_pylist()
+    ids = prep.dataset.items["item_id"].to_pylist()
+    return [{"rank": r + 1, "item_id": ids[i], "title": titles[i], "score": float(s)}
+            for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist(), strict=True)) if i >= 0]
+
+
+def _save_per_user(run: RunDir, name: str, prep: Prepared, examples, metrics: dict[str, np.ndarray],
+                   ranked: np.ndarray) -> None:
+    table = pa.table({"user_id": [prep.user_ids[u] for u in examples.users.tolist()],
+                      "target": examples.targets, "ranked": [r[r >= 0].tolist() for r in ranked],
+                      **{k: v for k, v in metrics.items() if not k.startswith("recall")}})
+    write_parquet_atomic(run.path / f"per_user_{name}.parquet", table)
