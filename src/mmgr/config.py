@@ -215,16 +215,26 @@ class Config(Section):
     decoding: DecodingConfig = Field(default_factory=DecodingConfig)
 
 
-def load_config(recipe: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (),
+def load_config(recipe: Path | str | list[Path] | None = None, overrides: list[str] | tuple[str, ...] = (),
                 base: dict[str, Any] | None = None) -> Config:
-    """Start from `base` (a saved config) or a YAML recipe, apply `key=value` overrides, validate."""
+    """Start from `base` (a saved config), merge YAML recipes in order (a dataset recipe, then a method recipe),
+    apply `key=value` overrides, validate."""
     raw: dict[str, Any] = copy.deepcopy(base) if base is not None else {}
-    if recipe is not None:
-        raw = _read_recipe(Path(recipe))
+    recipes = recipe if isinstance(recipe, list) else [recipe] if recipe is not None else []
+    for path in recipes:
+        raw = merge(raw, _read_recipe(Path(path)))
     for item in overrides:
         key, value = _parse_override(item)
         _set_dotted(raw, key, value)
-    return validate_config(raw, source=str(recipe) if recipe else "config + overrides")
+    return validate_config(raw, source=", ".join(map(str, recipes)) or "config + overrides")
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Nested update: sections merge key by key, values replace."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merge(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:

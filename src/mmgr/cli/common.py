@@ -14,10 +14,10 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def build_config(recipe: Path | None, overrides: list[str] | None, **options: Any) -> Config:
+def build_config(recipe: list[Path] | None, overrides: list[str] | None, **options: Any) -> Config:
     """Recipe, then command-line options given explicitly (as dotted keys), then key=value overrides."""
     explicit = [f"{key}={value}" for key, value in options.items() if value is not None]
-    return load_config(recipe, [*explicit, *(overrides or [])])
+    return load_config(recipe or None, [*explicit, *(overrides or [])])
 
 
 def stats_table(title: str, stats: dict[str, Any]) -> Table:

@@ -27,7 +27,8 @@ def import_(
     images: Path = typer.Option(None, help="Image folder keyed by item id."),
     kcore: int = typer.Option(None, help="Iterative k-core filter (0 = off)."),
     dedup: bool = typer.Option(None, "--dedup/--no-dedup", help="Drop repeated (user, item) interactions."),
-    recipe: Path = typer.Option(None, "--recipe", "-r", help="YAML recipe."),
+    recipe: list[Path] = typer.Option(None, "--recipe", "-r", help="YAML recipe(s), merged in order (e.g. a dataset "
+                                                                   "recipe then a method recipe)."),
     force: bool = typer.Option(False, help="Replace an existing run directory's data."),
 ) -> None:
     """Read a dataset, clean it (chronological order, filters), write Parquet tables + manifest into OUT."""

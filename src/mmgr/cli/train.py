@@ -12,25 +12,15 @@ from mmgr.config import load_config
 from mmgr.rundir import RunDir
 
 
-def run_config(run: RunDir, recipe: Path | None, overrides: list[str] | None):
-    """The run's config, then the recipe's keys, then key=value overrides."""
-    base = run.manifest()["config"]
-    if recipe is not None:
-        recipe_config = load_config(recipe).model_dump(mode="json", exclude_unset=True)
-        base = _merge(base, recipe_config)
-    return load_config(None, overrides or [], base=base)
-
-
-def _merge(base: dict, update: dict) -> dict:
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+def run_config(run: RunDir, recipes: list[Path] | None, overrides: list[str] | None):
+    """The run's config, then the recipes' keys, then key=value overrides."""
+    return load_config(recipes or None, overrides or [], base=run.manifest()["config"])
 
 
 def train(
     run: Path = typer.Argument(..., help="Run directory with codes (from `mmgr tokenize`)."),
-    recipe: Path = typer.Option(None, "--recipe", "-r", help="Method recipe, e.g. configs/tiger.yaml."),
+    recipe: list[Path] = typer.Option(None, "--recipe", "-r", help="Recipe(s) merged into the run's config, e.g. "
+                                                                   "configs/tiger.yaml."),
     overrides: list[str] = typer.Argument(None, help="Config overrides, e.g. training.epochs=5."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:

@@ -30,22 +30,47 @@ Decoder = Literal["auto", "t5", "hf"]
 
 @torch.inference_mode()
 def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, trie: PrefixTrie,
-                            beam_size: int = 20, top_k: int = 10, *, decoder: Decoder = "auto",
+                            beam_size: int = 20, top_k: int = 10, *, chunk_size: int = 64, decoder: Decoder = "auto",
                             autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
     """Best `top_k` distinct items per user, best first.
 
-    input_ids, attention_mask: (B, S) histories as tokens (any padding side). Returns item indices (B, top_k) int64
-    (rows of `trie.item_tokens`; -1 pads rows when fewer than `top_k` items can be reached) and their sequence
+    input_ids, attention_mask: (B, S) histories as tokens, left- or right-padded. Returns item indices (B, top_k)
+    int64 (rows of `trie.item_tokens`; -1 pads a row when fewer than `top_k` items can be reached) and their sequence
     log-probabilities (B, top_k) float32 (-inf for padding): sums of log_softmax over the whole vocabulary, i.e. the
     model's unconstrained probability of the item's tuple. Every returned index is a real item.
+
+    Users are decoded `chunk_size` at a time, grouped by history length with the padding columns that a whole group
+    shares cut off (less encoder and cross-attention work, intermediates that stay in cache); results come back in
+    the input order. The model is put in eval mode for the call (its train/eval state is restored afterwards).
     """
     if not 1 <= top_k <= beam_size:
         raise ValueError(f"need 1 <= top_k <= beam_size, got top_k={top_k}, beam_size={beam_size}")
+    if input_ids.shape != attention_mask.shape or input_ids.ndim != 2:
+        raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must "
+                         "be the same (B, S) shape")
+    items = torch.full((len(input_ids), top_k), NO_NODE, dtype=torch.int64, device=input_ids.device)
+    scores = torch.full((len(input_ids), top_k), float("-inf"), device=input_ids.device)
+    order = attention_mask.sum(dim=1).argsort(descending=True, stable=True)  # (B,) longest histories first
+    start = _start_token(model, input_ids.device)
+    workspace: dict = {}                                                    # decoder buffers shared by the chunks
     with _eval_mode(model), _autocast(autocast_dtype, input_ids.device):
-        encoder_states = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        step = _make_decoder(model, encoder_states, attention_mask, decoder)
-        nodes, scores = _search(step, trie, len(input_ids), beam_size, _start_token(model, input_ids.device))
-    return _top_items(trie, nodes, scores, top_k)
+        for users in order.split(chunk_size):
+            ids, mask = _trim_padding(input_ids[users], attention_mask[users])
+            encoder_states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (b, S', D)
+            step = _make_decoder(model, encoder_states, mask, decoder, trie.depth, workspace)
+            nodes, beam_scores = _search(step, trie, len(users), beam_size, start)
+            items[users], scores[users] = _top_items(trie, nodes, beam_scores, top_k)
+    return items, scores
+
+
+def _trim_padding(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Drop the leading and trailing columns that are padding in every row. (T5's encoder position bias depends
+    only on distances, so shifting every token by the same amount changes nothing.)"""
+    used = attention_mask.bool().any(dim=0).nonzero()[:, 0]                # (S_used,)
+    if len(used) == 0:
+        return input_ids[:, :1], attention_mask[:, :1]
+    first, last = int(used[0]), int(used[-1]) + 1
+    return input_ids[:, first:last], attention_mask[:, first:last]
 
 
 def _search(step: _Step, trie: PrefixTrie, batch: int, beam_size: int, start: Tensor) -> tuple[Tensor, Tensor]:
@@ -94,13 +119,14 @@ class _Step(Protocol):
         """Rows now continue rows `origin` (R',) of the previous step; `beams` rows per user, user-major."""
 
 
-def _make_decoder(model: nn.Module, encoder_states: Tensor, attention_mask: Tensor, decoder: Decoder) -> _Step:
+def _make_decoder(model: nn.Module, encoder_states: Tensor, attention_mask: Tensor, decoder: Decoder,
+                  steps: int, workspace: dict) -> _Step:
     from transformers import T5ForConditionalGeneration
 
     if decoder == "auto":
         decoder = "t5" if isinstance(model, T5ForConditionalGeneration) else "hf"
     if decoder == "t5":
-        return T5Step(model, encoder_states, attention_mask)
+        return T5Step(model, encoder_states, attention_mask, steps, workspace)
     if decoder == "hf":
         return HFStep(model, encoder_states, attention_mask)
     raise ValueError(f"unknown decoder {decoder!r} (auto, t5, hf)")
@@ -137,67 +163,84 @@ class HFStep:
 class T5Step:
     """T5 decoder steps with the beams of a user folded into the query axis of cross-attention.
 
-    Uses the model's own submodules (layer norms, projections, relative position bias, feed-forward), so it follows
-    the checkpoint exactly; self-attention keys/values (R, H, t, dk) are cached and reordered per step, cross-attention
-    keys/values (B, H, S, dk) are computed once.
+    Uses the model's own weights and submodules (layer norms, projections, relative position bias, feed-forward), so
+    it follows the checkpoint exactly. Cross-attention keys/values (B, H, S, dk) are projected once per user.
+    Self-attention keys/values live in one time-major buffer (steps, R, layers, 2, H, dk): a step writes its slice in
+    place and a reorder is one index_select over the rows of the filled steps.
     """
 
-    def __init__(self, model: nn.Module, encoder_states: Tensor, attention_mask: Tensor):
-        self.model, self.decoder = model, model.get_decoder()
-        self.heads, self.head_dim = model.config.num_heads, model.config.d_kv
-        batch = len(encoder_states)
-        self.cross = [self._split(block.layer[1].EncDecAttention.k(encoder_states), batch) for block in
-                      self.decoder.block], [self._split(block.layer[1].EncDecAttention.v(encoder_states), batch)
-                                            for block in self.decoder.block]  # 2 x layers x (B, H, S, dk)
-        dtype = self.cross[0][0].dtype
-        self.cross_bias = ((1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min)  # (B,1,1,S)
-        self.keys: list[Tensor] = []       # per layer (R, H, t, dk)
-        self.values: list[Tensor] = []
-
-    def _split(self, x: Tensor, rows: int) -> Tensor:
-        """(rows, T, H * dk) -> (rows, H, T, dk)."""
-        return x.view(rows, -1, self.heads, self.head_dim).transpose(1, 2)
+    def __init__(self, model: nn.Module, encoder_states: Tensor, attention_mask: Tensor, steps: int,
+                 workspace: dict | None = None):
+        config, self.decoder, self.model = model.config, model.get_decoder(), model
+        self.workspace = {} if workspace is None else workspace           # (shape, dtype) -> cache buffers
+        self.heads, self.head_dim, self.steps = config.num_heads, config.d_kv, steps
+        self_attention = [block.layer[0].SelfAttention for block in self.decoder.block]
+        cross_attention = [block.layer[1].EncDecAttention for block in self.decoder.block]
+        self.qkv = [torch.cat([a.q.weight, a.k.weight, a.v.weight]) for a in self_attention]  # (3 H dk, D) per layer
+        batch, length = encoder_states.shape[:2]
+        self.cross = []                                       # per layer: keys (B, H, dk, S), values (B, H, S, dk)
+        for attention in cross_attention:
+            kv = F.linear(encoder_states, torch.cat([attention.k.weight, attention.v.weight]))  # (B, S, 2 H dk)
+            kv = kv.view(batch, length, 2, self.heads, self.head_dim)
+            self.cross.append((kv[:, :, 0].permute(0, 2, 3, 1).contiguous(), kv[:, :, 1].transpose(1, 2).contiguous()))
+        dtype = encoder_states.dtype
+        self.cross_bias = (1.0 - attention_mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min  # (B,1,1,S)
+        bias = self_attention[0].compute_bias(steps, steps, device=encoder_states.device)  # (1, H, steps, steps)
+        self.position_bias = bias[0].permute(1, 2, 0)                      # (query t, key t', H)
+        self.cache: Tensor | None = None                                    # (steps, R, layers, 2, H, dk)
+        self.length = 0                                                     # decoder tokens seen
 
     def __call__(self, tokens: Tensor) -> Tensor:
-        rows, batch = len(tokens), len(self.cross_bias)
-        past = self.keys[0].shape[2] if self.keys else 0
-        attention0 = self.decoder.block[0].layer[0].SelfAttention
-        position_bias = attention0.compute_bias(1, past + 1, device=tokens.device, past_seen_tokens=past)  # (1,H,1,t+1)
-        hidden = self.decoder.embed_tokens(tokens)[:, None, :]             # (R, 1, D)
+        batch = len(self.cross_bias)
+        hidden = self.decoder.embed_tokens(tokens)                         # (R, D)
         for index, block in enumerate(self.decoder.block):
-            hidden = hidden + self._self_attention(index, block.layer[0], hidden, position_bias.to(hidden.dtype))
-            hidden = hidden + self._cross_attention(index, block.layer[1], hidden, rows, batch)
+            hidden = hidden + self._self_attention(index, block.layer[0], hidden)
+            hidden = hidden + self._cross_attention(index, block.layer[1], hidden, batch)
             hidden = block.layer[-1](hidden)                                # feed-forward with its residual
+        self.length += 1
         hidden = self.decoder.final_layer_norm(hidden)
         if getattr(self.model.config, "scale_decoder_outputs", self.model.config.tie_word_embeddings):
             hidden = hidden * (self.model.config.d_model ** -0.5)
-        return self.model.lm_head(hidden)[:, 0]                            # (R, V)
+        return self.model.lm_head(hidden)                                  # (R, V)
 
-    def _self_attention(self, index: int, layer: nn.Module, hidden: Tensor, position_bias: Tensor) -> Tensor:
-        attention, rows = layer.SelfAttention, len(hidden)
-        normed = layer.layer_norm(hidden)                                   # (R, 1, D)
-        query, key, value = (self._split(proj(normed), rows) for proj in (attention.q, attention.k, attention.v))
-        if len(self.keys) > index:
-            key = torch.cat([self.keys[index], key], dim=2)                # (R, H, t + 1, dk)
-            value = torch.cat([self.values[index], value], dim=2)
-            self.keys[index], self.values[index] = key, value
-        else:
-            self.keys.append(key)
-            self.values.append(value)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=position_bias, scale=1.0)  # (R, H, 1, dk)
-        return attention.o(out.transpose(1, 2).reshape(rows, 1, -1))      # (R, 1, D)
+    def _self_attention(self, index: int, layer: nn.Module, hidden: Tensor) -> Tensor:
+        rows, now = len(hidden), self.length
+        qkv = F.linear(layer.layer_norm(hidden), self.qkv[index]).view(rows, 3, self.heads, self.head_dim)
+        if self.cache is None:
+            self.cache = qkv.new_empty(self.steps, rows, len(self.qkv), 2, self.heads, self.head_dim)
+        self.cache[now, :, index] = qkv[:, 1:]                            # this step's key and value (R, 2, H, dk)
+        keys, values = self.cache[:now + 1, :, index].unbind(2)            # (t + 1, R, H, dk) each
+        scores = (keys * qkv[None, :, 0]).sum(-1) + self.position_bias[now, :now + 1, None]  # (t + 1, R, H)
+        weights = scores.float().softmax(dim=0).to(values.dtype)[..., None]  # (t + 1, R, H, 1); T5: no scaling
+        out = weights[0] * values[0]                                        # (R, H, dk): sum over the t + 1 keys
+        for past in range(1, now + 1):
+            out.addcmul_(weights[past], values[past])
+        return layer.SelfAttention.o(out.reshape(rows, -1))                # (R, D)
 
-    def _cross_attention(self, index: int, layer: nn.Module, hidden: Tensor, rows: int, batch: int) -> Tensor:
-        attention, beams = layer.EncDecAttention, rows // batch
-        query = attention.q(layer.layer_norm(hidden))                      # (R, 1, H * dk)
-        query = query.view(batch, beams, self.heads, self.head_dim).transpose(1, 2)  # (B, H, k, dk)
-        key, value = self.cross[0][index], self.cross[1][index]            # (B, H, S, dk)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=self.cross_bias, scale=1.0)  # (B, H, k, dk)
-        return attention.o(out.transpose(1, 2).reshape(rows, 1, -1))      # (R, 1, D)
+    def _cross_attention(self, index: int, layer: nn.Module, hidden: Tensor, batch: int) -> Tensor:
+        attention, rows = layer.EncDecAttention, len(hidden)
+        query = attention.q(layer.layer_norm(hidden))                      # (R, H * dk)
+        query = query.view(batch, rows // batch, self.heads, self.head_dim).transpose(1, 2)  # (B, H, k, dk)
+        keys_t, values = self.cross[index]                                  # (B, H, dk, S), (B, H, S, dk)
+        scores = torch.matmul(query, keys_t) + self.cross_bias              # (B, H, k, S); T5: no scaling
+        out = torch.matmul(scores.float().softmax(dim=-1).to(values.dtype), values)  # (B, H, k, dk)
+        return attention.o(out.transpose(1, 2).reshape(rows, -1))          # (R, D)
 
     def reorder(self, origin: Tensor, beams: int) -> None:
-        self.keys = [k.index_select(0, origin) for k in self.keys]
-        self.values = [v.index_select(0, origin) for v in self.values]
+        filled = self.cache[:self.length]                                   # (t, R, layers, 2, H, dk)
+        cache = self._buffer((self.steps, len(origin), *filled.shape[2:]), filled)
+        torch.index_select(filled, 1, origin, out=cache[:self.length])
+        self.cache = cache
+
+    def _buffer(self, shape: tuple[int, ...], current: Tensor) -> Tensor:
+        """A cache buffer of `shape` that is not `current`: two per shape, reused across steps and chunks (fresh
+        multi-MB allocations cost page faults on every step)."""
+        pair = self.workspace.setdefault((shape, current.dtype), [])
+        for buffer in pair:
+            if buffer.data_ptr() != current.data_ptr():
+                return buffer
+        pair.append(current.new_empty(shape))
+        return pair[-1]
 
 
 # ---- readable reference -----------------------------------------------------------------------------------------

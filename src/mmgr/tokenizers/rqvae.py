@@ -292,17 +292,26 @@ def rotate_to(src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
 
 
 def sinkhorn_assign(dist: torch.Tensor, epsilon: float, iters: int) -> torch.Tensor:
-    """Balanced codes (B,) from distances (B, K): Sinkhorn-Knopp in log space on distances scaled to [-1, 1]
-    (LC-Rec's recipe), each row then takes its most probable code."""
+    """Balanced codes (B,) from distances (B, K) by Sinkhorn-Knopp (LC-Rec's recipe).
+
+    Distances are scaled to [-1, 1], turned into a transport plan exp(-d / epsilon) whose columns and rows are
+    alternately normalised (to 1/K and 1/B), and each row takes its most probable code. Runs in float64, in the
+    exponential domain while exp(1 / epsilon) fits a float64, else in the (slower) log domain."""
     d = dist.double()
     mid = (d.max() + d.min()) / 2
-    scaled = (d - mid) / ((d.max() - mid) + 1e-5)                                # (B, K) in [-1, 1]
-    log_q = -scaled / epsilon
-    b, k = log_q.shape
+    scaled = -(d - mid) / ((d.max() - mid) + 1e-5) / epsilon                   # (B, K) in [-1/eps, 1/eps]
+    b, k = scaled.shape
+    if 1 / epsilon < 700:
+        q = torch.exp(scaled)
+        q /= q.sum()
+        for _ in range(iters):
+            q /= q.sum(0, keepdim=True) * k                                     # columns sum to 1/K
+            q /= q.sum(1, keepdim=True) * b                                     # rows sum to 1/B
+        return q.argmax(1)
     for _ in range(iters):
-        log_q = log_q - torch.logsumexp(log_q, dim=0, keepdim=True) - np.log(k)  # columns sum to 1/K
-        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - np.log(b)  # rows sum to 1/B
-    return log_q.argmax(1)
+        scaled = scaled - torch.logsumexp(scaled, dim=0, keepdim=True) - np.log(k)
+        scaled = scaled - torch.logsumexp(scaled, dim=1, keepdim=True) - np.log(b)
+    return scaled.argmax(1)
 
 
 # ---- training -------------------------------------------------------------------------------------------------------
@@ -325,6 +334,7 @@ def _lightning_module(L: Any) -> type:
             self.usage = [torch.zeros(cb.shape[0], dtype=torch.long) for cb in self.net.codebooks]
             self.pool: list[list[torch.Tensor]] = [[] for _ in self.net.codebooks]
             self.sums = {"loss": 0.0, "recon": 0.0, "quant": 0.0, "items": 0}
+            self.epoch_start = time.perf_counter()
 
         def configure_optimizers(self) -> torch.optim.Optimizer:
             return torch.optim.AdamW(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
@@ -380,7 +390,8 @@ def _lightning_module(L: Any) -> type:
                 restarts = [self._restart(level) for level in range(len(self.usage))]
             self.history.append({"epoch": int(self.current_epoch), "loss": self.sums["loss"] / n,
                                  "recon": self.sums["recon"] / n, "quant": self.sums["quant"] / n,
-                                 "used": used, "restarts": int(sum(restarts)), "restarts_per_level": restarts})
+                                 "used": used, "restarts": int(sum(restarts)), "restarts_per_level": restarts,
+                                 "seconds": time.perf_counter() - self.epoch_start})
             self._reset_epoch()
 
         @torch.no_grad()

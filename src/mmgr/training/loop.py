@@ -97,6 +97,8 @@ def fit(run_path: Path, model: torch.nn.Module, examples: EncodedExamples, cfg: 
             _checkpoint(fabric, last, model, optimizer, scheduler, state)
     if state["best_epoch"] < 0:  # never validated (tiny budgets): keep the final weights
         _validate(fabric, run_path, model, validate, state, weights_info)
+    for logger in fabric.loggers:
+        logger.finalize("success")
     elapsed = time.perf_counter() - started
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
                      samples * fabric.world_size / max(elapsed, 1e-9), _peak_memory_mb(), resumed_from)

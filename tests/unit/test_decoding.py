@@ -1,0 +1,216 @@
+"""Prefix trie tensors and constrained beam search, checked against a dict trie, teacher forcing, exhaustive search,
+a no-cache reference and Hugging Face `generate`, on a tiny random T5."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import T5Config, T5ForConditionalGeneration
+
+from mmgr.decoding import DictTrie, PrefixTrie, constrained_beam_search, reference_beam_search, sequence_log_probs
+
+VOCAB = 60
+LEVELS = ((5, 13), (13, 21), (21, 29), (29, 33))   # token window [low, high) of each level
+
+
+def make_items(depth: int = 3, n: int = 50, seed: int = 0) -> torch.Tensor:
+    """Unique random tuples sharing prefixes, plus first tokens with only one (12) and two (11) completions."""
+    g = torch.Generator().manual_seed(seed)
+    columns = [torch.randint(5, 11, (n,), generator=g)]
+    columns += [torch.randint(low, high, (n,), generator=g) for low, high in LEVELS[1:depth]]
+    items = torch.unique(torch.stack(columns, dim=1), dim=0)
+    rare = torch.tensor([[11, 13, 21, 29], [11, 14, 22, 30], [12, 15, 23, 31]])[:, :depth]
+    items = torch.cat([items, rare])
+    return items[torch.randperm(len(items), generator=g)]
+
+
+def tiny_t5(seed: int = 0) -> T5ForConditionalGeneration:
+    torch.manual_seed(seed)
+    config = T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=8,
+                      dropout_rate=0.1, pad_token_id=0, decoder_start_token_id=0, eos_token_id=2)
+    return T5ForConditionalGeneration(config).eval()
+
+
+def histories(batch: int = 5, seed: int = 1, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random token histories of different lengths, right- (or left-) padded with 0."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(2, 10, (batch,), generator=g)
+    lengths[0] = 10
+    ids = torch.zeros(batch, 10, dtype=torch.int64)
+    mask = torch.zeros(batch, 10, dtype=torch.int64)
+    for row, length in enumerate(lengths.tolist()):
+        span = slice(10 - length, 10) if left else slice(0, length)
+        ids[row, span] = torch.randint(5, 33, (length,), generator=g)
+        mask[row, span] = 1
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def model() -> T5ForConditionalGeneration:
+    return tiny_t5()
+
+
+@pytest.fixture(scope="module")
+def items() -> torch.Tensor:
+    return make_items()
+
+
+@pytest.fixture(scope="module")
+def trie(items) -> PrefixTrie:
+    return PrefixTrie.build(items, vocab_size=VOCAB)
+
+
+# ---- trie -----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth", [3, 4])
+def test_allowed_masks_and_steps_match_the_dict_trie(depth):
+    items = make_items(depth)
+    trie, reference = PrefixTrie.build(items, vocab_size=VOCAB), DictTrie(items.tolist())
+    g = torch.Generator().manual_seed(2)
+    prefixes = [row[:d] for row in items.tolist() for d in range(depth + 1)]         # every real prefix
+    prefixes += [torch.randint(5, 33, (d,), generator=g).tolist() for d in range(depth + 1) for _ in range(30)]
+    nodes = []
+    for prefix in prefixes:
+        node = torch.zeros(1, dtype=torch.int64)
+        for token in prefix:
+            node = trie.step(node, torch.tensor([token]))
+        nodes.append(node)
+    masks = trie.allowed_mask(torch.cat(nodes))                                     # (P, V)
+    for prefix, mask in zip(prefixes, masks, strict=True):
+        assert mask.nonzero()[:, 0].tolist() == reference.allowed_tokens_reference(prefix)
+    assert trie.allowed_mask(torch.tensor([-1])).sum() == 0
+
+
+def test_trie_maps_tuples_to_items_and_back(items, trie):
+    assert trie.lookup(items).tolist() == list(range(len(items)))
+    assert trie.lookup(torch.tensor([[5, 13, 28], [0, 0, 0], [12, 15, 22]])).tolist()[1:] == [-1, -1]
+    assert torch.equal(trie.tokens_of(torch.tensor([[3, -1]])), torch.stack([items[3], torch.zeros(3, dtype=int)])[None])
+    leaves = torch.arange(trie.depth_start[-2], trie.num_nodes)
+    assert sorted(trie.items_of(leaves).tolist()) == list(range(len(items)))
+    assert (trie.items_of(torch.arange(trie.depth_start[-2])) == -1).all()
+    assert trie.depth_start[:3] == (0, 1, 1 + len(set(items[:, 0].tolist())))
+
+
+def test_trie_rejects_shared_tuples_and_bad_shapes():
+    with pytest.raises(ValueError, match="share a token tuple"):
+        PrefixTrie.build(torch.tensor([[5, 6], [5, 6]]))
+    with pytest.raises(ValueError, match="non-empty"):
+        PrefixTrie.build(torch.zeros(0, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="vocab_size"):
+        PrefixTrie.build(torch.tensor([[5, 60]]), vocab_size=60)
+
+
+def test_hf_prefix_function_allows_trie_children_and_a_dead_end(trie):
+    allowed = trie.reference().prefix_allowed_tokens_fn(decoder_start_token_id=0, dead_end_token_id=2)
+    assert allowed(0, torch.tensor([0, 12])) == [15]
+    assert allowed(0, torch.tensor([0, 12, 16])) == [2]
+
+
+# ---- beam search ------------------------------------------------------------------------------------------------------
+
+def assert_valid(items: torch.Tensor, scores: torch.Tensor, catalog: int) -> None:
+    """Real items where the score is finite, -1 / -inf padding after them, distinct, best first."""
+    finite = torch.isfinite(scores)
+    assert ((items >= 0) & (items < catalog) == finite).all()
+    assert (items[~finite] == -1).all() and (scores[~finite] == float("-inf")).all()
+    for row, keep in zip(items.tolist(), finite.tolist(), strict=True):
+        real = [i for i, k in zip(row, keep, strict=True) if k]
+        assert len(set(real)) == len(real) and real == row[:len(real)]
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+
+
+def test_returns_distinct_real_items_scored_by_teacher_forcing(model, trie):
+    ids, mask = histories()
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=6, top_k=4)
+    assert items.shape == scores.shape == (5, 4) and items.dtype == torch.int64
+    assert_valid(items, scores, trie.num_items)
+    assert torch.isfinite(scores).all()
+    forced = sequence_log_probs(model, ids, mask, trie.tokens_of(items))
+    torch.testing.assert_close(scores, forced, atol=1e-4, rtol=1e-5)
+
+
+def test_beam_as_wide_as_the_catalog_is_exhaustive(model, trie):
+    ids, mask = histories()
+    n = trie.num_items
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=n, top_k=7)
+    every = trie.item_tokens[None].expand(len(ids), n, trie.depth)                 # (B, N, L)
+    all_scores = sequence_log_probs(model, ids, mask, every)                        # (B, N)
+    best, best_items = all_scores.topk(7, dim=1)
+    assert torch.equal(items, best_items)
+    torch.testing.assert_close(scores, best, atol=1e-4, rtol=1e-5)
+
+
+def test_top_k_beyond_the_catalog_pads(model):
+    items = torch.tensor([[11, 13, 21], [11, 14, 22], [12, 15, 23], [5, 15, 23]])
+    trie = PrefixTrie.build(items, vocab_size=VOCAB)
+    ids, mask = histories(3)
+    found, scores = constrained_beam_search(model, ids, mask, trie, beam_size=8, top_k=6)
+    assert_valid(found, scores, 4)
+    assert (found[:, 4:] == -1).all() and torch.isinf(scores[:, 4:]).all()
+    assert sorted(found[0, :4].tolist()) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("decoder", ["t5", "hf"])
+def test_narrow_beams_never_return_dead_tuples(model, decoder):
+    """Beams wider than the prefixes' completions (dead -inf beams) and narrower ones: dead beams stay -1."""
+    items = torch.tensor([[12, 15, 23], [11, 13, 21], [11, 13, 22]])
+    trie = PrefixTrie.build(items, vocab_size=VOCAB)
+    ids, mask = histories(4)
+    for beam, top_k in ((1, 1), (2, 2), (5, 5)):
+        found, scores = constrained_beam_search(model, ids, mask, trie, beam_size=beam, top_k=top_k,
+                                                decoder=decoder)
+        assert_valid(found, scores, 3)
+        ref_items, ref_scores = reference_beam_search(model, ids, mask, trie, beam_size=beam, top_k=top_k)
+        assert torch.equal(found, ref_items)
+        torch.testing.assert_close(scores, ref_scores.float(), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["t5", "hf"])
+def test_cached_decoders_match_the_no_cache_reference(model, trie, decoder):
+    ids, mask = histories()
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=5, top_k=5, decoder=decoder)
+    ref_items, ref_scores = reference_beam_search(model, ids, mask, trie, beam_size=5, top_k=5)
+    assert torch.equal(items, ref_items)
+    torch.testing.assert_close(scores, ref_scores.float(), atol=1e-4, rtol=1e-5)
+
+
+def test_batching_padding_and_chunks_do_not_change_answers(model, trie):
+    ids, mask = histories(6)
+    left_ids, left_mask = histories(6, left=True)
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=6, top_k=4)
+    for chunk in (1, 4):
+        again = constrained_beam_search(model, ids, mask, trie, beam_size=6, top_k=4, chunk_size=chunk)
+        assert torch.equal(again[0], items)
+        torch.testing.assert_close(again[1], scores, atol=1e-4, rtol=1e-5)
+    left = constrained_beam_search(model, left_ids, left_mask, trie, beam_size=6, top_k=4)
+    assert torch.equal(left[0], items)
+    for row in range(len(ids)):
+        keep = mask[row].bool()
+        alone = constrained_beam_search(model, ids[row][keep][None], mask[row][keep][None], trie, 6, 4)
+        assert torch.equal(alone[0][0], items[row])
+        torch.testing.assert_close(alone[1][0], scores[row], atol=1e-4, rtol=1e-5)
+
+
+def test_agrees_with_hugging_face_generate(model, trie):
+    ids, mask = histories()
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=6, top_k=3)
+    allowed = trie.reference().prefix_allowed_tokens_fn(0, 2)
+    out = model.generate(input_ids=ids, attention_mask=mask, num_beams=6, num_return_sequences=3, do_sample=False,
+                         max_new_tokens=trie.depth, prefix_allowed_tokens_fn=allowed, length_penalty=0.0,
+                         output_scores=True, return_dict_in_generate=True)
+    assert torch.equal(trie.lookup(out.sequences[:, 1:]).view(-1, 3), items)
+    torch.testing.assert_close(out.sequences_scores.view(-1, 3), scores, atol=1e-4, rtol=1e-5)
+
+
+def test_dropout_is_off_and_the_training_flag_is_restored(trie):
+    model = tiny_t5().train()
+    ids, mask = histories()
+    first = constrained_beam_search(model, ids, mask, trie, beam_size=4, top_k=2)
+    second = constrained_beam_search(model, ids, mask, trie, beam_size=4, top_k=2)
+    assert model.training and torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_rejects_top_k_above_beam(model, trie):
+    ids, mask = histories()
+    with pytest.raises(ValueError, match="top_k"):
+        constrained_beam_search(model, ids, mask, trie, beam_size=2, top_k=3)
