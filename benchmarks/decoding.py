@@ -1,13 +1,14 @@
 """Constrained decoding speed, beam 20 -> top-10: mmgr's batched trie beam search vs Hugging Face `generate` with a
 dict-trie `prefix_allowed_tokens_fn`, on the same TIGER-size T5 and the same real Amazon Beauty histories, in one run.
 
-    python benchmarks/decoding.py [--users 1024] [--batch-size 256] [--repeats 1]
+    python benchmarks/decoding.py [--users 1024] [--batch-size 256] [--chunk-size 64] [--skip-hf]
 
 Item codes: the published LETTER SID table of Beauty (4 levels: 3 codes + 1 collision code). 13 items still share a
 tuple with an earlier item; `--collisions drop` (default) keeps the first item of each tuple so every item stays 4
 tokens, `append` adds a 5th disambiguation level. Histories: the last 20 items before each user's test item, as code
-tokens, right-padded. No trained checkpoint exists yet, so the model is a seeded random-init TIGER-size T5 (speed does
-not depend on the weights; agreement is checked on the same model). Writes
+tokens, right-padded (users drawn at random, seeded). Our search and `generate` alternate batch by batch, so both see
+the same machine load. No trained checkpoint exists yet, so the model is a seeded random-init TIGER-size T5 (speed
+does not depend on the weights; agreement is checked on the same model). Writes
 benchmarks/results/decoding-amazon-beauty-2014-tiger-beam20.json.
 """
 
@@ -17,9 +18,9 @@ import argparse
 import time
 from pathlib import Path
 
+import common  # first: sets OMP_WAIT_POLICY before torch starts its thread pool
 import numpy as np
 import torch
-from common import SHARED_DATA, write_result
 from transformers import T5Config, T5ForConditionalGeneration
 
 from mmgr.data.formats.p5 import read_p5
@@ -28,7 +29,7 @@ from mmgr.tokenizers.codes import Vocabulary
 from mmgr.tokenizers.collisions import append_level
 from mmgr.tokenizers.external import read_index
 
-DATA = SHARED_DATA / "amazon-beauty-2014"
+DATA = common.SHARED_DATA / "amazon-beauty-2014"
 NUM_ITEMS = 12101
 TIGER = {"d_model": 128, "num_layers": 4, "num_decoder_layers": 4, "num_heads": 6, "d_kv": 64, "d_ff": 1024,
          "dropout_rate": 0.1}
@@ -102,8 +103,8 @@ def main() -> None:
     parser.add_argument("--beam", type=int, default=20)
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--history", type=int, default=20)
+    parser.add_argument("--chunk-size", type=int, default=64, help="users per decoding chunk of our search")
     parser.add_argument("--collisions", choices=["drop", "append"], default="drop")
-    parser.add_argument("--repeats", type=int, default=1, help="timed passes of our search (the median is reported)")
     parser.add_argument("--skip-hf", action="store_true", help="only time our search")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -117,55 +118,60 @@ def main() -> None:
     batches = [encode_histories(users[i:i + args.batch_size], history_tokens)
                for i in range(0, len(users), args.batch_size)]
     model = tiger_t5(vocab.size, args.seed)
-    fn = trie.reference().prefix_allowed_tokens_fn(model.config.decoder_start_token_id, model.config.eos_token_id)
+    allowed = trie.reference().prefix_allowed_tokens_fn(model.config.decoder_start_token_id,
+                                                        model.config.eos_token_id)
 
-    def ours(dtype=None, decoder="auto"):
-        return [constrained_beam_search(model, ids, mask, trie, args.beam, args.top_k, decoder=decoder,
-                                        autocast_dtype=dtype) for ids, mask in batches]
+    def ours(ids, mask, dtype=None, decoder="auto"):
+        return constrained_beam_search(model, ids, mask, trie, args.beam, args.top_k, chunk_size=args.chunk_size,
+                                       decoder=decoder, autocast_dtype=dtype)
 
-    constrained_beam_search(model, *batches[0], trie, args.beam, args.top_k)  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        results, seconds = timed(ours)
-        times.append(seconds)
-    seconds = float(np.median(times))
-    items = torch.cat([r[0] for r in results])
-    scores = torch.cat([r[1] for r in results])
-    bf16, bf16_seconds = timed(ours, torch.bfloat16)
-    bf16_items = torch.cat([r[0] for r in bf16])
-    hf_path, hf_path_seconds = timed(ours, None, "hf")
-    hf_path_items = torch.cat([r[0] for r in hf_path])
-
-    n = len(users)
-    metrics = {"users": n, "users_per_second": n / seconds,
-               "hf_cache_path_users_per_second": n / hf_path_seconds,
-               "hf_cache_path_top10_order_agreement": agreement(items, hf_path_items)["order"],
-               "bf16_users_per_second": n / bf16_seconds,
-               "bf16_top10_set_agreement_vs_fp32": agreement(items, bf16_items)["set"],
-               "bf16_top10_order_agreement_vs_fp32": agreement(items, bf16_items)["order"],
-               "returned_non_items": int(((items < 0) & torch.isfinite(scores)).sum())}
+    warm_ids, warm_mask = batches[0][0][:8], batches[0][1][:8]
+    ours(warm_ids, warm_mask)
     if not args.skip_hf:
-        hf = [timed(hf_generate, model, ids, mask, trie, fn, args.beam, args.top_k) for ids, mask in batches]
-        hf_seconds = sum(t for _, t in hf)
-        hf_items = torch.cat([r[0] for r, _ in hf])
-        hf_scores = torch.cat([r[1] for r, _ in hf])
+        hf_generate(model, warm_ids, warm_mask, trie, allowed, args.beam, args.top_k)
+    # main comparison, interleaved batch by batch so both see the same machine load
+    mine, theirs = [], []
+    for ids, mask in batches:
+        mine.append(timed(ours, ids, mask))
+        if not args.skip_hf:
+            theirs.append(timed(hf_generate, model, ids, mask, trie, allowed, args.beam, args.top_k))
+    seconds = sum(t for _, t in mine)
+    items, scores = (torch.cat([r[i] for r, _ in mine]) for i in (0, 1))
+    n = len(users)
+    metrics = {"users": n, "users_per_second": n / seconds}
+    if not args.skip_hf:
+        hf_seconds = sum(t for _, t in theirs)
+        hf_items, hf_scores = (torch.cat([r[i] for r, _ in theirs]) for i in (0, 1))
         agree = agreement(items, hf_items)
         metrics |= {"hf_generate_users_per_second": n / hf_seconds, "speedup_vs_hf_generate": hf_seconds / seconds,
                     "top10_set_agreement": agree["set"], "top10_order_agreement": agree["order"],
                     "top10_max_abs_score_difference": float((scores - hf_scores).abs().max()),
                     "hf_generate_returned_non_items": int((hf_items < 0).sum())}
+    metrics["returned_non_items"] = int(((items < 0) & torch.isfinite(scores)).sum())
+    # variants: our search through the generic Hugging Face cache path, and under bf16 autocast
+    hf_path = [timed(ours, ids, mask, None, "hf") for ids, mask in batches]
+    bf16 = [timed(ours, ids, mask, torch.bfloat16) for ids, mask in batches]
+    hf_path_items, bf16_items = (torch.cat([r[0] for r, _ in runs]) for runs in (hf_path, bf16))
+    metrics |= {"hf_cache_path_users_per_second": n / sum(t for _, t in hf_path),
+                "hf_cache_path_top10_order_agreement": agreement(items, hf_path_items)["order"],
+                "bf16_users_per_second": n / sum(t for _, t in bf16),
+                "bf16_top10_set_agreement_vs_fp32": agreement(items, bf16_items)["set"],
+                "bf16_top10_order_agreement_vs_fp32": agreement(items, bf16_items)["order"]}
     for key, value in metrics.items():
         print(f"{key:40s} {value}")
-    write_result(
+    common.write_result(
         "decoding", "amazon-beauty-2014", f"tiger-beam{args.beam}", metrics, wall_seconds=time.perf_counter() - wall,
-        config={"model": "random-init TIGER-size T5 (seeded; no trained checkpoint yet)", **TIGER,
+        config={"model": "random-init TIGER-size T5", "model_note": "seeded random weights: no trained checkpoint "
+                "exists yet; speed does not depend on the weights, agreement is on the same model", **TIGER,
                 "vocab_size": vocab.size, "beam_size": args.beam, "top_k": args.top_k, "batch_size": args.batch_size,
-                "levels": trie.depth, "items_in_trie": trie.num_items, "collisions": args.collisions,
-                "history_items": args.history, "history_padding": "right", "dtype": "float32",
+                "chunk_size": args.chunk_size, "levels": trie.depth, "items_in_trie": trie.num_items,
+                "collisions": args.collisions, "history_items": args.history, "history_padding": "right",
+                "dtype": "float32", "decoder": "t5 (folded cross-attention)",
                 "hf_generate": "num_beams=beam, num_return_sequences=top_k, max_new_tokens=L, length_penalty=0, "
                                "prefix_allowed_tokens_fn=dict trie (DictTrie)",
-                "sid_table": "lcrec/Beauty.index.json (LETTER)", "threads": torch.get_num_threads(),
-                "repeats": args.repeats, "seconds_per_repeat": times})
+                "sid_table": "lcrec/Beauty.index.json (LETTER, 4 levels)", "threads": torch.get_num_threads(),
+                "batch_seconds": [round(t, 3) for _, t in mine],
+                "hf_generate_batch_seconds": [round(t, 3) for _, t in theirs]})
 
 
 if __name__ == "__main__":

@@ -25,10 +25,13 @@ from mmgr.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "amazon-beauty-2014"
-SETTINGS = [  # sized to finish in ~15 minutes on a 2-core CPU
+# Sized for ~10-25 minutes on a shared 2-core CPU (~25-50 s per epoch). Chosen by validation NDCG@10 between two
+# measured runs: lr 1e-3 / dropout 0.5 reached valid N@10 .0443 in 30 epochs, still rising as the cosine schedule
+# ended (test R@10 .0656, N@10 .0339); lr 3e-3 / dropout 0.3 (below) reached .0456 and stopped early.
+SETTINGS = [
     "model.kind=sasrec", "model.d_model=64", "model.num_layers=2", "model.num_heads=2", "model.d_ff=256",
-    "model.dropout=0.5", "split.max_history=50", "training.epochs=30", "training.batch_size=256",
-    "training.lr=0.001", "training.weight_decay=0.01", "training.warmup_steps=100", "training.grad_clip=1.0",
+    "model.dropout=0.3", "split.max_history=50", "training.epochs=30", "training.batch_size=256",
+    "training.lr=0.003", "training.weight_decay=0.01", "training.warmup_steps=100", "training.grad_clip=1.0",
     "training.precision=32-true", "training.accelerator=cpu", "training.eval_every=1", "training.eval_users=0",
     "training.patience=4", "training.checkpoint_every=10000", "decoding.top_k=20", "decoding.batch_size=512",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does; before torch is imported
+
 import pytest
 
 SHARED_DATA = Path(os.environ.get("MMGR_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))

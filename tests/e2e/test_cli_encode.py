@@ -35,7 +35,6 @@ def test_rerun_comes_from_cache_and_overrides_are_recorded(encoded_run):
 
 
 def test_encode_errors(tmp_path, encoded_run):
-    run = encoded_run
     result = mmgr("encode", str(tmp_path), "--modality", "text", check=False)
     assert result.returncode == 1 and "not a run directory" in result.stderr
     result = mmgr("encode", str(encoded_run), "--modality", "smell", check=False)

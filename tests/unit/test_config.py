@@ -61,7 +61,8 @@ def test_every_key_is_documented():
 
 
 def test_every_shipped_recipe_validates():
-    recipes = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    root = Path(__file__).resolve().parents[2]
+    recipes = sorted([*(root / "configs").glob("*.yaml"), *(root / "src/mmgr/recipes").glob("*.yaml")])
     assert recipes
     for recipe in recipes:
         load_config(recipe)

@@ -24,10 +24,10 @@ def make_items(depth: int = 3, n: int = 50, seed: int = 0) -> torch.Tensor:
     return items[torch.randperm(len(items), generator=g)]
 
 
-def tiny_t5(seed: int = 0) -> T5ForConditionalGeneration:
+def tiny_t5(seed: int = 0, **overrides) -> T5ForConditionalGeneration:
     torch.manual_seed(seed)
     config = T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=8,
-                      dropout_rate=0.1, pad_token_id=0, decoder_start_token_id=0, eos_token_id=2)
+                      dropout_rate=0.1, pad_token_id=0, decoder_start_token_id=0, eos_token_id=2, **overrides)
     return T5ForConditionalGeneration(config).eval()
 
 
@@ -43,6 +43,15 @@ def histories(batch: int = 5, seed: int = 1, left: bool = False) -> tuple[torch.
         ids[row, span] = torch.randint(5, 33, (length,), generator=g)
         mask[row, span] = 1
     return ids, mask
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one thread avoids OpenMP spin-waits (30x slower on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +93,14 @@ def test_allowed_masks_and_steps_match_the_dict_trie(depth):
 def test_trie_maps_tuples_to_items_and_back(items, trie):
     assert trie.lookup(items).tolist() == list(range(len(items)))
     assert trie.lookup(torch.tensor([[5, 13, 28], [0, 0, 0], [12, 15, 22]])).tolist()[1:] == [-1, -1]
-    assert torch.equal(trie.tokens_of(torch.tensor([[3, -1]])), torch.stack([items[3], torch.zeros(3, dtype=int)])[None])
+    padded = torch.stack([items[3], torch.zeros(3, dtype=torch.int64)])[None]    # (1, 2, L)
+    assert torch.equal(trie.tokens_of(torch.tensor([[3, -1]])), padded)
     leaves = torch.arange(trie.depth_start[-2], trie.num_nodes)
     assert sorted(trie.items_of(leaves).tolist()) == list(range(len(items)))
     assert (trie.items_of(torch.arange(trie.depth_start[-2])) == -1).all()
     assert trie.depth_start[:3] == (0, 1, 1 + len(set(items[:, 0].tolist())))
+    moved = trie.to("cpu")
+    assert torch.equal(moved.children, trie.children) and moved.window_size == trie.window_size
 
 
 def test_trie_rejects_shared_tuples_and_bad_shapes():
@@ -106,7 +118,7 @@ def test_hf_prefix_function_allows_trie_children_and_a_dead_end(trie):
     assert allowed(0, torch.tensor([0, 12, 16])) == [2]
 
 
-# ---- beam search ------------------------------------------------------------------------------------------------------
+# ---- beam search ----------------------------------------------------------------------------------------------------
 
 def assert_valid(items: torch.Tensor, scores: torch.Tensor, catalog: int) -> None:
     """Real items where the score is finite, -1 / -inf padding after them, distinct, best first."""
@@ -169,6 +181,17 @@ def test_narrow_beams_never_return_dead_tuples(model, decoder):
 def test_cached_decoders_match_the_no_cache_reference(model, trie, decoder):
     ids, mask = histories()
     items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=5, top_k=5, decoder=decoder)
+    ref_items, ref_scores = reference_beam_search(model, ids, mask, trie, beam_size=5, top_k=5)
+    assert torch.equal(items, ref_items)
+    torch.testing.assert_close(scores, ref_scores.float(), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [{"tie_word_embeddings": False}, {"feed_forward_proj": "gated-gelu"}])
+def test_t5_decoder_follows_config_variants(trie, overrides):
+    """Untied output layer (no decoder output rescaling, as mmgr.models.seq2seq builds it) and gated feed-forward."""
+    model = tiny_t5(3, **overrides)
+    ids, mask = histories()
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=5, top_k=5, decoder="t5")
     ref_items, ref_scores = reference_beam_search(model, ids, mask, trie, beam_size=5, top_k=5)
     assert torch.equal(items, ref_items)
     torch.testing.assert_close(scores, ref_scores.float(), atol=1e-4, rtol=1e-5)

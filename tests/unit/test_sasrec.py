@@ -29,6 +29,7 @@ from mmgr.models.sasrec import (
 )
 from mmgr.rundir import RunDir
 from mmgr.training.checkpoint import load_state, load_weights, save_weights
+from mmgr.training.stage import train_run
 
 N_ITEMS = 12
 TINY = ["model.kind=sasrec", "model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.d_ff=64",
@@ -114,8 +115,9 @@ def test_weights_round_trip(tmp_path: Path) -> None:
 
 def test_learns_planted_cycle_and_evaluates(cycle_data: Path, tmp_path: Path) -> None:
     run, config = make_run(cycle_data, tmp_path / "run", ["training.epochs=8"])
-    summary = train_sasrec_run(run, config, progress=False)
+    summary = train_run(run, config, progress=False)                          # dispatches on model.kind
     assert summary["epochs_run"] == 8 and summary["samples_per_second"] > 0
+    assert "valid/ndcg@10" in (run.path / "logs" / "csv" / "version_0" / "metrics.csv").read_text()
     results = evaluate_sasrec_run(run, config, progress=False)
     assert results["test"]["hr@1"] > 0.9 and results["valid"]["hr@1"] > 0.9
     assert results["test"]["users"] == 96 and results["protocol"]["history_items_filtered"] is False

