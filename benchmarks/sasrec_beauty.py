@@ -20,8 +20,8 @@ from common import SHARED_DATA, write_result
 
 from mmgr.config import Config, load_config
 from mmgr.data.importer import import_into_run
-from mmgr.models.sasrec import evaluate_sasrec_run, train_sasrec_run
 from mmgr.rundir import RunDir
+from mmgr.training.sasrec_stage import evaluate_sasrec_run, train_sasrec_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "amazon-beauty-2014"
@@ -60,7 +60,7 @@ def probe(steps: int, overrides: list[str]) -> None:
     run, config = prepared_run(ROOT / "runs" / "sasrec-beauty-probe", [*overrides, f"training.max_steps={steps}"],
                                resume=False)
     summary = train_sasrec_run(run, config, progress=False)
-    keys = ("steps", "samples_per_second", "positions_per_second", "train_seconds", "peak_memory_mb", "parameters")
+    keys = ("steps", "samples_per_second", "target_tokens_per_second", "train_seconds", "peak_memory_mb", "parameters")
     print({key: summary[key] for key in keys})
 
 
@@ -78,7 +78,7 @@ def main() -> None:
     summary = train_sasrec_run(run, config, progress=False)
     results = evaluate_sasrec_run(run, config, progress=False)
     wall = time.perf_counter() - start
-    training = {key: summary[key] for key in ("samples_per_second", "positions_per_second", "train_seconds",
+    training = {key: summary[key] for key in ("samples_per_second", "target_tokens_per_second", "train_seconds",
                                               "epochs_run", "steps", "best_epoch", "best_score", "peak_memory_mb",
                                               "parameters", "train_sequences", "train_positions",
                                               "validation_users", "resumed_from_step", "wall_seconds")}

@@ -42,7 +42,7 @@ def test_image_codes_join_the_vocabulary(encoded_run):
 
 
 def test_bad_requests_are_explained(encoded_run, tmp_path):
-    result = mmgr("tokenize", str(encoded_run), "--modality", "fused", check=False)
+    result = mmgr("tokenize", str(encoded_run), "--modality", "interests", check=False)
     assert result.returncode == 1 and "mmgr encode" in result.stderr
     result = mmgr("tokenize", str(encoded_run), "--modality", "text", "--codebook", "64", check=False)
     assert result.returncode == 1 and "fewer than the codebook size" in result.stderr

@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import mmgr.models.sasrec as sasrec_module
+import mmgr.training.sasrec_stage as sasrec_module
 from mmgr.config import ModelConfig, load_config
 from mmgr.data.importer import import_into_run
 from mmgr.models.sasrec import (
@@ -21,14 +21,12 @@ from mmgr.models.sasrec import (
     build_sasrec,
     collate_sequences,
     epoch_batches,
-    evaluate_sasrec_run,
-    load_sasrec,
     pad_left,
     rank_all_items,
-    train_sasrec_run,
 )
 from mmgr.rundir import RunDir
 from mmgr.training.checkpoint import load_state, load_weights, save_weights
+from mmgr.training.sasrec_stage import evaluate_sasrec_run, load_sasrec, train_sasrec_run
 from mmgr.training.stage import train_run
 
 N_ITEMS = 12

@@ -1,6 +1,7 @@
 """SASRec (Kang & McAuley 2018), ID-based, trained with a full softmax cross-entropy over the catalog
 ("SASRec-CE"): the classic sequential baseline, evaluated by the same leave-one-out full-ranking protocol, metrics
-and result files as the generative T5 path (`mmgr.training.stage`).
+and result files as the generative T5 path. This module is the model and its batching and ranking; the run stages
+(train / evaluate / recommend) are in `mmgr.training.sasrec_stage`.
 
 Model: item embedding (row 0 = padding, item i -> token i + 1), learned position embedding aligned to the right
 (the newest item always sits at position `max_history - 1`, so extra left padding changes nothing), `num_layers`
@@ -26,39 +27,15 @@ protocol); validation history = train part, test history = s[:-1], both cut to `
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual alias
-from lightning.fabric import Fabric
 from torch import nn
 
-from mmgr.config import Config, ModelConfig, TrainingConfig
-from mmgr.data.dataset import Dataset
-from mmgr.data.splits import Examples, LeaveOneOut, leave_one_out
+from mmgr.config import ModelConfig
 from mmgr.errors import MmgrError
-from mmgr.evaluation.metrics import DEFAULT_KS, per_user, summarize
-from mmgr.evaluation.protocol import protocol_description, subset
-from mmgr.io import write_json_atomic
 from mmgr.progress import progress_bar
-from mmgr.rundir import RunDir
-from mmgr.training.checkpoint import load_checkpoint, load_state, load_weights
-from mmgr.training.loop import (
-    BEST,
-    LAST,
-    FitResult,
-    _checkpoint,
-    _my_batches,
-    _peak_memory_mb,
-    _validate,
-    _warmup_cosine,
-    make_fabric,
-    seeded_sample,
-)
-from mmgr.training.stage import _save_per_user
 
 PAD = 0
 BUCKET_BATCHES = 64  # users are sorted by length within chunks of this many batches
@@ -168,82 +145,6 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
-# --- training loop --------------------------------------------------------------------------------
-
-@dataclass
-class SASRecFit(FitResult):
-    """`FitResult` plus the rate of predicted positions (every position of every sequence is a target)."""
-
-    positions_per_second: float
-    train_seconds: float
-
-
-def fit_sasrec(run: RunDir, model: SASRec, sequences: list[np.ndarray], cfg: TrainingConfig, seed: int,
-               validate, weights_info: dict[str, Any], progress: bool = True,
-               fabric: Fabric | None = None) -> SASRecFit:
-    """Train `model` on token `sequences`; `validate(model)` returns the validation NDCG@10 for model selection.
-    Rates count training steps only (validation excluded)."""
-    fabric = fabric or make_fabric(cfg, run.path / "logs")
-    lengths = np.array([len(s) - 1 for s in sequences], dtype=np.int64)
-    batches_per_epoch = math.ceil(len(sequences) / cfg.batch_size)
-    total_steps = int(min(cfg.max_steps or math.inf, cfg.epochs * (batches_per_epoch // fabric.world_size)))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, total_steps))
-    state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": []}
-    last = run.path / LAST
-    if last.is_file():
-        state = load_checkpoint(last, model, optimizer, scheduler)
-    resumed_from = state["step"]
-    model, optimizer = fabric.setup(model, optimizer)
-    counts = {"samples": 0, "positions": 0, "seconds": 0.0}
-    with progress_bar("training", total=total_steps - state["step"], enabled=progress and fabric.is_global_zero) \
-            as advance:
-        while state["epoch"] < cfg.epochs and state["step"] < total_steps and state["stale"] < cfg.patience:
-            batches = epoch_batches(lengths, cfg.batch_size, seed, state["epoch"])
-            order = _my_batches(list(range(len(batches))), fabric)
-            started = time.perf_counter()
-            model.train()
-            for position in range(state["batch"], len(order)):
-                batch = fabric.to_device(collate_sequences(sequences, batches[order[position]]))
-                loss = _train_step(fabric, model, optimizer, scheduler, batch, cfg.grad_clip)
-                state["step"], state["batch"] = state["step"] + 1, position + 1
-                counts["samples"] += len(batch["labels"])
-                counts["positions"] += int(batch["labels"].ne(PAD).sum())
-                advance(1)
-                if state["step"] % 20 == 0:
-                    fabric.log_dict({"train/loss": loss, "lr": scheduler.get_last_lr()[0]}, state["step"])
-                if state["step"] % cfg.checkpoint_every == 0:
-                    _checkpoint(fabric, last, model, optimizer, scheduler, state)
-                if state["step"] >= total_steps:
-                    break
-            counts["seconds"] += time.perf_counter() - started
-            epoch_done = state["batch"] >= len(order)
-            if epoch_done and (state["epoch"] + 1) % cfg.eval_every == 0:
-                _validate(fabric, run.path, model, validate, state, weights_info)
-            if epoch_done:
-                state["epoch"], state["batch"] = state["epoch"] + 1, 0
-            _checkpoint(fabric, last, model, optimizer, scheduler, state)
-    if state["best_epoch"] < 0:  # never validated (tiny budgets): keep the final weights
-        _validate(fabric, run.path, model, validate, state, weights_info)
-    for logger in fabric.loggers:
-        logger.finalize("success")
-    seconds = max(counts["seconds"], 1e-9)
-    return SASRecFit(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
-                     counts["samples"] * fabric.world_size / seconds, _peak_memory_mb(), resumed_from,
-                     counts["positions"] * fabric.world_size / seconds, round(counts["seconds"], 3))
-
-
-def _train_step(fabric: Fabric, model: nn.Module, optimizer, scheduler, batch: dict[str, torch.Tensor],
-                grad_clip: float) -> float:
-    loss = model(batch["input_ids"], batch["labels"])
-    fabric.backward(loss)
-    fabric.clip_gradients(model, optimizer, max_norm=grad_clip)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
-    return float(loss.detach())
-
-
 # --- ranking --------------------------------------------------------------------------------------
 
 @torch.inference_mode()
@@ -270,117 +171,7 @@ def rank_all_items(model: nn.Module, histories: list[np.ndarray], top_k: int, ba
     return items, scores
 
 
-def evaluate_sasrec(model: nn.Module, examples: Examples, top_k: int = 20, batch_size: int = 256,
-                    ks: tuple[int, ...] = DEFAULT_KS, progress: bool = False
-                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Per-user metrics (hr/recall/ndcg/mrr @ each k <= top_k) and the ranked lists for `examples`."""
-    ranked, _ = rank_all_items(model, examples.histories, top_k, batch_size, progress)
-    return per_user(ranked, examples.targets, tuple(k for k in ks if k <= ranked.shape[1])), ranked
-
-
 def _unwrap_sasrec(model: nn.Module) -> SASRec:
     while not isinstance(model, SASRec):
         model = model.module
     return model
-
-
-# --- run stages -----------------------------------------------------------------------------------
-
-@dataclass
-class SASRecData:
-    """What the SASRec stages read from a run: the dataset, user ids by row, the leave-one-out split."""
-
-    dataset: Dataset
-    user_ids: list[str]
-    split: LeaveOneOut
-
-
-def prepare_sasrec(run: RunDir, config: Config) -> SASRecData:
-    manifest = run.manifest()
-    if "dataset" not in manifest:
-        raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
-    dataset = Dataset.load(run.path, manifest["dataset"]["name"])
-    split = leave_one_out(dataset.item_sequences(), config.split.max_history)
-    return SASRecData(dataset, dataset.sequences["user_id"].to_pylist(), split)
-
-
-def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
-    """What `model.safetensors` records so a mismatched load is refused."""
-    return {"model": "sasrec", "num_items": num_items, "max_history": config.split.max_history,
-            "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"]}
-
-
-def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
-    """`train` stage for `model.kind: sasrec`: model.safetensors, checkpoints/last.safetensors, logs/, manifest."""
-    data = prepare_sasrec(run, config)
-    sequences = training_sequences(data.split.train, config.split.max_history)
-    if not sequences:
-        raise MmgrError(f"{run.path}: no user has two training items; nothing to train on")
-    valid = subset(data.split.valid, seeded_sample(len(data.split.valid), config.training.eval_users, config.seed))
-    model = build_sasrec(config.model, data.dataset.num_items, config.split.max_history, config.seed)
-
-    def validate(current: nn.Module) -> float:
-        metrics, _ = evaluate_sasrec(current, valid, top_k=10, batch_size=config.decoding.batch_size, ks=(10,))
-        return float(metrics["ndcg@10"].mean())
-
-    start = time.perf_counter()
-    result = fit_sasrec(run, model, sequences, config.training, config.seed, validate,
-                        weights_info(run, config, data.dataset.num_items), progress)
-    summary = {**asdict(result), "train_sequences": len(sequences),
-               "train_positions": int(sum(len(s) - 1 for s in sequences)), "validation_users": len(valid),
-               "wall_seconds": round(time.perf_counter() - start, 3),
-               "parameters": sum(p.numel() for p in model.parameters())}
-    run.record("train", summary, config=config.model_dump(mode="json"))
-    return summary
-
-
-def load_sasrec(run: RunDir, config: Config, num_items: int) -> SASRec:
-    """The best weights of the run (`model.safetensors`), checked against the dataset and config."""
-    tensors, info = load_weights(run.path / BEST)
-    expected = {"model": "sasrec", "num_items": num_items, "max_history": config.split.max_history}
-    if {key: info.get(key) for key in expected} != expected:
-        raise MmgrError(f"{run.path / BEST} does not match this run's SASRec ({expected}; it records "
-                        f"{ {key: info.get(key) for key in expected} }); re-run `mmgr train`")
-    model = build_sasrec(config.model, num_items, config.split.max_history, config.seed)
-    load_state(model, tensors)
-    return model.eval()
-
-
-def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
-    """`evaluate` stage: results.json (valid + test) and per_user_<split>.parquet, as `evaluate_run` writes."""
-    data = prepare_sasrec(run, config)
-    model = load_sasrec(run, config, data.dataset.num_items).to(_device(config))
-    top_k = config.decoding.top_k
-    protocol = {**protocol_description(config.decoding, DEFAULT_KS),
-                "ranking": "full (every catalog item), exact top-k of the last position's softmax scores"}
-    protocol.pop("beam_size", None)
-    results: dict[str, Any] = {"protocol": protocol}
-    for name, examples in (("valid", data.split.valid), ("test", data.split.test)):
-        start = time.perf_counter()
-        metrics, ranked = evaluate_sasrec(model, examples, top_k, config.decoding.batch_size, progress=progress)
-        seconds = time.perf_counter() - start
-        results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
-        _save_per_user(run, name, data, examples, metrics, ranked)
-    write_json_atomic(run.path / "results.json", results)
-    run.record("evaluate", {"valid": results["valid"], "test": results["test"]})
-    return results
-
-
-def recommend_sasrec(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
-    """Top-k items (with titles) for a known user, from their full history."""
-    data = prepare_sasrec(run, config)
-    try:
-        row = data.user_ids.index(user_id)
-    except ValueError:
-        raise MmgrError(f"unknown user {user_id!r}") from None
-    model = load_sasrec(run, config, data.dataset.num_items)
-    history = data.dataset.item_sequences()[row][-config.split.max_history:]
-    items, scores = rank_all_items(model, [history], k)
-    titles, ids = data.dataset.items["title"].to_pylist(), data.dataset.items["item_id"].to_pylist()
-    return [{"rank": r + 1, "item_id": ids[i], "title": titles[i], "score": float(s)}
-            for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist(), strict=True))]
-
-
-def _device(config: Config) -> torch.device:
-    wants_gpu = config.training.accelerator in ("auto", "gpu", "cuda")
-    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")

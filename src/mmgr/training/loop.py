@@ -30,15 +30,39 @@ LAST, BEST = "checkpoints/last.safetensors", "model.safetensors"
 
 
 @dataclass
+class TrainData:
+    """What the loop trains on: each epoch's batch keys in order (a function of the epoch alone, so a resumed run
+    sees the same batches) and how a key becomes a batch of tensors with `labels` (0 = padding)."""
+
+    batches: Callable[[int], list[Any]]
+    collate: Callable[[Any], dict[str, torch.Tensor]]
+
+
+@dataclass
 class FitResult:
     steps: int
     epochs_run: int
     best_epoch: int
     best_score: float
     history: list[dict[str, Any]]
-    samples_per_second: float
+    samples_per_second: float          # training steps only (validation excluded)
+    target_tokens_per_second: float    # predicted (non-padding) label tokens per second
+    train_seconds: float
     peak_memory_mb: float
     resumed_from_step: int
+
+
+def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss of models that return it as `.loss` (transformers) or as the output itself."""
+    out = model(**batch)
+    return out.loss if hasattr(out, "loss") else out
+
+
+def t5_train_data(examples: EncodedExamples, batch_size: int, seed: int) -> TrainData:
+    """Length-bucketed batches fixed for the run; their order reshuffled each epoch."""
+    batches = length_batches(examples, batch_size)
+    return TrainData(lambda epoch: [batches[i] for i in epoch_order(len(batches), seed, epoch)],
+                     lambda index: collate(examples, index))
 
 
 def make_fabric(cfg: TrainingConfig, log_dir: Path) -> Fabric:
@@ -49,13 +73,12 @@ def make_fabric(cfg: TrainingConfig, log_dir: Path) -> Fabric:
     return fabric
 
 
-def fit(run_path: Path, model: torch.nn.Module, examples: EncodedExamples, cfg: TrainingConfig, seed: int,
+def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingConfig,
         validate: Callable[[torch.nn.Module], float], weights_info: dict[str, Any], fabric: Fabric | None = None,
         progress: bool = True) -> FitResult:
-    """Train `model` on `examples`; `validate(model)` returns the validation NDCG@10 used for model selection."""
+    """Train `model` on `data`; `validate(model)` returns the validation NDCG@10 used for model selection."""
     fabric = fabric or make_fabric(cfg, run_path / "logs")
-    batches = length_batches(examples, cfg.batch_size)
-    steps_per_epoch = len(batches) // fabric.world_size
+    steps_per_epoch = len(data.batches(0)) // fabric.world_size
     total_steps = min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, int(total_steps)))
@@ -65,15 +88,16 @@ def fit(run_path: Path, model: torch.nn.Module, examples: EncodedExamples, cfg: 
         state = load_checkpoint(last, model, optimizer, scheduler)
     resumed_from = state["step"]
     model, optimizer = fabric.setup(model, optimizer)
-    samples, started = 0, time.perf_counter()
+    counts = {"samples": 0, "tokens": 0, "seconds": 0.0}
     with progress_bar("training", total=int(total_steps) - state["step"], enabled=progress and fabric.is_global_zero) \
             as advance:
         while state["epoch"] < cfg.epochs and state["step"] < total_steps and state["stale"] < cfg.patience:
-            order = _my_batches(epoch_order(len(batches), seed, state["epoch"]), fabric)
+            order = _my_batches(data.batches(state["epoch"]), fabric)
+            started = time.perf_counter()
             model.train()
             for position in range(state["batch"], len(order)):
-                batch = fabric.to_device(collate(examples, batches[order[position]]))
-                loss = model(**batch).loss
+                batch = fabric.to_device(data.collate(order[position]))
+                loss = model_loss(model, batch)
                 fabric.backward(loss)
                 fabric.clip_gradients(model, optimizer, max_norm=cfg.grad_clip)
                 optimizer.step()
@@ -81,7 +105,8 @@ def fit(run_path: Path, model: torch.nn.Module, examples: EncodedExamples, cfg: 
                 scheduler.step()
                 state["step"] += 1
                 state["batch"] = position + 1
-                samples += len(batch["labels"])
+                counts["samples"] += len(batch["labels"])
+                counts["tokens"] += int(batch["labels"].ne(0).sum())
                 advance(1)
                 if state["step"] % 20 == 0:
                     fabric.log_dict({"train/loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, state["step"])
@@ -89,6 +114,7 @@ def fit(run_path: Path, model: torch.nn.Module, examples: EncodedExamples, cfg: 
                     _checkpoint(fabric, last, model, optimizer, scheduler, state)
                 if state["step"] >= total_steps:
                     break
+            counts["seconds"] += time.perf_counter() - started
             epoch_done = state["batch"] >= len(order)
             if epoch_done and (state["epoch"] + 1) % cfg.eval_every == 0:
                 _validate(fabric, run_path, model, validate, state, weights_info)
@@ -99,9 +125,10 @@ def fit(run_path: Path, model: torch.nn.Module, examples: EncodedExamples, cfg: 
         _validate(fabric, run_path, model, validate, state, weights_info)
     for logger in fabric.loggers:
         logger.finalize("success")
-    elapsed = time.perf_counter() - started
+    seconds = max(counts["seconds"], 1e-9)
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
-                     samples * fabric.world_size / max(elapsed, 1e-9), _peak_memory_mb(), resumed_from)
+                     counts["samples"] * fabric.world_size / seconds, counts["tokens"] * fabric.world_size / seconds,
+                     round(counts["seconds"], 3), _peak_memory_mb(), resumed_from)
 
 
 def _validate(fabric: Fabric, run_path: Path, model: torch.nn.Module, validate: Callable, state: dict,
@@ -131,7 +158,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(inner, "module", inner)            # DDP wrapper
 
 
-def _my_batches(order: list[int], fabric: Fabric) -> list[int]:
+def _my_batches(order: list[Any], fabric: Fabric) -> list[Any]:
     """This process's share of the epoch's batch order (all of it on one device; equal counts on every rank)."""
     usable = len(order) // fabric.world_size * fabric.world_size
     return order[fabric.global_rank:usable:fabric.world_size]

@@ -16,7 +16,7 @@ import torch
 
 from mmgr.config import Config
 from mmgr.data.dataset import Dataset
-from mmgr.data.splits import LeaveOneOut, leave_one_out
+from mmgr.data.splits import Examples, LeaveOneOut, leave_one_out
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import DEFAULT_KS, summarize
@@ -28,7 +28,7 @@ from mmgr.rundir import RunDir
 from mmgr.tokenizers.stage import load_codes
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.data import encode_examples, prefix_examples
-from mmgr.training.loop import BEST, fit, seeded_sample
+from mmgr.training.loop import BEST, fit, seeded_sample, t5_train_data
 
 
 @dataclass
@@ -57,8 +57,8 @@ def prepare(run: RunDir, config: Config) -> Prepared:
 
 
 def train_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
-    if config.model.kind != "t5":
-        from mmgr.models.sasrec import train_sasrec_run
+    if config.model.kind == "sasrec":
+        from mmgr.training.sasrec_stage import train_sasrec_run
 
         return train_sasrec_run(run, config, progress)
     prep = prepare(run, config)
@@ -75,7 +75,8 @@ def train_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, A
     info = {"vocab_size": prep.layout.vocab.size, "item_tokens_shape": list(prep.layout.item_tokens.shape),
             "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"]}
     start = time.perf_counter()
-    result = fit(run.path, model, examples, config.training, config.seed, validate, info, progress=progress)
+    data = t5_train_data(examples, config.training.batch_size, config.seed)
+    result = fit(run.path, model, data, config.training, validate, info, progress=progress)
     summary = {**asdict(result), "train_examples": len(examples), "validation_users": len(valid),
                "wall_seconds": round(time.perf_counter() - start, 3),
                "parameters": sum(p.numel() for p in model.parameters())}
@@ -95,6 +96,10 @@ def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
 
 
 def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+    if config.model.kind == "sasrec":
+        from mmgr.training.sasrec_stage import evaluate_sasrec_run
+
+        return evaluate_sasrec_run(run, config, progress)
     prep = prepare(run, config)
     model = load_model(run, config, prep)
     results: dict[str, Any] = {"protocol": protocol_description(config.decoding, DEFAULT_KS)}
@@ -104,7 +109,7 @@ def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str
                                             config.decoding, progress=progress)
         seconds = time.perf_counter() - start
         results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
-        _save_per_user(run, name, prep, examples, metrics, ranked)
+        save_per_user(run, name, prep.user_ids, examples, metrics, ranked)
     write_json_atomic(run.path / "results.json", results)
     run.record("evaluate", {"valid": results["valid"], "test": results["test"]})
     return results
@@ -112,6 +117,10 @@ def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str
 
 def recommend(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
     """Top-k items (with titles) for a known user, from their full history."""
+    if config.model.kind == "sasrec":
+        from mmgr.training.sasrec_stage import recommend_sasrec
+
+        return recommend_sasrec(run, config, user_id, k)
     prep = prepare(run, config)
     try:
         row = prep.user_ids.index(user_id)
@@ -127,9 +136,10 @@ def recommend(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[st
             for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist(), strict=True)) if i >= 0]
 
 
-def _save_per_user(run: RunDir, name: str, prep: Prepared, examples, metrics: dict[str, np.ndarray],
-                   ranked: np.ndarray) -> None:
-    table = pa.table({"user_id": [prep.user_ids[u] for u in examples.users.tolist()],
+def save_per_user(run: RunDir, name: str, user_ids: list[str], examples: Examples, metrics: dict[str, np.ndarray],
+                  ranked: np.ndarray) -> None:
+    """per_user_<split>.parquet: user, target, ranked list and every metric, for paired significance tests."""
+    table = pa.table({"user_id": [user_ids[u] for u in examples.users.tolist()],
                       "target": examples.targets, "ranked": [r[r >= 0].tolist() for r in ranked],
                       **{k: v for k, v in metrics.items() if not k.startswith("recall")}})
     write_parquet_atomic(run.path / f"per_user_{name}.parquet", table)

@@ -1,0 +1,147 @@
+"""Run stages for the SASRec baseline: train (the shared Fabric loop of `mmgr.training.loop`), evaluate (exact
+full ranking, same results.json / per-user Parquet as the generative path) and recommend."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mmgr.config import Config
+from mmgr.data.dataset import Dataset
+from mmgr.data.splits import Examples, LeaveOneOut, leave_one_out
+from mmgr.errors import MmgrError
+from mmgr.evaluation.metrics import DEFAULT_KS, per_user, summarize
+from mmgr.evaluation.protocol import protocol_description, subset
+from mmgr.io import write_json_atomic
+from mmgr.models.sasrec import (
+    SASRec,
+    build_sasrec,
+    collate_sequences,
+    epoch_batches,
+    rank_all_items,
+    training_sequences,
+)
+from mmgr.rundir import RunDir
+from mmgr.training.checkpoint import load_state, load_weights
+from mmgr.training.loop import BEST, TrainData, fit, seeded_sample
+from mmgr.training.stage import save_per_user
+
+
+def sasrec_train_data(sequences: list[np.ndarray], batch_size: int, seed: int) -> TrainData:
+    """Users reshuffled each epoch by (seed, epoch), length-sorted within chunks, padded to their real length."""
+    lengths = np.array([len(s) - 1 for s in sequences], dtype=np.int64)
+    return TrainData(lambda epoch: epoch_batches(lengths, batch_size, seed, epoch),
+                     lambda index: collate_sequences(sequences, index))
+
+
+def evaluate_sasrec(model: nn.Module, examples: Examples, top_k: int = 20, batch_size: int = 256,
+                    ks: tuple[int, ...] = DEFAULT_KS, progress: bool = False
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per-user metrics (hr/recall/ndcg/mrr @ each k <= top_k) and the ranked lists for `examples`."""
+    ranked, _ = rank_all_items(model, examples.histories, top_k, batch_size, progress)
+    return per_user(ranked, examples.targets, tuple(k for k in ks if k <= ranked.shape[1])), ranked
+
+
+@dataclass
+class SASRecData:
+    """What the SASRec stages read from a run: the dataset, user ids by row, the leave-one-out split."""
+
+    dataset: Dataset
+    user_ids: list[str]
+    split: LeaveOneOut
+
+
+def prepare_sasrec(run: RunDir, config: Config) -> SASRecData:
+    manifest = run.manifest()
+    if "dataset" not in manifest:
+        raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
+    dataset = Dataset.load(run.path, manifest["dataset"]["name"])
+    split = leave_one_out(dataset.item_sequences(), config.split.max_history)
+    return SASRecData(dataset, dataset.sequences["user_id"].to_pylist(), split)
+
+
+def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
+    """What `model.safetensors` records so a mismatched load is refused."""
+    return {"model": "sasrec", "num_items": num_items, "max_history": config.split.max_history,
+            "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"]}
+
+
+def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+    """`train` stage for `model.kind: sasrec`: model.safetensors, checkpoints/last.safetensors, logs/, manifest."""
+    data = prepare_sasrec(run, config)
+    sequences = training_sequences(data.split.train, config.split.max_history)
+    if not sequences:
+        raise MmgrError(f"{run.path}: no user has two training items; nothing to train on")
+    valid = subset(data.split.valid, seeded_sample(len(data.split.valid), config.training.eval_users, config.seed))
+    model = build_sasrec(config.model, data.dataset.num_items, config.split.max_history, config.seed)
+
+    def validate(current: nn.Module) -> float:
+        metrics, _ = evaluate_sasrec(current, valid, top_k=10, batch_size=config.decoding.batch_size, ks=(10,))
+        return float(metrics["ndcg@10"].mean())
+
+    start = time.perf_counter()
+    result = fit(run.path, model, sasrec_train_data(sequences, config.training.batch_size, config.seed),
+                 config.training, validate, weights_info(run, config, data.dataset.num_items), progress=progress)
+    summary = {**asdict(result), "train_sequences": len(sequences),
+               "train_positions": int(sum(len(s) - 1 for s in sequences)), "validation_users": len(valid),
+               "wall_seconds": round(time.perf_counter() - start, 3),
+               "parameters": sum(p.numel() for p in model.parameters())}
+    run.record("train", summary, config=config.model_dump(mode="json"))
+    return summary
+
+
+def load_sasrec(run: RunDir, config: Config, num_items: int) -> SASRec:
+    """The best weights of the run (`model.safetensors`), checked against the dataset and config."""
+    tensors, info = load_weights(run.path / BEST)
+    expected = {"model": "sasrec", "num_items": num_items, "max_history": config.split.max_history}
+    if {key: info.get(key) for key in expected} != expected:
+        raise MmgrError(f"{run.path / BEST} does not match this run's SASRec ({expected}; it records "
+                        f"{ {key: info.get(key) for key in expected} }); re-run `mmgr train`")
+    model = build_sasrec(config.model, num_items, config.split.max_history, config.seed)
+    load_state(model, tensors)
+    return model.eval()
+
+
+def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+    """`evaluate` stage: results.json (valid + test) and per_user_<split>.parquet, as `evaluate_run` writes."""
+    data = prepare_sasrec(run, config)
+    model = load_sasrec(run, config, data.dataset.num_items).to(_device(config))
+    top_k = config.decoding.top_k
+    protocol = {**protocol_description(config.decoding, DEFAULT_KS),
+                "ranking": "full (every catalog item), exact top-k of the last position's softmax scores"}
+    protocol.pop("beam_size", None)
+    results: dict[str, Any] = {"protocol": protocol}
+    for name, examples in (("valid", data.split.valid), ("test", data.split.test)):
+        start = time.perf_counter()
+        metrics, ranked = evaluate_sasrec(model, examples, top_k, config.decoding.batch_size, progress=progress)
+        seconds = time.perf_counter() - start
+        results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
+        save_per_user(run, name, data.user_ids, examples, metrics, ranked)
+    write_json_atomic(run.path / "results.json", results)
+    run.record("evaluate", {"valid": results["valid"], "test": results["test"]})
+    return results
+
+
+def recommend_sasrec(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
+    """Top-k items (with titles) for a known user, from their full history."""
+    data = prepare_sasrec(run, config)
+    try:
+        row = data.user_ids.index(user_id)
+    except ValueError:
+        raise MmgrError(f"unknown user {user_id!r}") from None
+    model = load_sasrec(run, config, data.dataset.num_items)
+    history = data.dataset.item_sequences()[row][-config.split.max_history:]
+    items, scores = rank_all_items(model, [history], k)
+    titles, ids = data.dataset.items["title"].to_pylist(), data.dataset.items["item_id"].to_pylist()
+    return [{"rank": r + 1, "item_id": ids[i], "title": titles[i], "score": float(s)}
+            for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist(), strict=True))]
+
+
+def _device(config: Config) -> torch.device:
+    wants_gpu = config.training.accelerator in ("auto", "gpu", "cuda")
+    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
