@@ -91,3 +91,11 @@ def test_loss_goes_down(tmp_path):
         trained = model(**collate(examples, np.arange(96))).loss.item()
         fresh = build_t5(TINY, VOCAB, seed=0).eval()(**collate(examples, np.arange(96))).loss.item()
     assert trained < fresh * 0.8
+
+
+def test_checkpoint_of_another_setup_is_not_resumed(tmp_path):
+    train(tmp_path, epochs=1)
+    _, same = train(tmp_path, epochs=2)                 # a larger epoch budget continues the same run
+    assert same.resumed_from_step == 6
+    _, other = train(tmp_path, epochs=1, lr=1e-2)        # other optimisation settings: start afresh
+    assert other.resumed_from_step == 0

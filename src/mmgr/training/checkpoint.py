@@ -52,6 +52,15 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return meta["progress"]
 
 
+def checkpoint_setup(path: Path) -> str | None:
+    """The training-setup id a checkpoint was written for (None for unreadable or foreign files)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads((handle.metadata() or {}).get("mmgr", "{}")).get("progress", {}).get("setup")
+    except (OSError, ValueError, json.JSONDecodeError):
+        return None
+
+
 def save_weights(path: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
     tensors = unique_state(model)
     with atomic_path(path) as tmp:
@@ -79,9 +88,12 @@ def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     """Load weights saved by `unique_state`; only tied tensors may be absent."""
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    tied = {key for key, value in model.state_dict().items() if key not in tensors and any(
-        value.data_ptr() == model.state_dict()[k].data_ptr() for k in tensors)}
-    if unexpected or set(missing) - tied:
-        raise MmgrError(f"weights do not match the model: missing {sorted(set(missing) - tied)[:5]}, "
-                        f"unexpected {sorted(unexpected)[:5]}")
+    state = model.state_dict()
+    unknown = sorted(set(tensors) - set(state))
+    if unknown:
+        raise MmgrError(f"weights do not match the model: unexpected {unknown[:5]}")
+    missing, _ = model.load_state_dict(tensors, strict=False)
+    saved = {state[k].data_ptr() for k in tensors}
+    tied = {key for key in missing if state[key].data_ptr() in saved}
+    if set(missing) - tied:
+        raise MmgrError(f"weights do not match the model: missing {sorted(set(missing) - tied)[:5]}")

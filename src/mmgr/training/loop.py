@@ -10,6 +10,9 @@ improved for `patience` validations. Logs: CSV (and TensorBoard when installed) 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -23,10 +26,11 @@ from lightning.fabric import Fabric
 
 from mmgr.config import TrainingConfig
 from mmgr.progress import progress_bar
-from mmgr.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint, save_weights
 from mmgr.training.data import EncodedExamples, collate, epoch_order, length_batches
 
 LAST, BEST = "checkpoints/last.safetensors", "model.safetensors"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,10 +86,14 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     total_steps = min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, int(total_steps)))
-    state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": []}
+    setup = setup_id(weights_info, cfg)
+    state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": [],
+             "setup": setup}
     last = run_path / LAST
-    if last.is_file():
+    if last.is_file() and checkpoint_setup(last) == setup:
         state = load_checkpoint(last, model, optimizer, scheduler)
+    elif last.is_file() and fabric.is_global_zero:
+        log.warning("%s belongs to another model or training setup; starting afresh", last)
     resumed_from = state["step"]
     model, optimizer = fabric.setup(model, optimizer)
     counts = {"samples": 0, "tokens": 0, "seconds": 0.0}
@@ -129,6 +137,14 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
                      counts["samples"] * fabric.world_size / seconds, counts["tokens"] * fabric.world_size / seconds,
                      round(counts["seconds"], 3), _peak_memory_mb(), resumed_from)
+
+
+def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
+    """What must match for a checkpoint to be resumed: model, data, vocabulary and optimisation settings (not the
+    epoch budget, patience or validation cadence, which a resumed run may change)."""
+    fixed = cfg.model_dump(exclude={"epochs", "max_steps", "patience", "eval_every", "eval_users",
+                                    "checkpoint_every", "accelerator", "devices"})
+    return hashlib.sha256(json.dumps([weights_info, fixed], sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _validate(fabric: Fabric, run_path: Path, model: torch.nn.Module, validate: Callable, state: dict,

@@ -68,7 +68,8 @@ def prepare_sasrec(run: RunDir, config: Config) -> SASRecData:
 def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
     """What `model.safetensors` records so a mismatched load is refused."""
     return {"model": "sasrec", "num_items": num_items, "max_history": config.split.max_history,
-            "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"]}
+            "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"], "settings": config.model.model_dump(),
+            "seed": config.seed}
 
 
 def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:

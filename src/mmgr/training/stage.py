@@ -6,6 +6,7 @@ evaluate -> results.json (validation and test metrics) + per_user_<split>.parque
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -72,8 +73,8 @@ def train_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, A
                                        ks=(10,))
         return float(metrics["ndcg@10"].mean())
 
-    info = {"vocab_size": prep.layout.vocab.size, "item_tokens_shape": list(prep.layout.item_tokens.shape),
-            "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"]}
+    info = {**codes_info(prep), "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"],
+            "model": config.model.model_dump(), "max_history": config.split.max_history, "seed": config.seed}
     start = time.perf_counter()
     data = t5_train_data(examples, config.training.batch_size, config.seed)
     result = fit(run.path, model, data, config.training, validate, info, progress=progress)
@@ -84,10 +85,16 @@ def train_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, A
     return summary
 
 
+def codes_info(prep: Prepared) -> dict[str, Any]:
+    """Identity of the item codes a model is trained on: a model never decodes with codes it was not trained on."""
+    tokens = np.ascontiguousarray(prep.layout.item_tokens)
+    return {"vocab_size": prep.layout.vocab.size, "item_tokens_shape": list(tokens.shape),
+            "item_tokens_sha256": hashlib.sha256(tokens.tobytes()).hexdigest()}
+
+
 def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
     tensors, info = load_weights(run.path / BEST)
-    if info.get("vocab_size") != prep.layout.vocab.size or info.get("item_tokens_shape") != list(
-            prep.layout.item_tokens.shape):
+    if {key: info.get(key) for key in codes_info(prep)} != codes_info(prep):
         raise MmgrError(f"{run.path / BEST} was trained with another tokenizer or vocabulary "
                         f"(vocab {info.get('vocab_size')} vs {prep.layout.vocab.size}); re-run `mmgr train`")
     model = build_t5(config.model, prep.layout.vocab, config.seed)
