@@ -24,6 +24,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -60,3 +61,9 @@ def sha256_files(paths: list[Path]) -> str:
     for path in sorted(Path(p) for p in paths):
         digest.update(path.name.encode() + b"\0" + sha256_file(path).encode())
     return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

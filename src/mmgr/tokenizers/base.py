@@ -90,6 +90,8 @@ def load_tokenizer(stem: Path | str) -> SemanticTokenizer:
     if meta.get("format_version") != FORMAT_VERSION:
         raise MmgrError(f"{meta_path}: tokenizer format version {meta.get('format_version')} is not supported by this "
                         f"mmgr (expects {FORMAT_VERSION}); re-run `mmgr tokenize`")
+    from mmgr.tokenizers import rq_kmeans, rqvae  # noqa: F401 - register every tokenizer
+
     cls = TOKENIZERS.get(meta["tokenizer"])
     tokenizer = cls(**meta["params"])
     tokenizer.codebook_sizes_ = list(meta["state"]["codebook_sizes"])

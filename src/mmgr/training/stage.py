@@ -102,7 +102,8 @@ def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
     return model.eval()
 
 
-def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+def evaluate_run(run: RunDir, config: Config, progress: bool = True,
+                 splits: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
     if config.model.kind == "sasrec":
         from mmgr.training.sasrec_stage import evaluate_sasrec_run
 
@@ -110,7 +111,8 @@ def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str
     prep = prepare(run, config)
     model = load_model(run, config, prep)
     results: dict[str, Any] = {"protocol": protocol_description(config.decoding, DEFAULT_KS)}
-    for name, examples in (("valid", prep.split.valid), ("test", prep.split.test)):
+    for name in splits:
+        examples = getattr(prep.split, name)
         start = time.perf_counter()
         metrics, ranked = evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.trie,
                                             config.decoding, progress=progress)
@@ -118,7 +120,7 @@ def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str
         results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
         save_per_user(run, name, prep.user_ids, examples, metrics, ranked)
     write_json_atomic(run.path / "results.json", results)
-    run.record("evaluate", {"valid": results["valid"], "test": results["test"]})
+    run.record("evaluate", {name: results[name] for name in splits})
     return results
 
 
