@@ -4,7 +4,7 @@ full ranking, same results.json / per-user Parquet as the generative path) and r
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from mmgr.config import Config
-from mmgr.data.dataset import Dataset
-from mmgr.data.splits import Examples, LeaveOneOut, leave_one_out
+from mmgr.data.splits import Examples
 from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import DEFAULT_KS, per_user, summarize
 from mmgr.evaluation.protocol import protocol_description, subset
@@ -29,7 +28,7 @@ from mmgr.models.sasrec import (
 from mmgr.rundir import RunDir
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, TrainData, fit, seeded_sample
-from mmgr.training.stage import save_per_user
+from mmgr.training.stage import load_run_data, save_per_user
 
 
 def sasrec_train_data(sequences: list[np.ndarray], batch_size: int, seed: int) -> TrainData:
@@ -47,24 +46,6 @@ def evaluate_sasrec(model: nn.Module, examples: Examples, top_k: int = 20, batch
     return per_user(ranked, examples.targets, tuple(k for k in ks if k <= ranked.shape[1])), ranked
 
 
-@dataclass
-class SASRecData:
-    """What the SASRec stages read from a run: the dataset, user ids by row, the leave-one-out split."""
-
-    dataset: Dataset
-    user_ids: list[str]
-    split: LeaveOneOut
-
-
-def prepare_sasrec(run: RunDir, config: Config) -> SASRecData:
-    manifest = run.manifest()
-    if "dataset" not in manifest:
-        raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
-    dataset = Dataset.load(run.path, manifest["dataset"]["name"])
-    split = leave_one_out(dataset.item_sequences(), config.split.max_history)
-    return SASRecData(dataset, dataset.sequences["user_id"].to_pylist(), split)
-
-
 def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
     """What `model.safetensors` records so a mismatched load is refused."""
     return {"model": "sasrec", "num_items": num_items, "max_history": config.split.max_history,
@@ -74,7 +55,7 @@ def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
 
 def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
     """`train` stage for `model.kind: sasrec`: model.safetensors, checkpoints/last.safetensors, logs/, manifest."""
-    data = prepare_sasrec(run, config)
+    data = load_run_data(run, config)
     sequences = training_sequences(data.split.train, config.split.max_history)
     if not sequences:
         raise MmgrError(f"{run.path}: no user has two training items; nothing to train on")
@@ -110,7 +91,7 @@ def load_sasrec(run: RunDir, config: Config, num_items: int) -> SASRec:
 
 def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
     """`evaluate` stage: results.json (valid + test) and per_user_<split>.parquet, as `evaluate_run` writes."""
-    data = prepare_sasrec(run, config)
+    data = load_run_data(run, config)
     model = load_sasrec(run, config, data.dataset.num_items).to(_device(config))
     top_k = config.decoding.top_k
     protocol = {**protocol_description(config.decoding, DEFAULT_KS),
@@ -130,7 +111,7 @@ def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> d
 
 def recommend_sasrec(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
     """Top-k items (with titles) for a known user, from their full history."""
-    data = prepare_sasrec(run, config)
+    data = load_run_data(run, config)
     try:
         row = data.user_ids.index(user_id)
     except ValueError:

@@ -33,28 +33,41 @@ from mmgr.training.loop import BEST, fit, seeded_sample, t5_train_data
 
 
 @dataclass
-class Prepared:
+class RunData:
+    """What every model's stages read from a run: the dataset, user ids by row, the leave-one-out split."""
+
     dataset: Dataset
     user_ids: list[str]
     split: LeaveOneOut
+
+
+@dataclass
+class Prepared(RunData):
+    """`RunData` plus the generative path's layout and decoding trie."""
+
     layout: SingleSidLayout
     trie: PrefixTrie
 
 
-def prepare(run: RunDir, config: Config) -> Prepared:
+def load_run_data(run: RunDir, config: Config) -> RunData:
     manifest = run.manifest()
     if "dataset" not in manifest:
         raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
     dataset = Dataset.load(run.path, manifest["dataset"]["name"])
+    split = leave_one_out(dataset.item_sequences(), config.split.max_history)
+    return RunData(dataset, dataset.sequences["user_id"].to_pylist(), split)
+
+
+def prepare(run: RunDir, config: Config) -> Prepared:
+    data = load_run_data(run, config)
     codes, _ = load_codes(run)
     if config.model.modality not in codes:
         raise MmgrError(f"no {config.model.modality} codes in {run.path}/codes; run `mmgr tokenize {run.path} "
                         f"--modality {config.model.modality}` (have: {', '.join(codes)})")
     layout = SingleSidLayout.from_codes(codes[config.model.modality], config.split.max_history,
                                         config.model.user_buckets)
-    split = leave_one_out(dataset.item_sequences(), config.split.max_history)
     trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens))
-    return Prepared(dataset, dataset.sequences["user_id"].to_pylist(), split, layout, trie)
+    return Prepared(data.dataset, data.user_ids, data.split, layout, trie)
 
 
 def train_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
