@@ -191,7 +191,7 @@ def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
 def _loggers(log_dir: Path) -> list:
     from lightning.fabric.loggers import CSVLogger, TensorBoardLogger
 
-    loggers: list = [CSVLogger(str(log_dir), name="csv")  # a new version per (resumed) invocation]
+    loggers: list = [CSVLogger(str(log_dir), name="csv")]  # a new version per (resumed) invocation
     with contextlib.suppress(ModuleNotFoundError):  # tensorboard is optional
         loggers.append(TensorBoardLogger(str(log_dir), name="tensorboard"))
     return loggers
