@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 import numpy as np
 
@@ -19,10 +19,11 @@ from mmgr.errors import MmgrError
 
 def collision_rate(codes: np.ndarray) -> float:
     """Fraction of items whose code tuple is shared with at least one other item."""
-    if len(codes) == 0:
+    codes = np.asarray(codes)
+    if codes.shape[0] == 0:
         return 0.0
-    counts = Counter(map(tuple, np.asarray(codes).tolist()))
-    return sum(n for n in counts.values() if n > 1) / len(codes)
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse.reshape(-1)] > 1).mean())
 
 
 def append_level(codes: np.ndarray, capacity: int) -> tuple[np.ndarray, int]:

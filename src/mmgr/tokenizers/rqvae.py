@@ -35,6 +35,7 @@ from torch import nn
 
 from mmgr.errors import MmgrError
 from mmgr.tokenizers.base import TOKENIZERS, SemanticTokenizer, check_features, expand_sizes
+from mmgr.tokenizers.collisions import collision_rate
 
 GRADIENTS = ("ste", "rotation")
 CHUNK = 8192                 # items per inference forward pass
@@ -449,15 +450,6 @@ def _restore_determinism() -> Iterator[None]:
 
 
 # ---- code statistics ------------------------------------------------------------------------------------------------
-
-
-def collision_rate(codes: np.ndarray) -> float:
-    """Fraction of items whose full code tuple is shared with at least one other item."""
-    codes = np.asarray(codes)
-    if codes.shape[0] == 0:
-        return 0.0
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    return float((counts[inverse.reshape(-1)] > 1).mean())
 
 
 def utilization(codes: np.ndarray, sizes: list[int]) -> list[float]:
