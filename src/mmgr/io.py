@@ -11,8 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from mmgr.errors import MmgrError
 
 
 @contextlib.contextmanager
@@ -55,12 +60,23 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_files(paths: list[Path]) -> str:
-    """One fingerprint for several files (names relative to their common folder + contents)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(p) for p in paths):
-        digest.update(path.name.encode() + b"\0" + sha256_file(path).encode())
-    return digest.hexdigest()
+def write_arrays_atomic(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """numpy arrays + string metadata as one safetensors file, atomically."""
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=metadata)
+
+
+def read_arrays(path: Path, fingerprint: str | None, missing_hint: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(arrays, metadata) of a safetensors artifact; refuses one computed for another dataset than `fingerprint`."""
+    if not Path(path).is_file():
+        raise MmgrError(f"{path}: {missing_hint}")
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata() or {}
+        arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open API
+    if fingerprint is not None and metadata.get("dataset_fingerprint") != fingerprint:
+        raise MmgrError(f"{path} was computed for another dataset (fingerprint mismatch); re-run the stage that "
+                        "wrote it")
+    return arrays, metadata
 
 
 def _umask() -> int:

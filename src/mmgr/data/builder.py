@@ -41,9 +41,6 @@ class DatasetBuilder:
         self._events: dict[str, list[tuple[int | None, int, str]]] = {}  # user -> [(timestamp, order, item)]
         self._order = 0
 
-    def has_item(self, item_id: str) -> bool:
-        return item_id in self._items
-
     def add_item(self, record: ItemRecord, path: Path | str, line: int | None = None,
                  field: str = "item_id") -> None:
         """Add a catalog entry; a second entry with the same id is an error naming both places."""

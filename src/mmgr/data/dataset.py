@@ -22,8 +22,6 @@ import pyarrow.parquet as pq
 from mmgr.errors import DataError
 from mmgr.io import write_parquet_atomic
 
-TEXT_FIELDS = ("title", "description", "brand", "categories")
-
 ITEM_SCHEMA = pa.schema([
     ("item_id", pa.string()), ("title", pa.string()), ("description", pa.string()), ("brand", pa.string()),
     ("categories", pa.list_(pa.string())), ("image", pa.string()), ("has_text", pa.bool_()),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,7 +22,6 @@ from mmgr.errors import MmgrError
 from mmgr.io import write_parquet_atomic
 from mmgr.rundir import RunDir
 
-Modality = Literal["text", "image", "fused", "caption", "interests"]
 MODALITIES: tuple[str, ...] = ("text", "image", "fused", "caption", "interests")
 GENERATED = {"caption": "captions.parquet", "interests": "interests.parquet"}
 

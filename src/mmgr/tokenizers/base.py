@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from mmgr.errors import MmgrError
-from mmgr.io import atomic_path, write_json_atomic
+from mmgr.io import write_arrays_atomic, write_json_atomic
 from mmgr.registry import Registry
 
 FORMAT_VERSION = 1
@@ -73,8 +73,7 @@ class SemanticTokenizer(ABC):
         stem = Path(stem)
         if not hasattr(self, "codebook_sizes_"):
             raise MmgrError(f"{self.name}: fit the tokenizer before saving it")
-        with atomic_path(stem.with_suffix(".safetensors")) as tmp:
-            save_file({k: np.ascontiguousarray(v) for k, v in self._arrays().items()}, str(tmp))
+        write_arrays_atomic(stem.with_suffix(".safetensors"), self._arrays(), {})
         write_json_atomic(stem.with_suffix(".json"), {"tokenizer": self.name, "format_version": FORMAT_VERSION,
                                                       "params": self.get_params(), "state": self._state()})
 

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import safe_open
-from safetensors.numpy import save_file
 
 from mmgr.errors import MmgrError
-from mmgr.io import atomic_path, write_json_atomic
+from mmgr.io import read_arrays, write_arrays_atomic, write_json_atomic
 
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<switch>")
 
@@ -35,20 +33,14 @@ class ModalityCodes:
     def save(self, path: Path, fingerprint: str) -> None:
         metadata = {"modality": self.modality, "sizes": json.dumps(self.sizes), "dataset_fingerprint": fingerprint,
                     "info": json.dumps(self.info)}
-        with atomic_path(path) as tmp:
-            save_file({"codes": self.codes.astype(np.int64), "missing": self.missing.astype(np.uint8)}, str(tmp),
-                      metadata=metadata)
+        write_arrays_atomic(path, {"codes": self.codes.astype(np.int64), "missing": self.missing.astype(np.uint8)},
+                            metadata)
 
     @classmethod
     def load(cls, path: Path, fingerprint: str | None = None) -> ModalityCodes:
-        if not path.is_file():
-            raise MmgrError(f"{path}: no codes; run `mmgr tokenize` first")
-        with safe_open(str(path), framework="numpy") as handle:
-            meta = handle.metadata() or {}
-            codes, missing = handle.get_tensor("codes"), handle.get_tensor("missing").astype(bool)
-        if fingerprint is not None and meta.get("dataset_fingerprint") != fingerprint:
-            raise MmgrError(f"{path} was computed for another dataset (fingerprint mismatch); re-run `mmgr tokenize`")
-        return cls(meta["modality"], codes, json.loads(meta["sizes"]), missing, json.loads(meta.get("info", "{}")))
+        arrays, meta = read_arrays(path, fingerprint, "no codes; run `mmgr tokenize` first")
+        return cls(meta["modality"], arrays["codes"], json.loads(meta["sizes"]), arrays["missing"].astype(bool),
+                   json.loads(meta.get("info", "{}")))
 
 
 @dataclass(frozen=True)
