@@ -63,24 +63,22 @@ def _vectors(run: RunDir, modality: str, dataset: Dataset, config: Config, cache
         features = fuse(load_features(run.path, "text", fingerprint), load_features(run.path, "image", fingerprint),
                         config.encoders.fusion, seed=config.seed)
     else:
-        encoder = _encoder(modality, config)
-        cache = VectorCache(cache_root / "vectors" / modality)
         items = items_with_generated_text(run, dataset.items) if modality == "text" else dataset.items
+        encoder = _encoder(modality, config, items)
+        cache = VectorCache(cache_root / "vectors" / modality)
         features = encode_items(encoder, items, cache, progress=progress)
     path = save_features(run.path, features, fingerprint)
     return {**features.info, "file": str(path.relative_to(run.path))}
 
 
-def _encoder(modality: str, config: Config):
+def _encoder(modality: str, config: Config, items: pa.Table):
     if modality == "text":
         from mmgr.encoders.text import SentenceTextEncoder
 
         return SentenceTextEncoder(config.encoders.text)
-    from mmgr.encoders.image import EfficientNetLite0
+    from mmgr.encoders.image import make_image_encoder
 
-    if config.encoders.image.model != "efficientnet-lite0":
-        raise MmgrError(f"image model {config.encoders.image.model!r} is not supported yet; use efficientnet-lite0")
-    return EfficientNetLite0(config.encoders.image)
+    return make_image_encoder(config.encoders.image, images=sum(items["has_image"].to_pylist()))
 
 
 def _generate(run: RunDir, modality: str, dataset: Dataset, config: Config, cache_root: Path,
