@@ -1,15 +1,14 @@
 """Constrained decoding speed, beam 20 -> top-10: mmgr's batched trie beam search vs Hugging Face `generate` with a
-dict-trie `prefix_allowed_tokens_fn`, on the same TIGER-size T5 and the same real Amazon Beauty histories, in one run.
+dict-trie `prefix_allowed_tokens_fn`, on the same TIGER-size T5 and the same real Amazon Beauty users, in one run.
 
-    python benchmarks/decoding.py [--users 1024] [--batch-size 256] [--chunk-size 64] [--skip-hf]
+    python benchmarks/decoding.py [--run runs/tiger-beauty] [--users 1024] [--batch-size 256] [--skip-hf]
 
-Item codes: the published LETTER SID table of Beauty (4 levels: 3 codes + 1 collision code). 13 items still share a
-tuple with an earlier item; `--collisions drop` (default) keeps the first item of each tuple so every item stays 4
-tokens, `append` adds a 5th disambiguation level. Histories: the last 20 items before each user's test item, as code
-tokens, right-padded (users drawn at random, seeded). Our search and `generate` alternate batch by batch, so both see
-the same machine load. No trained checkpoint exists yet, so the model is a seeded random-init TIGER-size T5 (speed
-does not depend on the weights; agreement is checked on the same model). Writes
-benchmarks/results/decoding-amazon-beauty-2014-tiger-beam20.json.
+Model: the trained TIGER model of `--run` (written by benchmarks/tiger_beauty.py: its RQ-VAE codes, 3 levels + a
+collision level = 4 tokens per item, its layout with the hashed user token, test-time histories of random users,
+seeded). Without a trained run it falls back to a seeded random-init TIGER-size T5 over the published LETTER SID table
+(4 levels; `--collisions drop` keeps the first item of each shared tuple, `append` adds a 5th level); speed does not
+depend on the weights, agreement is then checked on that model. Our search and `generate` alternate batch by batch,
+so both see the same machine load. Writes benchmarks/results/decoding-amazon-beauty-2014-tiger-beam20.json.
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from mmgr.tokenizers.collisions import append_level
 from mmgr.tokenizers.external import read_index
 
 DATA = common.SHARED_DATA / "amazon-beauty-2014"
+ROOT = Path(__file__).resolve().parents[1]
 NUM_ITEMS = 12101
 TIGER = {"d_model": 128, "num_layers": 4, "num_decoder_layers": 4, "num_heads": 6, "d_kv": 64, "d_ff": 1024,
          "dropout_rate": 0.1}
@@ -66,6 +66,41 @@ def encode_histories(batch: list[np.ndarray], item_tokens: np.ndarray) -> tuple[
     return ids, mask
 
 
+def trained_setup(run_path: Path, users: int, batch_size: int, seed: int):
+    """(model, trie, batches, description) of a trained TIGER run: test histories of `users` random users."""
+    from mmgr.layouts.base import pad_batch
+    from mmgr.rundir import RunDir
+    from mmgr.training.stage import load_model, prepare
+
+    run = RunDir(run_path)
+    config = run.config()
+    prep = prepare(run, config)
+    model = load_model(run, config, prep)
+    test = prep.split.test
+    chosen = np.random.default_rng(seed).choice(len(test), size=min(users, len(test)), replace=False)
+    rows = [prep.layout.encoder_tokens(prep.user_ids[test.users[i]], test.histories[i]) for i in chosen.tolist()]
+    batches = [pad_batch(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
+    return model, prep.trie, batches, {
+        "model": f"trained TIGER ({run_path.name}/model.safetensors)", **config.model.model_dump(),
+        "vocab_size": prep.layout.vocab.size, "sid_table": f"{run_path.name}/codes (mmgr RQ-VAE + collision level)",
+        "histories": "test-time histories (<= 20 items) with the hashed user token"}
+
+
+def random_setup(args) -> tuple:
+    """(model, trie, batches, description): random-init TIGER-size T5 over the published LETTER table."""
+    codes, kept, sizes = item_codes(args.collisions)
+    vocab = Vocabulary({"text": sizes})
+    history_tokens = vocab.encode("text", codes)                            # (12101, L) tokens of every catalog item
+    trie = PrefixTrie.build(torch.from_numpy(history_tokens[kept]), vocab_size=vocab.size)
+    users = histories(args.users, args.history, args.seed)
+    batches = [encode_histories(users[i:i + args.batch_size], history_tokens)
+               for i in range(0, len(users), args.batch_size)]
+    return tiger_t5(vocab.size, args.seed), trie, batches, {
+        "model": "random-init TIGER-size T5 (no trained run found)", **TIGER, "vocab_size": vocab.size,
+        "collisions": args.collisions, "history_items": args.history,
+        "sid_table": "lcrec/Beauty.index.json (LETTER, 4 levels)"}
+
+
 def tiger_t5(vocab_size: int, seed: int) -> T5ForConditionalGeneration:
     torch.manual_seed(seed)
     config = T5Config(vocab_size=vocab_size, pad_token_id=0, decoder_start_token_id=0, eos_token_id=2, **TIGER)
@@ -98,6 +133,8 @@ def timed(fn, *args, **kwargs):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "tiger-beauty",
+                        help="a trained TIGER run directory (falls back to a random-init model without one)")
     parser.add_argument("--users", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--beam", type=int, default=20)
@@ -110,14 +147,9 @@ def main() -> None:
     args = parser.parse_args()
     wall = time.perf_counter()
 
-    codes, kept, sizes = item_codes(args.collisions)
-    vocab = Vocabulary({"text": sizes})
-    history_tokens = vocab.encode("text", codes)                            # (12101, L) tokens of every catalog item
-    trie = PrefixTrie.build(torch.from_numpy(history_tokens[kept]), vocab_size=vocab.size)
-    users = histories(args.users, args.history, args.seed)
-    batches = [encode_histories(users[i:i + args.batch_size], history_tokens)
-               for i in range(0, len(users), args.batch_size)]
-    model = tiger_t5(vocab.size, args.seed)
+    trained = (args.run / "model.safetensors").is_file()
+    model, trie, batches, described = (trained_setup(args.run, args.users, args.batch_size, args.seed) if trained
+                                       else random_setup(args))
     allowed = trie.reference().prefix_allowed_tokens_fn(model.config.decoder_start_token_id,
                                                         model.config.eos_token_id)
 
@@ -137,7 +169,7 @@ def main() -> None:
             theirs.append(timed(hf_generate, model, ids, mask, trie, allowed, args.beam, args.top_k))
     seconds = sum(t for _, t in mine)
     items, scores = (torch.cat([r[i] for r, _ in mine]) for i in (0, 1))
-    n = len(users)
+    n = sum(len(ids) for ids, _ in batches)
     metrics = {"users": n, "users_per_second": n / seconds}
     if not args.skip_hf:
         hf_seconds = sum(t for _, t in theirs)
@@ -161,15 +193,12 @@ def main() -> None:
         print(f"{key:40s} {value}")
     common.write_result(
         "decoding", "amazon-beauty-2014", f"tiger-beam{args.beam}", metrics, wall_seconds=time.perf_counter() - wall,
-        config={"model": "random-init TIGER-size T5", "model_note": "seeded random weights: no trained checkpoint "
-                "exists yet; speed does not depend on the weights, agreement is on the same model", **TIGER,
-                "vocab_size": vocab.size, "beam_size": args.beam, "top_k": args.top_k, "batch_size": args.batch_size,
+        config={**described, "beam_size": args.beam, "top_k": args.top_k, "batch_size": args.batch_size,
                 "chunk_size": args.chunk_size, "levels": trie.depth, "items_in_trie": trie.num_items,
-                "collisions": args.collisions, "history_items": args.history, "history_padding": "right",
-                "dtype": "float32", "decoder": "t5 (folded cross-attention)",
+                "history_padding": "right", "dtype": "float32", "decoder": "t5 (folded cross-attention)",
                 "hf_generate": "num_beams=beam, num_return_sequences=top_k, max_new_tokens=L, length_penalty=0, "
                                "prefix_allowed_tokens_fn=dict trie (DictTrie)",
-                "sid_table": "lcrec/Beauty.index.json (LETTER, 4 levels)", "threads": torch.get_num_threads(),
+                "threads": torch.get_num_threads(),
                 "batch_seconds": [round(t, 3) for _, t in mine],
                 "hf_generate_batch_seconds": [round(t, 3) for _, t in theirs]})
 
