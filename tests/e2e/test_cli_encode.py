@@ -41,3 +41,16 @@ def test_encode_errors(tmp_path, encoded_run):
     assert result.returncode == 1 and "unknown modality" in result.stderr
     result = mmgr("encode", str(encoded_run), "--modality", "text", "encoders.text.feilds=[title]", check=False)
     assert result.returncode == 1 and "unknown key 'encoders.text.feilds'" in result.stderr
+
+
+def test_clip_text_image_and_joint_fusion(tmp_path, clip_dir):
+    run = tmp_path / "run"
+    mmgr("data", "import", "--format", "synthetic", "--out", str(run), "data.synthetic.n_items=40",
+         "data.synthetic.n_users=30", "data.synthetic.image_size=32", f"encoders.cache_dir={tmp_path / 'cache'}",
+         f"encoders.text.model=clip:{clip_dir}", f"encoders.image.model={clip_dir}", "encoders.fusion.method=joint")
+    for modality in ("text", "image", "fused"):
+        mmgr("encode", str(run), "--modality", modality, "--no-progress")
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["encode.text"]["model_id"] == manifest["stages"]["encode.image"]["model_id"]
+    assert manifest["stages"]["encode.fused"]["method"] == "joint" and manifest["stages"]["encode.fused"]["dim"] == 16
+

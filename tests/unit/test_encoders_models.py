@@ -10,16 +10,9 @@ from mmgr.config import CaptionConfig, FusionConfig, ImageEncoderConfig, TextEnc
 from mmgr.encoders.base import Features, encode_items
 from mmgr.encoders.captions import OfflineDescriber, caption_items, dominant_colours
 from mmgr.encoders.fusion import fuse
-from mmgr.encoders.image import (
-    ClipImageEncoder,
-    EfficientNetLite0,
-    _load_lite0,
-    fold_batchnorms,
-    load_image_array,
-    make_image_encoder,
-)
+from mmgr.encoders.image import EfficientNetLite0, _load_lite0, fold_batchnorms, load_image_array
 from mmgr.encoders.text import SentenceTextEncoder, item_texts
-from mmgr.errors import ConfigError, MmgrError
+from mmgr.errors import ConfigError
 
 
 def items_table(**columns):
@@ -101,46 +94,6 @@ def test_image_graph_modes_agree_with_the_unfolded_model(tmp_path, graph):
     cosine = (features * reference).sum(1) / np.linalg.norm(features, axis=1) / np.linalg.norm(reference, axis=1)
     assert features.shape == (3, 1280) and probs.shape == (3, 1000) and cosine.min() > 0.995
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
-
-
-def tiny_clip(path):
-    """A randomly initialised CLIP saved like a hub checkpoint (no CLIP weights ship on PyPI)."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
-
-    torch.manual_seed(0)
-    config = CLIPConfig(projection_dim=16,
-                        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                     "num_attention_heads": 2, "vocab_size": 99},
-                        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8})
-    CLIPModel(config).save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
-    return str(path)
-
-
-def test_clip_image_encoder_from_a_local_checkpoint(tmp_path):
-    from transformers import CLIPModel
-
-    model_dir = tiny_clip(tmp_path / "clip")
-    red, blue = solid(tmp_path / "r.png", "red", size=(60, 50)), solid(tmp_path / "b.png", "blue")
-    items = items_table(image=[red, None, blue, red], has_image=[True, False, True, True])
-    encoder = make_image_encoder(ImageEncoderConfig(model=model_dir, bf16=False))
-    assert isinstance(encoder, ClipImageEncoder) and (encoder.resize, encoder.crop, encoder.dim) == (40, 32, 16)
-    features = encode_items(encoder, items, progress=False)
-    assert features.vectors.shape == (4, 16) and features.missing.tolist() == [False, True, False, False]
-    np.testing.assert_allclose(features.vectors[0], features.vectors[3], atol=1e-6)
-    pixels = torch.from_numpy(np.array(load_image_array(blue, 40, 32))).permute(2, 0, 1)[None].float() / 255
-    mean, std = torch.tensor([0.4815, 0.4578, 0.4082]), torch.tensor([0.2686, 0.2613, 0.2758])
-    with torch.no_grad():
-        expected = CLIPModel.from_pretrained(model_dir).get_image_features(
-            pixel_values=(pixels - mean[:, None, None]) / std[:, None, None])
-    np.testing.assert_allclose(features.vectors[2], np.asarray(getattr(expected, "pooler_output", expected))[0],
-                               atol=1e-3)
-
-
-def test_unknown_clip_model_names_the_model(tmp_path):
-    with pytest.raises(MmgrError, match="no-such-model"):
-        make_image_encoder(ImageEncoderConfig(model=str(tmp_path / "no-such-model")))
 
 
 def test_concat_fusion_weights_and_masks():

@@ -5,7 +5,9 @@
 - `projection`: two linear maps into one `dim`-d space, trained with a symmetric InfoNCE loss on items that have
   both modalities (CLIP-style alignment learned on the catalog); the fused vector is the normalised mean of the
   available projected modalities.
-A multimodal model's joint embedding, when a user has one, is encoded directly as its own modality instead.
+- `joint`: a multimodal model's joint embedding: text and image features from the same CLIP model
+  (`encoders.text.model=clip:NAME`, `encoders.image.model=NAME`) already share a space; the fused vector is the
+  normalised weighted mean of the available ones.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def fuse(text: Features, image: Features, cfg: FusionConfig, seed: int = 0) -> F
     if cfg.method == "concat":
         vectors = np.concatenate([cfg.text_weight * _unit(text.vectors), cfg.image_weight * _unit(image.vectors)], 1)
         detail: dict[str, object] = {}
+    elif cfg.method == "joint":
+        vectors, detail = _joint(text, image, cfg), {}
     else:
         vectors, detail = _projection(text, image, cfg, seed)
     missing = text.missing & image.missing
@@ -40,6 +44,14 @@ def fuse(text: Features, image: Features, cfg: FusionConfig, seed: int = 0) -> F
 def _unit(x: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def _joint(text: Features, image: Features, cfg: FusionConfig) -> np.ndarray:
+    if not text.model_id.startswith("clip:") or text.model_id != image.model_id:
+        raise MmgrError(f"fusion.method=joint needs text and image features from one CLIP model (text: "
+                        f"{text.model_id}, image: {image.model_id}); set encoders.text.model=clip:NAME and "
+                        "encoders.image.model=NAME, then encode both")
+    return _unit(cfg.text_weight * _unit(text.vectors) + cfg.image_weight * _unit(image.vectors))
 
 
 def _projection(text: Features, image: Features, cfg: FusionConfig, seed: int) -> tuple[np.ndarray, dict]:

@@ -5,8 +5,7 @@ a background thread while the model computes.
   package, 1280-d pooled features and ImageNet class probabilities. RGB, shorter side to 256 (bicubic), centre crop
   224, scaled to [-1, 1] as in the original Lite models; batch norms folded into the convolutions; bf16 weights and
   channels_last where the CPU has bf16; torch.compile for jobs large enough to amortise compiling.
-- any other name: a CLIP model through transformers (hub name or local path), its projected image embedding, with
-  the resize / crop / normalisation of its own image-processor config.
+- any other name: a CLIP model through transformers (`encoders/clip.py`).
 """
 
 from __future__ import annotations
@@ -159,39 +158,13 @@ class EfficientNetLite0(PrefetchingImageEncoder):
         return pooled[:rows].numpy(), logits[:rows].softmax(-1).numpy()
 
 
-class ClipImageEncoder(PrefetchingImageEncoder):
-    """A transformers CLIP model's projected image embedding (hub name or local path)."""
-
-    def __init__(self, cfg: ImageEncoderConfig) -> None:
-        super().__init__(cfg)
-        from transformers import CLIPImageProcessor, CLIPModel
-
-        try:
-            processor = CLIPImageProcessor.from_pretrained(cfg.model)
-            self.model = CLIPModel.from_pretrained(cfg.model).eval()
-        except OSError as exc:
-            raise MmgrError(f"cannot load CLIP model {cfg.model!r} ({exc}); give a local path or a hub name "
-                            "reachable from this machine") from None
-        self.resize = processor.size.get("shortest_edge", processor.crop_size["height"])
-        self.crop = processor.crop_size["height"]
-        self.mean = torch.tensor(processor.image_mean).reshape(1, 3, 1, 1)
-        self.std = torch.tensor(processor.image_std).reshape(1, 3, 1, 1)
-        self.model_id = f"clip:{cfg.model}"
-        self.version = f"rgb-short{self.resize}-center{self.crop}-clipnorm-{'bf16' if self.bf16 else 'fp32'}"
-        self.dim = int(self.model.config.projection_dim)
-
-    @torch.inference_mode()
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, None]:
-        x = (torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0) - self.mean) / self.std
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            pooled = self.model.vision_model(pixel_values=x).pooler_output         # (B, hidden)
-            embeds = self.model.visual_projection(pooled)                          # (B, projection_dim)
-        return embeds.float().numpy(), None
-
-
 def make_image_encoder(cfg: ImageEncoderConfig, images: int = 0) -> PrefetchingImageEncoder:
     """The configured image model, for a job of about `images` images."""
-    return EfficientNetLite0(cfg, images) if cfg.model == "efficientnet-lite0" else ClipImageEncoder(cfg)
+    if cfg.model == "efficientnet-lite0":
+        return EfficientNetLite0(cfg, images)
+    from mmgr.encoders.clip import ClipImageEncoder
+
+    return ClipImageEncoder(cfg)
 
 
 def resolve_graph(graph: str, bf16: bool, images: int) -> str:
