@@ -42,8 +42,18 @@ def test_recommend_and_evaluate_errors(encoded_run):
 
 def test_sasrec_through_the_same_commands(encoded_run, tmp_path):
     run = encoded_run
+    (tmp_path / "t5").mkdir()                       # the generative run's per-user results, for `mmgr compare`
+    (tmp_path / "t5" / "per_user_test.parquet").write_bytes((run / "per_user_test.parquet").read_bytes())
     mmgr("train", str(run), "--no-progress", "--recipe", "configs/sasrec.yaml", "model.d_model=16",
          "model.d_ff=32", "training.epochs=2")
     mmgr("evaluate", str(run), "--no-progress")
     results = json.loads((run / "results.json").read_text())
     assert results["test"]["users"] == 30 and "exact top-k" in results["protocol"]["ranking"]
+    compared = json.loads(mmgr("compare", str(tmp_path / "t5"), str(run), "--json", "--resamples", "500").stdout)
+    ndcg = compared["metrics"]["ndcg@10"]
+    assert compared["users"] == 30 and ndcg["b"] == results["test"]["ndcg@10"]
+    assert ndcg["low"] <= ndcg["mean_difference"] <= ndcg["high"] and 0 <= ndcg["p_value"] <= 1
+    assert "95% CI" in mmgr("compare", str(tmp_path / "t5"), str(run)).stdout
+    result = mmgr("compare", str(tmp_path), str(run), check=False)
+    assert result.returncode == 1 and "run `mmgr evaluate" in result.stderr
+

@@ -1,8 +1,11 @@
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import per_user, summarize, target_ranks
-from mmgr.evaluation.significance import paired_bootstrap
+from mmgr.evaluation.significance import compare_runs, paired_bootstrap
 
 
 def test_ranks_and_metrics_by_hand():
@@ -33,3 +36,24 @@ def test_paired_bootstrap_detects_a_real_difference_and_not_noise():
     assert paired_bootstrap(a, better, resamples=2000) == result          # seeded
     with pytest.raises(ValueError, match="aligned"):
         paired_bootstrap(a, a[:10])
+
+
+def per_user_file(folder, users, targets, ndcg):
+    folder.mkdir(exist_ok=True)
+    pq.write_table(pa.table({"user_id": users, "target": targets, "ranked": [[t] for t in targets],
+                             "ndcg@10": ndcg}), folder / "per_user_test.parquet")
+    return folder
+
+
+def test_compare_runs_pairs_users_by_id(tmp_path):
+    a = per_user_file(tmp_path / "a", ["u1", "u2", "u3"], [5, 6, 7], [0.0, 1.0, 0.5])
+    b = per_user_file(tmp_path / "b", ["u3", "u1", "u4"], [7, 5, 9], [1.0, 1.0, 0.0])   # other order, u4 extra
+    result = compare_runs(a, b, metrics=("ndcg@10",), resamples=200)
+    assert (result["users"], result["only_in_a"], result["only_in_b"]) == (2, 1, 1)
+    assert result["metrics"]["ndcg@10"]["mean_difference"] == pytest.approx(0.75)   # u1 +1, u3 +0.5
+    with pytest.raises(MmgrError, match="known: ndcg@10"):
+        compare_runs(a, b, metrics=("mrr@5",))
+    other = per_user_file(tmp_path / "c", ["u1"], [8], [1.0])
+    with pytest.raises(MmgrError, match="different test items"):
+        compare_runs(a, other)
+

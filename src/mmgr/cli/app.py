@@ -24,6 +24,7 @@ app.command("tokenize")(tokenize.tokenize)
 app.command("train")(train.train)
 app.command("evaluate")(train.evaluate)
 app.command("recommend")(train.recommend)
+app.command("compare")(train.compare)
 app.command("quickstart")(quickstart.quickstart)
 
 # Stages that later issues build; each says so instead of pretending.

@@ -1,7 +1,9 @@
-"""`mmgr train RUN [--recipe R] [KEY=VALUE...]`, `mmgr evaluate RUN`, `mmgr recommend RUN --user U`."""
+"""`mmgr train RUN [--recipe R] [KEY=VALUE...]`, `mmgr evaluate RUN`, `mmgr recommend RUN --user U`,
+`mmgr compare RUN_A RUN_B`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -61,3 +63,28 @@ def recommend(
     for row in recommend_items(run_dir, run_dir.config(), user, k):
         table.add_row(str(row["rank"]), row["item_id"], row["title"], f"{row['score']:.3f}")
     console.print(table)
+
+
+def compare(
+    run_a: Path = typer.Argument(..., help="Baseline run directory (evaluated)."),
+    run_b: Path = typer.Argument(..., help="Run compared against it (evaluated on the same data)."),
+    split: str = typer.Option("test", help="valid or test."),
+    metric: list[str] = typer.Option(["ndcg@10", "hr@10"], "--metric", "-m", help="Per-user metric(s)."),
+    resamples: int = typer.Option(10_000, help="Bootstrap resamples."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Paired bootstrap over users: B - A per metric with a 95% confidence interval and p-value."""
+    from mmgr.evaluation.significance import compare_runs
+
+    result = compare_runs(run_a, run_b, split, tuple(metric), resamples)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{run_b.name} vs {run_a.name}, {split}, {result['users']} paired users")
+    for column in ("metric", "A", "B", "B - A", "95% CI", "p"):
+        table.add_column(column, justify="right")
+    for name, m in result["metrics"].items():
+        table.add_row(name, f"{m['a']:.4f}", f"{m['b']:.4f}", f"{m['mean_difference']:+.4f}",
+                      f"[{m['low']:+.4f}, {m['high']:+.4f}]", f"{m['p_value']:.4f}")
+    console.print(table)
+
