@@ -8,6 +8,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 from mmgr.config import ModelConfig
+from mmgr.models.dropout import use_fast_dropout
 from mmgr.tokenizers.codes import Vocabulary
 
 
@@ -20,5 +21,6 @@ def t5_config(cfg: ModelConfig, vocab: Vocabulary) -> T5Config:
 
 
 def build_t5(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> T5ForConditionalGeneration:
+    """Seeded T5 with eager attention and the cheaper CPU dropout of `models/dropout.py` (same parameters)."""
     torch.manual_seed(seed)
-    return T5ForConditionalGeneration(t5_config(cfg, vocab))
+    return use_fast_dropout(T5ForConditionalGeneration(t5_config(cfg, vocab)))
