@@ -1,0 +1,102 @@
+"""TIGER-size T5 training throughput on Amazon Beauty (every prefix of every training sequence, batch 256, bf16
+autocast), through mmgr's training loop, with the choices that make it fast switched off one at a time in the same
+run: torch's own dropout and transformers' default attention (plain Hugging Face T5), and random batches padded to
+their longest history instead of length-bucketed ones.
+
+    python benchmarks/training.py [--steps 30] [--run runs/tiger-beauty]
+
+Needs a run with codes (benchmarks/tiger_beauty.py makes one). Each variant trains `--steps` steps from the same
+seeded initialisation on a fixed sample of the epoch's batches; samples/s counts training steps only. Writes
+benchmarks/results/training-amazon-beauty-2014-tiger.json (peak memory is the process's peak resident set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import common  # first: sets OMP_WAIT_POLICY before torch starts its thread pool
+import numpy as np
+import torch
+from transformers import T5ForConditionalGeneration
+
+from mmgr.models.seq2seq import build_t5, t5_config
+from mmgr.rundir import RunDir
+from mmgr.training.data import collate, encode_examples, length_batches, prefix_examples
+from mmgr.training.loop import TrainData, fit
+from mmgr.training.stage import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = {"source": "DESIGN.md: other implementations on this machine kind (2 cores, TIGER size, Beauty, batch 256)",
+             "metrics": {"genrec_bf16_samples_per_second": 54, "genrec_fp32_samples_per_second": 31.5,
+                         "rq_vae_recommender_bf16_samples_per_second": 41,
+                         "rq_vae_recommender_fp32_samples_per_second": 28.7}}
+
+
+def padded_random_batches(count: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """Batches of random examples (each padded to its longest history by `collate`)."""
+    order = np.random.default_rng(seed).permutation(count)
+    return [order[start:start + batch_size] for start in range(0, count, batch_size)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "tiger-beauty")
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    wall = time.perf_counter()
+    run = RunDir(args.run)
+    config = run.config()
+    prep = prepare(run, config)
+    users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
+    examples = encode_examples(prep.layout, prep.user_ids, users, histories, targets)
+    batch_size = config.training.batch_size
+    settings = config.training.model_copy(update={"max_steps": args.steps, "checkpoint_every": 10**9})
+    rng = np.random.default_rng(config.seed)
+
+    def sample(batches: list[np.ndarray]) -> list[np.ndarray]:      # the same share of short and long batches
+        return [batches[i] for i in rng.permutation(len(batches))[:args.steps]]
+
+    bucketed, random = sample(length_batches(examples, batch_size)), sample(
+        padded_random_batches(len(examples), batch_size, config.seed))
+
+    def plain_t5() -> torch.nn.Module:
+        torch.manual_seed(config.seed)
+        return T5ForConditionalGeneration(t5_config(config.model, prep.layout.vocab))
+
+    variants = {
+        "mmgr": (lambda: build_t5(config.model, prep.layout.vocab, config.seed), bucketed),
+        "torch_dropout_default_attention": (plain_t5, bucketed),
+        "random_batches_padded_to_longest": (lambda: build_t5(config.model, prep.layout.vocab, config.seed), random),
+    }
+    measured = {}
+    for name, (make_model, batches) in variants.items():
+        data = TrainData(lambda epoch, b=batches: b, lambda index: collate(examples, index))
+        with tempfile.TemporaryDirectory() as folder:
+            result = fit(Path(folder), make_model(), data, settings, validate=lambda model: 0.0, weights_info={},
+                         progress=False)
+        widths = [int(collate(examples, b)["attention_mask"].shape[1]) for b in batches]
+        measured[name] = {"samples_per_second": result.samples_per_second, "mean_padded_length": float(np.mean(widths)),
+                          "train_seconds": result.train_seconds}
+        print(name, {k: round(v, 2) for k, v in measured[name].items()})
+    ours = measured["mmgr"]["samples_per_second"]
+    metrics = {"samples_per_second": ours,
+               "target_tokens_per_second": ours * prep.layout.item_tokens.shape[1],
+               "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "variants": measured,
+               "speedup_vs_torch_dropout_default_attention":
+                   ours / measured["torch_dropout_default_attention"]["samples_per_second"],
+               "speedup_vs_random_padded_batches": ours / measured["random_batches_padded_to_longest"][
+                   "samples_per_second"],
+               "speedup_vs_genrec_bf16": ours / REFERENCE["metrics"]["genrec_bf16_samples_per_second"]}
+    common.write_result("training", "amazon-beauty-2014", "tiger", metrics, wall_seconds=time.perf_counter() - wall,
+                        config={"model": config.model.model_dump(), "training": settings.model_dump(),
+                                "train_examples": len(examples), "steps_per_variant": args.steps,
+                                "threads": torch.get_num_threads()}, reference=REFERENCE)
+
+
+if __name__ == "__main__":
+    main()
