@@ -12,6 +12,7 @@ Re-running resumes from the run directory (data, features, codes and the trainin
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -55,13 +56,13 @@ def main() -> None:
     start = time.perf_counter()
     run = prepared()
     probe = run.config([*args.overrides, "training.max_steps=20", "training.eval_users=200"])
-    probe_run = RunDir(ROOT / "runs" / "tiger-beauty-probe")
-    if not probe_run.exists():
-        import shutil
-
-        shutil.copytree(run.path, probe_run.path, ignore=shutil.ignore_patterns("checkpoints", "model.safetensors"))
+    probe_run = RunDir(ROOT / "runs" / "tiger-beauty-probe")        # a fresh copy: a probe must not resume
+    shutil.rmtree(probe_run.path, ignore_errors=True)
+    shutil.copytree(run.path, probe_run.path, ignore=shutil.ignore_patterns("checkpoints", "model.safetensors"))
     probe_summary = train_run(probe_run, probe, progress=False)
     steps_per_second = probe_summary["samples_per_second"] / probe.training.batch_size
+    if probe_summary["steps"] == 0 or steps_per_second <= 0:
+        raise SystemExit(f"the speed probe trained no steps ({probe_summary}); nothing to size the budget with")
     max_steps = max(20, int(args.minutes * 60 * steps_per_second))
     config = run.config([*args.overrides, f"training.max_steps={max_steps}"])
     summary = train_run(run, config, progress=True)
