@@ -99,3 +99,10 @@ def test_checkpoint_of_another_setup_is_not_resumed(tmp_path):
     assert same.resumed_from_step == 6
     _, other = train(tmp_path, epochs=1, lr=1e-2)        # other optimisation settings: start afresh
     assert other.resumed_from_step == 0
+
+
+def test_a_budget_ending_mid_epoch_validates_the_final_weights(tmp_path):
+    scores = iter([0.1, 0.4])
+    _, result = train(tmp_path, validate=lambda m: next(scores), max_steps=8)       # 6 batches per epoch
+    assert [h["step"] for h in result.history] == [6, 8]
+    assert result.best_score == 0.4 and load_weights(tmp_path / loop.BEST)[1]["valid_ndcg@10"] == 0.4

@@ -129,8 +129,10 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
             if epoch_done:
                 state["epoch"], state["batch"] = state["epoch"] + 1, 0
             _checkpoint(fabric, last, model, optimizer, scheduler, state)
-    if state["best_epoch"] < 0:  # never validated (tiny budgets): keep the final weights
+    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+        # the budget (max_steps) ended mid-epoch, or validation is sparser than epochs: the final weights compete
         _validate(fabric, run_path, model, validate, state, weights_info)
+        _checkpoint(fabric, last, model, optimizer, scheduler, state)
     for logger in fabric.loggers:
         logger.finalize("success")
     seconds = max(counts["seconds"], 1e-9)
