@@ -5,17 +5,15 @@ towers map into one space, so `encoders.fusion.method=joint` averages them into 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
-import pyarrow as pa
 import torch
 
 from mmgr.config import ImageEncoderConfig, TextEncoderConfig
 from mmgr.encoders.image import PrefetchingImageEncoder
-from mmgr.encoders.text import item_texts
+from mmgr.encoders.text import ItemTextInputs
 from mmgr.errors import MmgrError
 
 PREFIX = "clip:"
@@ -62,26 +60,17 @@ class ClipImageEncoder(PrefetchingImageEncoder):
         return torch.nn.functional.normalize(embeds.float(), dim=-1).numpy(), None
 
 
-class ClipTextEncoder:
+class ClipTextEncoder(ItemTextInputs):
     """A CLIP model's projected text embedding of each item's text (L2-normalised; truncated to its context)."""
 
-    modality = "text"
-
     def __init__(self, cfg: TextEncoderConfig) -> None:
-        self.cfg = cfg
+        super().__init__(cfg)
         name = clip_name(cfg.model)
         self.model, _, self.tokenizer = load_clip(name)
         self.model_id = PREFIX + name
         self.dim = int(self.model.config.projection_dim)
-        layout = cfg.template if cfg.template is not None else "|".join(cfg.fields)
-        self.version = "clip-text:" + hashlib.sha256(layout.encode()).hexdigest()[:12]
+        self.version = "clip-text:" + self.layout_id
         self.context = int(self.model.config.text_config.max_position_embeddings)
-
-    def inputs(self, items: pa.Table) -> list[str | None]:
-        return item_texts(items, self.cfg)
-
-    def content_key(self, item_input: str) -> bytes:
-        return item_input.encode("utf-8")
 
     @torch.inference_mode()
     def encode(self, batch: Sequence[str]) -> np.ndarray:

@@ -57,13 +57,29 @@ def resolve_model(name: str) -> str:
     return name
 
 
-class SentenceTextEncoder:
-    """A sentence-transformers model as an `ItemEncoder` (modality text, L2-normalised vectors)."""
+class ItemTextInputs:
+    """What every text encoder reads: each item's text as `cfg` lays it out, cached by the text itself; `layout_id`
+    names the layout (fields or template) for the cache version."""
 
     modality = "text"
 
     def __init__(self, cfg: TextEncoderConfig | None = None) -> None:
         self.cfg = cfg or TextEncoderConfig()
+        layout = self.cfg.template if self.cfg.template is not None else "|".join(self.cfg.fields)
+        self.layout_id = hashlib.sha256(layout.encode()).hexdigest()[:12]
+
+    def inputs(self, items: pa.Table) -> list[str | None]:
+        return item_texts(items, self.cfg)
+
+    def content_key(self, item_input: str) -> bytes:
+        return item_input.encode("utf-8")
+
+
+class SentenceTextEncoder(ItemTextInputs):
+    """A sentence-transformers model as an `ItemEncoder` (modality text, L2-normalised vectors)."""
+
+    def __init__(self, cfg: TextEncoderConfig | None = None) -> None:
+        super().__init__(cfg)
         try:
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
@@ -83,14 +99,7 @@ class SentenceTextEncoder:
                             "give a local path or a sentence-transformers name reachable online") from None
         self.model_id = self.cfg.model
         self.dim = int(self.model.get_embedding_dimension())
-        layout = self.cfg.template if self.cfg.template is not None else "|".join(self.cfg.fields)
-        self.version = "st-normalized:" + hashlib.sha256(layout.encode()).hexdigest()[:12]
-
-    def inputs(self, items: pa.Table) -> list[str | None]:
-        return item_texts(items, self.cfg)
-
-    def content_key(self, item_input: str) -> bytes:
-        return item_input.encode("utf-8")
+        self.version = "st-normalized:" + self.layout_id
 
     def encode(self, batch: Sequence[str]) -> np.ndarray:
         return self.model.encode(list(batch), batch_size=self.cfg.batch_size, normalize_embeddings=True,
