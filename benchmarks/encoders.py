@@ -74,7 +74,7 @@ def bench_image() -> None:
                "by_graph": {g: {k: m[k] for k in ("items_per_second", "model_load_seconds")}
                             for g, m in by_graph.items()}}
     write_result("encoders", "movielens-100k-posters", "image-efficientnet-lite0", metrics, wall_seconds=wall,
-                 config=ImageEncoderConfig().model_dump(), reference={
+                 config=ImageEncoderConfig(graph="compile").model_dump(), reference={
                      "source": "DESIGN.md: EfficientNet-Lite0 model-only (bf16, channels_last) on this machine kind; "
                                "issue #3 target is end to end including JPEG decoding (after loading the model); "
                                "metrics are torch.compile's, by_graph compares it with the eager model in the same "
