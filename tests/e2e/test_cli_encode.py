@@ -53,4 +53,3 @@ def test_clip_text_image_and_joint_fusion(tmp_path, clip_dir):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["encode.text"]["model_id"] == manifest["stages"]["encode.image"]["model_id"]
     assert manifest["stages"]["encode.fused"]["method"] == "joint" and manifest["stages"]["encode.fused"]["dim"] == 16
-

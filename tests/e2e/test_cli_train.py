@@ -56,4 +56,3 @@ def test_sasrec_through_the_same_commands(encoded_run, tmp_path):
     assert "95% CI" in mmgr("compare", str(tmp_path / "t5"), str(run)).stdout
     result = mmgr("compare", str(tmp_path), str(run), check=False)
     assert result.returncode == 1 and "run `mmgr evaluate" in result.stderr
-

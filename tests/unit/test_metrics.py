@@ -56,4 +56,3 @@ def test_compare_runs_pairs_users_by_id(tmp_path):
     other = per_user_file(tmp_path / "c", ["u1"], [8], [1.0])
     with pytest.raises(MmgrError, match="different test items"):
         compare_runs(a, other)
-

@@ -87,4 +87,3 @@ def compare(
         table.add_row(name, f"{m['a']:.4f}", f"{m['b']:.4f}", f"{m['mean_difference']:+.4f}",
                       f"[{m['low']:+.4f}, {m['high']:+.4f}]", f"{m['p_value']:.4f}")
     console.print(table)
-

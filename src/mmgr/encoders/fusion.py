@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from mmgr.config import FusionConfig
 from mmgr.encoders.base import Features
+from mmgr.encoders.clip import PREFIX as CLIP_PREFIX
 from mmgr.errors import MmgrError
 
 
@@ -47,7 +48,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _joint(text: Features, image: Features, cfg: FusionConfig) -> np.ndarray:
-    if not text.model_id.startswith("clip:") or text.model_id != image.model_id:
+    if not text.model_id.startswith(CLIP_PREFIX) or text.model_id != image.model_id:
         raise MmgrError(f"fusion.method=joint needs text and image features from one CLIP model (text: "
                         f"{text.model_id}, image: {image.model_id}); set encoders.text.model=clip:NAME and "
                         "encoders.image.model=NAME, then encode both")

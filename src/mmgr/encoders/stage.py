@@ -72,11 +72,11 @@ def _vectors(run: RunDir, modality: str, dataset: Dataset, config: Config, cache
 
 
 def _encoder(modality: str, config: Config, items: pa.Table):
-    if modality == "text" and config.encoders.text.model.startswith("clip:"):
-        from mmgr.encoders.clip import ClipTextEncoder
-
-        return ClipTextEncoder(config.encoders.text)
     if modality == "text":
+        from mmgr.encoders.clip import PREFIX, ClipTextEncoder
+
+        if config.encoders.text.model.startswith(PREFIX):
+            return ClipTextEncoder(config.encoders.text)
         from mmgr.encoders.text import SentenceTextEncoder
 
         return SentenceTextEncoder(config.encoders.text)

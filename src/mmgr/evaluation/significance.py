@@ -61,4 +61,3 @@ def _per_user(run: Path, split: str) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise MmgrError(f"{path}: not found; run `mmgr evaluate {run}` first")
     return {row["user_id"]: row for row in pq.read_table(path).drop_columns(["ranked"]).to_pylist()}
-
