@@ -70,7 +70,8 @@ def trained_setup(run_path: Path, users: int, batch_size: int, seed: int):
     """(model, trie, batches, description) of a trained TIGER run: test histories of `users` random users."""
     from mmgr.layouts.base import pad_batch
     from mmgr.rundir import RunDir
-    from mmgr.training.stage import load_model, prepare
+    from mmgr.training.generative import load_model
+    from mmgr.training.method import prepare
 
     run = RunDir(run_path)
     config = run.config()

@@ -27,7 +27,7 @@ from mmgr.models.seq2seq import build_t5, t5_config
 from mmgr.rundir import RunDir
 from mmgr.training.data import collate, encode_examples, length_batches, prefix_examples
 from mmgr.training.loop import TrainData, fit
-from mmgr.training.stage import prepare
+from mmgr.training.method import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {"source": "DESIGN.md: other implementations on this machine kind (2 cores, TIGER size, Beauty, batch 256)",

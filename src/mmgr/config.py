@@ -168,8 +168,13 @@ class ModelConfig(Section):
     causal transformer with a full softmax over items."""
 
     kind: Literal["t5", "sasrec"] = Field("t5", description="generative T5 or the SASRec baseline")
-    layout: Literal["single"] = Field("single", description="how item codes become tokens (single: TIGER)")
-    modality: str = Field("text", description="which modality's codes the single layout uses")
+    layout: Literal["single", "late-fusion"] = Field(
+        "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
+                              "codes); late-fusion = each modality's SID concatenated per item (MGR-LF)")
+    modalities: list[str] = Field(["text"], min_length=1,
+                                  description="whose codes the layout reads, in this order (single: exactly one)")
+    switch_tokens: bool = Field(False, description="late fusion: a <switch> token at every change of modality "
+                                                   "inside an item's codes (MGR-LF++)")
     d_model: int = Field(128, ge=8, description="hidden size")
     num_layers: int = Field(4, ge=1, description="encoder layers (SASRec: blocks)")
     num_decoder_layers: int = Field(4, ge=1, description="decoder layers (t5)")
@@ -197,6 +202,12 @@ class TrainingConfig(Section):
     patience: int = Field(4, ge=1, description="early stopping: validations without NDCG@10 improvement")
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (for budgets and tests)")
+    alignment: Literal["none", "translate", "infonce"] = Field(
+        "none", description="MGR-LF++ alignment stage before next-item training: translate = generate every item's "
+                            "SID of one modality from its SID of the other (both directions); infonce = pooled "
+                            "encoder states of an item's per-modality SIDs as positives, in-batch negatives")
+    alignment_epochs: int = Field(5, ge=1, description="epochs of the alignment stage")
+    alignment_temperature: float = Field(0.07, gt=0.0, description="infonce alignment: softmax temperature")
 
 
 class DecodingConfig(Section):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 import torch
 
+from mmgr.config import ModelConfig
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.errors import MmgrError
-from mmgr.layouts.base import LAYOUTS, SingleSidLayout
-from mmgr.tokenizers.codes import ModalityCodes
+from mmgr.layouts import LAYOUTS
+from mmgr.layouts.base import token_modalities
+from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 
 MAX_HISTORY = 5
 
@@ -21,20 +25,29 @@ def codes() -> dict[str, ModalityCodes]:
     return {m: ModalityCodes(m, tuples.copy(), [4, 4, 3], np.zeros(40, dtype=bool)) for m in ("text", "image")}
 
 
-BUILDERS = {  # one small instance per registered layout; a new layout must be added here
-    "single": lambda c, buckets: SingleSidLayout.from_codes(c["text"], MAX_HISTORY, user_buckets=buckets),
+def build(name: str, modalities: list[str], buckets: int, **model) -> object:
+    c = codes()
+    vocab = Vocabulary({m: list(c[m].sizes) for m in modalities}, user_buckets=buckets)
+    return LAYOUTS.get(name)(c, vocab, ModelConfig(layout=name, modalities=modalities, **model), MAX_HISTORY)
+
+
+BUILDERS = {  # small instances per registered layout; a new layout must be added here
+    "single": lambda buckets: build("single", ["text"], buckets),
+    "late-fusion": lambda buckets: build("late-fusion", ["text", "image"], buckets),
+    "late-fusion+switch": lambda buckets: build("late-fusion", ["text", "image"], buckets, switch_tokens=True),
 }
 
 
 def test_every_registered_layout_is_covered():
-    assert sorted(BUILDERS) == LAYOUTS.names()
+    assert sorted({name.split("+")[0] for name in BUILDERS}) == LAYOUTS.names()
+    assert sorted(get_args(ModelConfig.model_fields["layout"].annotation)) == LAYOUTS.names()
 
 
 @pytest.fixture(params=[(name, buckets) for name in sorted(BUILDERS) for buckets in (0, 16)],
                 ids=lambda p: f"{p[0]}-buckets{p[1]}")
 def layout(request):
     name, buckets = request.param
-    return BUILDERS[name](codes(), buckets)
+    return BUILDERS[name](buckets)
 
 
 def test_item_tokens_are_distinct_code_tokens(layout):
@@ -42,7 +55,8 @@ def test_item_tokens_are_distinct_code_tokens(layout):
     assert tokens.dtype == np.int64 and tokens.ndim == 2 and len(tokens) == 40
     assert len(np.unique(tokens, axis=0)) == 40                        # one decodable tuple per item
     first_code_token = len(layout.vocab.specials) + layout.vocab.user_buckets
-    assert tokens.min() >= first_code_token and tokens.max() < layout.vocab.size
+    codes_only = tokens[tokens != layout.vocab.token("<switch>")]          # code tokens, and switches between them
+    assert codes_only.min() >= first_code_token and tokens.max() < layout.vocab.size
 
 
 def test_encoder_tokens_are_valid_bounded_and_deterministic(layout):
@@ -83,3 +97,33 @@ def test_decoding_trie_maps_every_target_back_to_its_item(layout):
     trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens))
     assert trie.num_items == 40
     assert trie.lookup(torch.from_numpy(layout.item_tokens)).tolist() == list(range(40))
+
+
+def test_item_tokens_are_the_modalities_codes_in_order_with_switches(layout):
+    vocab, switch = layout.vocab, layout.vocab.token("<switch>")
+    expected_tokens, expected_kinds = [], []
+    for index, modality in enumerate(vocab.levels):
+        if index and getattr(layout, "switch_tokens", False):
+            expected_tokens.append(np.full((40, 1), switch))
+            expected_kinds.append(np.full((40, 1), -1))                 # the switch belongs to no modality
+        expected_tokens.append(layout.modality_tokens[modality])
+        expected_kinds.append(np.full(layout.modality_tokens[modality].shape, index))
+    np.testing.assert_array_equal(layout.item_tokens, np.concatenate(expected_tokens, axis=1))
+    np.testing.assert_array_equal(token_modalities(vocab, layout.item_tokens), np.concatenate(expected_kinds, axis=1))
+    np.testing.assert_array_equal(token_modalities(vocab, torch.from_numpy(layout.item_tokens)).numpy(),
+                                  np.concatenate(expected_kinds, axis=1))
+    history = layout.encoder_tokens("u", np.array([3, 5]))               # history items are written the same way
+    body = history[1:-1] if layout.vocab.user_buckets else history[:-1]
+    np.testing.assert_array_equal(body, layout.item_tokens[[3, 5]].reshape(-1))
+
+
+def test_every_decoded_tuple_is_a_real_item(layout):
+    trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens), vocab_size=layout.vocab.size)
+    reference = trie.reference()
+    rng = np.random.default_rng(1)
+    for _ in range(50):                                                   # random walks down the trie end at items
+        path: list[int] = []
+        for _ in range(trie.depth):
+            path.append(int(rng.choice(sorted(reference.allowed_tokens_reference(path)))))
+        item = reference.item(path)
+        assert item >= 0 and layout.item_tokens[item].tolist() == path

@@ -17,7 +17,7 @@ def test_train_evaluate_recommend(encoded_run):
     run = encoded_run
     mmgr("tokenize", str(run), "--modality", "text", "--codebook", "8", "--levels", "2")
     mmgr("train", str(run), "--no-progress", *TINY_T5)
-    assert (run / "model.safetensors").is_file() and (run / "checkpoints" / "last.safetensors").is_file()
+    assert (run / "model.safetensors").is_file() and (run / "checkpoints" / "next-item" / "last.safetensors").is_file()
     mmgr("evaluate", str(run), "--no-progress")
     results = json.loads((run / "results.json").read_text())
     for split in ("valid", "test"):

@@ -115,7 +115,7 @@ def test_learns_planted_cycle_and_evaluates(cycle_data: Path, tmp_path: Path) ->
     run, config = make_run(cycle_data, tmp_path / "run", ["training.epochs=8"])
     summary = train_run(run, config, progress=False)                          # dispatches on model.kind
     assert summary["epochs_run"] == 8 and summary["samples_per_second"] > 0
-    assert "valid/ndcg@10" in (run.path / "logs" / "csv" / "version_0" / "metrics.csv").read_text()
+    assert "valid/ndcg@10" in (run.path / "logs" / "next-item" / "csv" / "version_0" / "metrics.csv").read_text()
     results = evaluate_sasrec_run(run, config, progress=False)
     assert results["test"]["hr@1"] > 0.9 and results["valid"]["hr@1"] > 0.9
     assert results["test"]["users"] == 96 and results["protocol"]["history_items_filtered"] is False
@@ -129,7 +129,7 @@ def test_learns_planted_cycle_and_evaluates(cycle_data: Path, tmp_path: Path) ->
 
 
 def final_weights(run: RunDir) -> dict[str, torch.Tensor]:
-    with safe_open(str(run.path / "checkpoints/last.safetensors"), framework="pt") as handle:
+    with safe_open(str(run.path / "checkpoints/next-item/last.safetensors"), framework="pt") as handle:
         return {k: handle.get_tensor(k) for k in handle.keys() if k.startswith("model.")}  # noqa: SIM118
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import T5ForConditionalGeneration
 
 import mmgr.training.loop as loop
 from mmgr.config import ModelConfig, TrainingConfig
+from mmgr.errors import MmgrError
 from mmgr.models.seq2seq import build_t5
 from mmgr.tokenizers.codes import Vocabulary
 from mmgr.training.checkpoint import load_weights
@@ -77,8 +79,8 @@ def test_best_epoch_weights_are_kept_and_early_stopping_stops(tmp_path):
     assert result.epochs_run == 4                       # epochs 2 and 3 did not improve: stop
     saved, info = load_weights(tmp_path / loop.BEST)
     assert info["valid_ndcg@10"] == 0.3 and info["epoch"] == 1
-    assert (tmp_path / "checkpoints" / "last.safetensors").is_file()
-    assert (tmp_path / "logs" / "csv" / "version_0" / "metrics.csv").is_file()
+    assert (tmp_path / "checkpoints" / "next-item" / "last.safetensors").is_file()
+    assert (tmp_path / "logs" / "next-item" / "csv" / "version_0" / "metrics.csv").is_file()
 
 
 def test_loss_goes_down(tmp_path):
@@ -95,10 +97,32 @@ def test_loss_goes_down(tmp_path):
 
 def test_checkpoint_of_another_setup_is_not_resumed(tmp_path):
     train(tmp_path, epochs=1)
-    _, same = train(tmp_path, epochs=2)                 # a larger epoch budget continues the same run
+    _, same = train(tmp_path, epochs=1, patience=3)     # same schedule (patience may change): continues
     assert same.resumed_from_step == 6
     _, other = train(tmp_path, epochs=1, lr=1e-2)        # other optimisation settings: start afresh
     assert other.resumed_from_step == 0
+
+
+def test_a_changed_budget_is_refused_instead_of_silently_rescheduled(tmp_path):
+    train(tmp_path, epochs=1)                            # cosine schedule over 6 steps
+    for change in ({"epochs": 2}, {"max_steps": 4}):
+        with pytest.raises(MmgrError, match="schedule of 6 steps.*now give (12|4)"):
+            train(tmp_path, **change)
+    _, again = train(tmp_path, epochs=1)                 # the original budget still resumes
+    assert again.resumed_from_step == 6
+
+
+def test_validation_decodes_the_plain_model_outside_autocast(tmp_path):
+    """Validation must see what `mmgr evaluate` sees: the plain T5 (so the fast T5 decoder runs) in full precision,
+    not the Fabric wrapper whose forward runs under bf16 autocast."""
+    seen = []
+
+    def validate(model):
+        seen.append((type(model), torch.is_autocast_enabled("cpu")))
+        return 0.0
+
+    train(tmp_path, validate=validate, epochs=1, precision="bf16-mixed")
+    assert seen == [(T5ForConditionalGeneration, False)]
 
 
 def test_a_budget_ending_mid_epoch_validates_the_final_weights(tmp_path):

@@ -42,12 +42,12 @@ def quickstart(
     for modality in ("text", "image"):
         console.print(stats_table(f"{modality} features", encode_run(run, modality, run.config(), progress)))
     console.rule("3/5 tokenize: semantic IDs of the text features")
-    report = tokenize_run(run, config.model.modality, run.config())
+    report = tokenize_run(run, config.model.modalities[0], run.config())
     console.print(stats_table("semantic IDs", {k: report[k] for k in (
         "tokenizer", "codebook_sizes", "collision_rate_before", "collision_rate_after", "utilisation")}))
     console.rule("4/5 train: TIGER-style generative recommender")
     trained = train_run(run, run.config(), progress)
-    console.print(stats_table("training", {k: v for k, v in trained.items() if k != "history"}))
+    console.print(stats_table("training", {k: v for k, v in trained.items() if k not in ("history", "stages")}))
     console.rule("5/5 evaluate: full ranking by constrained beam search")
     results = evaluate_run(run, run.config(), progress)
     console.print(stats_table("test", results["test"]))

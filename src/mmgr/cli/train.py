@@ -31,7 +31,7 @@ def train(
 
     run_dir = RunDir(run)
     summary = train_run(run_dir, run_config(run_dir, recipe, overrides), progress)
-    console.print(stats_table("train", {k: v for k, v in summary.items() if k != "history"}))
+    console.print(stats_table("train", {k: v for k, v in summary.items() if k not in ("history", "stages")}))
 
 
 def evaluate(

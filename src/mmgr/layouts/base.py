@@ -1,8 +1,9 @@
 """The layout contract and the TIGER layout (one semantic ID per item).
 
 A layout turns (user, history of item indices) into encoder token ids and an item into its decoder target
-tokens; `item_tokens` (int64[N, L]) is the table every decoding trie is built from. Multimodal layouts (late
-fusion with switch tokens, per-modality views) implement the same three members.
+tokens; `item_tokens` (int64[N, L]) is the table every decoding trie is built from. `modality_tokens` holds each
+modality's own code tokens per item (what alignment tasks translate between) and `prompt` builds a task-prompted
+input from them. Every token's modality is a fact of the shared vocabulary (`token_modalities`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from mmgr.config import ModelConfig
 from mmgr.errors import MmgrError
 from mmgr.registry import Registry
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
@@ -20,43 +22,94 @@ from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 
 class Layout(Protocol):
     vocab: Vocabulary
-    item_tokens: np.ndarray       # (N, L) decoder target tokens per item
+    item_tokens: np.ndarray                   # (N, L) decoder target tokens per item
+    modality_tokens: dict[str, np.ndarray]    # modality -> (N, L_m) that modality's code tokens per item
 
     def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
         """int64[T] for one user's history (item indices, oldest first)."""
         ...
 
 
-LAYOUTS: Registry[type] = Registry("layout")
+class LayoutBuilder(Protocol):
+    def __call__(self, codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: ModelConfig,
+                 max_history: int) -> Layout: ...
 
 
-@LAYOUTS.register("single")
+LAYOUTS: Registry[LayoutBuilder] = Registry("layout")
+
+
+def item_code_tokens(codes: dict[str, ModalityCodes], vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """Each vocabulary modality's code tokens per item (N, L_m), the missing-modality policy applied."""
+    missing = [m for m in vocab.levels if m not in codes]
+    if missing:
+        raise MmgrError(f"no {', '.join(missing)} codes in this run; run `mmgr tokenize RUN --modality "
+                        f"{missing[0]}` (have: {', '.join(codes) or 'none'})")
+    return {m: vocab.encode(m, codes[m].with_missing_reserved().codes) for m in vocab.levels}
+
+
+def history_item_tokens(item_tokens: np.ndarray, user_id: str, history: np.ndarray, max_history: int) -> np.ndarray:
+    """The flattened item tokens of the `max_history` most recent items, with clear errors for bad histories."""
+    history = np.asarray(history, dtype=np.int64)[-max_history:]
+    if history.size == 0:
+        raise MmgrError(f"user {user_id!r} has an empty history; a generative recommender needs at least one "
+                        "item (recommend popular items for cold users instead)")
+    if history.min() < 0 or history.max() >= len(item_tokens):
+        raise MmgrError(f"user {user_id!r}: history holds unknown item indices (catalog has "
+                        f"{len(item_tokens)} items)")
+    return item_tokens[history].reshape(-1)
+
+
+def with_user_and_eos(vocab: Vocabulary, user_id: str, tokens: np.ndarray, user_token: bool) -> np.ndarray:
+    """[user bucket] + tokens + <eos> as int64[T]."""
+    parts = [tokens, [vocab.token("<eos>")]]
+    if user_token:
+        parts.insert(0, [vocab.user_token(user_id)])
+    return np.concatenate(parts).astype(np.int64)
+
+
+def prompt(vocab: Vocabulary, task: str, tokens: np.ndarray) -> np.ndarray:
+    """<task:NAME> + tokens + <eos> as int64[T]: the input of a task (e.g. translate one modality's SID)."""
+    return np.concatenate([[vocab.task_token(task)], tokens, [vocab.token("<eos>")]]).astype(np.int64)
+
+
+def token_modalities(vocab: Vocabulary, tokens: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Per-token modality index (vocabulary order; -1 for specials, task prompts, user tokens and padding)."""
+    ids = vocab.modality_ids()
+    if isinstance(tokens, torch.Tensor):
+        return torch.from_numpy(ids).to(tokens.device)[tokens]
+    return ids[np.asarray(tokens)]
+
+
 @dataclass
 class SingleSidLayout:
     """TIGER: [user bucket] + the codes of the `max_history` most recent items, then <eos>; target = item codes."""
 
     vocab: Vocabulary
     item_tokens: np.ndarray
+    modality_tokens: dict[str, np.ndarray]
     max_history: int
     user_token: bool = False
 
     @classmethod
+    def build(cls, codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: ModelConfig,
+              max_history: int) -> SingleSidLayout:
+        if len(vocab.levels) != 1:
+            raise MmgrError(f"the single layout reads one modality's codes, got {', '.join(vocab.levels)}; use "
+                            "model.layout=late-fusion for several")
+        tokens = item_code_tokens(codes, vocab)
+        return cls(vocab, next(iter(tokens.values())), tokens, max_history, vocab.user_buckets > 0)
+
+    @classmethod
     def from_codes(cls, codes: ModalityCodes, max_history: int, user_buckets: int = 0) -> SingleSidLayout:
-        vocab = Vocabulary({codes.modality: list(codes.sizes)}, user_buckets=user_buckets)
-        return cls(vocab, vocab.encode(codes.modality, codes.codes), max_history, user_buckets > 0)
+        vocab = Vocabulary({codes.modality: list(codes.with_missing_reserved().sizes)}, user_buckets=user_buckets)
+        return cls.build({codes.modality: codes}, vocab, ModelConfig(), max_history)
 
     def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
-        history = np.asarray(history, dtype=np.int64)[-self.max_history:]
-        if history.size == 0:
-            raise MmgrError(f"user {user_id!r} has an empty history; a generative recommender needs at least one "
-                            "item (recommend popular items for cold users instead)")
-        if history.min() < 0 or history.max() >= len(self.item_tokens):
-            raise MmgrError(f"user {user_id!r}: history holds unknown item indices (catalog has "
-                            f"{len(self.item_tokens)} items)")
-        parts = [self.item_tokens[history].reshape(-1), [self.vocab.token("<eos>")]]
-        if self.user_token:
-            parts.insert(0, [self.vocab.user_token(user_id)])
-        return np.concatenate(parts).astype(np.int64)
+        tokens = history_item_tokens(self.item_tokens, user_id, history, self.max_history)
+        return with_user_and_eos(self.vocab, user_id, tokens, self.user_token)
+
+
+LAYOUTS.register("single")(SingleSidLayout.build)
 
 
 def pad_batch(rows: list[np.ndarray], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

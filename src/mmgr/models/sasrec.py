@@ -15,10 +15,10 @@ shuffles the batch order. AdamW with linear warmup and cosine decay, gradient cl
 autocast or fp32), validation NDCG@10 on a fixed `seeded_sample` of validation users every `eval_every` epochs,
 early stopping after `patience` validations without improvement; the best weights go to `model.safetensors`.
 
-Resume: `checkpoints/last.safetensors` (model, optimizer, scheduler, torch RNG, loop position) is written at every
-epoch end and every `checkpoint_every` steps; since an epoch's batches are a function of (seed, epoch) and the RNG
-is restored, a killed run restarted on the same run directory finishes with the same weights as an uninterrupted
-one. Epoch granularity is the guarantee that is tested; mid-epoch checkpoints restart at the saved batch.
+Resume: `checkpoints/next-item/last.safetensors` (model, optimizer, scheduler, torch RNG, loop position) is written
+at every epoch end and every `checkpoint_every` steps; since an epoch's batches are a function of (seed, epoch) and
+the RNG is restored, a killed run restarted on the same run directory finishes with the same weights as an
+uninterrupted one. Epoch granularity is the guarantee that is tested; mid-epoch checkpoints restart at the saved batch.
 
 Ranking: exact top-k of the last position's scores over all items (history items are not filtered, as in the T5
 protocol); validation history = train part, test history = s[:-1], both cut to `max_history`.

@@ -42,10 +42,28 @@ class ModalityCodes:
         return cls(meta["modality"], arrays["codes"], json.loads(meta["sizes"]), arrays["missing"].astype(bool),
                    json.loads(meta.get("info", "{}")))
 
+    def with_missing_reserved(self) -> ModalityCodes:
+        """The missing-modality policy: an item without this modality gets a reserved "missing" code (one past the
+        codebook) at every level but the last, and at the last level its rank among the missing items, so its
+        tuple says "unknown" instead of borrowing a real item's codes, and stays unique (decodable)."""
+        if not self.missing.any():
+            return self
+        if self.codes.shape[1] < 2:
+            raise MmgrError(f"{self.modality}: items without this modality need at least 2 code levels")
+        codes, sizes = self.codes.copy(), list(self.sizes)
+        count = int(self.missing.sum())
+        codes[self.missing, :-1] = sizes[:-1]
+        codes[self.missing, -1] = np.arange(count)
+        sizes = [s + 1 for s in sizes[:-1]] + [max(sizes[-1], count)]
+        return ModalityCodes(self.modality, codes, sizes, self.missing.copy(),
+                             {**self.info, "missing_policy": "reserved code per level + rank at the last level"})
+
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """Token ids: specials, task prompts, user buckets, then one block per (modality, level)."""
+    """Token ids: specials, task prompts, user buckets, then one block per (modality, level), modalities in the
+    order of `levels` (the recipe's order). One vocabulary per run: `mmgr train` builds it and saves it as
+    `vocabulary.json` in the run; evaluation, decoding and serving read that file."""
 
     levels: dict[str, list[int]]          # modality -> sizes per level
     tasks: tuple[str, ...] = ()
@@ -86,6 +104,19 @@ class Vocabulary:
             raise MmgrError(f"codes of shape {codes.shape} do not fit the {modality} vocabulary {sizes}")
         return codes + np.array(self.offsets(modality), dtype=np.int64)
 
+    def modality_ids(self) -> np.ndarray:
+        """int64[V]: for each token id, the index of its modality in `levels` order (-1 for specials and users)."""
+        ids = np.full(self.size, -1, dtype=np.int64)
+        for index, (modality, sizes) in enumerate(self.levels.items()):
+            start = self.offsets(modality)[0]
+            ids[start:start + sum(sizes)] = index
+        return ids
+
+    def task_token(self, task: str) -> int:
+        if task not in self.tasks:
+            raise MmgrError(f"task {task!r} is not in the vocabulary ({', '.join(self.tasks) or 'no tasks'})")
+        return self.token(f"<task:{task}>")
+
     def decode(self, token: int) -> tuple[str, int, int]:
         """Token id -> (modality, level, code)."""
         for modality, sizes in self.levels.items():
@@ -94,9 +125,12 @@ class Vocabulary:
                     return modality, level, token - offset
         raise MmgrError(f"token {token} is not a code token")
 
+    def to_json(self) -> dict[str, Any]:
+        return {"levels": self.levels, "tasks": list(self.tasks), "user_buckets": self.user_buckets,
+                "size": self.size}
+
     def save(self, path: Path) -> None:
-        write_json_atomic(path, {"levels": self.levels, "tasks": list(self.tasks), "user_buckets": self.user_buckets,
-                                 "size": self.size})
+        write_json_atomic(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> Vocabulary:

@@ -1,6 +1,7 @@
 """`tokenize` stage: fit a tokenizer on a run's features of one modality (or import a published SID table) and
 write `tokenizers/<modality>.{json,safetensors}`, `codes/<modality>.safetensors`, the diagnostics
-(`tokenizers/<modality>.diagnostics.{json,png}`) and the shared vocabulary `codes/vocabulary.json`."""
+(`tokenizers/<modality>.diagnostics.{json,png}`). The run's token vocabulary is built from these codes by
+`mmgr train` (see `mmgr.training.method`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from mmgr.errors import MmgrError
 from mmgr.io import write_json_atomic
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.base import TOKENIZERS, SemanticTokenizer
-from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+from mmgr.tokenizers.codes import ModalityCodes
 from mmgr.tokenizers.collisions import append_level, collision_rate
 from mmgr.tokenizers.diagnostics import plot
 from mmgr.tokenizers.pipeline import tokenize_features
@@ -70,13 +71,13 @@ def import_codes(run: RunDir, modality: str, table: Path, align: Literal["item_i
     return report
 
 
-def load_codes(run: RunDir) -> tuple[dict[str, ModalityCodes], Vocabulary]:
+def load_codes(run: RunDir) -> dict[str, ModalityCodes]:
     fingerprint = _fingerprint(run)
     folder = run.path / CODES_DIR
     codes = {p.stem: ModalityCodes.load(p, fingerprint) for p in sorted(folder.glob("*.safetensors"))}
     if not codes:
         raise MmgrError(f"{folder}: no codes; run `mmgr tokenize` first")
-    return codes, Vocabulary.load(folder / "vocabulary.json")
+    return codes
 
 
 def _save(run: RunDir, codes: ModalityCodes, report: dict[str, Any], fingerprint: str, title: str,
@@ -85,9 +86,6 @@ def _save(run: RunDir, codes: ModalityCodes, report: dict[str, Any], fingerprint
     write_json_atomic(run.path / TOKENIZERS_DIR / f"{codes.modality}.diagnostics.json", report)
     if with_plot:
         plot(report, run.path / TOKENIZERS_DIR / f"{codes.modality}.diagnostics.png", f"{codes.modality}: {title}")
-    folder = run.path / CODES_DIR
-    levels = {p.stem: ModalityCodes.load(p).sizes for p in sorted(folder.glob("*.safetensors"))}
-    Vocabulary(levels).save(folder / "vocabulary.json")
 
 
 def _fingerprint(run: RunDir) -> str:

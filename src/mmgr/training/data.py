@@ -1,8 +1,10 @@
 """Next-item examples and length-bucketed batches padded to their real length.
 
 Training examples are every prefix of each user's training sequence (history s[:i] -> target s[i]), as TIGER
-trains. Examples are sorted by encoder length into batches once; each epoch shuffles the batch order with a
-generator seeded by (seed, epoch), so a resumed run sees exactly the batches it would have seen.
+trains; other objectives (alignment tasks) build examples of the same shape. Targets may be ragged: labels are
+padded with -100, which the loss ignores. Examples are sorted by encoder length into batches once; each epoch
+shuffles the batch order with a generator seeded by (seed, epoch), so a resumed run sees exactly the batches it
+would have seen.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import torch
 
 from mmgr.layouts.base import Layout, pad_batch
 
+IGNORE = -100          # label of a padding position (never trained on)
+
 
 @dataclass
 class EncodedExamples:
-    """Token arrays of many examples: encoder inputs (ragged) and decoder targets."""
+    """Token arrays of many examples: encoder inputs and decoder targets (both may be ragged)."""
 
     inputs: list[np.ndarray]     # E arrays of token ids
-    labels: np.ndarray           # (E, L) target tokens
+    labels: list[np.ndarray]     # E arrays of target tokens
     targets: np.ndarray          # (E,) target item index
     users: np.ndarray            # (E,) user row
 
@@ -42,7 +46,7 @@ def prefix_examples(train: list[np.ndarray], max_history: int) -> tuple[np.ndarr
 def encode_examples(layout: Layout, user_ids: list[str], users: np.ndarray, histories: list[np.ndarray],
                     targets: np.ndarray) -> EncodedExamples:
     inputs = [layout.encoder_tokens(user_ids[u], h) for u, h in zip(users.tolist(), histories, strict=True)]
-    return EncodedExamples(inputs, layout.item_tokens[targets], targets, users)
+    return EncodedExamples(inputs, list(layout.item_tokens[targets]), targets, users)
 
 
 def length_batches(examples: EncodedExamples, batch_size: int) -> list[np.ndarray]:
@@ -58,7 +62,7 @@ def epoch_order(num_batches: int, seed: int, epoch: int) -> list[int]:
 
 
 def collate(examples: EncodedExamples, index: np.ndarray, pad: int = 0) -> dict[str, torch.Tensor]:
-    """input_ids / attention_mask (B, T_max of this batch), labels (B, L)."""
+    """input_ids / attention_mask (B, T_max of this batch), labels (B, L_max of this batch; -100 pads)."""
     input_ids, attention_mask = pad_batch([examples.inputs[i] for i in index.tolist()], pad)
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "labels": torch.from_numpy(examples.labels[index])}
+    labels, _ = pad_batch([examples.labels[i] for i in index.tolist()], IGNORE)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

@@ -1,10 +1,14 @@
 """The training loop (Lightning Fabric: devices, precision, DDP) with exact resume.
 
-Every `checkpoint_every` steps and at each epoch end, `checkpoints/last.safetensors` records model, optimizer,
-scheduler, RNG and the loop position (epoch, batch within the epoch); a killed run restarts from there and, as
-batch order is a function of (seed, epoch), finishes with the same weights as an uninterrupted run. Validation
-(NDCG@10 by constrained beam search on a fixed user sample) picks the best epoch; training stops when it has not
-improved for `patience` validations. Logs: CSV (and TensorBoard when installed) under `logs/`.
+A run trains in one or more named stages (e.g. `align`, then `next-item`), each with its own resumable checkpoint.
+Every `checkpoint_every` steps and at each epoch end, `checkpoints/<stage>/last.safetensors` records model,
+optimizer, scheduler, RNG and the loop position (epoch, batch within the epoch); a killed run restarts from there
+and, as batch order is a function of (seed, epoch), finishes with the same weights as an uninterrupted run. A
+checkpoint whose learning-rate schedule (total steps) differs from the current budget is refused, never silently
+re-scheduled. Validation (NDCG@10 by the same constrained beam search and precision as `mmgr evaluate`, on the
+plain model, on a fixed user sample) picks the best epoch; training stops when it has not improved for `patience`
+validations. A stage without validation keeps its final weights. Logs: CSV (and TensorBoard when installed) under
+`logs/<stage>/`.
 """
 
 from __future__ import annotations
@@ -25,21 +29,31 @@ import torch
 from lightning.fabric import Fabric
 
 from mmgr.config import TrainingConfig
+from mmgr.errors import MmgrError
 from mmgr.progress import progress_bar
 from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint, save_weights
 from mmgr.training.data import EncodedExamples, collate, epoch_order, length_batches
 
-LAST, BEST = "checkpoints/last.safetensors", "model.safetensors"
+BEST = "model.safetensors"
+NEXT_ITEM = "next-item"
 log = logging.getLogger(__name__)
+
+
+def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss of models that return it as `.loss` (transformers) or as the output itself."""
+    out = model(**batch)
+    return out.loss if hasattr(out, "loss") else out
 
 
 @dataclass
 class TrainData:
     """What the loop trains on: each epoch's batch keys in order (a function of the epoch alone, so a resumed run
-    sees the same batches) and how a key becomes a batch of tensors with `labels` (0 = padding)."""
+    sees the same batches), how a key becomes a batch of tensors with `labels` (-100 = padding), and the loss of a
+    batch (the model's own `.loss` unless an objective says otherwise)."""
 
     batches: Callable[[int], list[Any]]
     collate: Callable[[Any], dict[str, torch.Tensor]]
+    loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor] = model_loss
 
 
 @dataclass
@@ -54,12 +68,6 @@ class FitResult:
     train_seconds: float
     peak_memory_mb: float
     resumed_from_step: int
-
-
-def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The loss of models that return it as `.loss` (transformers) or as the output itself."""
-    out = model(**batch)
-    return out.loss if hasattr(out, "loss") else out
 
 
 def t5_train_data(examples: EncodedExamples, batch_size: int, seed: int) -> TrainData:
@@ -78,34 +86,39 @@ def make_fabric(cfg: TrainingConfig, log_dir: Path) -> Fabric:
 
 
 def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingConfig,
-        validate: Callable[[torch.nn.Module], float], weights_info: dict[str, Any], fabric: Fabric | None = None,
-        progress: bool = True) -> FitResult:
-    """Train `model` on `data`; `validate(model)` returns the validation NDCG@10 used for model selection."""
-    fabric = fabric or make_fabric(cfg, run_path / "logs")
+        validate: Callable[[torch.nn.Module], float] | None, weights_info: dict[str, Any],
+        fabric: Fabric | None = None, progress: bool = True, stage: str = NEXT_ITEM,
+        output: Path | None = None) -> FitResult:
+    """Train `model` on `data` as stage `stage`. `validate(plain_model)` returns the validation NDCG@10 that picks
+    the weights saved to `output` (default `model.safetensors`); with `validate=None` the final weights are."""
+    fabric = fabric or make_fabric(cfg, run_path / "logs" / stage)
+    output = output or run_path / BEST
     steps_per_epoch = len(data.batches(0)) // fabric.world_size
-    total_steps = min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch)
+    total_steps = int(min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, int(total_steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, total_steps))
     setup = setup_id(weights_info, cfg)
     state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": [],
-             "setup": setup}
-    last = run_path / LAST
+             "setup": setup, "schedule_steps": total_steps}
+    last = run_path / "checkpoints" / stage / "last.safetensors"
     if last.is_file() and checkpoint_setup(last) == setup:
         state = load_checkpoint(last, model, optimizer, scheduler)
+        _check_schedule(last, state, total_steps)
     elif last.is_file() and fabric.is_global_zero:
         log.warning("%s belongs to another model or training setup; starting afresh", last)
     resumed_from = state["step"]
     model, optimizer = fabric.setup(model, optimizer)
     counts = {"samples": 0, "tokens": 0, "seconds": 0.0}
-    with progress_bar("training", total=int(total_steps) - state["step"], enabled=progress and fabric.is_global_zero) \
-            as advance:
+    ends = _StageEnd(fabric, run_path, validate, weights_info, output)
+    with progress_bar(f"training ({stage})", total=total_steps - state["step"],
+                      enabled=progress and fabric.is_global_zero) as advance:
         while state["epoch"] < cfg.epochs and state["step"] < total_steps and state["stale"] < cfg.patience:
             order = _my_batches(data.batches(state["epoch"]), fabric)
             started = time.perf_counter()
             model.train()
             for position in range(state["batch"], len(order)):
                 batch = fabric.to_device(data.collate(order[position]))
-                loss = model_loss(model, batch)
+                loss = data.loss(model, batch)
                 fabric.backward(loss)
                 fabric.clip_gradients(model, optimizer, max_norm=cfg.grad_clip)
                 optimizer.step()
@@ -114,7 +127,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 state["step"] += 1
                 state["batch"] = position + 1
                 counts["samples"] += len(batch["labels"])
-                counts["tokens"] += int(batch["labels"].ne(0).sum())
+                counts["tokens"] += int(batch["labels"].gt(0).sum())   # real targets: pads are 0 or -100
                 advance(1)
                 if state["step"] % 20 == 0:
                     fabric.log_dict({"train/loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, state["step"])
@@ -125,13 +138,15 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
             counts["seconds"] += time.perf_counter() - started
             epoch_done = state["batch"] >= len(order)
             if epoch_done and (state["epoch"] + 1) % cfg.eval_every == 0:
-                _validate(fabric, run_path, model, validate, state, weights_info)
+                ends.validate(model, state)
             if epoch_done:
                 state["epoch"], state["batch"] = state["epoch"] + 1, 0
             _checkpoint(fabric, last, model, optimizer, scheduler, state)
-    if not state["history"] or state["history"][-1]["step"] != state["step"]:
+    if validate is None:
+        ends.keep_final(model, state)
+    elif not state["history"] or state["history"][-1]["step"] != state["step"]:
         # the budget (max_steps) ended mid-epoch, or validation is sparser than epochs: the final weights compete
-        _validate(fabric, run_path, model, validate, state, weights_info)
+        ends.validate(model, state)
         _checkpoint(fabric, last, model, optimizer, scheduler, state)
     for logger in fabric.loggers:
         logger.finalize("success")
@@ -141,28 +156,56 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                      round(counts["seconds"], 3), _peak_memory_mb(), resumed_from)
 
 
+def _check_schedule(path: Path, state: dict[str, Any], total_steps: int) -> None:
+    """A resumed run must keep its learning-rate schedule: a changed step or epoch budget is refused."""
+    saved = state.get("schedule_steps")
+    if saved != total_steps:
+        raise MmgrError(f"{path} was trained on a schedule of {saved} steps, but training.epochs/max_steps now give "
+                        f"{total_steps}: resuming would change its learning-rate schedule. Restore the budget it was "
+                        f"started with, or delete {path.parent} to start this stage afresh")
+
+
+@dataclass
+class _StageEnd:
+    """Validation and the saving of a stage's selected weights, on the plain (unwrapped) model, outside autocast:
+    exactly what `mmgr evaluate` decodes with."""
+
+    fabric: Fabric
+    run_path: Path
+    score: Callable[[torch.nn.Module], float] | None
+    weights_info: dict[str, Any]
+    output: Path
+
+    def validate(self, model: torch.nn.Module, state: dict) -> None:
+        if self.score is None:
+            return
+        plain = _unwrap(model)
+        plain.eval()
+        score = float(self.score(plain))
+        state["history"].append({"epoch": state["epoch"], "step": state["step"], "valid_ndcg@10": score})
+        self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
+        if score > state["best_score"]:
+            state.update(best_score=score, best_epoch=state["epoch"], stale=0)
+            if self.fabric.is_global_zero:
+                save_weights(self.output, plain, {**self.weights_info, "epoch": state["epoch"],
+                                                  "valid_ndcg@10": score})
+        else:
+            state["stale"] += 1
+        self.fabric.barrier()
+
+    def keep_final(self, model: torch.nn.Module, state: dict) -> None:
+        if self.fabric.is_global_zero:
+            save_weights(self.output, _unwrap(model), {**self.weights_info, "epoch": state["epoch"],
+                                                       "step": state["step"]})
+        self.fabric.barrier()
+
+
 def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
-    """What must match for a checkpoint to be resumed: model, data, vocabulary and optimisation settings (not the
-    epoch budget, patience or validation cadence, which a resumed run may change)."""
+    """What must match for a checkpoint to be resumed: model, data, vocabulary and optimisation settings (not
+    patience or validation cadence, which a resumed run may change; a changed budget is refused on resume)."""
     fixed = cfg.model_dump(exclude={"epochs", "max_steps", "patience", "eval_every", "eval_users",
-                                    "checkpoint_every", "accelerator", "devices"})
+                                    "checkpoint_every", "accelerator", "devices", "alignment_epochs"})
     return hashlib.sha256(json.dumps([weights_info, fixed], sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _validate(fabric: Fabric, run_path: Path, model: torch.nn.Module, validate: Callable, state: dict,
-              weights_info: dict[str, Any]) -> None:
-    model.eval()
-    score = float(validate(model))
-    state["history"].append({"epoch": state["epoch"], "step": state["step"], "valid_ndcg@10": score})
-    fabric.log_dict({"valid/ndcg@10": score}, state["step"])
-    if score > state["best_score"]:
-        state.update(best_score=score, best_epoch=state["epoch"], stale=0)
-        if fabric.is_global_zero:
-            save_weights(run_path / BEST, _unwrap(model), {**weights_info, "epoch": state["epoch"],
-                                                            "valid_ndcg@10": score})
-    else:
-        state["stale"] += 1
-    fabric.barrier()
 
 
 def _checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, state: dict) -> None:

@@ -28,7 +28,8 @@ from mmgr.models.sasrec import (
 from mmgr.rundir import RunDir
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, TrainData, fit, seeded_sample
-from mmgr.training.stage import load_run_data, save_per_user
+from mmgr.training.rundata import load_run_data, ranked_rows, save_per_user, user_row
+from mmgr.training.stage import ENGINES, Engine
 
 
 def sasrec_train_data(sequences: list[np.ndarray], batch_size: int, seed: int) -> TrainData:
@@ -54,7 +55,8 @@ def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
 
 
 def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
-    """`train` stage for `model.kind: sasrec`: model.safetensors, checkpoints/last.safetensors, logs/, manifest."""
+    """`train` stage for `model.kind: sasrec`: model.safetensors, checkpoints/next-item/last.safetensors, logs/,
+    manifest."""
     data = load_run_data(run, config)
     sequences = training_sequences(data.split.train, config.split.max_history)
     if not sequences:
@@ -89,7 +91,8 @@ def load_sasrec(run: RunDir, config: Config, num_items: int) -> SASRec:
     return model.eval()
 
 
-def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True,
+                        splits: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
     """`evaluate` stage: results.json (valid + test) and per_user_<split>.parquet, as `evaluate_run` writes."""
     data = load_run_data(run, config)
     model = load_sasrec(run, config, data.dataset.num_items).to(_device(config))
@@ -98,32 +101,31 @@ def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> d
                 "ranking": "full (every catalog item), exact top-k of the last position's softmax scores"}
     protocol.pop("beam_size", None)
     results: dict[str, Any] = {"protocol": protocol}
-    for name, examples in (("valid", data.split.valid), ("test", data.split.test)):
+    for name in splits:
+        examples = getattr(data.split, name)
         start = time.perf_counter()
         metrics, ranked = evaluate_sasrec(model, examples, top_k, config.decoding.batch_size, progress=progress)
         seconds = time.perf_counter() - start
         results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
         save_per_user(run, name, data.user_ids, examples, metrics, ranked)
     write_json_atomic(run.path / "results.json", results)
-    run.record("evaluate", {"valid": results["valid"], "test": results["test"]})
+    run.record("evaluate", {name: results[name] for name in splits})
     return results
 
 
 def recommend_sasrec(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
     """Top-k items (with titles) for a known user, from their full history."""
     data = load_run_data(run, config)
-    try:
-        row = data.user_ids.index(user_id)
-    except ValueError:
-        raise MmgrError(f"unknown user {user_id!r}") from None
+    row = user_row(data, user_id)
     model = load_sasrec(run, config, data.dataset.num_items)
     history = data.dataset.item_sequences()[row][-config.split.max_history:]
     items, scores = rank_all_items(model, [history], k)
-    titles, ids = data.dataset.items["title"].to_pylist(), data.dataset.items["item_id"].to_pylist()
-    return [{"rank": r + 1, "item_id": ids[i], "title": titles[i], "score": float(s)}
-            for r, (i, s) in enumerate(zip(items[0].tolist(), scores[0].tolist(), strict=True))]
+    return ranked_rows(data, items[0], scores[0])
 
 
 def _device(config: Config) -> torch.device:
     wants_gpu = config.training.accelerator in ("auto", "gpu", "cuda")
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+
+
+ENGINES.register("sasrec")(Engine(train_sasrec_run, evaluate_sasrec_run, recommend_sasrec))

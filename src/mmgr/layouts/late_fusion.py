@@ -1,0 +1,52 @@
+"""MGR-LF / MGR-LF++ layout: one semantic ID per modality, concatenated per item.
+
+Item tokens: `c_t1 .. c_tL [<switch>] c_v1 .. c_vL` (modalities in the recipe's order, `<switch>` at every change
+of modality when `model.switch_tokens` is on). History items are written the same way, so the encoder reads what
+the decoder writes; the target is the item's whole multimodal tuple and the decoding trie is built over it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmgr.config import ModelConfig
+from mmgr.errors import MmgrError
+from mmgr.layouts.base import LAYOUTS, history_item_tokens, item_code_tokens, with_user_and_eos
+from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+
+
+@dataclass
+class LateFusionLayout:
+    vocab: Vocabulary
+    item_tokens: np.ndarray                   # (N, sum L_m [+ switches])
+    modality_tokens: dict[str, np.ndarray]
+    max_history: int
+    switch_tokens: bool
+    user_token: bool = False
+
+    def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
+        tokens = history_item_tokens(self.item_tokens, user_id, history, self.max_history)
+        return with_user_and_eos(self.vocab, user_id, tokens, self.user_token)
+
+
+@LAYOUTS.register("late-fusion")
+def build_late_fusion(codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: ModelConfig,
+                      max_history: int) -> LateFusionLayout:
+    if len(vocab.levels) < 2:
+        raise MmgrError(f"late fusion concatenates two or more modalities' codes, got {', '.join(vocab.levels)}; "
+                        "use model.layout=single for one")
+    per_modality = item_code_tokens(codes, vocab)
+    parts: list[np.ndarray] = []
+    switch = np.full((len(next(iter(per_modality.values()))), 1), vocab.token("<switch>"), dtype=np.int64)
+    for index, tokens in enumerate(per_modality.values()):
+        if index and cfg.switch_tokens:
+            parts.append(switch)
+        parts.append(tokens)
+    item_tokens = np.concatenate(parts, axis=1)
+    duplicates = len(item_tokens) - len(np.unique(item_tokens, axis=0))
+    if duplicates:
+        raise MmgrError(f"late fusion: {duplicates} items share their whole multimodal tuple with another item "
+                        "(items that lack every modality?); their codes cannot be told apart when decoding")
+    return LateFusionLayout(vocab, item_tokens, per_modality, max_history, cfg.switch_tokens, vocab.user_buckets > 0)

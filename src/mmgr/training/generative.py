@@ -1,0 +1,101 @@
+"""The generative engine (`model.kind: t5`): train, evaluate and recommend for every method composed in
+`mmgr.training.method` (TIGER, MGR-EF, MGR-LF, MGR-LF++ and its ablations).
+
+train    -> vocabulary.json, [checkpoints/align/{last,final}.safetensors], model.safetensors (best validation epoch
+            of the next-item stage), checkpoints/next-item/last.safetensors, logs/<stage>/, manifest `train`
+evaluate -> results.json (validation and test metrics) + per_user_<split>.parquet, manifest `evaluate`
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from mmgr.config import Config
+from mmgr.errors import MmgrError
+from mmgr.evaluation.metrics import DEFAULT_KS, summarize
+from mmgr.evaluation.protocol import evaluate_examples, protocol_description, rank_items, subset
+from mmgr.io import write_json_atomic
+from mmgr.models.seq2seq import build_t5
+from mmgr.rundir import RunDir
+from mmgr.training.checkpoint import load_state, load_weights
+from mmgr.training.loop import BEST, fit, seeded_sample
+from mmgr.training.method import Prepared, codes_info, prepare, stages
+from mmgr.training.objectives import OBJECTIVES
+from mmgr.training.rundata import ranked_rows, save_per_user, user_row
+from mmgr.training.stage import ENGINES, Engine
+
+
+def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+    prep = prepare(run, config, for_training=True)
+    valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), config.training.eval_users, config.seed))
+    model = build_t5(config.model, prep.layout.vocab, config.seed)
+
+    def validate(current: torch.nn.Module) -> float:
+        metrics, _ = evaluate_examples(current, prep.layout, prep.user_ids, valid, prep.trie, config.decoding,
+                                       ks=(10,))
+        return float(metrics["ndcg@10"].mean())
+
+    info = {**codes_info(prep), "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"],
+            "model": config.model.model_dump(), "max_history": config.split.max_history, "seed": config.seed}
+    start = time.perf_counter()
+    summary: dict[str, Any] = {"stages": {}}
+    for stage in stages(config):
+        data, count = OBJECTIVES.get(stage.objective).train_data(prep, config)
+        settings = config.training if stage.validated else config.training.model_copy(
+            update={"epochs": config.training.alignment_epochs, "max_steps": None})
+        output = run.path / (BEST if stage.validated else f"checkpoints/{stage.name}/final.safetensors")
+        result = fit(run.path, model, data, settings, validate if stage.validated else None,
+                     {**info, "stage": stage.name, "objective": stage.objective}, progress=progress,
+                     stage=stage.name, output=output)
+        summary["stages"][stage.name] = {**asdict(result), "objective": stage.objective, "train_examples": count}
+    summary.update(summary["stages"]["next-item"])
+    summary.update(validation_users=len(valid), wall_seconds=round(time.perf_counter() - start, 3),
+                   parameters=sum(p.numel() for p in model.parameters()))
+    run.record("train", summary, config=config.model_dump(mode="json"))
+    return summary
+
+
+def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
+    tensors, info = load_weights(run.path / BEST)
+    if {key: info.get(key) for key in codes_info(prep)} != codes_info(prep):
+        raise MmgrError(f"{run.path / BEST} was trained with another tokenizer or vocabulary "
+                        f"(vocab {info.get('vocab_size')} vs {prep.layout.vocab.size}); re-run `mmgr train`")
+    model = build_t5(config.model, prep.layout.vocab, config.seed)
+    load_state(model, tensors)
+    return model.eval()
+
+
+def evaluate_generative(run: RunDir, config: Config, progress: bool = True,
+                        splits: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
+    prep = prepare(run, config)
+    model = load_model(run, config, prep)
+    results: dict[str, Any] = {"protocol": protocol_description(config.decoding, DEFAULT_KS)}
+    for name in splits:
+        examples = getattr(prep.split, name)
+        start = time.perf_counter()
+        metrics, ranked = evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.trie,
+                                            config.decoding, progress=progress)
+        seconds = time.perf_counter() - start
+        results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
+        save_per_user(run, name, prep.user_ids, examples, metrics, ranked)
+    write_json_atomic(run.path / "results.json", results)
+    run.record("evaluate", {name: results[name] for name in splits})
+    return results
+
+
+def recommend_generative(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
+    """Top-k items (with titles) for a known user, from their full history."""
+    prep = prepare(run, config)
+    row = user_row(prep, user_id)
+    model = load_model(run, config, prep)
+    decoding = config.decoding.model_copy(update={"top_k": k, "beam_size": max(k, config.decoding.beam_size)})
+    items, scores = rank_items(model, prep.layout, [user_id], [prep.dataset.item_sequences()[row]], prep.trie,
+                               decoding)
+    return ranked_rows(prep, items[0], scores[0])
+
+
+ENGINES.register("t5")(Engine(train_generative, evaluate_generative, recommend_generative))

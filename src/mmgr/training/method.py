@@ -1,0 +1,97 @@
+"""A generative method as a composition of registered parts, chosen by the recipe:
+
+    codes of `model.modalities` -> one vocabulary (+ the objectives' task prompts, user buckets)
+    -> layout `model.layout` (single | late-fusion [+ switch tokens]) -> decoding trie over its item tuples
+    -> training stages: [alignment `training.alignment` (translate | infonce)], then next-item.
+
+The vocabulary is built once, by `mmgr train`, and saved as `vocabulary.json` in the run; evaluation, decoding and
+recommendation read that file (and refuse codes that no longer match it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmgr.config import Config
+from mmgr.decoding.trie import PrefixTrie
+from mmgr.errors import MmgrError
+from mmgr.layouts import LAYOUTS
+from mmgr.layouts.base import Layout
+from mmgr.rundir import RunDir
+from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+from mmgr.tokenizers.stage import load_codes
+from mmgr.training.objectives import OBJECTIVES
+from mmgr.training.rundata import RunData, load_run_data
+
+VOCABULARY = "vocabulary.json"
+
+
+@dataclass
+class Stage:
+    name: str             # checkpoint folder and log name
+    objective: str        # OBJECTIVES entry
+    validated: bool       # picks its weights by validation NDCG@10 (else keeps the final weights)
+
+
+@dataclass
+class Prepared(RunData):
+    """`RunData` plus the method's codes, layout and decoding trie."""
+
+    codes: dict[str, ModalityCodes]
+    layout: Layout
+    trie: PrefixTrie
+
+
+def stages(config: Config) -> list[Stage]:
+    """The recipe's training stages in order."""
+    plan = [Stage("align", config.training.alignment, False)] if config.training.alignment != "none" else []
+    return [*plan, Stage("next-item", "next-item", True)]
+
+
+def build_vocabulary(codes: dict[str, ModalityCodes], config: Config) -> Vocabulary:
+    modalities = config.model.modalities
+    absent = [m for m in modalities if m not in codes]
+    if absent:
+        raise MmgrError(f"no {absent[0]} codes in this run; run `mmgr tokenize RUN --modality {absent[0]}` "
+                        f"(have: {', '.join(codes) or 'none'})")
+    tasks = tuple(t for stage in stages(config) for t in OBJECTIVES.get(stage.objective).tasks(modalities))
+    return Vocabulary({m: list(codes[m].with_missing_reserved().sizes) for m in modalities}, tasks,
+                      config.model.user_buckets)
+
+
+def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared:
+    """Load the run's data and codes and compose the layout. Training (re)builds and saves the vocabulary; every
+    other stage reads the saved one."""
+    data = load_run_data(run, config)
+    codes = load_codes(run)
+    built = build_vocabulary(codes, config)
+    path = run.path / VOCABULARY
+    if for_training:
+        built.save(path)
+        vocab = built
+    else:
+        if not path.is_file():
+            raise MmgrError(f"{path}: no vocabulary; run `mmgr train {run.path}` first")
+        vocab = Vocabulary.load(path)
+        if vocab != built:
+            raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
+                            f"{dict(vocab.levels)}; the codes and recipe now give {built.size}, "
+                            f"{dict(built.levels)}); re-run `mmgr train`")
+    layout = LAYOUTS.get(config.model.layout)(codes, vocab, config.model, config.split.max_history)
+    trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens), vocab_size=vocab.size)
+    return Prepared(data.dataset, data.user_ids, data.split, codes, layout, trie)
+
+
+def codes_info(prep: Prepared) -> dict[str, Any]:
+    """Identity of the item codes and vocabulary a model is trained on: a model never decodes with others."""
+    tokens = np.ascontiguousarray(prep.layout.item_tokens)
+    vocab = json.dumps(prep.layout.vocab.to_json(), sort_keys=True).encode()
+    return {"vocab_size": prep.layout.vocab.size, "item_tokens_shape": list(tokens.shape),
+            "item_tokens_sha256": hashlib.sha256(tokens.tobytes()).hexdigest(),
+            "vocabulary_sha256": hashlib.sha256(vocab).hexdigest()}
