@@ -160,6 +160,9 @@ class TokenizerConfig(Section):
         "append", description="append: extra disambiguation level (TIGER); reassign: next-nearest free code "
                               "(MQL4GRec)")
     n_iter: int = Field(25, ge=1, description="rq-kmeans: k-means iterations per level")
+    tables: dict[str, str] = Field({}, description="published SID tables (LC-Rec index.json) per modality that "
+                                                   "`mmgr run` imports instead of fitting, e.g. {image: X.json}")
+    table_align: Literal["item_id", "row"] = Field("item_id", description="table keys: item ids or 0-based rows")
     rqvae: RQVAEConfig = Field(default_factory=RQVAEConfig)
 
 

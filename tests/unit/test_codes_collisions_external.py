@@ -8,7 +8,7 @@ import pytest
 from mmgr.data.formats.lcrec import read_lcrec
 from mmgr.data.formats.p5 import read_p5
 from mmgr.errors import DataError, MmgrError
-from mmgr.tokenizers.codes import SPECIALS, Vocabulary
+from mmgr.tokenizers.codes import SPECIALS, ModalityCodes, Vocabulary
 from mmgr.tokenizers.collisions import append_level, collision_rate, reassign
 from mmgr.tokenizers.external import read_index
 
@@ -60,6 +60,19 @@ def test_index_fixture_and_bad_tables(tmp_path):
     path.write_text(json.dumps({"0": ["<a_1>", "<c_2>"]}))
     with pytest.raises(DataError, match="field '0'.*level 1"):
         read_index(path, ["0"])
+    path.write_text(json.dumps({"0": ["<A_12>", "<B_3>"], "1": ["<a_4>", "<B_0>"]}))   # MQL4GRec image spelling
+    assert read_index(path, ["0", "1"]).tolist() == [[12, 3], [4, 0]]
+
+
+def test_missing_modality_policy_reserves_a_code_and_keeps_tuples_unique():
+    codes = ModalityCodes("image", np.array([[1, 2, 0], [0, 0, 0], [0, 0, 1], [3, 1, 0]]), [4, 4, 2],
+                          np.array([False, True, True, False]))
+    policy = codes.with_missing_reserved()
+    assert policy.sizes == [5, 5, 2]                                    # one reserved "missing" code per level
+    assert policy.codes.tolist() == [[1, 2, 0], [4, 4, 0], [4, 4, 1], [3, 1, 0]]
+    assert len({tuple(r) for r in policy.codes.tolist()}) == 4 and policy.missing.tolist() == codes.missing.tolist()
+    complete = ModalityCodes("text", codes.codes, [4, 4, 2], np.zeros(4, dtype=bool))
+    assert complete.with_missing_reserved() is complete                 # nothing changes without missing items
 
 
 def test_published_tables_match_their_documented_collisions(shared_data):
@@ -74,3 +87,9 @@ def test_published_tables_match_their_documented_collisions(shared_data):
                            scientific.items["item_id"].to_pylist())
         distinct[name] = len({tuple(r) for r in table.tolist()})
     assert distinct == {"rqvae_native": 3790, "letter_native": 4317, "mql4grec": 4344}
+    arts = read_lcrec(shared_data / "amazon-arts-2018").build()
+    ids = arts.items["item_id"].to_pylist()
+    text, image = (read_index(shared_data / f"amazon-arts-2018/Arts.index_{name}.json", ids)
+                   for name in ("lemb", "vitemb"))
+    assert text.shape == image.shape == (9416, 4)
+    assert len({tuple(r) for r in text.tolist()}) == 9378 and len({tuple(r) for r in image.tolist()}) == 9408

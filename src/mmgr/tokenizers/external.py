@@ -1,5 +1,6 @@
 """Import published semantic-ID tables (LC-Rec / LETTER / MQL4GRec `index.json`):
-`{"<item>": ["<a_183>", "<b_70>", "<c_232>", "<d_6>"], ...}` -> codes int64[N, L] aligned with the catalog."""
+`{"<item>": ["<a_183>", "<b_70>", "<c_232>", "<d_6>"], ...}` -> codes int64[N, L] aligned with the catalog.
+The level letter may be upper case (MQL4GRec's image tables write `<A_12>`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from mmgr.errors import DataError
 
-TOKEN = re.compile(r"<([a-z])_(\d+)>")
+TOKEN = re.compile(r"<([a-zA-Z])_(\d+)>")
 
 
 def read_index(path: Path, item_ids: list[str], align: Literal["item_id", "row"] = "item_id") -> np.ndarray:
@@ -44,7 +45,7 @@ def _parse(tokens: object, path: Path, key: str) -> list[int]:
     codes = []
     for level, token in enumerate(tokens):
         match = TOKEN.fullmatch(str(token))
-        if not match or ord(match[1]) - ord("a") != level:
+        if not match or ord(match[1].lower()) - ord("a") != level:
             raise DataError(f"code {token!r} at level {level} is not of the form <{chr(97 + level)}_N>", path,
                             field=key)
         codes.append(int(match[2]))

@@ -36,6 +36,11 @@ def make_tokenizer(cfg: TokenizerConfig, seed: int) -> SemanticTokenizer:
                                     **cfg.rqvae.model_dump())
 
 
+def fit_settings(cfg: TokenizerConfig) -> dict[str, Any]:
+    """The settings that decide fitted codes (recorded with them, so a pipeline knows when to refit)."""
+    return cfg.model_dump(exclude={"tables", "table_align"})
+
+
 def tokenize_run(run: RunDir, modality: str, config: Config) -> dict[str, Any]:
     """Fit, resolve collisions, diagnose, save; returns the diagnostics report."""
     fingerprint = _fingerprint(run)
@@ -46,7 +51,8 @@ def tokenize_run(run: RunDir, modality: str, config: Config) -> dict[str, Any]:
     report["fit_seconds"] = round(time.perf_counter() - start, 3)
     tokenizer.save(run.path / TOKENIZERS_DIR / modality)
     _save(run, codes, report, fingerprint, f"{tokenizer.name} on {features.model_id}")
-    run.record(f"tokenize.{modality}", _summary(report), config=config.model_dump(mode="json"))
+    run.record(f"tokenize.{modality}", {**_summary(report), "settings": fit_settings(config.tokenizer)},
+               config=config.model_dump(mode="json"))
     return report
 
 

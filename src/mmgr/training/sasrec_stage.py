@@ -128,4 +128,4 @@ def _device(config: Config) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
-ENGINES.register("sasrec")(Engine(train_sasrec_run, evaluate_sasrec_run, recommend_sasrec))
+ENGINES.register("sasrec")(Engine(train_sasrec_run, evaluate_sasrec_run, recommend_sasrec, needs_codes=False))

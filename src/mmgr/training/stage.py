@@ -23,6 +23,7 @@ class Engine:
     train: Callable[[RunDir, Config, bool], dict[str, Any]]
     evaluate: Callable[..., dict[str, Any]]                    # (run, config, progress) -> results
     recommend: Callable[[RunDir, Config, str, int], list[dict[str, Any]]]
+    needs_codes: bool = True                                   # reads semantic IDs (False: item-ID models)
 
 
 ENGINES: Registry[Engine] = Registry("model kind")

@@ -1,0 +1,146 @@
+"""Modality analyses of MGR (arXiv 2503.23333) over evaluated runs of one dataset.
+
+- Dominance of early fusion: adjusted mutual information between the fused SID and each unimodal SID, level by
+  level (semantic levels; the collision level is left out), and the overlap of the top-K items predicted by the
+  fused, text-only and image-only models.
+- Correspondence of late fusion: for the top-1 generated tuple, how often its text part is right while its image
+  part is wrong, and the reverse (a part is "right" when its semantic codes equal the target item's).
+- On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
+
+Everything is computed from the runs' per-user Parquet files and codes; nothing is re-decoded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from sklearn.metrics import adjusted_mutual_info_score
+
+from mmgr.tokenizers.codes import ModalityCodes
+
+LATE_FUSION_PREFIX = "mgr-lf"
+METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20")
+
+
+def semantic_codes(path: Path) -> np.ndarray | None:
+    """A modality's codes without the collision level (None when the run has no such codes)."""
+    if not path.is_file():
+        return None
+    codes = ModalityCodes.load(path)
+    return codes.codes[:, :-1] if codes.info.get("collisions") == "append" else codes.codes
+
+
+def code_ami(fused: np.ndarray, other: np.ndarray) -> list[float]:
+    """AMI between fused and unimodal codes at each shared level (level l = the prefix of l + 1 codes)."""
+    out = []
+    for level in range(min(fused.shape[1], other.shape[1])):
+        a = _prefix_ids(fused[:, :level + 1])
+        b = _prefix_ids(other[:, :level + 1])
+        out.append(float(adjusted_mutual_info_score(a, b)))
+    return out
+
+
+def _prefix_ids(codes: np.ndarray) -> np.ndarray:
+    return np.unique(codes, axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def topk_overlap(a: list[list[int]], b: list[list[int]], k: int = 10) -> float:
+    """Mean |top-k(a) ∩ top-k(b)| / k over users (same user order)."""
+    return float(np.mean([len(set(x[:k]) & set(y[:k])) / k for x, y in zip(a, b, strict=True)]))
+
+
+def correspondence(top1: np.ndarray, targets: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, float]:
+    """Shares of users whose top-1 item matches the target in each modality's semantic codes."""
+    found = top1 >= 0
+    right = {m: found & (codes[np.where(found, top1, 0)] == codes[targets]).all(axis=1) for m, codes in parts.items()}
+    text, image = right["text"], right["image"]
+    return {"text_right_image_wrong": float((text & ~image).mean()),
+            "image_right_text_wrong": float((image & ~text).mean()),
+            "both_right": float((text & image).mean()), "both_wrong": float((~text & ~image).mean())}
+
+
+def per_user(run: Path, split: str = "test") -> dict[str, Any]:
+    table = pq.read_table(run / f"per_user_{split}.parquet")
+    return {name: table[name].to_pylist() for name in table.column_names}
+
+
+def by_user_kind(rows: dict[str, Any], kinds: dict[str, str]) -> dict[str, dict[str, float]]:
+    """Mean of each metric per planted user kind."""
+    labels = np.array([kinds[u] for u in rows["user_id"]])
+    out = {}
+    for kind in sorted(set(labels.tolist())):
+        mask = labels == kind
+        out[kind] = {"users": int(mask.sum()), **{m: float(np.mean(np.array(rows[m])[mask])) for m in METRICS
+                                                  if m in rows}}
+    return out
+
+
+def analyse_runs(runs: dict[str, Path], base: Path) -> dict[str, Any]:
+    """The analyses that the given runs (name -> evaluated run directory) and the base run's codes allow."""
+    out: dict[str, Any] = {}
+    codes = {m: semantic_codes(base / "codes" / f"{m}.safetensors") for m in ("text", "image", "fused")}
+    if codes["fused"] is not None:
+        out["fused_sid_ami"] = {m: code_ami(codes["fused"], codes[m]) for m in ("text", "image")
+                                if codes[m] is not None}
+    rows = {name: per_user(path) for name, path in runs.items() if (path / "per_user_test.parquet").is_file()}
+    pairs = [("mgr-ef", "tiger-text"), ("mgr-ef", "tiger-image"), ("tiger-text", "tiger-image")]
+    overlap = {f"{a} vs {b}": topk_overlap(rows[a]["ranked"], rows[b]["ranked"]) for a, b in pairs
+               if a in rows and b in rows}
+    if overlap:
+        out["top10_overlap"] = overlap
+    if codes["text"] is not None and codes["image"] is not None:
+        parts = {"text": codes["text"], "image": codes["image"]}
+        out["correspondence"] = {name: correspondence(np.array([r[0] if r else -1 for r in row["ranked"]]),
+                                                      np.array(row["target"]), parts)
+                                 for name, row in rows.items() if name.startswith(LATE_FUSION_PREFIX)}
+    world = base / "raw" / "world.json"
+    if world.is_file():
+        kinds = {user: info["kind"] for user, info in json.loads(world.read_text())["users"].items()}
+        out["by_user_kind"] = {name: by_user_kind(row, kinds) for name, row in rows.items()}
+    return out
+
+
+def plot_summary(summary: dict[str, Any], prefix: Path) -> list[Path]:
+    """PNG plots of a benchmark summary: metrics per method (+ per user kind when present)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary["rows"]
+    names = list(rows)
+    paths = []
+    fig, ax = plt.subplots(figsize=(max(6, len(names) * 1.1), 3.6))
+    width = 0.8 / 3
+    for index, metric in enumerate(("hr@10", "ndcg@10", "hr@1")):
+        ax.bar(np.arange(len(names)) + (index - 1) * width, [rows[n]["test"][metric] for n in names], width,
+               label=metric)
+    ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{prefix.name}: equal training budget per method", fontsize=9)
+    fig.tight_layout()
+    paths.append(prefix.with_name(prefix.name + "-metrics.png"))
+    fig.savefig(paths[-1], dpi=110)
+    plt.close(fig)
+    kinds = summary["analyses"].get("by_user_kind")
+    if kinds:
+        labels = sorted(next(iter(kinds.values())))
+        grid = np.array([[kinds[n][k]["hr@10"] for k in labels] for n in names])
+        fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(names) + 1.4))
+        image = ax.imshow(grid, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        for (i, j), value in np.ndenumerate(grid):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="w", fontsize=7)
+        fig.colorbar(image, ax=ax, label="test HR@10")
+        ax.set_title("HR@10 by planted user kind", fontsize=9)
+        fig.tight_layout()
+        paths.append(prefix.with_name(prefix.name + "-user-kinds.png"))
+        fig.savefig(paths[-1], dpi=110)
+        plt.close(fig)
+    return paths

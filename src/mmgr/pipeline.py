@@ -1,0 +1,109 @@
+"""`mmgr run`: one recipe from data to results in one run directory.
+
+data import (unless the run has it) -> features of every modality the method's codes need -> codes (fitted, or a
+published table from `tokenizer.tables`) -> train -> evaluate. Stages whose outputs exist and match the recipe are
+reused. A multimodal recipe on data that lacks a modality (Amazon Beauty has no images) falls back to the
+modalities the data has, says so, and records the fallback in the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mmgr.config import Config
+from mmgr.data.dataset import Dataset
+from mmgr.errors import MmgrError
+from mmgr.rundir import RunDir
+
+FEATURES_OF = {"text": ("text",), "image": ("image",), "fused": ("text", "image", "fused")}
+
+
+def run_recipe(config: Config, out: Path, progress: bool = True,
+               say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every stage of `config` in run directory `out`; returns {"train": summary, "results": results.json}."""
+    from mmgr.training.stage import engine, evaluate_run, train_run
+
+    run = _data(config, out, say)
+    dataset = Dataset.load(run.path, run.manifest()["dataset"]["name"])
+    config, fallback = fit_to_data(config, dataset)
+    if fallback:
+        say(f"note: {fallback}")
+    run.record("pipeline", {"fallback": fallback, "modalities": config.model.modalities,
+                            "layout": config.model.layout}, config=config.model_dump(mode="json"))
+    if engine(config).needs_codes:
+        for modality in config.model.modalities:
+            ensure_codes(run, modality, config, progress, say)
+    trained = train_run(run, config, progress)
+    return {"train": trained, "results": evaluate_run(run, config, progress)}
+
+
+def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
+    """The recipe restricted to the modalities the data (or a published table) provides, and why, if it was."""
+    tables = config.tokenizer.tables
+    has = {"text": bool(dataset.items["has_text"].to_numpy().any()) or "text" in tables,
+           "image": bool(dataset.items["has_image"].to_numpy().any()) or "image" in tables}
+    has["fused"] = (has["text"] and has["image"]) or "fused" in tables
+    wanted = config.model.modalities
+    kept: list[str] = []
+    for modality in wanted:
+        if has.get(modality, True):
+            kept.append(modality)
+        elif modality == "fused" and has["text"]:       # early fusion without images is the text SID
+            kept.append("text")
+    kept = list(dict.fromkeys(kept))
+    if kept == wanted:
+        return config, None
+    if not kept:
+        raise MmgrError(f"{dataset.name} has none of the modalities {wanted} (no text, no images, no SID tables)")
+    model = {"modalities": kept}
+    training = {}
+    if len(kept) == 1:
+        model.update(layout="single", switch_tokens=False)
+        training["alignment"] = "none"
+    lacking = ", ".join(m for m in wanted if not has.get(m, True))
+    reason = (f"{dataset.name} has no {lacking} (no item has it and no SID table is given): the recipe's "
+              f"{'+'.join(wanted)} {config.model.layout} method falls back to {'+'.join(kept)}"
+              f"{' (single SID, no alignment): the text-only result' if len(kept) == 1 else ''}")
+    return config.model_copy(update={
+        "model": config.model.model_copy(update=model),
+        "training": config.training.model_copy(update=training)}), reason
+
+
+def ensure_codes(run: RunDir, modality: str, config: Config, progress: bool, say: Callable[[str], None]) -> None:
+    """The run's codes for `modality` as the recipe asks: kept when they match, else imported or fitted."""
+    from mmgr.encoders.stage import encode_run
+    from mmgr.tokenizers.stage import fit_settings, import_codes, tokenize_run
+
+    stages = run.manifest()["stages"]
+    done = stages.get(f"tokenize.{modality}", {})
+    present = (run.path / "codes" / f"{modality}.safetensors").is_file()
+    table = config.tokenizer.tables.get(modality)
+    if table is not None:
+        if not (present and done.get("source") == str(table)):
+            say(f"codes {modality}: importing {table}")
+            import_codes(run, modality, Path(table), config.tokenizer.table_align)
+        return
+    if present and done.get("settings") == fit_settings(config.tokenizer):
+        return
+    for needed in FEATURES_OF.get(modality, (modality,)):
+        if not (run.path / "features" / f"{needed}.safetensors").is_file():
+            say(f"features {needed}: encoding")
+            encode_run(run, needed, config, progress)
+    say(f"codes {modality}: fitting {config.tokenizer.method}")
+    tokenize_run(run, modality, config)
+
+
+def _data(config: Config, out: Path, say: Callable[[str], None]) -> RunDir:
+    from mmgr.data.importer import import_into_run
+
+    run = RunDir(out)
+    if not run.exists():
+        say(f"data: importing {config.data.format} {config.data.path or ''}".rstrip())
+        return import_into_run(config, out)[0]
+    recorded = run.manifest()["config"]["data"]
+    if recorded != config.data.model_dump(mode="json"):
+        raise MmgrError(f"{out} holds other data ({recorded.get('format')} {recorded.get('path')}); choose another "
+                        "--out or the recipe of that data")
+    return run
