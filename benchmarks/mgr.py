@@ -48,6 +48,20 @@ VARIANTS = {  # name -> overrides on top of the shared settings
     "mgr-lfpp-no-align": [*LF, "model.switch_tokens=true", "training.alignment=none"],
     "mgr-lfpp-infonce": [*LF, "model.switch_tokens=true", "training.alignment=infonce"],
 }
+ABLATIONS = {  # the paper's codebook-size and SID-length ablations, on MGR-LF++ (pass with --variants)
+    f"mgr-lfpp-{name}": [*VARIANTS["mgr-lfpp"], setting] for name, setting in (
+        ("codebook8", "tokenizer.codebook_size=8"), ("codebook32", "tokenizer.codebook_size=32"),
+        ("levels2", "tokenizer.levels=2"), ("levels4", "tokenizer.levels=4"))}
+REFERENCES = {  # published rows on exactly the same data and codes
+    "amazon-arts-2018": {"source": "MACRec paper, Table 2 (leave-one-out full ranking, mean of 5 seeds; same "
+                                   "MQL4GRec text and image SIDs)",
+                         "metrics": {"tiger": {"hr@1": .0532, "hr@5": .0894, "hr@10": .1167, "ndcg@5": .0718,
+                                               "ndcg@10": .0806},
+                                     "mql4grec": {"hr@1": .0626, "hr@5": .0997, "hr@10": .1254, "ndcg@5": .0816,
+                                                  "ndcg@10": .0898},
+                                     "macrec": {"hr@1": .0685, "hr@5": .1046, "hr@10": .1329, "ndcg@5": .0868,
+                                                "ndcg@10": .0953}}},
+}
 # One CPU-sized generator for every row (TIGER's 4+4 layers at d_model 128 do not converge in this budget on 2 cores).
 SHARED = ["tokenizer.method=rq-kmeans", "tokenizer.levels=3", "tokenizer.collisions=append",
           "model.kind=t5", "model.d_model=64", "model.num_layers=2", "model.num_decoder_layers=2",
@@ -61,7 +75,8 @@ CODEBOOK = {"synthetic": 16, "ml-100k": 32, "arts": 256, "beauty": 256}
 def variant_config(dataset: str, variant: str, args: argparse.Namespace) -> Config:
     budget = [f"training.max_steps={args.steps}", f"training.epochs={args.epochs}",
               f"tokenizer.codebook_size={CODEBOOK[dataset]}", f"split.max_history={args.history}"]
-    return load_config([ROOT / DATASETS[dataset][1]], [*SHARED, *budget, *VARIANTS[variant], *args.overrides])
+    return load_config([ROOT / DATASETS[dataset][1]], [*SHARED, *budget, *{**VARIANTS, **ABLATIONS}[variant],
+                                                       *args.overrides])
 
 
 def base_run(dataset: str, config: Config, folder: Path) -> RunDir:
@@ -104,7 +119,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1200, help="next-item training steps per row (equal budget)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--history", type=int, default=20, help="split.max_history")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=[*VARIANTS, *ABLATIONS])
     parser.add_argument("overrides", nargs="*", help="extra key=value settings for every row")
     args = parser.parse_args()
     name, dataset = DATASETS[args.dataset][0], args.dataset
@@ -134,17 +149,18 @@ def main() -> None:
                                                           ("ndcg@10", "hr@10", "mrr@20"), resamples=2000)
         common.write_result("quality", name, f"mgr-{variant}" if not variant.startswith("mgr") else variant,
                             {k: v for k, v in results["test"].items() if "@" in k}, split="test",
+                            reference=REFERENCES.get(name),
                             wall_seconds=time.perf_counter() - began, config=manifest["config"],
                             extra={"train": rows[variant]["train"], "fallback": rows[variant]["fallback"],
                                    "vs_tiger_text": rows[variant].get("vs_tiger_text"),
                                    "budget": f"{args.steps} next-item steps x batch 128 (equal for every row)"})
     analyses = analyse_runs({v: folder / v for v in rows}, base.path)
-    summary = {"rows": rows, "analyses": analyses,
+    summary = {"rows": rows, "analyses": analyses, "reference": REFERENCES.get(name),
                "budget": {"next_item_steps": args.steps, "batch_size": 128, "alignment_epochs": 3,
                           "note": "equal step budgets; the CPU forbids convergence at TIGER size"}}
     plots = plot_summary(summary, common.RESULTS / f"mgr-{name}")
     common.write_result("mgr", name, "summary", summary, split="test", wall_seconds=time.perf_counter() - started,
-                        config={"shared": SHARED, "variants": {v: VARIANTS[v] for v in rows},
+                        config={"shared": SHARED, "variants": {v: {**VARIANTS, **ABLATIONS}[v] for v in rows},
                                 "codebook_size": CODEBOOK[dataset], "max_history": args.history,
                                 "plots": [p.name for p in plots]})
 

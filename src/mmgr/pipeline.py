@@ -52,7 +52,7 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
             kept.append(modality)
         elif modality == "fused" and has["text"]:       # early fusion without images is the text SID
             kept.append("text")
-    kept = list(dict.fromkeys(kept))
+    kept = list(dict.fromkeys(kept)) or (["text"] if has["text"] else [])
     if kept == wanted:
         return config, None
     if not kept:
@@ -62,7 +62,7 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
     if len(kept) == 1:
         model.update(layout="single", switch_tokens=False)
         training["alignment"] = "none"
-    lacking = ", ".join(m for m in wanted if not has.get(m, True))
+    lacking = ", ".join(m if m != "fused" else "images to fuse" for m in wanted if not has.get(m, True))
     reason = (f"{dataset.name} has no {lacking} (no item has it and no SID table is given): the recipe's "
               f"{'+'.join(wanted)} {config.model.layout} method falls back to {'+'.join(kept)}"
               f"{' (single SID, no alignment): the text-only result' if len(kept) == 1 else ''}")

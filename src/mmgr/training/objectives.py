@@ -115,7 +115,7 @@ def infonce_loss(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask
 
 def items_with_every_modality(prep: Prepared) -> np.ndarray:
     """Item indices that have every modality of the vocabulary (alignment needs both sides)."""
-    present = np.ones(prep.dataset.num_items, dtype=bool)
+    present = np.ones(len(prep.layout.item_tokens), dtype=bool)
     for modality in prep.layout.vocab.levels:
         present &= ~prep.codes[modality].missing
     if present.sum() < 2:

@@ -1,0 +1,42 @@
+"""`mmgr run`: one recipe from data to results, reusing finished stages when run again."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.test_cli_data import mmgr
+
+TINY = ["data.format=synthetic", "data.synthetic.n_items=40", "data.synthetic.n_users=30",
+        "data.synthetic.image_size=32", "tokenizer.method=rq-kmeans", "tokenizer.levels=2",
+        "tokenizer.codebook_size=4", "model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1",
+        "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "model.user_buckets=0", "training.epochs=2",
+        "training.alignment_epochs=1", "training.batch_size=64", "training.precision=32-true"]
+
+
+def test_mgr_lfpp_recipe_runs_from_data_to_results_and_reuses_stages(tmp_path):
+    run = tmp_path / "lfpp"
+    args = ["run", "--recipe", "configs/mgr-lfpp.yaml", "--out", str(run), "--no-progress",
+            f"encoders.cache_dir={tmp_path / 'cache'}", *TINY]
+    first = mmgr(*args).stdout
+    assert "features image: encoding" in first and "codes image: fitting rq-kmeans" in first
+    results = json.loads((run / "results.json").read_text())
+    assert results["test"]["users"] == 30 and 0 <= results["test"]["ndcg@10"] <= 1
+    vocab = json.loads((run / "vocabulary.json").read_text())
+    assert list(vocab["levels"]) == ["text", "image"] and vocab["tasks"] == ["text->image", "image->text"]
+    assert (run / "checkpoints" / "align" / "final.safetensors").is_file()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["stages"]["train"]["stages"]) == {"align", "next-item"}
+    assert manifest["stages"]["pipeline"]["fallback"] is None
+    again = mmgr(*args).stdout                                  # finished stages are reused, not recomputed
+    assert "encoding" not in again and "fitting" not in again and "importing" not in again
+    rerun = json.loads((run / "results.json").read_text())["test"]
+    assert {k: v for k, v in rerun.items() if "@" in k} == {k: v for k, v in results["test"].items() if "@" in k}
+
+
+def test_run_refuses_a_directory_holding_other_data(tmp_path):
+    run = tmp_path / "r"
+    mmgr("data", "import", "--format", "synthetic", "--out", str(run), "data.synthetic.n_items=40",
+         "data.synthetic.n_users=30")
+    result = mmgr("run", "--recipe", "configs/mgr-lf.yaml", "--out", str(run), "data.format=generic",
+                  "data.path=elsewhere", check=False)
+    assert result.returncode == 1 and "holds other data" in result.stderr

@@ -1,0 +1,61 @@
+"""Multimodal recipes on data without images fall back to the modalities the data has, saying why."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from mmgr.config import load_config
+from mmgr.data.importer import import_into_run
+from mmgr.errors import MmgrError
+from mmgr.pipeline import fit_to_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def text_only(tmp_path_factory):
+    """A catalog with titles and no images (like Amazon Beauty)."""
+    folder = tmp_path_factory.mktemp("textonly")
+    with open(folder / "interactions.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["user_id", "item_id", "timestamp"],
+                                  *([f"u{u}", f"i{(u + t) % 9}", t] for u in range(12) for t in range(4))])
+    with open(folder / "items.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["item_id", "title"], *([f"i{i}", f"item {i}"] for i in range(9))])
+    config = load_config(overrides=["data.format=generic", f"data.path={folder}"])
+    _, dataset, _ = import_into_run(config, folder / "run")
+    return dataset
+
+
+@pytest.mark.parametrize("recipe", ["mgr-lf", "mgr-lfpp", "mgr-lfpp-infonce", "mgr-ef", "tiger-image"])
+def test_multimodal_recipes_fall_back_to_text(text_only, recipe):
+    config = load_config([ROOT / "configs" / f"{recipe}.yaml"])
+    fitted, reason = fit_to_data(config, text_only)
+    assert fitted.model.modalities == ["text"] and fitted.model.layout == "single"
+    assert fitted.training.alignment == "none" and not fitted.model.switch_tokens
+    assert "has no" in reason and "image" in reason and "falls back to text" in reason, reason
+
+
+def test_text_recipe_is_unchanged_and_tables_count_as_a_modality(text_only):
+    config = load_config([ROOT / "configs" / "tiger.yaml"])
+    assert fit_to_data(config, text_only) == (config, None)
+    with_table = load_config([ROOT / "configs" / "mgr-lf.yaml"], ["tokenizer.tables={image: codes.json}"])
+    fitted, reason = fit_to_data(with_table, text_only)
+    assert reason is None and fitted.model.modalities == ["text", "image"]
+
+
+def test_no_usable_modality_is_an_error(text_only):
+    config = load_config([ROOT / "configs" / "tiger-image.yaml"])
+    with pytest.raises(MmgrError, match="none of the modalities"):
+        fit_to_data(config.model_copy(update={"model": config.model.model_copy(update={"modalities": ["image"]})}),
+                    _without_text(text_only))
+
+
+def _without_text(dataset):
+    import pyarrow as pa
+
+    items = dataset.items.set_column(dataset.items.column_names.index("has_text"), "has_text",
+                                     pa.array([False] * dataset.items.num_rows))
+    return type(dataset)(**{**vars(dataset), "items": items})
