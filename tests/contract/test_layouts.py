@@ -12,7 +12,7 @@ from mmgr.config import ModelConfig
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.errors import MmgrError
 from mmgr.layouts import LAYOUTS
-from mmgr.layouts.base import token_modalities
+from mmgr.layouts.base import prompt, token_modalities
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 
 MAX_HISTORY = 5
@@ -127,3 +127,14 @@ def test_every_decoded_tuple_is_a_real_item(layout):
             path.append(int(rng.choice(sorted(reference.allowed_tokens_reference(path)))))
         item = reference.item(path)
         assert item >= 0 and layout.item_tokens[item].tolist() == path
+
+
+def test_task_prompts_wrap_one_modalitys_codes():
+    vocab = Vocabulary({"text": [4, 4, 3], "image": [4, 4, 3]}, tasks=("text->image", "image->text"))
+    layout = LAYOUTS.get("late-fusion")(codes(), vocab, ModelConfig(layout="late-fusion",
+                                                                    modalities=["text", "image"]), MAX_HISTORY)
+    row = prompt(vocab, "text->image", layout.modality_tokens["text"][7])
+    assert row.tolist() == [vocab.task_token("text->image"), *layout.modality_tokens["text"][7], vocab.token("<eos>")]
+    assert token_modalities(vocab, row).tolist() == [-1, 0, 0, 0, -1]
+    with pytest.raises(MmgrError, match="not in the vocabulary"):
+        prompt(vocab, "image->caption", layout.modality_tokens["image"][0])

@@ -16,16 +16,15 @@ import torch
 
 from mmgr.config import Config
 from mmgr.errors import MmgrError
-from mmgr.evaluation.metrics import DEFAULT_KS, summarize
+from mmgr.evaluation.metrics import DEFAULT_KS
 from mmgr.evaluation.protocol import evaluate_examples, protocol_description, rank_items, subset
-from mmgr.io import write_json_atomic
 from mmgr.models.seq2seq import build_t5
 from mmgr.rundir import RunDir
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, fit, seeded_sample
 from mmgr.training.method import Prepared, codes_info, prepare, stages
 from mmgr.training.objectives import OBJECTIVES
-from mmgr.training.rundata import ranked_rows, save_per_user, user_row
+from mmgr.training.rundata import evaluate_splits, ranked_rows, user_row
 from mmgr.training.stage import ENGINES, Engine
 
 
@@ -73,18 +72,9 @@ def evaluate_generative(run: RunDir, config: Config, progress: bool = True,
                         splits: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
     prep = prepare(run, config)
     model = load_model(run, config, prep)
-    results: dict[str, Any] = {"protocol": protocol_description(config.decoding, DEFAULT_KS)}
-    for name in splits:
-        examples = getattr(prep.split, name)
-        start = time.perf_counter()
-        metrics, ranked = evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.trie,
-                                            config.decoding, progress=progress)
-        seconds = time.perf_counter() - start
-        results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
-        save_per_user(run, name, prep.user_ids, examples, metrics, ranked)
-    write_json_atomic(run.path / "results.json", results)
-    run.record("evaluate", {name: results[name] for name in splits})
-    return results
+    return evaluate_splits(run, prep, splits, protocol_description(config.decoding, DEFAULT_KS), lambda examples:
+                           evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.trie, config.decoding,
+                                             progress=progress))
 
 
 def recommend_generative(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:

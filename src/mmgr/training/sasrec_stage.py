@@ -14,9 +14,8 @@ from torch import nn
 from mmgr.config import Config
 from mmgr.data.splits import Examples
 from mmgr.errors import MmgrError
-from mmgr.evaluation.metrics import DEFAULT_KS, per_user, summarize
+from mmgr.evaluation.metrics import DEFAULT_KS, per_user
 from mmgr.evaluation.protocol import protocol_description, subset
-from mmgr.io import write_json_atomic
 from mmgr.models.sasrec import (
     SASRec,
     build_sasrec,
@@ -28,7 +27,7 @@ from mmgr.models.sasrec import (
 from mmgr.rundir import RunDir
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, TrainData, fit, seeded_sample
-from mmgr.training.rundata import load_run_data, ranked_rows, save_per_user, user_row
+from mmgr.training.rundata import evaluate_splits, load_run_data, ranked_rows, user_row
 from mmgr.training.stage import ENGINES, Engine
 
 
@@ -100,17 +99,8 @@ def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True,
     protocol = {**protocol_description(config.decoding, DEFAULT_KS),
                 "ranking": "full (every catalog item), exact top-k of the last position's softmax scores"}
     protocol.pop("beam_size", None)
-    results: dict[str, Any] = {"protocol": protocol}
-    for name in splits:
-        examples = getattr(data.split, name)
-        start = time.perf_counter()
-        metrics, ranked = evaluate_sasrec(model, examples, top_k, config.decoding.batch_size, progress=progress)
-        seconds = time.perf_counter() - start
-        results[name] = {**summarize(metrics), "users": len(examples), "users_per_second": len(examples) / seconds}
-        save_per_user(run, name, data.user_ids, examples, metrics, ranked)
-    write_json_atomic(run.path / "results.json", results)
-    run.record("evaluate", {name: results[name] for name in splits})
-    return results
+    return evaluate_splits(run, data, splits, protocol, lambda examples: evaluate_sasrec(
+        model, examples, top_k, config.decoding.batch_size, progress=progress))
 
 
 def recommend_sasrec(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
