@@ -170,7 +170,9 @@ class ModelConfig(Section):
     """The sequence model. t5: encoder-decoder generating semantic IDs (TIGER size by default); sasrec: ID-based
     causal transformer with a full softmax over items."""
 
-    kind: Literal["t5", "sasrec"] = Field("t5", description="generative T5 or the SASRec baseline")
+    kind: Literal["t5", "causal", "sasrec"] = Field(
+        "t5", description="t5: encoder-decoder SID generator (TIGER); causal: decoder-only SID generator (a "
+                          "target at every item position); sasrec: the item-ID baseline")
     layout: Literal["single", "late-fusion"] = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
                               "codes); late-fusion = each modality's SID concatenated per item (MGR-LF)")

@@ -1,5 +1,6 @@
 """Known answers for the generative path: in a world whose next item is fixed by the last one, TIGER (text SIDs)
-and MGR-LF (text + image SIDs, with and without switch tokens and alignment) must rank the right item first."""
+and MGR-LF (text + image SIDs, with and without switch tokens and alignment), on the T5 and the causal backbone,
+must rank the right item first."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from mmgr.config import load_config
 from mmgr.data.importer import import_into_run
 from mmgr.decoding.beam import constrained_beam_search
 from mmgr.decoding.trie import PrefixTrie
+from mmgr.errors import MmgrError
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.models.seq2seq import build_t5
 from mmgr.rundir import RunDir
@@ -81,7 +83,9 @@ def trained_run(world: Path, out: Path, extra: list[str], missing_images: int = 
 @pytest.mark.parametrize("recipe", [
     ["model.layout=single", "model.modalities=[text]"],                                       # TIGER
     ["model.layout=late-fusion", "model.modalities=[text,image]"],                            # MGR-LF
-], ids=["tiger", "mgr-lf"])
+    ["model.kind=causal", "model.layout=single", "model.modalities=[text]"],                  # causal TIGER
+    ["model.kind=causal", "model.layout=late-fusion", "model.modalities=[text,image]", "model.switch_tokens=true"],
+], ids=["tiger", "mgr-lf", "causal-tiger", "causal-mgr-lf-switch"])
 def test_fixed_successor_is_learned(world: Path, tmp_path: Path, recipe: list[str]) -> None:
     run, summary = trained_run(world, tmp_path / "run", [*recipe, "training.epochs=12"])
     results = evaluate_run(run, run.config(), progress=False)
@@ -147,3 +151,9 @@ def translation_accuracy(run: RunDir, task: str) -> float:
     trie = PrefixTrie.build(torch.from_numpy(prep.layout.modality_tokens[target]), vocab_size=prep.layout.vocab.size)
     found, _ = constrained_beam_search(model, input_ids, mask, trie, beam_size=5, top_k=1)
     return float((found[:, 0].numpy() == items).mean())
+
+
+def test_causal_backbone_refuses_alignment_stages(world: Path, tmp_path: Path) -> None:
+    with pytest.raises(MmgrError, match="causal backbone does not train translate"):
+        trained_run(world, tmp_path / "run", ["model.kind=causal", "model.layout=late-fusion",
+                                               "model.modalities=[text,image]", "training.alignment=translate"])

@@ -17,7 +17,7 @@ from tests.unit.test_training_resume import TINY, VOCAB, settings, toy_examples
 
 def train_on_rank(fabric: Fabric, folder) -> None:
     model = build_t5(TINY, VOCAB, seed=0)
-    data = loop.t5_train_data(toy_examples(), 16, seed=1)
+    data = loop.bucketed_train_data(toy_examples(), 16, seed=1)
     result = loop.fit(folder, model, data, settings(devices=2), validate=lambda m: 0.0, weights_info={},
                       fabric=fabric, progress=False)
     rank = fabric.global_rank

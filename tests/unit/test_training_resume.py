@@ -34,7 +34,7 @@ def settings(**changes) -> TrainingConfig:
 
 def train(folder, validate=lambda model: 0.0, **changes):
     model = build_t5(TINY, VOCAB, seed=0)
-    data = loop.t5_train_data(toy_examples(), 16, seed=1)
+    data = loop.bucketed_train_data(toy_examples(), 16, seed=1)
     result = loop.fit(folder, model, data, settings(**changes), validate=validate, weights_info={}, progress=False)
     return model, result
 

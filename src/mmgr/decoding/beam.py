@@ -55,13 +55,13 @@ def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask:
     order = attention_mask.sum(dim=1).argsort(descending=True, stable=True)  # (B,) longest histories first
     start = _start_token(model, input_ids.device)
     workspace: dict = {}                                                    # decoder buffers shared by the chunks
-    with _eval_mode(model), _autocast(autocast_dtype, input_ids.device):
+    with eval_mode(model), _autocast(autocast_dtype, input_ids.device):
         for users in order.split(chunk_size):
             ids, mask = _trim_padding(input_ids[users], attention_mask[users])
             encoder_states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (b, S', D)
             step = _make_decoder(model, encoder_states, mask, decoder, trie.depth, workspace)
-            nodes, beam_scores = _search(step, trie, len(users), beam_size, start)
-            items[users], scores[users] = _top_items(trie, nodes, beam_scores, top_k)
+            nodes, beam_scores = search_trie(step, trie, len(users), beam_size, start)
+            items[users], scores[users] = top_items(trie, nodes, beam_scores, top_k)
     return items, scores
 
 
@@ -75,7 +75,7 @@ def _trim_padding(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Te
     return input_ids[:, first:last], attention_mask[:, first:last]
 
 
-def _search(step: _Step, trie: PrefixTrie, batch: int, beam_size: int, start: Tensor) -> tuple[Tensor, Tensor]:
+def search_trie(step: Step, trie: PrefixTrie, batch: int, beam_size: int, start: Tensor) -> tuple[Tensor, Tensor]:
     """L steps of beam search; returns the final beams' nodes and scores (B, K), best first, -1 / -inf if dead."""
     nodes = torch.zeros(batch, 1, dtype=torch.int64, device=start.device)   # (B, k): every user starts at the root
     scores = torch.zeros(batch, 1, device=start.device)                     # (B, k)
@@ -100,7 +100,7 @@ def _search(step: _Step, trie: PrefixTrie, batch: int, beam_size: int, start: Te
     return nodes, scores
 
 
-def _top_items(trie: PrefixTrie, nodes: Tensor, scores: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
+def top_items(trie: PrefixTrie, nodes: Tensor, scores: Tensor, top_k: int) -> tuple[Tensor, Tensor]:
     """First `top_k` beams as items (padded with -1 / -inf); dead beams (-inf or no node) never become items."""
     items = trie.items_of(nodes)                                            # (B, K)
     dead = (items < 0) | ~torch.isfinite(scores)
@@ -114,7 +114,7 @@ def _top_items(trie: PrefixTrie, nodes: Tensor, scores: Tensor, top_k: int) -> t
 
 # ---- decoders: last tokens (R,) -> next-token logits (R, V), R = users x beams --------------------------------------
 
-class _Step(Protocol):
+class Step(Protocol):
     def __call__(self, tokens: Tensor) -> Tensor: ...
 
     def reorder(self, origin: Tensor, beams: int) -> None:
@@ -122,7 +122,7 @@ class _Step(Protocol):
 
 
 def _make_decoder(model: nn.Module, encoder_states: Tensor, attention_mask: Tensor, decoder: Decoder,
-                  steps: int, workspace: dict) -> _Step:
+                  steps: int, workspace: dict) -> Step:
     from transformers import T5ForConditionalGeneration
 
     if decoder == "auto":   # a subclass that changes forward() is stepped through its own forward
@@ -257,7 +257,7 @@ def reference_beam_search(model: nn.Module, input_ids: Tensor, attention_mask: T
     reference = trie.reference()
     start = int(_start_token(model, input_ids.device))
     all_items, all_scores = [], []
-    with _eval_mode(model):
+    with eval_mode(model):
         for row in range(len(input_ids)):
             keep = attention_mask[row].bool()
             history = input_ids[row][keep][None]                            # (1, S_u)
@@ -287,7 +287,7 @@ def sequence_log_probs(model: nn.Module, input_ids: Tensor, attention_mask: Tens
     batch, n, length = tokens.shape
     start = _start_token(model, tokens.device)
     decoder_input = torch.cat([start.expand(batch * n, 1), tokens.reshape(-1, length)[:, :-1]], dim=1)
-    with torch.inference_mode(), _eval_mode(model):
+    with torch.inference_mode(), eval_mode(model):
         logits = model(input_ids=input_ids.repeat_interleave(n, 0), attention_mask=attention_mask.repeat_interleave(
             n, 0), decoder_input_ids=decoder_input).logits.float()          # (B * n, L, V)
     picked = logits.log_softmax(-1).gather(2, tokens.reshape(-1, length, 1))[..., 0]  # (B * n, L)
@@ -304,7 +304,7 @@ def _start_token(model: nn.Module, device: torch.device) -> Tensor:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Dropout off while decoding; the caller's train/eval state is restored afterwards."""
     was_training = model.training
     model.eval()

@@ -3,6 +3,7 @@ distinct items per user are scored against the held-out item (leave-one-out)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,12 +16,21 @@ from mmgr.decoding.trie import PrefixTrie
 from mmgr.evaluation.metrics import DEFAULT_KS, per_user
 from mmgr.layouts.base import Layout, pad_batch
 from mmgr.progress import progress_bar
+from mmgr.tokenizers.codes import Vocabulary
+
+Search = Callable[..., tuple[torch.Tensor, torch.Tensor]]   # (model, input_ids, mask, trie, beam_size, top_k)
+Prompt = Callable[[Vocabulary, np.ndarray], np.ndarray]
 
 
 def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], histories: list[np.ndarray],
-               trie: PrefixTrie, cfg: DecodingConfig, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(items int[U, top_k], scores float[U, top_k]) best first; users batched by history length."""
+               trie: PrefixTrie, cfg: DecodingConfig, progress: bool = False,
+               search: Search = constrained_beam_search, prompt: Prompt | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(items int[U, top_k], scores float[U, top_k]) best first; users batched by history length. `search` and
+    `prompt` (the layout's history tokens -> the model's input) come from the backbone; the defaults are T5's."""
     rows = [layout.encoder_tokens(u, h) for u, h in zip(user_ids, histories, strict=True)]
+    if prompt is not None:
+        rows = [prompt(layout.vocab, row) for row in rows]
     order = np.argsort([len(r) for r in rows], kind="stable")
     items = np.full((len(rows), cfg.top_k), -1, dtype=np.int64)
     scores = np.full((len(rows), cfg.top_k), -np.inf, dtype=np.float32)
@@ -30,8 +40,8 @@ def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], hist
         for start in range(0, len(rows), cfg.batch_size):
             index = order[start:start + cfg.batch_size]
             input_ids, mask = pad_batch([rows[i] for i in index])
-            got, score = constrained_beam_search(model, input_ids.to(device), mask.to(device), trie,
-                                                 beam_size=cfg.beam_size, top_k=cfg.top_k)
+            got, score = search(model, input_ids.to(device), mask.to(device), trie, beam_size=cfg.beam_size,
+                                top_k=cfg.top_k)
             items[index], scores[index] = got.cpu().numpy(), score.float().cpu().numpy()
             advance(len(index))
     return items, scores
@@ -39,10 +49,11 @@ def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], hist
 
 def evaluate_examples(model: torch.nn.Module, layout: Layout, user_ids: list[str], examples: Examples,
                       trie: PrefixTrie, cfg: DecodingConfig, ks: tuple[int, ...] = DEFAULT_KS,
-                      progress: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                      progress: bool = False, search: Search = constrained_beam_search,
+                      prompt: Prompt | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per-user metrics and the ranked lists for `examples` (histories -> held-out targets)."""
     names = [user_ids[u] for u in examples.users.tolist()]
-    ranked, _ = rank_items(model, layout, names, examples.histories, trie, cfg, progress)
+    ranked, _ = rank_items(model, layout, names, examples.histories, trie, cfg, progress, search, prompt)
     return per_user(ranked, examples.targets, tuple(k for k in ks if k <= cfg.top_k)), ranked
 
 

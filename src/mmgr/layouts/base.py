@@ -24,6 +24,7 @@ class Layout(Protocol):
     vocab: Vocabulary
     item_tokens: np.ndarray                   # (N, L) decoder target tokens per item
     modality_tokens: dict[str, np.ndarray]    # modality -> (N, L_m) that modality's code tokens per item
+    user_token: bool                          # histories start with the user's hashed bucket token
 
     def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
         """int64[T] for one user's history (item indices, oldest first)."""

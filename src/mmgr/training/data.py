@@ -49,6 +49,27 @@ def encode_examples(layout: Layout, user_ids: list[str], users: np.ndarray, hist
     return EncodedExamples(inputs, list(layout.item_tokens[targets]), targets, users)
 
 
+def causal_examples(layout: Layout, user_ids: list[str], train: list[np.ndarray],
+                    max_history: int) -> EncodedExamples:
+    """Causal backbone: one example per window of `max_history + 1` training items (windows overlap by one item, so
+    every item after a user's first is a target exactly once, with up to `max_history` items before it). Inputs =
+    `<bos> [user] c(item_1) ... c(item_n)`; labels = the same tokens with -100 on <bos>, the user token and the
+    window's first item, which are context, not targets (the model shifts labels by one itself)."""
+    vocab, width = layout.vocab, layout.item_tokens.shape[1]
+    inputs, labels, targets, users = [], [], [], []
+    for user, sequence in enumerate(train):
+        for end in range(len(sequence), 1, -max_history):
+            window = np.asarray(sequence[max(0, end - max_history - 1):end], dtype=np.int64)
+            head = [vocab.token("<bos>"), *([vocab.user_token(user_ids[user])] if layout.user_token else [])]
+            tokens = np.concatenate([head, layout.item_tokens[window].reshape(-1)]).astype(np.int64)
+            context = len(head) + width
+            inputs.append(tokens)
+            labels.append(np.concatenate([np.full(context, IGNORE), tokens[context:]]))
+            targets.append(window[-1])
+            users.append(user)
+    return EncodedExamples(inputs, labels, np.asarray(targets, dtype=np.int64), np.asarray(users, dtype=np.int64))
+
+
 def length_batches(examples: EncodedExamples, batch_size: int) -> list[np.ndarray]:
     """Example indices grouped into batches of similar encoder length (fixed for the whole run)."""
     lengths = np.fromiter((len(x) for x in examples.inputs), dtype=np.int64, count=len(examples))

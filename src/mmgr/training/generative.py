@@ -1,5 +1,5 @@
-"""The generative engine (`model.kind: t5`): train, evaluate and recommend for every method composed in
-`mmgr.training.method` (TIGER, MGR-EF, MGR-LF, MGR-LF++ and its ablations).
+"""The generative engine (`model.kind: t5` or `causal`, see `training/backbones.py`): train, evaluate and recommend
+for every method composed in `mmgr.training.method` (TIGER, MGR-EF, MGR-LF, MGR-LF++ and its ablations).
 
 train    -> vocabulary.json, [checkpoints/align/{last,final}.safetensors], model.safetensors (best validation epoch
             of the next-item stage), checkpoints/next-item/last.safetensors, logs/<stage>/, manifest `train`
@@ -18,8 +18,8 @@ from mmgr.config import Config
 from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import DEFAULT_KS
 from mmgr.evaluation.protocol import evaluate_examples, protocol_description, rank_items, subset
-from mmgr.models.seq2seq import build_t5
 from mmgr.rundir import RunDir
+from mmgr.training.backbones import BACKBONES
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, fit, seeded_sample
 from mmgr.training.method import Prepared, codes_info, prepare, stages
@@ -29,13 +29,18 @@ from mmgr.training.stage import ENGINES, Engine
 
 
 def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
+    backbone = BACKBONES.get(config.model.kind)
+    unsupported = [s.objective for s in stages(config) if s.objective not in backbone.objectives]
+    if unsupported:
+        raise MmgrError(f"the {config.model.kind} backbone does not train {', '.join(unsupported)} (it trains "
+                        f"{', '.join(backbone.objectives)}); set training.alignment=none or model.kind=t5")
     prep = prepare(run, config, for_training=True)
     valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), config.training.eval_users, config.seed))
-    model = build_t5(config.model, prep.layout.vocab, config.seed)
+    model = backbone.build(config.model, prep.layout.vocab, config.seed)
 
     def validate(current: torch.nn.Module) -> float:
         metrics, _ = evaluate_examples(current, prep.layout, prep.user_ids, valid, prep.trie, config.decoding,
-                                       ks=(10,))
+                                       ks=(10,), search=backbone.search, prompt=backbone.prompt)
         return float(metrics["ndcg@10"].mean())
 
     info = {**codes_info(prep), "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"],
@@ -63,7 +68,7 @@ def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
     if {key: info.get(key) for key in codes_info(prep)} != codes_info(prep):
         raise MmgrError(f"{run.path / BEST} was trained with another tokenizer or vocabulary "
                         f"(vocab {info.get('vocab_size')} vs {prep.layout.vocab.size}); re-run `mmgr train`")
-    model = build_t5(config.model, prep.layout.vocab, config.seed)
+    model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, config.seed)
     load_state(model, tensors)
     return model.eval()
 
@@ -71,10 +76,10 @@ def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
 def evaluate_generative(run: RunDir, config: Config, progress: bool = True,
                         splits: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
     prep = prepare(run, config)
-    model = load_model(run, config, prep)
+    model, backbone = load_model(run, config, prep), BACKBONES.get(config.model.kind)
     return evaluate_splits(run, prep, splits, protocol_description(config.decoding, DEFAULT_KS), lambda examples:
                            evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.trie, config.decoding,
-                                             progress=progress))
+                                             progress=progress, search=backbone.search, prompt=backbone.prompt))
 
 
 def recommend_generative(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
@@ -83,9 +88,12 @@ def recommend_generative(run: RunDir, config: Config, user_id: str, k: int) -> l
     row = user_row(prep, user_id)
     model = load_model(run, config, prep)
     decoding = config.decoding.model_copy(update={"top_k": k, "beam_size": max(k, config.decoding.beam_size)})
+    backbone = BACKBONES.get(config.model.kind)
     items, scores = rank_items(model, prep.layout, [user_id], [prep.dataset.item_sequences()[row]], prep.trie,
-                               decoding)
+                               decoding, search=backbone.search, prompt=backbone.prompt)
     return ranked_rows(prep, items[0], scores[0])
 
 
-ENGINES.register("t5")(Engine(train_generative, evaluate_generative, recommend_generative))
+GENERATIVE = Engine(train_generative, evaluate_generative, recommend_generative)
+ENGINES.register("t5")(GENERATIVE)
+ENGINES.register("causal")(GENERATIVE)

@@ -70,7 +70,7 @@ class FitResult:
     resumed_from_step: int
 
 
-def t5_train_data(examples: EncodedExamples, batch_size: int, seed: int) -> TrainData:
+def bucketed_train_data(examples: EncodedExamples, batch_size: int, seed: int) -> TrainData:
     """Length-bucketed batches fixed for the run; their order reshuffled each epoch."""
     batches = length_batches(examples, batch_size)
     return TrainData(lambda epoch: [batches[i] for i in epoch_order(len(batches), seed, epoch)],

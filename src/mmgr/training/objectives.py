@@ -1,6 +1,7 @@
 """Training objectives of the generative path: what one stage trains on and with which loss.
 
-- `next-item`: every prefix of every training sequence -> the next item's tokens (TIGER, MGR-EF/LF/LF++).
+- `next-item`: the next item's tokens after each history (TIGER, MGR-EF/LF/LF++); the backbone says how its
+  examples are cut (every prefix for T5, windows with a target at every item for the causal model).
 - `translate`: MGR-LF++ alignment; `<task:text->image> text SID <eos>` -> the item's image SID, and back, for every
   item that has both modalities.
 - `infonce`: MGR-LF++ alignment variant; the mean-pooled encoder states of an item's text-SID and image-SID
@@ -21,8 +22,8 @@ from mmgr.config import Config
 from mmgr.errors import MmgrError
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.registry import Registry
-from mmgr.training.data import EncodedExamples, encode_examples, epoch_order, prefix_examples
-from mmgr.training.loop import TrainData, t5_train_data
+from mmgr.training.data import EncodedExamples, epoch_order
+from mmgr.training.loop import TrainData, bucketed_train_data
 
 if TYPE_CHECKING:
     from mmgr.training.method import Prepared
@@ -46,9 +47,10 @@ class NextItem:
         return ()
 
     def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
-        examples = encode_examples(prep.layout, prep.user_ids, users, histories, targets)
-        return t5_train_data(examples, config.training.batch_size, config.seed), len(examples)
+        from mmgr.training.backbones import BACKBONES
+
+        examples = BACKBONES.get(config.model.kind).next_item(prep, config)
+        return bucketed_train_data(examples, config.training.batch_size, config.seed), len(examples)
 
 
 class Translate:
@@ -65,7 +67,7 @@ class Translate:
             labels += list(tokens[target][items])
             targets.append(items)
         examples = EncodedExamples(inputs, labels, np.concatenate(targets), np.zeros(len(inputs), dtype=np.int64))
-        return t5_train_data(examples, config.training.batch_size, config.seed), len(examples)
+        return bucketed_train_data(examples, config.training.batch_size, config.seed), len(examples)
 
 
 class InfoNCE:

@@ -1,0 +1,37 @@
+"""The causal (decoder-only) SID generator: a transformers Llama block stack sized by `ModelConfig` (`d_model`,
+`num_layers`, `num_heads` x `d_kv`, `d_ff`; `dropout` on attention probabilities), RoPE positions, SDPA attention.
+
+A user's history is one token sequence, `<bos> [user] c(item_1) c(item_2) ... c(item_n)` (each item's tokens as
+the layout writes them, switches included), and one forward pass gives a teacher-forced loss at every item after
+the first: a sequence of n items trains n - 1 next-item targets (`mmgr.training.data.causal_examples`). At
+inference the prompt is the same sequence for the history and the
+model writes the next item's tokens (`mmgr.decoding.causal`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from mmgr.config import ModelConfig
+from mmgr.tokenizers.codes import Vocabulary
+
+MAX_POSITIONS = 4096
+
+
+def build_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab.size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
+                         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                         num_key_value_heads=cfg.num_heads, head_dim=cfg.d_kv, attention_dropout=cfg.dropout,
+                         max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=False,
+                         pad_token_id=vocab.token("<pad>"), bos_token_id=vocab.token("<bos>"),
+                         eos_token_id=vocab.token("<eos>"))
+    config._attn_implementation = "sdpa"
+    return LlamaForCausalLM(config)
+
+
+def causal_prompt(vocab: Vocabulary, encoder_tokens: np.ndarray) -> np.ndarray:
+    """The layout's history tokens ([user] + items + <eos>) as a causal prompt: <bos> + [user] + items."""
+    return np.concatenate([[vocab.token("<bos>")], encoder_tokens[:-1]]).astype(np.int64)

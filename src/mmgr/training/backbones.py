@@ -1,0 +1,55 @@
+"""Sequence-model backbones of the generative engine (`model.kind`), one registry entry each:
+
+- `t5`: encoder-decoder (TIGER); the history is the encoder input, the next item's tokens the decoder target.
+  Next-item examples are every prefix of every training sequence. Trains every objective.
+- `causal`: decoder-only (Llama blocks); the history is the prompt and the model continues it with the next
+  item's tokens. One sequence trains a target at every item position. Trains next-item.
+
+Both decode through the same prefix trie and beam step, with the same result contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from torch import Tensor, nn
+
+from mmgr.config import Config, ModelConfig
+from mmgr.decoding.beam import constrained_beam_search
+from mmgr.decoding.causal import causal_beam_search
+from mmgr.models.causal import build_causal, causal_prompt
+from mmgr.models.seq2seq import build_t5
+from mmgr.registry import Registry
+from mmgr.tokenizers.codes import Vocabulary
+from mmgr.training.data import EncodedExamples, causal_examples, encode_examples, prefix_examples
+
+if TYPE_CHECKING:
+    from mmgr.training.method import Prepared
+
+
+@dataclass(frozen=True)
+class Backbone:
+    build: Callable[[ModelConfig, Vocabulary, int], nn.Module]
+    search: Callable[..., tuple[Tensor, Tensor]]                 # (model, input_ids, mask, trie, beam, top_k)
+    prompt: Callable[[Vocabulary, np.ndarray], np.ndarray] | None  # layout history tokens -> model input
+    next_item: Callable[[Prepared, Config], EncodedExamples]
+    objectives: tuple[str, ...]                                  # the training objectives it supports
+
+
+def prefix_next_item(prep: Prepared, config: Config) -> EncodedExamples:
+    users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
+    return encode_examples(prep.layout, prep.user_ids, users, histories, targets)
+
+
+def causal_next_item(prep: Prepared, config: Config) -> EncodedExamples:
+    return causal_examples(prep.layout, prep.user_ids, prep.split.train, config.split.max_history)
+
+
+BACKBONES: Registry[Backbone] = Registry("backbone")
+BACKBONES.register("t5")(Backbone(build_t5, constrained_beam_search, None, prefix_next_item,
+                                  ("next-item", "translate", "infonce")))
+BACKBONES.register("causal")(Backbone(build_causal, causal_beam_search, causal_prompt, causal_next_item,
+                                      ("next-item",)))
