@@ -203,6 +203,8 @@ class TrainingConfig(Section):
     accelerator: str = Field("auto", description="cpu, gpu or auto (Lightning)")
     devices: int = Field(1, ge=1, description="devices (processes) for data-parallel training")
     eval_every: int = Field(1, ge=1, description="validate every N epochs")
+    eval_every_steps: int | None = Field(None, ge=1, description="also validate every N steps inside an epoch "
+                                                                 "(time-to-quality curves)")
     eval_users: int = Field(2000, ge=0, description="fixed validation user sample (0 = all)")
     patience: int = Field(4, ge=1, description="early stopping: validations without NDCG@10 improvement")
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")

@@ -130,3 +130,12 @@ def test_a_budget_ending_mid_epoch_validates_the_final_weights(tmp_path):
     _, result = train(tmp_path, validate=lambda m: next(scores), max_steps=8)       # 6 batches per epoch
     assert [h["step"] for h in result.history] == [6, 8]
     assert result.best_score == 0.4 and load_weights(tmp_path / loop.BEST)[1]["valid_ndcg@10"] == 0.4
+
+
+def test_step_validation_records_a_time_to_quality_curve(tmp_path):
+    _, result = train(tmp_path, validate=lambda m: 0.5, epochs=2, eval_every_steps=4, patience=100)
+    assert [h["step"] for h in result.history] == [4, 6, 8, 12]        # every 4 steps and at each epoch end (6/12)
+    seconds = [h["train_seconds"] for h in result.history]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert [h["samples"] for h in result.history] == [64, 96, 128, 192]
+    assert all(h["target_tokens"] == 2 * h["samples"] for h in result.history)   # two target tokens per example

@@ -15,12 +15,16 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from mmgr.config import ModelConfig
+from mmgr.errors import MmgrError
 from mmgr.tokenizers.codes import Vocabulary
 
 MAX_POSITIONS = 4096
 
 
 def build_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> LlamaForCausalLM:
+    if cfg.d_model % cfg.num_heads:
+        raise MmgrError(f"the causal backbone (Llama blocks) needs model.d_model ({cfg.d_model}) divisible by "
+                        f"model.num_heads ({cfg.num_heads}), e.g. model.num_heads=4 model.d_kv=32")
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab.size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
                          num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,

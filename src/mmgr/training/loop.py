@@ -99,7 +99,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, total_steps))
     setup = setup_id(weights_info, cfg)
     state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": [],
-             "setup": setup, "schedule_steps": total_steps}
+             "setup": setup, "schedule_steps": total_steps, "seen": {"seconds": 0.0, "samples": 0, "tokens": 0}}
     last = run_path / "checkpoints" / stage / "last.safetensors"
     if last.is_file() and checkpoint_setup(last) == setup:
         state = load_checkpoint(last, model, optimizer, scheduler)
@@ -117,6 +117,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
             started = time.perf_counter()
             model.train()
             for position in range(state["batch"], len(order)):
+                step_started = time.perf_counter()
                 batch = fabric.to_device(data.collate(order[position]))
                 loss = data.loss(model, batch)
                 fabric.backward(loss)
@@ -128,11 +129,20 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 state["batch"] = position + 1
                 counts["samples"] += len(batch["labels"])
                 counts["tokens"] += int(batch["labels"].gt(0).sum())   # real targets: pads are 0 or -100
+                _count(state["seen"], len(batch["labels"]), int(batch["labels"].gt(0).sum()),
+                       time.perf_counter() - step_started)
                 advance(1)
                 if state["step"] % 20 == 0:
                     fabric.log_dict({"train/loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, state["step"])
                 if state["step"] % cfg.checkpoint_every == 0:
                     _checkpoint(fabric, last, model, optimizer, scheduler, state)
+                if cfg.eval_every_steps and state["step"] % cfg.eval_every_steps == 0 and position + 1 < len(order):
+                    counts["seconds"] += time.perf_counter() - started
+                    ends.validate(model, state)
+                    model.train()
+                    started = time.perf_counter()
+                    if state["stale"] >= cfg.patience:
+                        break
                 if state["step"] >= total_steps:
                     break
             counts["seconds"] += time.perf_counter() - started
@@ -154,6 +164,13 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
                      counts["samples"] * fabric.world_size / seconds, counts["tokens"] * fabric.world_size / seconds,
                      round(counts["seconds"], 3), _peak_memory_mb(), resumed_from)
+
+
+def _count(seen: dict[str, Any], samples: int, tokens: int, seconds: float) -> None:
+    """Running totals over the whole stage (resumes included), for time-to-quality curves."""
+    seen["samples"] += samples
+    seen["tokens"] += tokens
+    seen["seconds"] += seconds
 
 
 def _check_schedule(path: Path, state: dict[str, Any], total_steps: int) -> None:
@@ -182,7 +199,9 @@ class _StageEnd:
         plain = _unwrap(model)
         plain.eval()
         score = float(self.score(plain))
-        state["history"].append({"epoch": state["epoch"], "step": state["step"], "valid_ndcg@10": score})
+        state["history"].append({"epoch": state["epoch"], "step": state["step"], "valid_ndcg@10": score,
+                                 "train_seconds": round(state["seen"]["seconds"], 3),
+                                 "samples": state["seen"]["samples"], "target_tokens": state["seen"]["tokens"]})
         self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
         if score > state["best_score"]:
             state.update(best_score=score, best_epoch=state["epoch"], stale=0)
@@ -203,7 +222,7 @@ class _StageEnd:
 def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
     """What must match for a checkpoint to be resumed: model, data, vocabulary and optimisation settings (not
     patience or validation cadence, which a resumed run may change; a changed budget is refused on resume)."""
-    fixed = cfg.model_dump(exclude={"epochs", "max_steps", "patience", "eval_every", "eval_users",
+    fixed = cfg.model_dump(exclude={"epochs", "max_steps", "patience", "eval_every", "eval_every_steps", "eval_users",
                                     "checkpoint_every", "accelerator", "devices", "alignment_epochs"})
     return hashlib.sha256(json.dumps([weights_info, fixed], sort_keys=True, default=str).encode()).hexdigest()
 
