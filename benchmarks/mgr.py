@@ -67,13 +67,14 @@ SHARED = ["tokenizer.method=rq-kmeans", "tokenizer.levels=3", "tokenizer.collisi
           "model.kind=t5", "model.d_model=64", "model.num_layers=2", "model.num_decoder_layers=2",
           "model.num_heads=4", "model.d_kv=16", "model.d_ff=256", "model.dropout=0.1", "model.user_buckets=0",
           "training.batch_size=128", "training.lr=0.003", "training.warmup_steps=50", "training.eval_users=500",
-          "training.patience=3", "training.alignment_epochs=3", "training.checkpoint_every=200",
+          "training.alignment_epochs=3", "training.checkpoint_every=200",
           "decoding.beam_size=20", "decoding.top_k=20"]
 CODEBOOK = {"synthetic": 16, "ml-100k": 32, "arts": 256, "beauty": 256}
 
 
 def variant_config(dataset: str, variant: str, args: argparse.Namespace) -> Config:
     budget = [f"training.max_steps={args.steps}", f"training.epochs={args.epochs}",
+              f"training.patience={args.patience}",
               f"tokenizer.codebook_size={CODEBOOK[dataset]}", f"split.max_history={args.history}"]
     return load_config([ROOT / DATASETS[dataset][1]], [*SHARED, *budget, *{**VARIANTS, **ABLATIONS}[variant],
                                                        *args.overrides])
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
     parser.add_argument("--steps", type=int, default=1200, help="next-item training steps per row (equal budget)")
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=10, help="early stopping: validations without improvement")
     parser.add_argument("--history", type=int, default=20, help="split.max_history")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=[*VARIANTS, *ABLATIONS])
     parser.add_argument("overrides", nargs="*", help="extra key=value settings for every row")
@@ -157,10 +159,13 @@ def main() -> None:
     analyses = analyse_runs({v: folder / v for v in rows}, base.path)
     summary = {"rows": rows, "analyses": analyses, "reference": REFERENCES.get(name),
                "budget": {"next_item_steps": args.steps, "batch_size": 128, "alignment_epochs": 3,
-                          "note": "equal step budgets; the CPU forbids convergence at TIGER size"}}
+                          "patience": args.patience,
+                          "note": "equal step budgets (early stopping on validation NDCG@10 may end a row sooner: "
+                                  "see each row's steps); the CPU forbids convergence at TIGER size"}}
     plots = plot_summary(summary, common.RESULTS / f"mgr-{name}")
     common.write_result("mgr", name, "summary", summary, split="test", wall_seconds=time.perf_counter() - started,
-                        config={"shared": SHARED, "variants": {v: {**VARIANTS, **ABLATIONS}[v] for v in rows},
+                        config={"shared": SHARED, "patience": args.patience,
+                                "variants": {v: {**VARIANTS, **ABLATIONS}[v] for v in rows},
                                 "codebook_size": CODEBOOK[dataset], "max_history": args.history,
                                 "plots": [p.name for p in plots]})
 

@@ -10,6 +10,8 @@ time: the ground truth in tests.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
@@ -49,13 +51,18 @@ def left_align(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tenso
     return ids, mask
 
 
+def _cache_argument(model: nn.Module) -> str:
+    """transformers 5 names the key/value cache `cache`; earlier versions `past_key_values`."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class CausalStep:
     """The `Step` protocol of `search_trie` for a Hugging Face causal LM with its key/value cache."""
 
     def __init__(self, model: nn.Module, input_ids: Tensor, attention_mask: Tensor):
         self.model, self.input_ids, self.mask = model, input_ids, attention_mask   # (B, S) left-padded
         self.positions = attention_mask.sum(dim=1) - 1                     # (R,) position of each row's last token
-        self.cache = None
+        self.cache, self.cache_argument = None, _cache_argument(model)
 
     def __call__(self, tokens: Tensor) -> Tensor:
         if self.cache is None:                                              # prefill the prompts
@@ -66,8 +73,8 @@ class CausalStep:
             self.positions = self.positions + 1
             self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.mask), 1)], dim=1)
             out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.positions[:, None],
-                             cache=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+                             use_cache=True, **{self.cache_argument: self.cache})
+        self.cache = out["cache"] if "cache" in out else out["past_key_values"]
         return out.logits[:, -1]                                            # (R, V)
 
     def reorder(self, origin: Tensor, beams: int) -> None:
