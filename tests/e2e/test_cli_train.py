@@ -56,3 +56,17 @@ def test_sasrec_through_the_same_commands(encoded_run, tmp_path):
     assert "95% CI" in mmgr("compare", str(tmp_path / "t5"), str(run)).stdout
     result = mmgr("compare", str(tmp_path), str(run), check=False)
     assert result.returncode == 1 and "run `mmgr evaluate" in result.stderr
+
+
+def test_causal_backbone_through_the_same_commands(encoded_run):
+    run = encoded_run
+    mmgr("tokenize", str(run), "--modality", "text", "--codebook", "8", "--levels", "2")
+    mmgr("train", str(run), "--no-progress", "--recipe", "configs/tiger-causal.yaml", "model.d_model=32",
+         "model.num_layers=1", "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "model.user_buckets=0",
+         "training.epochs=2", "training.batch_size=16", "training.precision=32-true")
+    mmgr("evaluate", str(run), "--no-progress")
+    results = json.loads((run / "results.json").read_text())
+    assert results["test"]["users"] == 30 and 0 <= results["test"]["ndcg@10"] <= 1
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["model"]["kind"] == "causal" and manifest["stages"]["train"]["steps"] > 0
+    assert mmgr("recommend", str(run), "--user", "u0000", "--k", "5").stdout.count("i0") >= 5
