@@ -108,13 +108,12 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
         log.warning("%s belongs to another model or training setup; starting afresh", last)
     resumed_from = state["step"]
     model, optimizer = fabric.setup(model, optimizer)
-    counts = {"samples": 0, "tokens": 0, "seconds": 0.0}
+    before = dict(state["seen"])                                   # this invocation's share, for its speed
     ends = _StageEnd(fabric, run_path, validate, weights_info, output)
     with progress_bar(f"training ({stage})", total=total_steps - state["step"],
                       enabled=progress and fabric.is_global_zero) as advance:
         while state["epoch"] < cfg.epochs and state["step"] < total_steps and state["stale"] < cfg.patience:
             order = _my_batches(data.batches(state["epoch"]), fabric)
-            started = time.perf_counter()
             model.train()
             for position in range(state["batch"], len(order)):
                 step_started = time.perf_counter()
@@ -127,9 +126,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 scheduler.step()
                 state["step"] += 1
                 state["batch"] = position + 1
-                counts["samples"] += len(batch["labels"])
-                counts["tokens"] += int(batch["labels"].gt(0).sum())   # real targets: pads are 0 or -100
-                _count(state["seen"], len(batch["labels"]), int(batch["labels"].gt(0).sum()),
+                _count(state["seen"], len(batch["labels"]), int(batch["labels"].gt(0).sum()),  # pads: 0 or -100
                        time.perf_counter() - step_started)
                 advance(1)
                 if state["step"] % 20 == 0:
@@ -137,15 +134,12 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 if state["step"] % cfg.checkpoint_every == 0:
                     _checkpoint(fabric, last, model, optimizer, scheduler, state)
                 if cfg.eval_every_steps and state["step"] % cfg.eval_every_steps == 0 and position + 1 < len(order):
-                    counts["seconds"] += time.perf_counter() - started
                     ends.validate(model, state)
                     model.train()
-                    started = time.perf_counter()
                     if state["stale"] >= cfg.patience:
                         break
                 if state["step"] >= total_steps:
                     break
-            counts["seconds"] += time.perf_counter() - started
             epoch_done = state["batch"] >= len(order)
             if epoch_done and (state["epoch"] + 1) % cfg.eval_every == 0:
                 ends.validate(model, state)
@@ -160,10 +154,11 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
         _checkpoint(fabric, last, model, optimizer, scheduler, state)
     for logger in fabric.loggers:
         logger.finalize("success")
-    seconds = max(counts["seconds"], 1e-9)
+    done = {key: state["seen"][key] - before[key] for key in before}
+    seconds = max(done["seconds"], 1e-9)
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
-                     counts["samples"] * fabric.world_size / seconds, counts["tokens"] * fabric.world_size / seconds,
-                     round(counts["seconds"], 3), _peak_memory_mb(), resumed_from)
+                     done["samples"] * fabric.world_size / seconds, done["tokens"] * fabric.world_size / seconds,
+                     round(done["seconds"], 3), _peak_memory_mb(), resumed_from)
 
 
 def _count(seen: dict[str, Any], samples: int, tokens: int, seconds: float) -> None:
