@@ -42,6 +42,18 @@ def write_result(benchmark: str, dataset: str, method: str, metrics: dict[str, A
               "command": command(), "config": config, "commit": git_commit(),
               "created": datetime.now(UTC).isoformat(timespec="seconds"), **(extra or {})}
     path = RESULTS / f"{benchmark}-{dataset}-{method}.json"
-    write_json_atomic(path, result)
+    write_json_atomic(path, _relative(result))
     print(f"wrote {path}")
     return path
+
+
+def _relative(value: Any) -> Any:
+    """Paths under the repository root written relative to it: results files name no machine paths."""
+    root = str(RESULTS.parents[1]) + "/"
+    if isinstance(value, str):
+        return value.replace(root, "")
+    if isinstance(value, dict):
+        return {key: _relative(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_relative(item) for item in value]
+    return value
