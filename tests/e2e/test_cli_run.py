@@ -40,3 +40,20 @@ def test_run_refuses_a_directory_holding_other_data(tmp_path):
     result = mmgr("run", "--recipe", "configs/mgr-lf.yaml", "--out", str(run), "data.format=generic",
                   "data.path=elsewhere", check=False)
     assert result.returncode == 1 and "holds other data" in result.stderr
+
+
+def test_analyze_writes_the_modality_analyses_into_the_run(tmp_path):
+    runs = {}
+    for name, recipe in (("tiger-text", "tiger"), ("mgr-lf", "mgr-lf")):
+        runs[name] = tmp_path / name
+        mmgr("run", "--recipe", f"configs/{recipe}.yaml", "--out", str(runs[name]), "--no-progress",
+             f"encoders.cache_dir={tmp_path / 'cache'}", *TINY)
+    result = mmgr("analyze", *(f"{n}={p}" for n, p in runs.items()), "--out", str(runs["mgr-lf"]))
+    analysis = json.loads((runs["mgr-lf"] / "analysis" / "modality.json").read_text())
+    shares = analysis["analyses"]["correspondence"]["mgr-lf"]
+    assert abs(sum(shares.values()) - 1.0) < 1e-9                     # four disjoint outcomes
+    assert set(analysis["analyses"]["by_user_kind"]["tiger-text"]) == {"text", "image", "both", "synergy"}
+    assert (runs["mgr-lf"] / "analysis" / "modality-metrics.png").read_bytes()[:4] == b"\x89PNG"
+    assert "wrote" in result.stdout
+    bad = mmgr("analyze", "nonsense", "--out", str(runs["mgr-lf"]), check=False)
+    assert bad.returncode == 1 and "NAME=RUN" in bad.stderr

@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from mmgr import __version__
-from mmgr.cli import data, encode, quickstart, run, tokenize, train
+from mmgr.cli import analyze, data, encode, quickstart, run, tokenize, train
 from mmgr.cli.common import err_console
 from mmgr.errors import MmgrError, NotBuiltError
 
@@ -27,6 +27,7 @@ app.command("recommend")(train.recommend)
 app.command("compare")(train.compare)
 app.command("quickstart")(quickstart.quickstart)
 app.command("run")(run.run)
+app.command("analyze")(analyze.analyze)
 
 # Stages that later issues build; each says so instead of pretending.
 PLANNED = {
