@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.e2e.test_cli_data import mmgr
 
 TINY = ["data.format=synthetic", "data.synthetic.n_items=40", "data.synthetic.n_users=30",
@@ -13,11 +15,21 @@ TINY = ["data.format=synthetic", "data.synthetic.n_items=40", "data.synthetic.n_
         "training.alignment_epochs=1", "training.batch_size=64", "training.precision=32-true"]
 
 
-def test_mgr_lfpp_recipe_runs_from_data_to_results_and_reuses_stages(tmp_path):
-    run = tmp_path / "lfpp"
-    args = ["run", "--recipe", "configs/mgr-lfpp.yaml", "--out", str(run), "--no-progress",
-            f"encoders.cache_dir={tmp_path / 'cache'}", *TINY]
-    first = mmgr(*args).stdout
+def run_args(recipe: str, run, cache) -> list[str]:
+    return ["run", "--recipe", f"configs/{recipe}.yaml", "--out", str(run), "--no-progress",
+            f"encoders.cache_dir={cache}", *TINY]
+
+
+@pytest.fixture(scope="module")
+def lfpp_run(tmp_path_factory):
+    """MGR-LF++ from data to results with `mmgr run` (its first output, the run directory, the cache folder)."""
+    folder = tmp_path_factory.mktemp("lfpp")
+    run, cache = folder / "lfpp", folder / "cache"
+    return mmgr(*run_args("mgr-lfpp", run, cache)).stdout, run, cache
+
+
+def test_mgr_lfpp_recipe_runs_from_data_to_results_and_reuses_stages(lfpp_run):
+    first, run, cache = lfpp_run
     assert "features image: encoding" in first and "codes image: fitting rq-kmeans" in first
     results = json.loads((run / "results.json").read_text())
     assert results["test"]["users"] == 30 and 0 <= results["test"]["ndcg@10"] <= 1
@@ -27,7 +39,7 @@ def test_mgr_lfpp_recipe_runs_from_data_to_results_and_reuses_stages(tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     assert set(manifest["stages"]["train"]["stages"]) == {"align", "next-item"}
     assert manifest["stages"]["pipeline"]["fallback"] is None
-    again = mmgr(*args).stdout                                  # finished stages are reused, not recomputed
+    again = mmgr(*run_args("mgr-lfpp", run, cache)).stdout      # finished stages are reused, not recomputed
     assert "encoding" not in again and "fitting" not in again and "importing" not in again
     rerun = json.loads((run / "results.json").read_text())["test"]
     assert {k: v for k, v in rerun.items() if "@" in k} == {k: v for k, v in results["test"].items() if "@" in k}
@@ -42,18 +54,16 @@ def test_run_refuses_a_directory_holding_other_data(tmp_path):
     assert result.returncode == 1 and "holds other data" in result.stderr
 
 
-def test_analyze_writes_the_modality_analyses_into_the_run(tmp_path):
-    runs = {}
-    for name, recipe in (("tiger-text", "tiger"), ("mgr-lf", "mgr-lf")):
-        runs[name] = tmp_path / name
-        mmgr("run", "--recipe", f"configs/{recipe}.yaml", "--out", str(runs[name]), "--no-progress",
-             f"encoders.cache_dir={tmp_path / 'cache'}", *TINY)
-    result = mmgr("analyze", *(f"{n}={p}" for n, p in runs.items()), "--out", str(runs["mgr-lf"]))
-    analysis = json.loads((runs["mgr-lf"] / "analysis" / "modality.json").read_text())
-    shares = analysis["analyses"]["correspondence"]["mgr-lf"]
+def test_analyze_writes_the_modality_analyses_into_the_run(lfpp_run, tmp_path):
+    _, lfpp, cache = lfpp_run
+    runs = {"tiger-text": tmp_path / "tiger", "mgr-lfpp": lfpp}
+    mmgr(*run_args("tiger", runs["tiger-text"], cache))
+    result = mmgr("analyze", *(f"{n}={p}" for n, p in runs.items()), "--out", str(lfpp))
+    analysis = json.loads((lfpp / "analysis" / "modality.json").read_text())
+    shares = analysis["analyses"]["correspondence"]["mgr-lfpp"]
     assert abs(sum(shares.values()) - 1.0) < 1e-9                     # four disjoint outcomes
     assert set(analysis["analyses"]["by_user_kind"]["tiger-text"]) == {"text", "image", "both", "synergy"}
-    assert (runs["mgr-lf"] / "analysis" / "modality-metrics.png").read_bytes()[:4] == b"\x89PNG"
+    assert (lfpp / "analysis" / "modality-metrics.png").read_bytes()[:4] == b"\x89PNG"
     assert "wrote" in result.stdout
-    bad = mmgr("analyze", "nonsense", "--out", str(runs["mgr-lf"]), check=False)
+    bad = mmgr("analyze", "nonsense", "--out", str(lfpp), check=False)
     assert bad.returncode == 1 and "NAME=RUN" in bad.stderr
