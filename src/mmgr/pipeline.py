@@ -42,9 +42,9 @@ def run_recipe(config: Config, out: Path, progress: bool = True,
 def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
     """The recipe restricted to the modalities the data (or a published table) provides, and why, if it was."""
     tables = config.tokenizer.tables
-    has = {"text": bool(dataset.items["has_text"].to_numpy().any()) or "text" in tables,
-           "image": bool(dataset.items["has_image"].to_numpy().any()) or "image" in tables}
-    has["fused"] = (has["text"] and has["image"]) or "fused" in tables
+    raw = {m: bool(dataset.items[f"has_{m}"].to_numpy().any()) for m in ("text", "image")}
+    has = {"text": raw["text"] or "text" in tables, "image": raw["image"] or "image" in tables,
+           "fused": (raw["text"] and raw["image"]) or "fused" in tables}      # fusion needs raw features
     wanted = config.model.modalities
     kept: list[str] = []
     for modality in wanted:

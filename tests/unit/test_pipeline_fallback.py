@@ -44,6 +44,8 @@ def test_text_recipe_is_unchanged_and_tables_count_as_a_modality(text_only):
     with_table = load_config([ROOT / "configs" / "mgr-lf.yaml"], ["tokenizer.tables={image: codes.json}"])
     fitted, reason = fit_to_data(with_table, text_only)
     assert reason is None and fitted.model.modalities == ["text", "image"]
+    early = load_config([ROOT / "configs" / "mgr-ef.yaml"], ["tokenizer.tables={image: codes.json}"])
+    assert fit_to_data(early, text_only)[0].model.modalities == ["text"]     # a SID table has no features to fuse
 
 
 def test_no_usable_modality_is_an_error(text_only):
