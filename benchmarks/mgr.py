@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from mmgr.config import Config, load_config  # noqa: E402
+from mmgr.config import Config, load_config, validate_config  # noqa: E402
 from mmgr.evaluation.modality import analyse_runs, plot_summary  # noqa: E402
 from mmgr.evaluation.significance import compare_runs  # noqa: E402
 from mmgr.pipeline import ensure_codes, fit_to_data, run_recipe  # noqa: E402
@@ -108,10 +108,10 @@ def variant_run(base: RunDir, folder: Path, variant: str) -> RunDir:
 
 def finished(run: RunDir, config: Config) -> bool:
     manifest = run.manifest()
+    recorded = validate_config(manifest["config"])          # settings added since then take their defaults
     return (run.path / "results.json").is_file() and "evaluate" in manifest["stages"] and \
         manifest["stages"].get("train", {}).get("steps") is not None and \
-        manifest["config"]["model"] == config.model.model_dump(mode="json") and \
-        manifest["config"]["training"] == config.training.model_dump(mode="json")
+        recorded.model == config.model and recorded.training == config.training
 
 
 def main() -> None:
@@ -135,7 +135,7 @@ def main() -> None:
         began = time.perf_counter()
         if not finished(run, config):
             print(f"== {dataset} {variant}")
-            if run.manifest()["config"] != config.model_dump(mode="json"):
+            if validate_config(run.manifest()["config"]) != config:
                 shutil.rmtree(run.path / "checkpoints", ignore_errors=True)    # another budget: start afresh
             run_recipe(config, run.path, progress=False, say=print)
         manifest = run.manifest()
