@@ -4,7 +4,8 @@
   level (semantic levels; the collision level is left out), and the overlap of the top-K items predicted by the
   fused, text-only and image-only models.
 - Correspondence of late fusion: for the top-1 generated tuple, how often its text part is right while its image
-  part is wrong, and the reverse (a part is "right" when its semantic codes equal the target item's).
+  part is wrong, and the reverse (a part is "right" when its semantic codes equal the target item's), over the
+  users whose target item has both modalities (the reserved "missing" tuple would count as a right image part).
 - On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
 
 Everything is computed from the runs' per-user Parquet files and codes; nothing is re-decoded.
@@ -26,12 +27,12 @@ LATE_FUSION_PREFIX = "mgr-lf"
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20")
 
 
-def semantic_codes(path: Path) -> np.ndarray | None:
-    """A modality's codes without the collision level (None when the run has no such codes)."""
+def semantic_codes(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """A modality's codes without the collision level, and its missing-item flags (None without such codes)."""
     if not path.is_file():
         return None
     codes = ModalityCodes.load(path)
-    return codes.codes[:, :-1] if codes.info.get("collisions") == "append" else codes.codes
+    return (codes.codes[:, :-1] if codes.info.get("collisions") == "append" else codes.codes), codes.missing
 
 
 def code_ami(fused: np.ndarray, other: np.ndarray) -> list[float]:
@@ -82,7 +83,8 @@ def by_user_kind(rows: dict[str, Any], kinds: dict[str, str]) -> dict[str, dict[
 def analyse_runs(runs: dict[str, Path], base: Path) -> dict[str, Any]:
     """The analyses that the given runs (name -> evaluated run directory) and the base run's codes allow."""
     out: dict[str, Any] = {}
-    codes = {m: semantic_codes(base / "codes" / f"{m}.safetensors") for m in ("text", "image", "fused")}
+    loaded = {m: semantic_codes(base / "codes" / f"{m}.safetensors") for m in ("text", "image", "fused")}
+    codes = {m: None if value is None else value[0] for m, value in loaded.items()}
     if codes["fused"] is not None:
         out["fused_sid_ami"] = {m: code_ami(codes["fused"], codes[m]) for m in ("text", "image")
                                 if codes[m] is not None}
@@ -94,9 +96,15 @@ def analyse_runs(runs: dict[str, Path], base: Path) -> dict[str, Any]:
         out["top10_overlap"] = overlap
     if codes["text"] is not None and codes["image"] is not None:
         parts = {"text": codes["text"], "image": codes["image"]}
-        out["correspondence"] = {name: correspondence(np.array([r[0] if r else -1 for r in row["ranked"]]),
-                                                      np.array(row["target"]), parts)
-                                 for name, row in rows.items() if name.startswith(LATE_FUSION_PREFIX)}
+        complete = ~(loaded["text"][1] | loaded["image"][1])             # items with both modalities
+        out["correspondence"] = {}
+        for name, row in rows.items():
+            if name.startswith(LATE_FUSION_PREFIX):   # users whose target has both (no shared "missing" tuple)
+                targets = np.array(row["target"])
+                keep = complete[targets]
+                top1 = np.array([r[0] if r else -1 for r in row["ranked"]])[keep]
+                out["correspondence"][name] = {**correspondence(top1, targets[keep], parts),
+                                               "users": int(keep.sum())}
     world = base / "raw" / "world.json"
     if world.is_file():
         kinds = {user: info["kind"] for user, info in json.loads(world.read_text())["users"].items()}
