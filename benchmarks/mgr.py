@@ -114,6 +114,13 @@ def finished(run: RunDir, config: Config) -> bool:
         recorded.model == config.model and recorded.training == config.training
 
 
+def row_seconds(manifest: dict[str, Any]) -> float:
+    """Wall time of a row's training and evaluation, from its manifest (also for a row reused from disk)."""
+    evaluated = manifest["stages"]["evaluate"]
+    return manifest["stages"]["train"]["wall_seconds"] + sum(
+        evaluated[split]["users"] / evaluated[split]["users_per_second"] for split in ("valid", "test"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
@@ -132,7 +139,6 @@ def main() -> None:
     for variant in args.variants:
         config = variant_config(dataset, variant, args)
         run = variant_run(base, folder, variant)
-        began = time.perf_counter()
         if not finished(run, config):
             print(f"== {dataset} {variant}")
             if validate_config(run.manifest()["config"]) != config:
@@ -152,7 +158,7 @@ def main() -> None:
         common.write_result("quality", name, f"mgr-{variant}" if not variant.startswith("mgr") else variant,
                             {k: v for k, v in results["test"].items() if "@" in k}, split="test",
                             reference=REFERENCES.get(name),
-                            wall_seconds=time.perf_counter() - began, config=manifest["config"],
+                            wall_seconds=row_seconds(manifest), config=manifest["config"],
                             extra={"train": rows[variant]["train"], "fallback": rows[variant]["fallback"],
                                    "vs_tiger_text": rows[variant].get("vs_tiger_text"),
                                    "budget": f"{args.steps} next-item steps x batch 128 (equal for every row)"})
