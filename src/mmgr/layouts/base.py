@@ -100,11 +100,6 @@ class SingleSidLayout:
         tokens = item_code_tokens(codes, vocab)
         return cls(vocab, next(iter(tokens.values())), tokens, max_history, vocab.user_buckets > 0)
 
-    @classmethod
-    def from_codes(cls, codes: ModalityCodes, max_history: int, user_buckets: int = 0) -> SingleSidLayout:
-        vocab = Vocabulary({codes.modality: list(codes.with_missing_reserved().sizes)}, user_buckets=user_buckets)
-        return cls.build({codes.modality: codes}, vocab, ModelConfig(), max_history)
-
     def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
         tokens = history_item_tokens(self.item_tokens, user_id, history, self.max_history)
         return with_user_and_eos(self.vocab, user_id, tokens, self.user_token)

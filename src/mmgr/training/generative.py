@@ -21,7 +21,7 @@ from mmgr.evaluation.protocol import evaluate_examples, protocol_description, ra
 from mmgr.rundir import RunDir
 from mmgr.training.backbones import BACKBONES
 from mmgr.training.checkpoint import load_state, load_weights
-from mmgr.training.loop import BEST, fit, seeded_sample
+from mmgr.training.loop import BEST, NEXT_ITEM, fit, seeded_sample
 from mmgr.training.method import Prepared, codes_info, prepare, stages
 from mmgr.training.objectives import OBJECTIVES
 from mmgr.training.rundata import evaluate_splits, ranked_rows, user_row
@@ -56,7 +56,7 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
                      {**info, "stage": stage.name, "objective": stage.objective}, progress=progress,
                      stage=stage.name, output=output)
         summary["stages"][stage.name] = {**asdict(result), "objective": stage.objective, "train_examples": count}
-    summary.update(summary["stages"]["next-item"])
+    summary.update(summary["stages"][NEXT_ITEM])
     summary.update(validation_users=len(valid), wall_seconds=round(time.perf_counter() - start, 3),
                    parameters=sum(p.numel() for p in model.parameters()))
     run.record("train", summary, config=config.model_dump(mode="json"))

@@ -26,6 +26,7 @@ from mmgr.layouts.base import Layout
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 from mmgr.tokenizers.stage import load_codes
+from mmgr.training.loop import NEXT_ITEM
 from mmgr.training.objectives import OBJECTIVES
 from mmgr.training.rundata import RunData, load_run_data
 
@@ -51,7 +52,7 @@ class Prepared(RunData):
 def stages(config: Config) -> list[Stage]:
     """The recipe's training stages in order."""
     plan = [Stage("align", config.training.alignment, False)] if config.training.alignment != "none" else []
-    return [*plan, Stage("next-item", "next-item", True)]
+    return [*plan, Stage(NEXT_ITEM, "next-item", True)]
 
 
 def build_vocabulary(codes: dict[str, ModalityCodes], config: Config) -> Vocabulary:
