@@ -81,7 +81,7 @@ def trained_setup(run_path: Path, users: int, batch_size: int, seed: int):
     chosen = np.random.default_rng(seed).choice(len(test), size=min(users, len(test)), replace=False)
     rows = [prep.layout.encoder_tokens(prep.user_ids[test.users[i]], test.histories[i]) for i in chosen.tolist()]
     batches = [pad_batch(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
-    return model, prep.trie, batches, {
+    return model, prep.tries["item"], batches, {
         "model": f"trained TIGER ({run_path.name}/model.safetensors)", **config.model.model_dump(),
         "vocab_size": prep.layout.vocab.size, "sid_table": f"{run_path.name}/codes (mmgr RQ-VAE + collision level)",
         "histories": "test-time histories (<= 20 items) with the hashed user token"}

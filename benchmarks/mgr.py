@@ -72,12 +72,13 @@ SHARED = ["tokenizer.method=rq-kmeans", "tokenizer.levels=3", "tokenizer.collisi
 CODEBOOK = {"synthetic": 16, "ml-100k": 32, "arts": 256, "beauty": 256}
 
 
-def variant_config(dataset: str, variant: str, args: argparse.Namespace) -> Config:
+def variant_config(dataset: str, variant: str, args: argparse.Namespace,
+                   variants: dict[str, list[str]] | None = None) -> Config:
     budget = [f"training.max_steps={args.steps}", f"training.epochs={args.epochs}",
               f"training.patience={args.patience}",
               f"tokenizer.codebook_size={CODEBOOK[dataset]}", f"split.max_history={args.history}"]
-    return load_config([ROOT / DATASETS[dataset][1]], [*SHARED, *budget, *{**VARIANTS, **ABLATIONS}[variant],
-                                                       *args.overrides])
+    settings = (variants or {**VARIANTS, **ABLATIONS})[variant]
+    return load_config([ROOT / DATASETS[dataset][1]], [*SHARED, *budget, *settings, *args.overrides])
 
 
 def base_run(dataset: str, config: Config, folder: Path) -> RunDir:
@@ -121,23 +122,27 @@ def row_seconds(manifest: dict[str, Any]) -> float:
         evaluated[split]["users"] / evaluated[split]["users_per_second"] for split in ("valid", "test"))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parser_for(description: str, variants: list[str], default: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="synthetic")
     parser.add_argument("--steps", type=int, default=1200, help="next-item training steps per row (equal budget)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--patience", type=int, default=10, help="early stopping: validations without improvement")
     parser.add_argument("--history", type=int, default=20, help="split.max_history")
-    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=[*VARIANTS, *ABLATIONS])
+    parser.add_argument("--variants", nargs="*", default=default, choices=variants)
     parser.add_argument("overrides", nargs="*", help="extra key=value settings for every row")
-    args = parser.parse_args()
+    return parser
+
+
+def run_variants(args: argparse.Namespace, variants: dict[str, list[str]]) -> tuple[dict[str, Any], Path, RunDir]:
+    """Train and evaluate each of `args.variants` (reusing finished rows) in runs/mgr-<dataset>/, write one
+    quality-<dataset>-<row>.json per row; returns the rows, the runs folder and the base run."""
     name, dataset = DATASETS[args.dataset][0], args.dataset
     folder = ROOT / "runs" / f"mgr-{dataset}"
-    started = time.perf_counter()
     base = base_run(dataset, variant_config(dataset, "tiger-text", args), folder)
     rows: dict[str, Any] = {}
     for variant in args.variants:
-        config = variant_config(dataset, variant, args)
+        config = variant_config(dataset, variant, args, variants)
         run = variant_run(base, folder, variant)
         if not finished(run, config):
             print(f"== {dataset} {variant}")
@@ -155,13 +160,22 @@ def main() -> None:
         if variant != "tiger-text" and "tiger-text" in rows:
             rows[variant]["vs_tiger_text"] = compare_runs(folder / "tiger-text", run.path, "test",
                                                           ("ndcg@10", "hr@10", "mrr@20"), resamples=2000)
-        common.write_result("quality", name, f"mgr-{variant}" if not variant.startswith("mgr") else variant,
+        method = variant if variant.startswith(("mgr", "syngr")) else f"mgr-{variant}"
+        common.write_result("quality", name, method,
                             {k: v for k, v in results["test"].items() if "@" in k}, split="test",
                             reference=REFERENCES.get(name),
                             wall_seconds=row_seconds(manifest), config=manifest["config"],
                             extra={"train": rows[variant]["train"], "fallback": rows[variant]["fallback"],
                                    "vs_tiger_text": rows[variant].get("vs_tiger_text"),
                                    "budget": f"{args.steps} next-item steps x batch 128 (equal for every row)"})
+    return rows, folder, base
+
+
+def main() -> None:
+    args = parser_for(__doc__.split("\n")[0], [*VARIANTS, *ABLATIONS], list(VARIANTS)).parse_args()
+    name = DATASETS[args.dataset][0]
+    started = time.perf_counter()
+    rows, folder, base = run_variants(args, {**VARIANTS, **ABLATIONS})
     analyses = analyse_runs({v: folder / v for v in rows}, base.path)
     summary = {"rows": rows, "analyses": analyses, "reference": REFERENCES.get(name),
                "budget": {"next_item_steps": args.steps, "batch_size": 128, "alignment_epochs": 3,
@@ -172,7 +186,7 @@ def main() -> None:
     common.write_result("mgr", name, "summary", summary, split="test", wall_seconds=time.perf_counter() - started,
                         config={"shared": SHARED, "patience": args.patience,
                                 "variants": {v: {**VARIANTS, **ABLATIONS}[v] for v in rows},
-                                "codebook_size": CODEBOOK[dataset], "max_history": args.history,
+                                "codebook_size": CODEBOOK[args.dataset], "max_history": args.history,
                                 "plots": [p.name for p in plots]})
 
 

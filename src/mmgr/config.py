@@ -145,7 +145,8 @@ class RQVAEConfig(Section):
     batch_size: int = Field(1024, ge=8, description="items per step")
     lr: float = Field(1e-3, gt=0.0, description="Adam learning rate")
     gradient: Literal["ste", "rotation"] = Field("ste", description="straight-through or rotation-trick gradients")
-    sinkhorn: bool = Field(False, description="Sinkhorn-balanced assignment at the last level (LC-Rec)")
+    sinkhorn: bool = Field(False, description="Sinkhorn-balanced assignment at the last level (LC-Rec, SynGR)")
+    sinkhorn_epsilon: float = Field(0.003, gt=0.0, description="Sinkhorn entropy regularisation (SynGR: 0.003)")
     kmeans_init: bool = Field(True, description="initialise codebooks by k-means on the first latents")
     dead_code_restart: bool = Field(True, description="re-seed codes unused in an epoch from current residuals")
 
@@ -173,9 +174,11 @@ class ModelConfig(Section):
     kind: Literal["t5", "causal", "sasrec"] = Field(
         "t5", description="t5: encoder-decoder SID generator (TIGER); causal: decoder-only SID generator (a "
                           "target at every item position); sasrec: the item-ID baseline")
-    layout: Literal["single", "late-fusion"] = Field(
+    layout: Literal["single", "late-fusion", "bimodal"] = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
-                              "codes); late-fusion = each modality's SID concatenated per item (MGR-LF)")
+                              "codes); late-fusion = each modality's SID concatenated per item (MGR-LF); bimodal = "
+                              "history items as text + image codes, the next item's SID generated per modality "
+                              "(a task prompt each) and the ranked lists fused (SynGR)")
     modalities: list[str] = Field(["text"], min_length=1,
                                   description="whose codes the layout reads, in this order (single: exactly one)")
     switch_tokens: bool = Field(False, description="late fusion: a <switch> token at every change of modality "
@@ -190,8 +193,30 @@ class ModelConfig(Section):
     user_buckets: int = Field(2000, ge=0, description="hashed user tokens (TIGER: 2000); 0 = none")
 
 
+class SynGRConfig(Section):
+    """SynGR's training step (arXiv 2605.18920): saliency-aware masking, three views, the synergy loss."""
+
+    mask_ratio: float = Field(0.3, ge=0.0, le=1.0, description="fraction r of the dominant modality's history "
+                                                                "tokens masked (most important first)")
+    masking: Literal["saliency", "random"] = Field(
+        "saliency", description="saliency: the dominant modality's most attended tokens (the paper); random: a "
+                                "random modality's random tokens, same count (ablation w/o SM)")
+    unimodal_view: bool = Field(True, description="train on the unimodal view too (text-only history for the text "
+                                                  "task, image-only for the image task); false = ablation w/o UN "
+                                                  "(the view is still the synergy loss's negative)")
+    synergy_weight: float = Field(0.1, ge=0.0, description="alpha of the synergy InfoNCE; 0 = ablation w/o SCL")
+    temperature: float = Field(0.07, gt=0.0, description="tau of the synergy InfoNCE")
+
+
 class TrainingConfig(Section):
     """Optimisation, validation, checkpoints."""
+
+    objective: Literal["next-item", "syngr"] = Field(
+        "next-item", description="loss of the main (validated) stage: next-item = cross-entropy of the next item's "
+                                 "tokens; syngr = SynGR's three views + synergy loss (needs model.layout=bimodal)")
+    init_from: str | None = Field(None, description="start from another run's model.safetensors (a run folder or "
+                                                    "the file; same vocabulary), e.g. one pretrained on other "
+                                                    "domains, then fine-tune here")
 
     epochs: int = Field(30, ge=1, description="maximum epochs")
     batch_size: int = Field(256, ge=1, description="examples per step")
@@ -215,6 +240,7 @@ class TrainingConfig(Section):
                             "encoder states of an item's per-modality SIDs as positives, in-batch negatives")
     alignment_epochs: int = Field(5, ge=1, description="epochs of the alignment stage")
     alignment_temperature: float = Field(0.07, gt=0.0, description="infonce alignment: softmax temperature")
+    syngr: SynGRConfig = Field(default_factory=SynGRConfig)
 
 
 class DecodingConfig(Section):
@@ -223,6 +249,12 @@ class DecodingConfig(Section):
     beam_size: int = Field(20, ge=1, description="beams per user (>= the largest K)")
     top_k: int = Field(20, ge=1, description="items returned per user")
     batch_size: int = Field(256, ge=1, description="users per decoding batch")
+    fusion: Literal["mean-bonus", "rrf", "max"] = Field(
+        "mean-bonus", description="how several targets' ranked lists (model.layout=bimodal) become one: "
+                                  "mean-bonus = an item in every list gets its mean log-probability plus "
+                                  "`fusion_bonus`, others keep theirs (SynGR); rrf = reciprocal-rank fusion; max = "
+                                  "best log-probability")
+    fusion_bonus: float = Field(1.0, ge=0.0, description="mean-bonus: added to items every list found")
 
 
 class Config(Section):

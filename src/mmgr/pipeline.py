@@ -61,11 +61,11 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
     training = {}
     if len(kept) == 1:
         model.update(layout="single", switch_tokens=False)
-        training["alignment"] = "none"
+        training.update(alignment="none", objective="next-item")
     lacking = ", ".join(m if m != "fused" else "images to fuse" for m in wanted if not has.get(m, True))
     reason = (f"{dataset.name} has no {lacking} (no item has it and no SID table is given): the recipe's "
               f"{'+'.join(wanted)} {config.model.layout} method falls back to {'+'.join(kept)}"
-              f"{' (single SID, no alignment): the text-only result' if len(kept) == 1 else ''}")
+              f"{' (single SID, no alignment, next-item loss): the text-only result' if len(kept) == 1 else ''}")
     return config.model_copy(update={
         "model": config.model.model_copy(update=model),
         "training": config.training.model_copy(update=training)}), reason

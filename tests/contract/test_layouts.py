@@ -27,14 +27,16 @@ def codes() -> dict[str, ModalityCodes]:
 
 def build(name: str, modalities: list[str], buckets: int, **model) -> object:
     c = codes()
-    vocab = Vocabulary({m: list(c[m].sizes) for m in modalities}, user_buckets=buckets)
-    return LAYOUTS.get(name)(c, vocab, ModelConfig(layout=name, modalities=modalities, **model), MAX_HISTORY)
+    vocab = Vocabulary({m: list(c[m].sizes) for m in modalities}, LAYOUTS.get(name).tasks(modalities),
+                       user_buckets=buckets)
+    return LAYOUTS.get(name).build(c, vocab, ModelConfig(layout=name, modalities=modalities, **model), MAX_HISTORY)
 
 
 BUILDERS = {  # small instances per registered layout; a new layout must be added here
     "single": lambda buckets: build("single", ["text"], buckets),
     "late-fusion": lambda buckets: build("late-fusion", ["text", "image"], buckets),
     "late-fusion+switch": lambda buckets: build("late-fusion", ["text", "image"], buckets, switch_tokens=True),
+    "bimodal": lambda buckets: build("bimodal", ["text", "image"], buckets),
 }
 
 
@@ -94,9 +96,21 @@ def test_bad_histories_are_clear_errors(layout):
 
 
 def test_decoding_trie_maps_every_target_back_to_its_item(layout):
-    trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens))
-    assert trie.num_items == 40
-    assert trie.lookup(torch.from_numpy(layout.item_tokens)).tolist() == list(range(40))
+    assert layout.targets and all(t.shape[0] == 40 and t.dtype == np.int64 for t in layout.targets.values())
+    for tokens in layout.targets.values():
+        trie = PrefixTrie.build(torch.from_numpy(tokens))
+        assert trie.num_items == 40
+        assert trie.lookup(torch.from_numpy(tokens)).tolist() == list(range(40))
+
+
+def test_target_inputs_ask_for_their_target_and_keep_the_history(layout):
+    history = layout.encoder_tokens("u", np.array([3, 5]))
+    inputs = {target: layout.target_input(target, history) for target in layout.targets}
+    assert len({row.tobytes() for row in inputs.values()}) == len(inputs)      # each target asked differently
+    for row in inputs.values():
+        assert row.dtype == np.int64 and row[-len(history):].tolist() == history.tolist()
+        prompts = row[:len(row) - len(history)]
+        assert (token_modalities(layout.vocab, prompts) == -1).all()          # prompts are not code tokens
 
 
 def test_item_tokens_are_the_modalities_codes_in_order_with_switches(layout):
@@ -118,20 +132,21 @@ def test_item_tokens_are_the_modalities_codes_in_order_with_switches(layout):
 
 
 def test_every_decoded_tuple_is_a_real_item(layout):
-    trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens), vocab_size=layout.vocab.size)
-    reference = trie.reference()
     rng = np.random.default_rng(1)
-    for _ in range(50):                                                   # random walks down the trie end at items
-        path: list[int] = []
-        for _ in range(trie.depth):
-            path.append(int(rng.choice(sorted(reference.allowed_tokens_reference(path)))))
-        item = reference.item(path)
-        assert item >= 0 and layout.item_tokens[item].tolist() == path
+    for tokens in layout.targets.values():
+        trie = PrefixTrie.build(torch.from_numpy(tokens), vocab_size=layout.vocab.size)
+        reference = trie.reference()
+        for _ in range(50):                                               # random walks down the trie end at items
+            path: list[int] = []
+            for _ in range(trie.depth):
+                path.append(int(rng.choice(sorted(reference.allowed_tokens_reference(path)))))
+            item = reference.item(path)
+            assert item >= 0 and tokens[item].tolist() == path
 
 
 def test_task_prompts_wrap_one_modalitys_codes():
     vocab = Vocabulary({"text": [4, 4, 3], "image": [4, 4, 3]}, tasks=("text->image", "image->text"))
-    layout = LAYOUTS.get("late-fusion")(codes(), vocab, ModelConfig(layout="late-fusion",
+    layout = LAYOUTS.get("late-fusion").build(codes(), vocab, ModelConfig(layout="late-fusion",
                                                                     modalities=["text", "image"]), MAX_HISTORY)
     row = prompt(vocab, "text->image", layout.modality_tokens["text"][7])
     assert row.tolist() == [vocab.task_token("text->image"), *layout.modality_tokens["text"][7], vocab.token("<eos>")]

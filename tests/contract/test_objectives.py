@@ -20,8 +20,12 @@ from mmgr.training.objectives import OBJECTIVES
 N = 30
 
 
+LAYOUT_OF = {"syngr": "bimodal"}          # objectives that need a particular layout (others: late fusion)
+
+
 def prepared(objective: str) -> tuple[Prepared, object]:
-    config = load_config(overrides=["model.layout=late-fusion", "model.modalities=[text,image]",
+    layout_name = LAYOUT_OF.get(objective, "late-fusion")
+    config = load_config(overrides=[f"model.layout={layout_name}", "model.modalities=[text,image]",
                                     "model.switch_tokens=true", "model.d_model=16", "model.num_layers=1",
                                     "model.num_decoder_layers=1", "model.num_heads=2", "model.d_kv=8",
                                     "model.d_ff=32", "model.user_buckets=0", "training.batch_size=8",
@@ -32,12 +36,13 @@ def prepared(objective: str) -> tuple[Prepared, object]:
     image = ModalityCodes("image", np.stack([np.arange(N) % 5, np.arange(N) // 5, np.zeros(N, dtype=int)], 1),
                           [5, 6, 1], np.arange(N) < 3)                      # 3-level image SIDs, 3 items lack one
     codes = {"text": text, "image": image}
-    tasks = OBJECTIVES.get(objective).tasks(["text", "image"])
+    tasks = LAYOUTS.get(layout_name).tasks(["text", "image"]) + OBJECTIVES.get(objective).tasks(["text", "image"])
     vocab = Vocabulary({m: list(c.with_missing_reserved().sizes) for m, c in codes.items()}, tasks)
-    layout = LAYOUTS.get("late-fusion")(codes, vocab, config.model, 4)
+    layout = LAYOUTS.get(layout_name).build(codes, vocab, config.model, 4)
     sequences = [rng.integers(0, N, size=int(rng.integers(4, 9))) for _ in range(20)]
     prep = Prepared(None, [f"u{i}" for i in range(20)], leave_one_out(sequences, 4), codes, layout,
-                    PrefixTrie.build(torch.from_numpy(layout.item_tokens), vocab_size=vocab.size))
+                    {name: PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
+                     for name, tokens in layout.targets.items()})
     return prep, config
 
 
@@ -59,7 +64,9 @@ def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
     prep, config = prepared(objective)
     data, _ = OBJECTIVES.get(objective).train_data(prep, config)
     vocab = prep.layout.vocab
-    task_tokens = {vocab.task_token(t) for t in OBJECTIVES.get(objective).tasks(list(vocab.levels))}
+    declared = LAYOUTS.get(LAYOUT_OF.get(objective, "late-fusion")).tasks(list(vocab.levels)) + \
+        OBJECTIVES.get(objective).tasks(list(vocab.levels))
+    task_tokens = {vocab.task_token(t) for t in declared}
     for index in data.batches(0):
         batch = data.collate(index)
         ids, mask = batch["input_ids"], batch["attention_mask"]

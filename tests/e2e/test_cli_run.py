@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -68,3 +69,14 @@ def test_analyze_writes_the_modality_analyses_into_the_run(lfpp_run, tmp_path):
     assert "wrote" in result.stdout
     bad = mmgr("analyze", "nonsense", "--out", str(lfpp), check=False)
     assert bad.returncode == 1 and "NAME=RUN" in bad.stderr
+
+
+def test_syngr_recipe_runs_and_recommends_from_fused_searches(tmp_path):
+    run, cache = tmp_path / "syngr", tmp_path / "cache"
+    mmgr(*run_args("syngr", run, cache), "tokenizer.collisions=append", "training.batch_size=32")
+    vocab = json.loads((run / "vocabulary.json").read_text())
+    assert vocab["tasks"] == ["next:text", "next:image"] and list(vocab["levels"]) == ["text", "image"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["training"]["objective"] == "syngr" and manifest["stages"]["pipeline"]["fallback"] is None
+    shown = mmgr("recommend", str(run), "--user", "u0003", "--k", "5").stdout
+    assert len(set(re.findall(r"i\d{4}", shown))) == 5, shown                 # five distinct items

@@ -1,5 +1,6 @@
-"""Known answers for the generative path: in a world whose next item is fixed by the last one, TIGER (text SIDs)
-and MGR-LF (text + image SIDs, with and without switch tokens and alignment), on the T5 and the causal backbone,
+"""Known answers for the generative path: in a world whose next item is fixed by the last one, TIGER (text SIDs),
+MGR-LF (text + image SIDs, with and without switch tokens and alignment) and SynGR (fused per-modality searches;
+fine-tuning from a pretrained run), on the T5 and the causal backbone,
 must rank the right item first."""
 
 from __future__ import annotations
@@ -92,6 +93,36 @@ def test_fixed_successor_is_learned(world: Path, tmp_path: Path, recipe: list[st
     assert results["test"]["hr@10"] >= 0.95, (results["test"], summary["history"])
     assert results["test"]["hr@1"] >= 0.8
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
+
+
+SYNGR = ["model.layout=bimodal", "model.modalities=[text,image]", "training.objective=syngr"]
+
+
+@pytest.fixture(scope="module")
+def syngr_run(world: Path, tmp_path_factory) -> tuple[RunDir, dict]:
+    return trained_run(world, tmp_path_factory.mktemp("syngr") / "run", [*SYNGR, "training.epochs=12"])
+
+
+def test_syngr_learns_the_fixed_successor_from_fused_text_and_image_searches(syngr_run) -> None:
+    run, summary = syngr_run
+    vocab = json.loads((run.path / "vocabulary.json").read_text())
+    assert vocab["tasks"] == ["next:text", "next:image"]
+    assert summary["train_examples"] == 2 * sum(len(s) - 1 for s in prepare(run, run.config()).split.train)
+    results = evaluate_run(run, run.config(), progress=False)
+    assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8
+    assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
+
+
+def test_finetuning_starts_from_a_pretrained_run(world: Path, tmp_path: Path, syngr_run) -> None:
+    pretrained, _ = syngr_run
+    run, _ = trained_run(world, tmp_path / "fine", [*SYNGR, f"training.init_from={pretrained.path}",
+                                                    "training.max_steps=1", "training.lr=1e-7"])
+    assert evaluate_run(run, run.config(), progress=False)["test"]["hr@10"] >= 0.95   # one tiny step: inherited
+    scratch, _ = trained_run(world, tmp_path / "scratch", [*SYNGR, "training.max_steps=1", "training.lr=1e-7"])
+    assert evaluate_run(scratch, scratch.config(), progress=False)["test"]["hr@10"] < 0.5
+    with pytest.raises(MmgrError, match="another vocabulary"):
+        trained_run(world, tmp_path / "other", ["model.layout=single", "model.modalities=[text]",
+                                                f"training.init_from={pretrained.path}"])
 
 
 def test_lfpp_aligns_then_trains_with_switches_and_missing_images(world: Path, tmp_path: Path) -> None:

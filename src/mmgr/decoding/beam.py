@@ -16,7 +16,6 @@ Two decoders give the same numbers (tests check it):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Literal, Protocol
 
 import torch
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmgr.decoding.trie import NO_NODE, DictTrie, PrefixTrie
+from mmgr.models.modes import eval_mode
 
 Decoder = Literal["auto", "t5", "hf"]
 
@@ -301,17 +301,6 @@ def _start_token(model: nn.Module, device: torch.device) -> Tensor:
     if start is None:
         raise ValueError("the model config has no decoder_start_token_id")
     return torch.tensor([start], dtype=torch.int64, device=device)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Dropout off while decoding; the caller's train/eval state is restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
 
 
 def _autocast(dtype: torch.dtype | None, device: torch.device) -> contextlib.AbstractContextManager:

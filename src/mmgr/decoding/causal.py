@@ -15,8 +15,9 @@ import inspect
 import torch
 from torch import Tensor, nn
 
-from mmgr.decoding.beam import eval_mode, search_trie, top_items
+from mmgr.decoding.beam import search_trie, top_items
 from mmgr.decoding.trie import NO_NODE, PrefixTrie
+from mmgr.models.modes import eval_mode
 
 
 @torch.inference_mode()

@@ -12,6 +12,7 @@ import torch
 from mmgr.config import DecodingConfig
 from mmgr.data.splits import Examples
 from mmgr.decoding.beam import constrained_beam_search
+from mmgr.decoding.fusion import fuse
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.evaluation.metrics import DEFAULT_KS, per_user
 from mmgr.layouts.base import Layout, pad_batch
@@ -23,14 +24,25 @@ Prompt = Callable[[Vocabulary, np.ndarray], np.ndarray]
 
 
 def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], histories: list[np.ndarray],
-               trie: PrefixTrie, cfg: DecodingConfig, progress: bool = False,
+               tries: dict[str, PrefixTrie], cfg: DecodingConfig, progress: bool = False,
                search: Search = constrained_beam_search, prompt: Prompt | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(items int[U, top_k], scores float[U, top_k]) best first; users batched by history length. `search` and
-    `prompt` (the layout's history tokens -> the model's input) come from the backbone; the defaults are T5's."""
-    rows = [layout.encoder_tokens(u, h) for u, h in zip(user_ids, histories, strict=True)]
-    if prompt is not None:
-        rows = [prompt(layout.vocab, row) for row in rows]
+    """(items int[U, top_k], scores float[U, top_k]) best first. One beam search per decoding target of the layout
+    (`tries`: target -> trie); several targets' lists are fused by `cfg.fusion`. `search` and `prompt` (the layout's
+    tokens -> the model's input) come from the backbone; the defaults are T5's."""
+    histories_tokens = [layout.encoder_tokens(u, h) for u, h in zip(user_ids, histories, strict=True)]
+    ranked = []
+    for target, trie in tries.items():
+        rows = [layout.target_input(target, row) for row in histories_tokens]
+        if prompt is not None:
+            rows = [prompt(layout.vocab, row) for row in rows]
+        ranked.append(search_rows(model, rows, trie, cfg, progress, search))
+    return ranked[0] if len(ranked) == 1 else fuse(ranked, cfg.fusion, cfg.top_k, cfg.fusion_bonus)
+
+
+def search_rows(model: torch.nn.Module, rows: list[np.ndarray], trie: PrefixTrie, cfg: DecodingConfig,
+                progress: bool, search: Search) -> tuple[np.ndarray, np.ndarray]:
+    """Beam search over one trie for the model's input rows, batched by length; results in the input order."""
     order = np.argsort([len(r) for r in rows], kind="stable")
     items = np.full((len(rows), cfg.top_k), -1, dtype=np.int64)
     scores = np.full((len(rows), cfg.top_k), -np.inf, dtype=np.float32)
@@ -48,12 +60,12 @@ def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], hist
 
 
 def evaluate_examples(model: torch.nn.Module, layout: Layout, user_ids: list[str], examples: Examples,
-                      trie: PrefixTrie, cfg: DecodingConfig, ks: tuple[int, ...] = DEFAULT_KS,
+                      tries: dict[str, PrefixTrie], cfg: DecodingConfig, ks: tuple[int, ...] = DEFAULT_KS,
                       progress: bool = False, search: Search = constrained_beam_search,
                       prompt: Prompt | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per-user metrics and the ranked lists for `examples` (histories -> held-out targets)."""
     names = [user_ids[u] for u in examples.users.tolist()]
-    ranked, _ = rank_items(model, layout, names, examples.histories, trie, cfg, progress, search, prompt)
+    ranked, _ = rank_items(model, layout, names, examples.histories, tries, cfg, progress, search, prompt)
     return per_user(ranked, examples.targets, tuple(k for k in ks if k <= cfg.top_k)), ranked
 
 

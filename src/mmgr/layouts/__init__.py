@@ -1,6 +1,6 @@
 """Sequence layouts: how a history of items becomes encoder tokens and the next item decoder targets."""
 
-from mmgr.layouts import late_fusion  # noqa: F401 - registers "late-fusion"
+from mmgr.layouts import bimodal, late_fusion  # noqa: F401 - register "bimodal" and "late-fusion"
 from mmgr.layouts.base import LAYOUTS
 
 __all__ = ["LAYOUTS"]

@@ -1,13 +1,17 @@
 """The layout contract and the TIGER layout (one semantic ID per item).
 
 A layout turns (user, history of item indices) into encoder token ids and an item into its decoder target
-tokens; `item_tokens` (int64[N, L]) is the table every decoding trie is built from. `modality_tokens` holds each
-modality's own code tokens per item (what alignment tasks translate between) and `prompt` builds a task-prompted
-input from them. Every token's modality is a fact of the shared vocabulary (`token_modalities`).
+tokens. `item_tokens` (int64[N, L]) is how an item is written in a history; `targets` names what the model is
+asked to generate (one table per target, one decoding trie each: TIGER and MGR-LF have one, `item` = `item_tokens`;
+SynGR has one per modality, asked for by a task prompt that `target_input` puts in front of the history, and their
+ranked lists are fused). `modality_tokens` holds each modality's own code tokens per item (what alignment tasks
+translate between) and `prompt` builds a task-prompted input from them. Every token's modality is a fact of the
+shared vocabulary (`token_modalities`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,8 +30,17 @@ class Layout(Protocol):
     modality_tokens: dict[str, np.ndarray]    # modality -> (N, L_m) that modality's code tokens per item
     user_token: bool                          # histories start with the user's hashed bucket token
 
+    @property
+    def targets(self) -> dict[str, np.ndarray]:
+        """Decoding target -> (N, L_t) target tokens per item (one trie each; several are fused)."""
+        ...
+
     def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
         """int64[T] for one user's history (item indices, oldest first)."""
+        ...
+
+    def target_input(self, target: str, tokens: np.ndarray) -> np.ndarray:
+        """The encoder input that asks for `target`, from a history's `encoder_tokens`."""
         ...
 
 
@@ -36,7 +49,32 @@ class LayoutBuilder(Protocol):
                  max_history: int) -> Layout: ...
 
 
-LAYOUTS: Registry[LayoutBuilder] = Registry("layout")
+def no_tasks(modalities: list[str]) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class LayoutKind:
+    """A registered layout: its builder and the task prompts it writes (they go into the run's vocabulary)."""
+
+    build: LayoutBuilder
+    tasks: Callable[[list[str]], tuple[str, ...]] = no_tasks
+
+
+LAYOUTS: Registry[LayoutKind] = Registry("layout")
+
+
+class OneTarget:
+    """Layouts whose model generates the whole `item_tokens` tuple, with no task prompt."""
+
+    item_tokens: np.ndarray
+
+    @property
+    def targets(self) -> dict[str, np.ndarray]:
+        return {"item": self.item_tokens}
+
+    def target_input(self, target: str, tokens: np.ndarray) -> np.ndarray:
+        return tokens
 
 
 def item_code_tokens(codes: dict[str, ModalityCodes], vocab: Vocabulary) -> dict[str, np.ndarray]:
@@ -82,7 +120,7 @@ def token_modalities(vocab: Vocabulary, tokens: np.ndarray | torch.Tensor) -> np
 
 
 @dataclass
-class SingleSidLayout:
+class SingleSidLayout(OneTarget):
     """TIGER: [user bucket] + the codes of the `max_history` most recent items, then <eos>; target = item codes."""
 
     vocab: Vocabulary
@@ -105,7 +143,7 @@ class SingleSidLayout:
         return with_user_and_eos(self.vocab, user_id, tokens, self.user_token)
 
 
-LAYOUTS.register("single")(SingleSidLayout.build)
+LAYOUTS.register("single")(LayoutKind(SingleSidLayout.build))
 
 
 def pad_batch(rows: list[np.ndarray], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

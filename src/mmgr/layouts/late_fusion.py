@@ -13,12 +13,12 @@ import numpy as np
 
 from mmgr.config import ModelConfig
 from mmgr.errors import MmgrError
-from mmgr.layouts.base import LAYOUTS, history_item_tokens, item_code_tokens, with_user_and_eos
+from mmgr.layouts.base import LAYOUTS, LayoutKind, OneTarget, history_item_tokens, item_code_tokens, with_user_and_eos
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 
 
 @dataclass
-class LateFusionLayout:
+class LateFusionLayout(OneTarget):
     vocab: Vocabulary
     item_tokens: np.ndarray                   # (N, sum L_m [+ switches])
     modality_tokens: dict[str, np.ndarray]
@@ -31,22 +31,31 @@ class LateFusionLayout:
         return with_user_and_eos(self.vocab, user_id, tokens, self.user_token)
 
 
-@LAYOUTS.register("late-fusion")
 def build_late_fusion(codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: ModelConfig,
                       max_history: int) -> LateFusionLayout:
-    if len(vocab.levels) < 2:
-        raise MmgrError(f"late fusion concatenates two or more modalities' codes, got {', '.join(vocab.levels)}; "
-                        "use model.layout=single for one")
     per_modality = item_code_tokens(codes, vocab)
+    item_tokens = concatenated_item_tokens(per_modality, vocab, cfg.switch_tokens, "late fusion")
+    return LateFusionLayout(vocab, item_tokens, per_modality, max_history, cfg.switch_tokens, vocab.user_buckets > 0)
+
+
+def concatenated_item_tokens(per_modality: dict[str, np.ndarray], vocab: Vocabulary, switch_tokens: bool,
+                             method: str) -> np.ndarray:
+    """(N, sum L_m [+ switches]): each item's modality codes side by side, refused unless every tuple is unique."""
+    if len(per_modality) < 2:
+        raise MmgrError(f"{method} concatenates two or more modalities' codes, got {', '.join(per_modality)}; "
+                        "use model.layout=single for one")
     parts: list[np.ndarray] = []
     switch = np.full((len(next(iter(per_modality.values()))), 1), vocab.token("<switch>"), dtype=np.int64)
     for index, tokens in enumerate(per_modality.values()):
-        if index and cfg.switch_tokens:
+        if index and switch_tokens:
             parts.append(switch)
         parts.append(tokens)
     item_tokens = np.concatenate(parts, axis=1)
     duplicates = len(item_tokens) - len(np.unique(item_tokens, axis=0))
     if duplicates:
-        raise MmgrError(f"late fusion: {duplicates} items share their whole multimodal tuple with another item "
+        raise MmgrError(f"{method}: {duplicates} items share their whole multimodal tuple with another item "
                         "(items that lack every modality?); their codes cannot be told apart when decoding")
-    return LateFusionLayout(vocab, item_tokens, per_modality, max_history, cfg.switch_tokens, vocab.user_buckets > 0)
+    return item_tokens
+
+
+LAYOUTS.register("late-fusion")(LayoutKind(build_late_fusion))

@@ -2,7 +2,7 @@
 
 `ModalityCodes` holds `codes` int64[N, L] (unique per item after collision handling), the size of each level
 (the extra disambiguation level included) and the items whose modality was missing. `Vocabulary` gives each
-(modality, level, code) its own token id after reserved special tokens: pad, bos, eos, unk, the modality switch,
+(modality, level, code) its own token id after reserved special tokens: pad, bos, eos, unk, the modality switch, mask,
 task prompts and hashed user buckets.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from mmgr.errors import MmgrError
 from mmgr.io import read_arrays, write_arrays_atomic, write_json_atomic
 
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<switch>")
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>", "<switch>", "<mask>")
 
 
 @dataclass

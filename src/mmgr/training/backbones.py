@@ -50,6 +50,6 @@ def causal_next_item(prep: Prepared, config: Config) -> EncodedExamples:
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
 BACKBONES.register("t5")(Backbone(build_t5, constrained_beam_search, None, prefix_next_item,
-                                  ("next-item", "translate", "infonce")))
+                                  ("next-item", "translate", "infonce", "syngr")))
 BACKBONES.register("causal")(Backbone(build_causal, causal_beam_search, causal_prompt, causal_next_item,
                                       ("next-item",)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mmgr.errors import MmgrError
 from mmgr.layouts.base import Layout, pad_batch
 
 IGNORE = -100          # label of a padding position (never trained on)
@@ -45,8 +46,14 @@ def prefix_examples(train: list[np.ndarray], max_history: int) -> tuple[np.ndarr
 
 def encode_examples(layout: Layout, user_ids: list[str], users: np.ndarray, histories: list[np.ndarray],
                     targets: np.ndarray) -> EncodedExamples:
-    inputs = [layout.encoder_tokens(user_ids[u], h) for u, h in zip(users.tolist(), histories, strict=True)]
-    return EncodedExamples(inputs, list(layout.item_tokens[targets]), targets, users)
+    """One example per (history, decoding target of the layout): the input asking for that target, its tokens."""
+    tokens = [layout.encoder_tokens(user_ids[u], h) for u, h in zip(users.tolist(), histories, strict=True)]
+    inputs, labels = [], []
+    for target, table in layout.targets.items():
+        inputs += [layout.target_input(target, row) for row in tokens]
+        labels += list(table[targets])
+    copies = len(layout.targets)
+    return EncodedExamples(inputs, labels, np.tile(targets, copies), np.tile(users, copies))
 
 
 def causal_examples(layout: Layout, user_ids: list[str], train: list[np.ndarray],
@@ -55,6 +62,9 @@ def causal_examples(layout: Layout, user_ids: list[str], train: list[np.ndarray]
     every item after a user's first is a target exactly once, with up to `max_history` items before it). Inputs =
     `<bos> [user] c(item_1) ... c(item_n)`; labels = the same tokens with -100 on <bos>, the user token and the
     window's first item, which are context, not targets (the model shifts labels by one itself)."""
+    if list(layout.targets) != ["item"]:
+        raise MmgrError(f"the causal backbone continues a history with the next item's whole tuple; this layout asks "
+                        f"for {', '.join(layout.targets)} separately (use model.kind=t5)")
     vocab, width = layout.vocab, layout.item_tokens.shape[1]
     inputs, labels, targets, users = [], [], [], []
     for user, sequence in enumerate(train):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,9 +38,11 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
     prep = prepare(run, config, for_training=True)
     valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), config.training.eval_users, config.seed))
     model = backbone.build(config.model, prep.layout.vocab, config.seed)
+    if config.training.init_from:
+        start_from(model, Path(config.training.init_from), prep)
 
     def validate(current: torch.nn.Module) -> float:
-        metrics, _ = evaluate_examples(current, prep.layout, prep.user_ids, valid, prep.trie, config.decoding,
+        metrics, _ = evaluate_examples(current, prep.layout, prep.user_ids, valid, prep.tries, config.decoding,
                                        ks=(10,), search=backbone.search, prompt=backbone.prompt)
         return float(metrics["ndcg@10"].mean())
 
@@ -63,6 +66,23 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
     return summary
 
 
+def start_from(model: torch.nn.Module, source: Path, prep: Prepared) -> None:
+    """Initialise `model` from another run's weights (e.g. pretrained on other domains); the vocabulary must match.
+    A stage that has a checkpoint of its own resumes from it instead."""
+    path = source / BEST if source.is_dir() else source
+    if not path.is_file():
+        raise MmgrError(f"training.init_from: {path} does not exist (a run folder with {BEST}, or the file)")
+    tensors, info = load_weights(path)
+    if info.get("vocabulary_sha256") != codes_info(prep)["vocabulary_sha256"]:
+        raise MmgrError(f"training.init_from: {path} was trained with another vocabulary ({info.get('vocab_size')} "
+                        f"tokens vs {prep.layout.vocab.size} here); pretrain with the same code levels, codebook "
+                        "sizes, modalities and layout")
+    try:
+        load_state(model, tensors)
+    except RuntimeError as exc:                    # same vocabulary, another model size
+        raise MmgrError(f"training.init_from: {path} does not fit this model.* size: {exc}") from None
+
+
 def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
     tensors, info = load_weights(run.path / BEST)
     if {key: info.get(key) for key in codes_info(prep)} != codes_info(prep):
@@ -78,7 +98,7 @@ def evaluate_generative(run: RunDir, config: Config, progress: bool = True,
     prep = prepare(run, config)
     model, backbone = load_model(run, config, prep), BACKBONES.get(config.model.kind)
     return evaluate_splits(run, prep, splits, protocol_description(config.decoding, DEFAULT_KS), lambda examples:
-                           evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.trie, config.decoding,
+                           evaluate_examples(model, prep.layout, prep.user_ids, examples, prep.tries, config.decoding,
                                              progress=progress, search=backbone.search, prompt=backbone.prompt))
 
 
@@ -89,7 +109,7 @@ def recommend_generative(run: RunDir, config: Config, user_id: str, k: int) -> l
     model = load_model(run, config, prep)
     decoding = config.decoding.model_copy(update={"top_k": k, "beam_size": max(k, config.decoding.beam_size)})
     backbone = BACKBONES.get(config.model.kind)
-    items, scores = rank_items(model, prep.layout, [user_id], [prep.dataset.item_sequences()[row]], prep.trie,
+    items, scores = rank_items(model, prep.layout, [user_id], [prep.dataset.item_sequences()[row]], prep.tries,
                                decoding, search=backbone.search, prompt=backbone.prompt)
     return ranked_rows(prep, items[0], scores[0])
 

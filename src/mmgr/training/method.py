@@ -42,17 +42,17 @@ class Stage:
 
 @dataclass
 class Prepared(RunData):
-    """`RunData` plus the method's codes, layout and decoding trie."""
+    """`RunData` plus the method's codes, layout and one decoding trie per target of the layout."""
 
     codes: dict[str, ModalityCodes]
     layout: Layout
-    trie: PrefixTrie
+    tries: dict[str, PrefixTrie]
 
 
 def stages(config: Config) -> list[Stage]:
     """The recipe's training stages in order."""
     plan = [Stage("align", config.training.alignment, False)] if config.training.alignment != "none" else []
-    return [*plan, Stage(NEXT_ITEM, "next-item", True)]
+    return [*plan, Stage(NEXT_ITEM, config.training.objective, True)]
 
 
 def build_vocabulary(codes: dict[str, ModalityCodes], config: Config) -> Vocabulary:
@@ -61,7 +61,8 @@ def build_vocabulary(codes: dict[str, ModalityCodes], config: Config) -> Vocabul
     if absent:
         raise MmgrError(f"no {absent[0]} codes in this run; run `mmgr tokenize RUN --modality {absent[0]}` "
                         f"(have: {', '.join(codes) or 'none'})")
-    tasks = tuple(t for stage in stages(config) for t in OBJECTIVES.get(stage.objective).tasks(modalities))
+    tasks = LAYOUTS.get(config.model.layout).tasks(modalities) + tuple(
+        t for stage in stages(config) for t in OBJECTIVES.get(stage.objective).tasks(modalities))
     return Vocabulary({m: list(codes[m].with_missing_reserved().sizes) for m in modalities}, tasks,
                       config.model.user_buckets)
 
@@ -84,9 +85,10 @@ def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared
             raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
                             f"{dict(vocab.levels)}; the codes and recipe now give {built.size}, "
                             f"{dict(built.levels)}); re-run `mmgr train`")
-    layout = LAYOUTS.get(config.model.layout)(codes, vocab, config.model, config.split.max_history)
-    trie = PrefixTrie.build(torch.from_numpy(layout.item_tokens), vocab_size=vocab.size)
-    return Prepared(data.dataset, data.user_ids, data.split, codes, layout, trie)
+    layout = LAYOUTS.get(config.model.layout).build(codes, vocab, config.model, config.split.max_history)
+    tries = {name: PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
+             for name, tokens in layout.targets.items()}
+    return Prepared(data.dataset, data.user_ids, data.split, codes, layout, tries)
 
 
 def codes_info(prep: Prepared) -> dict[str, Any]:

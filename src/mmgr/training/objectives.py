@@ -6,6 +6,8 @@
   item that has both modalities.
 - `infonce`: MGR-LF++ alignment variant; the mean-pooled encoder states of an item's text-SID and image-SID
   sequences are positives, the other items of the batch negatives (symmetric InfoNCE).
+- `syngr`: SynGR's next-SID training with saliency-aware masking, three views and the synergy loss
+  (`training/syngr.py`).
 
 An objective declares the task prompts it needs (they go into the run's one vocabulary) and builds `TrainData`.
 """
@@ -24,6 +26,7 @@ from mmgr.layouts.base import pad_batch, prompt
 from mmgr.registry import Registry
 from mmgr.training.data import EncodedExamples, epoch_order
 from mmgr.training.loop import TrainData, bucketed_train_data
+from mmgr.training.syngr import SynGRObjective
 
 if TYPE_CHECKING:
     from mmgr.training.method import Prepared
@@ -129,3 +132,5 @@ def items_with_every_modality(prep: Prepared) -> np.ndarray:
 OBJECTIVES.register("next-item")(NextItem())
 OBJECTIVES.register("translate")(Translate())
 OBJECTIVES.register("infonce")(InfoNCE())
+
+OBJECTIVES.register("syngr")(SynGRObjective())

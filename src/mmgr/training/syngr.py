@@ -1,0 +1,152 @@
+"""SynGR's training objective (arXiv 2605.18920), registered as `training.objective: syngr`.
+
+Examples are the bimodal layout's: every prefix of every training sequence, once per task (`<task:next:text>` ->
+the next item's text SID, `<task:next:image>` -> its image SID). Inside each training step, from the current
+model:
+
+1. saliency: token importance of the original history (`models/saliency.py`), its dominant modality;
+2. three views sharing the target: original, masked (the dominant modality's top-r tokens -> `<mask>`), unimodal
+   (only the task's own modality's code tokens, plus the prompt and specials);
+3. loss = CE(original) + CE(masked) + CE(unimodal) + alpha * L_syn, with L_syn the 2-way InfoNCE
+   -log softmax([cos(z_mask, z_ori), cos(z_mask, z_uni)] / tau)[0] on z = the mean of the decoder's last hidden
+   states over the target tokens. Each CE is the mean over the view's target tokens.
+
+Ablations (`training.syngr`): masking=random (w/o SM), unimodal_view=false (w/o UN: no CE on the unimodal view,
+which stays the synergy loss's negative), synergy_weight=0 (w/o SCL). The random parts (w/o SM) draw from torch's
+global generator, like dropout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mmgr.config import Config, SynGRConfig
+from mmgr.errors import MmgrError
+from mmgr.layouts.base import token_modalities
+from mmgr.layouts.bimodal import next_sid_task
+from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
+from mmgr.tokenizers.codes import Vocabulary
+from mmgr.training.data import IGNORE
+from mmgr.training.loop import TrainData, bucketed_train_data
+
+if TYPE_CHECKING:
+    from mmgr.training.method import Prepared
+
+
+class SynGRObjective:
+    def tasks(self, modalities: list[str]) -> tuple[str, ...]:
+        return ()                                   # the bimodal layout declares the two next-SID tasks
+
+    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
+        from mmgr.training.backbones import BACKBONES
+
+        vocab = prep.layout.vocab
+        if list(prep.layout.targets) != list(vocab.levels) or len(vocab.levels) != 2:
+            raise MmgrError(f"the syngr objective trains a next-SID task per modality of two; set model.layout="
+                            f"bimodal and two model.modalities (got layout targets {', '.join(prep.layout.targets)})")
+        examples = BACKBONES.get(config.model.kind).next_item(prep, config)
+        data = bucketed_train_data(examples, config.training.batch_size, config.seed)
+        return TrainData(data.batches, data.collate, SynGRLoss.for_vocabulary(vocab, config.training.syngr)), \
+            len(examples)
+
+
+@dataclass
+class SynGRLoss:
+    token_kinds: Tensor       # (V,) modality index of every token id (-1: specials, prompts, users)
+    task_kinds: Tensor        # (V,) for a next-SID task token, the modality it asks for (-1 otherwise)
+    mask_token: int
+    modalities: int
+    cfg: SynGRConfig
+
+    @classmethod
+    def for_vocabulary(cls, vocab: Vocabulary, cfg: SynGRConfig) -> SynGRLoss:
+        tasks = np.full(vocab.size, -1, dtype=np.int64)
+        for index, modality in enumerate(vocab.levels):
+            tasks[vocab.task_token(next_sid_task(modality))] = index
+        return cls(torch.from_numpy(token_modalities(vocab, np.arange(vocab.size))), torch.from_numpy(tasks),
+                   vocab.token("<mask>"), len(vocab.levels), cfg)
+
+    def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return self.parts(model, batch)["loss"]
+
+    def parts(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The loss and its terms (ce_original, ce_masked, ce_unimodal, synergy) for one batch."""
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        kinds = self.token_kinds.to(ids.device)[ids].masked_fill(mask == 0, -1)      # (B, T)
+        task = self.task_kinds.to(ids.device)[ids[:, 0]]                               # (B,) the asked modality
+        if (task < 0).any():
+            raise MmgrError("syngr: every input must start with a next-SID task prompt (bimodal layout)")
+        views = [(ids, mask), (self.masked(model, ids, mask, kinds), mask)]
+        with_unimodal = self.cfg.unimodal_view or self.cfg.synergy_weight > 0
+        if with_unimodal:
+            views.append(unimodal_view(ids, mask, kinds, task))
+        stacked_ids, stacked_mask = stack_views(views)                                 # (V*B, T')
+        repeated = labels.repeat(len(views), 1)
+        out = model(input_ids=stacked_ids, attention_mask=stacked_mask, labels=repeated, output_hidden_states=True)
+        ce = per_view_cross_entropy(out.logits, repeated, len(views))                 # (V,)
+        parts = {"ce_original": ce[0], "ce_masked": ce[1]}
+        loss = ce[0] + ce[1]
+        if self.cfg.unimodal_view:
+            parts["ce_unimodal"] = ce[2]
+            loss = loss + ce[2]
+        if self.cfg.synergy_weight > 0:
+            z = target_mean(out.decoder_hidden_states[-1], repeated).chunk(len(views))  # 3 x (B, D)
+            parts["synergy"] = synergy_loss(z[0], z[1], z[2], self.cfg.temperature)
+            loss = loss + self.cfg.synergy_weight * parts["synergy"]
+        return {**parts, "loss": loss}
+
+    def masked(self, model: nn.Module, ids: Tensor, mask: Tensor, kinds: Tensor) -> Tensor:
+        """The masked view's input ids: saliency (or random) top-r tokens of the dominant modality -> <mask>."""
+        if self.cfg.masking == "saliency":
+            importance = token_importance(model, ids, mask)
+            hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, self.modalities),
+                                self.cfg.mask_ratio)
+        else:
+            hidden = random_mask(kinds, self.modalities, self.cfg.mask_ratio)
+        return ids.masked_fill(hidden, self.mask_token)
+
+
+def unimodal_view(ids: Tensor, mask: Tensor, kinds: Tensor, keep_modality: Tensor) -> tuple[Tensor, Tensor]:
+    """(ids, mask) with only row b's `keep_modality[b]` code tokens and its non-code tokens (prompt, user, <eos>),
+    in their order, left-aligned and padded to the longest kept row."""
+    keep = mask.bool() & ((kinds == keep_modality[:, None]) | (kinds == -1))
+    order = (~keep).to(torch.int8).argsort(dim=1, stable=True)                        # kept positions first
+    width = int(keep.sum(dim=1).max())
+    kept_ids = ids.gather(1, order)[:, :width]
+    kept_mask = keep.gather(1, order)[:, :width]
+    return kept_ids.masked_fill(~kept_mask, 0), kept_mask.to(mask.dtype)
+
+
+def stack_views(views: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """The views one under the other, (V*B, T_max), right-padded with 0."""
+    width = max(ids.shape[1] for ids, _ in views)
+    ids = torch.cat([F.pad(v, (0, width - v.shape[1])) for v, _ in views])
+    mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in views])
+    return ids, mask
+
+
+def per_view_cross_entropy(logits: Tensor, labels: Tensor, views: int) -> Tensor:
+    """(V,): mean token cross-entropy of each view's block of rows (labels -100 ignored)."""
+    tokens = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+    valid = labels.ne(IGNORE).float()
+    return torch.stack([t.sum() / m.sum().clamp(min=1) for t, m in
+                        zip(tokens.chunk(views), valid.chunk(views), strict=True)])
+
+
+def target_mean(states: Tensor, labels: Tensor) -> Tensor:
+    """(N, D): mean of decoder states over each row's target (non-padding label) positions."""
+    weights = labels.ne(IGNORE).to(states.dtype)[..., None]
+    return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+def synergy_loss(z_original: Tensor, z_masked: Tensor, z_unimodal: Tensor, temperature: float) -> Tensor:
+    """Mean over the batch of -log softmax([cos(z_mask, z_ori), cos(z_mask, z_uni)] / tau)[0]."""
+    logits = torch.stack([F.cosine_similarity(z_masked.float(), z_original.float(), dim=-1),
+                          F.cosine_similarity(z_masked.float(), z_unimodal.float(), dim=-1)], dim=1) / temperature
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.int64, device=logits.device))

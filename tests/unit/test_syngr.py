@@ -1,0 +1,259 @@
+"""SynGR's parts against hand-computed answers: saliency, masking, the three views, the loss, list fusion."""
+
+from __future__ import annotations
+
+import math
+from typing import get_args
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mmgr.config import DecodingConfig, ModelConfig, SynGRConfig
+from mmgr.decoding.fusion import FUSIONS, fuse
+from mmgr.layouts import LAYOUTS
+from mmgr.layouts.base import pad_batch
+from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
+from mmgr.models.seq2seq import build_t5
+from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+from mmgr.training.syngr import SynGRLoss, per_view_cross_entropy, synergy_loss, unimodal_view
+
+T, V, P = 0, 1, -1          # token kinds: text code, image code, prompt/special/padding
+
+
+class FixedAttention(nn.Module):
+    """An 'encoder' whose last layer's attention is given (B, H, T, T)."""
+
+    def __init__(self, attention: torch.Tensor) -> None:
+        super().__init__()
+        self.attention = attention
+
+    def get_encoder(self):
+        return lambda **_: type("Out", (), {"attentions": (torch.zeros(1), self.attention)})()
+
+
+def test_importance_is_attention_received_averaged_over_heads_and_real_queries():
+    # one sequence of 3 real tokens + 1 padding; 2 heads; rows = queries, columns = keys
+    head0 = torch.tensor([[.5, .3, .2, 0], [.1, .8, .1, 0], [.2, .2, .6, 0], [.9, .1, 0, 0]])
+    head1 = torch.tensor([[.1, .1, .8, 0], [.3, .3, .4, 0], [.6, .2, .2, 0], [.0, .0, 1., 0]])
+    model = FixedAttention(torch.stack([head0, head1])[None])
+    importance = token_importance(model, torch.tensor([[5, 6, 7, 0]]), torch.tensor([[1, 1, 1, 0]]))
+    # key 0: heads mean per query = (.3, .2, .4) -> mean over the 3 real queries = .3; the padded query is ignored
+    expected = [(.3 + .2 + .4) / 3, (.2 + .55 + .2) / 3, (.5 + .25 + .4) / 3, 0.0]
+    np.testing.assert_allclose(importance[0].numpy(), expected, atol=1e-6)
+
+
+def test_importance_of_a_real_t5_matches_its_attention_and_keeps_train_mode():
+    vocab = Vocabulary({"text": [4, 4], "image": [4, 4]})
+    model = build_t5(ModelConfig(d_model=16, num_layers=2, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32),
+                     vocab, seed=0).train()
+    ids, mask = pad_batch([np.array([9, 10, 13, 14, 2]), np.array([11, 15, 2])])
+    importance = token_importance(model, ids, mask)
+    assert model.training                                                    # the caller's mode is restored
+    model.eval()
+    attention = model.get_encoder()(input_ids=ids, attention_mask=mask, output_attentions=True).attentions[-1]
+    for row in range(2):
+        real = int(mask[row].sum())
+        by_hand = attention[row, :, :real, :].mean(0).mean(0)               # heads, then real queries
+        np.testing.assert_allclose(importance[row, :real].numpy(), by_hand[:real].detach().numpy(), atol=1e-6)
+        assert (importance[row, real:] == 0).all()
+    np.testing.assert_allclose(importance.sum(1).numpy(), [1, 1], atol=1e-5)  # softmax rows sum to 1
+
+
+def kinds_and_importance():
+    #            prompt  t     t     t     v     v     v     v    eos   pad
+    kinds = torch.tensor([[P, T, T, T, V, V, V, V, P, P],
+                          [P, T, T, T, T, V, V, V, P, P]])
+    importance = torch.tensor([[.9, .05, .10, .02, .20, .01, .30, .15, .8, 0.],
+                               [.9, .40, .30, .20, .10, .01, .02, .03, .8, 0.]])
+    return kinds, importance
+
+
+def test_dominant_modality_has_the_higher_mean_importance():
+    kinds, importance = kinds_and_importance()
+    # row 0: text mean .057, image mean .165 -> image; row 1: text .25, image .02 -> text (prompts never count)
+    assert dominant_modality(importance, kinds, 2).tolist() == [V, T]
+
+
+def test_top_r_masking_hides_the_dominant_modalitys_most_important_tokens():
+    kinds, importance = kinds_and_importance()
+    mask = top_r_mask(importance, kinds, dominant_modality(importance, kinds, 2), ratio=0.5)
+    # row 0: image dominant, 4 tokens -> 2 masked: the .30 and .20 ones; row 1: text dominant, 4 -> .40 and .30
+    assert mask[0].nonzero().flatten().tolist() == [4, 6]
+    assert mask[1].nonzero().flatten().tolist() == [1, 2]
+    assert not mask[kinds == P].any()                                       # never a prompt, special or pad
+    counts = [top_r_mask(importance, kinds, torch.tensor([V, T]), r).sum(1).tolist() for r in (0.0, 0.3, 1.0)]
+    assert counts == [[0, 0], [1, 1], [4, 4]]                               # round half up: 0.3 x 4 = 1.2 -> 1
+
+
+def test_random_masking_takes_the_same_count_from_one_modality():
+    kinds, _ = kinds_and_importance()
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        mask = random_mask(kinds, 2, 0.5, generator)
+        assert mask.sum(1).tolist() == [2, 2] and not mask[kinds == P].any()
+        for row in range(2):
+            assert len(set(kinds[row][mask[row]].tolist())) == 1             # one modality per sequence
+
+
+def test_unimodal_view_keeps_the_tasks_modality_and_the_prompts_in_order():
+    kinds, _ = kinds_and_importance()
+    ids = torch.arange(1, 11).repeat(2, 1)
+    mask = (kinds != P).long()
+    mask[:, [0, 8]] = 1                                                     # prompt and eos are real tokens
+    view, view_mask = unimodal_view(ids, mask, kinds, torch.tensor([T, V]))
+    assert view[0][view_mask[0].bool()].tolist() == [1, 2, 3, 4, 9]         # prompt, 3 text codes, eos
+    assert view[1][view_mask[1].bool()].tolist() == [1, 6, 7, 8, 9]         # prompt, 3 image codes, eos
+    assert view.shape == (2, 5) and ((view != 0) == view_mask.bool()).all()
+
+
+def test_synergy_loss_matches_the_two_way_infonce_by_hand():
+    z_ori, z_mask, z_uni = torch.tensor([[1., 0.]]), torch.tensor([[1., 1.]]), torch.tensor([[0., 1.]])
+    tau = 0.5                                                                # both cosines are 1/sqrt(2):
+    assert synergy_loss(z_ori, z_mask, z_uni, tau).item() == pytest.approx(math.log(2), abs=1e-6)
+    z_uni = torch.tensor([[1., -1.]])                                        # cos = 0 with the masked view
+    pos, neg = 1 / math.sqrt(2) / tau, 0.0
+    expected = -math.log(math.exp(pos) / (math.exp(pos) + math.exp(neg)))
+    assert synergy_loss(z_ori, z_mask, z_uni, tau).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_per_view_cross_entropy_ignores_padding():
+    logits = torch.randn(4, 3, 5)
+    labels = torch.tensor([[1, 2, -100], [3, -100, -100], [1, 2, -100], [3, -100, -100]])
+    got = per_view_cross_entropy(logits, labels, 2)
+    flat = [F.cross_entropy(logits[v * 2:(v + 1) * 2].reshape(-1, 5), labels[v * 2:(v + 1) * 2].reshape(-1),
+                            ignore_index=-100) for v in range(2)]
+    np.testing.assert_allclose(got.numpy(), torch.stack(flat).numpy(), rtol=1e-6)
+
+
+def bimodal_batch():
+    rng = np.random.default_rng(0)
+    grid = np.array([(a, b) for a in range(4) for b in range(4)])
+    codes = {m: ModalityCodes(m, grid[rng.permutation(16)[:12]], [4, 4], np.zeros(12, dtype=bool))
+             for m in ("text", "image")}
+    kind = LAYOUTS.get("bimodal")
+    vocab = Vocabulary({m: [4, 4] for m in codes}, kind.tasks(["text", "image"]))
+    layout = kind.build(codes, vocab, ModelConfig(layout="bimodal", modalities=["text", "image"]), 4)
+    rows, labels = [], []
+    for user, (history, target) in enumerate([([1, 2, 3], 4), ([5, 6], 7), ([8, 9, 10, 11], 0)]):
+        name = "text" if user % 2 == 0 else "image"
+        rows.append(layout.target_input(name, layout.encoder_tokens(f"u{user}", np.array(history))))
+        labels.append(layout.targets[name][target])
+    ids, mask = pad_batch(rows)
+    return vocab, {"input_ids": ids, "attention_mask": mask, "labels": torch.from_numpy(np.stack(labels))}
+
+
+def test_syngr_loss_is_the_sum_of_three_view_cross_entropies_and_the_weighted_synergy_term():
+    vocab, batch = bimodal_batch()
+    model = build_t5(ModelConfig(d_model=16, num_layers=2, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32,
+                                 dropout=0.0), vocab, seed=0)
+    cfg = SynGRConfig(mask_ratio=0.5, synergy_weight=0.3, temperature=0.2)
+    loss = SynGRLoss.for_vocabulary(vocab, cfg)
+    parts = loss.parts(model, batch)
+    # by hand: build each view, run the model on it alone, and combine
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    kinds = loss.token_kinds[ids].masked_fill(mask == 0, -1)
+    importance = token_importance(model, ids, mask)
+    hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, 2), 0.5)
+    assert hidden.any() and (kinds[hidden] >= 0).all()
+    masked = ids.masked_fill(hidden, vocab.token("<mask>"))
+    uni = unimodal_view(ids, mask, kinds, loss.task_kinds[ids[:, 0]])
+    outs = [model(input_ids=i, attention_mask=m, labels=labels, output_hidden_states=True)
+            for i, m in ((ids, mask), (masked, mask), uni)]
+    for name, out in zip(("ce_original", "ce_masked", "ce_unimodal"), outs, strict=True):
+        assert parts[name].item() == pytest.approx(out.loss.item(), abs=1e-5)
+    z = [out.decoder_hidden_states[-1].mean(dim=1) for out in outs]          # every label is a real token here
+    synergy = synergy_loss(z[0], z[1], z[2], 0.2)
+    assert parts["synergy"].item() == pytest.approx(synergy.item(), abs=1e-5)
+    total = sum(out.loss for out in outs) + 0.3 * synergy
+    assert parts["loss"].item() == pytest.approx(total.item(), abs=1e-4)
+
+
+@pytest.mark.parametrize(("settings", "terms"), [
+    ({}, {"ce_original", "ce_masked", "ce_unimodal", "synergy"}),
+    ({"unimodal_view": False}, {"ce_original", "ce_masked", "synergy"}),              # w/o UN
+    ({"synergy_weight": 0.0}, {"ce_original", "ce_masked", "ce_unimodal"}),            # w/o SCL
+    ({"masking": "random"}, {"ce_original", "ce_masked", "ce_unimodal", "synergy"}),   # w/o SM
+])
+def test_ablation_switches_remove_their_term(settings, terms):
+    vocab, batch = bimodal_batch()
+    model = build_t5(ModelConfig(d_model=16, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32),
+                     vocab, seed=0)
+    parts = SynGRLoss.for_vocabulary(vocab, SynGRConfig(**settings)).parts(model, batch)
+    assert set(parts) - {"loss"} == terms
+    parts["loss"].backward()
+    assert model.get_encoder().embed_tokens.weight.grad.abs().sum() > 0
+
+
+def lists(*rows):
+    items = np.array([[i for i, _ in row] for row in rows])
+    scores = np.array([[s for _, s in row] for row in rows], dtype=np.float32)
+    return items, scores
+
+
+def test_mean_bonus_fusion_on_hand_made_lists():
+    text = lists([(1, -1.0), (2, -2.0), (3, -3.0)])
+    image = lists([(3, -0.5), (4, -1.5), (-1, -np.inf)])                      # a short list (padding)
+    items, scores = fuse([text, image], "mean-bonus", top_k=4, bonus=1.0)
+    # item 3 in both: mean(-3, -0.5) + 1 = -0.75; 1: -1; 4: -1.5; 2: -2
+    assert items.tolist() == [[3, 1, 4, 2]]
+    np.testing.assert_allclose(scores, [[-0.75, -1.0, -1.5, -2.0]])
+    items, _ = fuse([text, image], "mean-bonus", top_k=2, bonus=0.0)
+    assert items.tolist() == [[1, 4]]                                         # -1.75 for item 3 without a bonus
+
+
+def test_rrf_and_max_fusion_on_hand_made_lists():
+    text = lists([(1, -1.0), (2, -2.0)], [(5, -1.0), (6, -1.1)])
+    image = lists([(2, -0.1), (3, -0.2)], [(7, -3.0), (-1, -np.inf)])
+    items, scores = fuse([text, image], "rrf", top_k=3)
+    assert items[0].tolist() == [2, 1, 3]                                     # 2: 1/62 + 1/61 beats 1: 1/61
+    assert scores[0, 0] == pytest.approx(1 / 62 + 1 / 61)
+    assert items[1].tolist() == [5, 7, 6]                                     # tie 5 / 7 (1/61): first list first
+    items, scores = fuse([text, image], "max", top_k=3)
+    assert items[0].tolist() == [2, 3, 1] and scores[0, 0] == pytest.approx(-0.1)
+    assert items[1].tolist() == [5, 6, 7]
+    assert sorted(get_args(DecodingConfig.model_fields["fusion"].annotation)) == FUSIONS.names()
+
+
+def test_fusion_pads_rows_that_find_fewer_items():
+    one = lists([(1, -1.0), (-1, -np.inf)])
+    items, scores = fuse([one, one], "mean-bonus", top_k=3, bonus=0.5)
+    assert items.tolist() == [[1, -1, -1]] and scores[0, 0] == pytest.approx(-0.5) and np.isinf(scores[0, 1:]).all()
+
+
+def test_pid_estimate_splits_the_bimodal_hits_by_the_unimodal_ones():
+    from mmgr.evaluation.synergy import pid_estimate
+
+    bimodal = [1, 1, 1, 1, 0, 0, 1, 0]
+    text = [1, 1, 0, 0, 1, 0, 0, 0]
+    image = [1, 0, 1, 0, 0, 0, 0, 1]
+    out = pid_estimate(np.array(bimodal), np.array(text), np.array(image))
+    assert out["bimodal_hits"] == 5 and out["lost"] == 2                     # users 4 and 7: a unimodal model only
+    assert out["share_of_bimodal_hits"] == {"redundant": .2, "unique_text": .2, "unique_image": .2, "synergy": .4}
+    assert out["needs_both"] == pytest.approx(.4) and out["share_of_users"]["synergy"] == pytest.approx(2 / 8)
+
+
+def test_attention_shares_split_each_users_history_attention_over_modalities():
+    from mmgr.evaluation.synergy import attention_shares
+
+    vocab, _ = bimodal_batch()
+    rng = np.random.default_rng(0)
+    grid = np.array([(a, b) for a in range(4) for b in range(4)])
+    codes = {m: ModalityCodes(m, grid[rng.permutation(16)[:12]], [4, 4], np.zeros(12, dtype=bool))
+             for m in ("text", "image")}
+    layout = LAYOUTS.get("bimodal").build(codes, vocab, ModelConfig(layout="bimodal", modalities=["text", "image"]),
+                                          4)
+    model = build_t5(ModelConfig(d_model=16, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32),
+                     vocab, seed=0)
+    histories = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9])]
+    shares = attention_shares(model, layout, ["a", "b", "c"], histories, batch_size=2)
+    total = shares["text"] + shares["image"]
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    row = layout.target_input("text", layout.encoder_tokens("b", histories[1]))
+    ids, mask = pad_batch([row])
+    importance = token_importance(model, ids, mask)[0].numpy()
+    kinds = np.array([vocab.decode(t)[0] if t >= vocab.offsets("text")[0] else "" for t in row])
+    expected = importance[kinds == "text"].sum() / importance[kinds != ""].sum()
+    assert shares["text"][1] == pytest.approx(expected, abs=1e-6)
