@@ -1,4 +1,4 @@
-"""The generative engine (`model.kind: t5` or `causal`, see `training/backbones.py`): train, evaluate and recommend
+"""The generative engine (`model.kind: t5` or `causal`, see `training/backbones.py`): train, evaluate and rank
 for every method composed in `mmgr.training.method` (TIGER, MGR-EF, MGR-LF, MGR-LF++ and its ablations).
 
 train    -> vocabulary.json, [checkpoints/align/{last,final}.safetensors], model.safetensors (best validation epoch
@@ -9,23 +9,24 @@ evaluate -> results.json (validation and test metrics) + per_user_<split>.parque
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from mmgr.config import Config
+from mmgr.config import Config, DecodingConfig
 from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import DEFAULT_KS
 from mmgr.evaluation.protocol import evaluate_examples, protocol_description, rank_items, subset
 from mmgr.rundir import RunDir
-from mmgr.training.backbones import BACKBONES
+from mmgr.training.backbones import BACKBONES, Backbone
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, NEXT_ITEM, fit, seeded_sample
 from mmgr.training.method import Prepared, codes_info, prepare, stages
 from mmgr.training.objectives import OBJECTIVES
-from mmgr.training.rundata import evaluate_splits, ranked_rows, user_row
+from mmgr.training.rundata import evaluate_splits
 from mmgr.training.stage import ENGINES, Engine
 
 
@@ -102,18 +103,27 @@ def evaluate_generative(run: RunDir, config: Config, progress: bool = True,
                                              progress=progress, search=backbone.search, prompt=backbone.prompt))
 
 
-def recommend_generative(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
-    """Top-k items (with titles) for a known user, from their full history."""
+@dataclass
+class GenerativeRanker:
+    """A trained generative run: trie-constrained beam search per decoding target (fused when several), through the
+    same `rank_items` as validation and `mmgr evaluate`."""
+
+    data: Prepared
+    model: torch.nn.Module
+    backbone: Backbone
+    decoding: DecodingConfig
+
+    def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        decoding = self.decoding.model_copy(update={"top_k": k, "beam_size": max(k, self.decoding.beam_size)})
+        return rank_items(self.model, self.data.layout, user_ids, histories, self.data.tries, decoding,
+                          search=self.backbone.search, prompt=self.backbone.prompt)
+
+
+def generative_ranker(run: RunDir, config: Config) -> GenerativeRanker:
     prep = prepare(run, config)
-    row = user_row(prep, user_id)
-    model = load_model(run, config, prep)
-    decoding = config.decoding.model_copy(update={"top_k": k, "beam_size": max(k, config.decoding.beam_size)})
-    backbone = BACKBONES.get(config.model.kind)
-    items, scores = rank_items(model, prep.layout, [user_id], [prep.dataset.item_sequences()[row]], prep.tries,
-                               decoding, search=backbone.search, prompt=backbone.prompt)
-    return ranked_rows(prep, items[0], scores[0])
+    return GenerativeRanker(prep, load_model(run, config, prep), BACKBONES.get(config.model.kind), config.decoding)
 
 
-GENERATIVE = Engine(train_generative, evaluate_generative, recommend_generative)
+GENERATIVE = Engine(train_generative, evaluate_generative, generative_ranker)
 ENGINES.register("t5")(GENERATIVE)
 ENGINES.register("causal")(GENERATIVE)

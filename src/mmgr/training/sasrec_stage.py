@@ -4,7 +4,7 @@ full ranking, same results.json / per-user Parquet as the generative path) and r
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from mmgr.models.sasrec import (
 from mmgr.rundir import RunDir
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, TrainData, fit, seeded_sample
-from mmgr.training.rundata import evaluate_splits, load_run_data, ranked_rows, user_row
+from mmgr.training.rundata import RunData, evaluate_splits, load_run_data
 from mmgr.training.stage import ENGINES, Engine
 
 
@@ -103,14 +103,21 @@ def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True,
         model, examples, top_k, config.decoding.batch_size, progress=progress))
 
 
-def recommend_sasrec(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
-    """Top-k items (with titles) for a known user, from their full history."""
+@dataclass
+class SASRecRanker:
+    """A trained SASRec run: exact top-k of the softmax over every item after the last history position."""
+
+    data: RunData
+    model: SASRec
+    max_history: int
+
+    def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], k)
+
+
+def sasrec_ranker(run: RunDir, config: Config) -> SASRecRanker:
     data = load_run_data(run, config)
-    row = user_row(data, user_id)
-    model = load_sasrec(run, config, data.dataset.num_items)
-    history = data.dataset.item_sequences()[row][-config.split.max_history:]
-    items, scores = rank_all_items(model, [history], k)
-    return ranked_rows(data, items[0], scores[0])
+    return SASRecRanker(data, load_sasrec(run, config, data.dataset.num_items), config.split.max_history)
 
 
 def _device(config: Config) -> torch.device:
@@ -118,4 +125,4 @@ def _device(config: Config) -> torch.device:
     return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
-ENGINES.register("sasrec")(Engine(train_sasrec_run, evaluate_sasrec_run, recommend_sasrec, needs_codes=False))
+ENGINES.register("sasrec")(Engine(train_sasrec_run, evaluate_sasrec_run, sasrec_ranker, needs_codes=False))

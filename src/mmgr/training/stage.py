@@ -1,7 +1,9 @@
 """`train`, `evaluate` and `recommend` on a run directory, for whichever engine the recipe's `model.kind` names.
 
-Each engine registers itself in `ENGINES`: `t5` (the generative path of every SID method, `training/generative.py`)
-and `sasrec` (the ID-based baseline, `training/sasrec_stage.py`). Stage functions never branch on a model kind.
+Each engine registers itself in `ENGINES`: `t5` and `causal` (the generative path of every SID method,
+`training/generative.py`) and `sasrec` (the ID-based baseline, `training/sasrec_stage.py`). Stage functions never
+branch on a model kind. An engine's `ranker` loads a trained run once and ranks the catalog for any histories: the
+one path behind `mmgr recommend`, batch scoring and the HTTP server.
 """
 
 from __future__ import annotations
@@ -9,20 +11,33 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import numpy as np
 
 from mmgr.config import Config
 from mmgr.registry import Registry
 from mmgr.rundir import RunDir
+from mmgr.training.rundata import RunData, ranked_rows, user_row
 
 ENGINE_MODULES = ("mmgr.training.generative", "mmgr.training.sasrec_stage")
+
+
+class Ranker(Protocol):
+    """A trained run, loaded once: ranks the catalog for histories of item indices."""
+
+    data: RunData
+
+    def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(items int64[U, k], scores float32[U, k]) best first; -1 / -inf pad rows with fewer items."""
+        ...
 
 
 @dataclass(frozen=True)
 class Engine:
     train: Callable[[RunDir, Config, bool], dict[str, Any]]
     evaluate: Callable[..., dict[str, Any]]                    # (run, config, progress) -> results
-    recommend: Callable[[RunDir, Config, str, int], list[dict[str, Any]]]
+    ranker: Callable[[RunDir, Config], Ranker]
     needs_codes: bool = True                                   # reads semantic IDs (False: item-ID models)
 
 
@@ -43,6 +58,13 @@ def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str
     return engine(config).evaluate(run, config, progress)
 
 
+def load_ranker(run: RunDir, config: Config) -> Ranker:
+    return engine(config).ranker(run, config)
+
+
 def recommend(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
     """Top-k items (with titles) for a known user, from their full history."""
-    return engine(config).recommend(run, config, user_id, k)
+    ranker = load_ranker(run, config)
+    row = user_row(ranker.data, user_id)
+    items, scores = ranker.rank([user_id], [ranker.data.dataset.item_sequences()[row]], k)
+    return ranked_rows(ranker.data, items[0], scores[0])
