@@ -77,7 +77,7 @@ def test_config_errors_are_messages_not_tracebacks(tmp_path):
 
 
 def test_unbuilt_stage_says_so(tmp_path):
-    result = mmgr("serve", str(tmp_path), check=False)
+    result = mmgr("bench", str(tmp_path), check=False)
     assert result.returncode == 2 and "not built yet" in result.stderr
 
 

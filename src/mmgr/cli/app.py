@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from mmgr import __version__
-from mmgr.cli import analyze, data, encode, quickstart, run, tokenize, train
+from mmgr.cli import analyze, data, encode, quickstart, run, serve, tokenize, train
 from mmgr.cli.common import err_console
 from mmgr.errors import MmgrError, NotBuiltError
 
@@ -28,10 +28,10 @@ app.command("compare")(train.compare)
 app.command("quickstart")(quickstart.quickstart)
 app.command("run")(run.run)
 app.command("analyze")(analyze.analyze)
+app.command("serve")(serve.serve)
 
 # Stages that later issues build; each says so instead of pretending.
 PLANNED = {
-    "serve": "the HTTP recommendation server",
     "bench": "benchmarks",
 }
 

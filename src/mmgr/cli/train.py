@@ -50,13 +50,28 @@ def evaluate(
 
 def recommend(
     run: Path = typer.Argument(..., help="Run directory with a trained model."),
-    user: str = typer.Option(..., "--user", "-u", help="User id as in the data."),
+    user: str = typer.Option(None, "--user", "-u", help="User id as in the data."),
     k: int = typer.Option(10, "--k", help="How many items."),
+    input_file: Path = typer.Option(None, "--input", help="JSONL of requests ({\"user_id\": ...} or "
+                                                           "{\"history\": [item ids]}) for batch scoring."),
+    output: Path = typer.Option(None, "--output", help="JSONL written with each request's items (with --input)."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Top-K items for a user, with titles."""
+    """Top-K items for a user, with titles; or batch scoring of a JSONL file (--input ... --output ...)."""
+    from mmgr.errors import MmgrError
     from mmgr.training.stage import recommend as recommend_items
 
     run_dir = RunDir(run)
+    if (user is None) == (input_file is None) or (input_file is None) != (output is None):
+        raise MmgrError("give --user USER, or --input REQUESTS.jsonl --output RECS.jsonl")
+    if input_file is not None:
+        from mmgr.serving.batch import score_file
+        from mmgr.serving.service import Recommender
+        from mmgr.training.stage import load_ranker
+
+        recommender = Recommender(load_ranker(run_dir, run_dir.config()))
+        console.print(stats_table("recommend", score_file(recommender, input_file, output, k, progress=progress)))
+        return
     table = Table(title=f"top {k} for user {user}")
     for column in ("rank", "item_id", "title", "score"):
         table.add_column(column)

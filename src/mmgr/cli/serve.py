@@ -1,0 +1,35 @@
+"""`mmgr serve RUN`: the HTTP recommender of a trained run (see `mmgr.serving.app`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mmgr.cli.common import console
+from mmgr.rundir import RunDir
+
+
+def serve(
+    run: Path = typer.Argument(..., help="Run directory with a trained model."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1: this machine only)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    batching: bool = typer.Option(True, help="Decode concurrent requests together (dynamic micro-batching)."),
+    max_batch: int = typer.Option(32, min=1, help="Most requests decoded together."),
+    max_wait_ms: float = typer.Option(5.0, min=0.0, help="Longest a request waits for others to join its batch."),
+    max_k: int = typer.Option(100, min=1, help="Largest k a request may ask for."),
+    max_history: int = typer.Option(1000, min=1, help="Longest history a request may send."),
+) -> None:
+    """Serve recommendations over HTTP: POST /recommend, GET /items/{id}, /health, /metrics (MMGR_API_KEY: key)."""
+    import uvicorn
+
+    from mmgr.serving.app import create_app
+    from mmgr.serving.batcher import BatchSettings
+    from mmgr.serving.service import Limits, Recommender
+    from mmgr.training.stage import load_ranker
+
+    run_dir = RunDir(run)
+    recommender = Recommender(load_ranker(run_dir, run_dir.config()), Limits(max_k, max_history))
+    app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms))
+    console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,107 @@
+"""The recommender a server or a batch job calls: item ids in, ranked items with titles out, through the engine's
+ranker (the same decoding path as `mmgr evaluate`), with every request checked and bad input named.
+
+A request gives a `history` of item ids (oldest first) or the `user_id` of a known user (their full history), `k`
+and `exclude_seen`. Requests decoded together are ranked with the largest `k` any of them needs (its own `k` plus the
+items it excludes), so a request's result does not depend on its batch while that stays within the beam size.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mmgr.errors import MmgrError
+from mmgr.training.stage import Ranker
+
+
+class RequestError(MmgrError):
+    """A request the recommender refuses (the HTTP app answers 422 with its message)."""
+
+
+@dataclass
+class Request:
+    history: list[str] | None = None
+    user_id: str | None = None
+    k: int = 10
+    exclude_seen: bool = True
+    line: int = 0                      # where it came from (batch files), for messages
+
+
+@dataclass
+class Limits:
+    max_k: int = 100
+    max_history: int = 1000
+
+
+@dataclass
+class Recommender:
+    ranker: Ranker
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        items = self.ranker.data.dataset.items
+        self.item_ids: list[str] = items["item_id"].to_pylist()
+        self.titles: list[str] = items["title"].to_pylist()
+        self.index = {item: row for row, item in enumerate(self.item_ids)}
+        self.users = {user: row for row, user in enumerate(self.ranker.data.user_ids)}
+        self.sequences = self.ranker.data.dataset.item_sequences()
+        self._lock = threading.Lock()          # one decoding at a time (the model is not re-entrant)
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        row = self.index.get(item_id)
+        if row is None:
+            raise KeyError(item_id)
+        record = self.ranker.data.dataset.items.slice(row, 1).to_pylist()[0]
+        return {key: record[key] for key in ("item_id", "title", "description", "brand", "categories")
+                if key in record}
+
+    def history_of(self, request: Request) -> tuple[str, np.ndarray]:
+        """(user key, item indices) of a request, or a RequestError naming what is wrong."""
+        if (request.history is None) == (request.user_id is None):
+            raise RequestError("give exactly one of `history` (item ids) or `user_id` (a known user)")
+        if not 1 <= request.k <= self.limits.max_k:
+            raise RequestError(f"k must be between 1 and {self.limits.max_k}, got {request.k}")
+        if request.user_id is not None:
+            row = self.users.get(request.user_id)
+            if row is None:
+                raise RequestError(f"unknown user_id {request.user_id!r}; send their `history` instead")
+            return request.user_id, self.sequences[row]
+        history = request.history or []
+        if not history:
+            raise RequestError("history is empty: give at least one item id")
+        if len(history) > self.limits.max_history:
+            raise RequestError(f"history has {len(history)} items; at most {self.limits.max_history} are accepted")
+        unknown = [item for item in history if item not in self.index]
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5
+                                                                 else "")
+            raise RequestError(f"unknown item ids: {shown}")
+        return "", np.array([self.index[item] for item in history], dtype=np.int64)
+
+    def recommend(self, requests: list[Request]) -> list[list[dict[str, Any]] | RequestError]:
+        """Ranked items per request (a RequestError in place of a refused request); one ranking for the batch."""
+        resolved: list[tuple[str, np.ndarray] | RequestError] = []
+        for request in requests:
+            try:
+                resolved.append(self.history_of(request))
+            except RequestError as exc:
+                resolved.append(exc)
+        good = [i for i, r in enumerate(resolved) if not isinstance(r, RequestError)]
+        out: list[list[dict[str, Any]] | RequestError] = [r if isinstance(r, RequestError) else [] for r in resolved]
+        if not good:
+            return out
+        depth = min(len(self.item_ids), max(requests[i].k + (len(set(resolved[i][1].tolist()))
+                                                             if requests[i].exclude_seen else 0) for i in good))
+        with self._lock:
+            items, scores = self.ranker.rank([resolved[i][0] for i in good], [resolved[i][1] for i in good], depth)
+        for row, i in enumerate(good):
+            seen = set(resolved[i][1].tolist()) if requests[i].exclude_seen else set()
+            ranked = [(int(item), float(score)) for item, score in zip(items[row], scores[row], strict=True)
+                      if item >= 0 and int(item) not in seen][:requests[i].k]
+            out[i] = [{"rank": r + 1, "item_id": self.item_ids[item], "title": self.titles[item], "score": score}
+                      for r, (item, score) in enumerate(ranked)]
+        return out

@@ -1,0 +1,152 @@
+"""`mmgr serve` as a real HTTP server on 127.0.0.1, and batch scoring with `mmgr recommend --input`."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.test_cli_data import mmgr
+from tests.e2e.test_cli_run import run_args
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    run = folder / "run"
+    mmgr(*run_args("tiger", run, folder / "cache"), "model.user_buckets=20")
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(run, *options: str, env: dict | None = None):
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mmgr", "serve", str(run), "--port", str(port), *options],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read())
+    process.kill()
+    raise AssertionError("server did not start")
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    process, url = start(trained, "--max-wait-ms", "50")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_recommend_by_history_returns_distinct_unseen_items_with_titles(server):
+    history = ["i0001", "i0002", "i0003"]
+    reply = httpx.post(f"{server}/recommend", json={"history": history, "k": 5}).json()["items"]
+    assert len(reply) == 5 and len({r["item_id"] for r in reply}) == 5
+    assert not {r["item_id"] for r in reply} & set(history) and all(r["title"] for r in reply)
+    assert [r["rank"] for r in reply] == [1, 2, 3, 4, 5]
+    assert all(a["score"] >= b["score"] for a, b in zip(reply, reply[1:], strict=False))
+    seen = httpx.post(f"{server}/recommend", json={"history": history, "k": 20, "exclude_seen": False}).json()
+    assert len(seen["items"]) == 20
+
+
+def test_recommend_for_a_known_user_matches_the_cli(server, trained):
+    reply = httpx.post(f"{server}/recommend", json={"user_id": "u0003", "k": 5, "exclude_seen": False}).json()
+    shown = mmgr("recommend", str(trained), "--user", "u0003", "--k", "5").stdout
+    positions = [shown.index(r["item_id"]) for r in reply["items"]]
+    assert positions == sorted(positions)                                  # same items, same order
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"history": ["i0001", "nope", "zzz"], "k": 5}, "unknown item ids: 'nope', 'zzz'"),
+    ({"history": ["i0001"], "k": 0}, "k must be between 1 and 100"),
+    ({"history": ["i0001"], "k": 1000}, "k must be between 1 and 100"),
+    ({"history": []}, "history is empty"),
+    ({"k": 3}, "exactly one of"),
+    ({"history": ["i0001"], "user_id": "u0001"}, "exactly one of"),
+    ({"user_id": "stranger"}, "unknown user_id 'stranger'"),
+    ({"history": ["i0001"] * 1001}, "at most 1000"),
+    ({"history": "i0001"}, "invalid request: history"),
+    ({"history": ["i0001"], "colour": "red"}, "invalid request: colour"),
+])
+def test_bad_requests_get_a_422_with_a_message(server, body, message):
+    response = httpx.post(f"{server}/recommend", json=body)
+    assert response.status_code == 422 and message in response.json()["error"], response.text
+
+
+def test_malformed_json_and_oversized_bodies_are_4xx_never_500(server):
+    response = httpx.post(f"{server}/recommend", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "invalid request" in response.json()["error"]
+    response = httpx.post(f"{server}/recommend", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_items_health_and_metrics(server):
+    item = httpx.get(f"{server}/items/i0004").json()
+    assert item["item_id"] == "i0004" and item["title"]
+    missing = httpx.get(f"{server}/items/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["error"]
+    assert httpx.get(f"{server}/health").json() == {"status": "ok", "items": 40, "users": 30}
+    text = httpx.get(f"{server}/metrics").text
+    assert 'mmgr_requests_total{endpoint="/recommend",status="200"}' in text
+    assert "mmgr_request_seconds_bucket" in text and "mmgr_batch_size_count" in text
+
+
+def test_concurrent_requests_are_batched_and_answered_as_alone(server):
+    bodies = [{"history": [f"i{i:04d}", f"i{i + 1:04d}"], "k": 5} for i in range(12)]
+    alone = [httpx.post(f"{server}/recommend", json=b).json()["items"] for b in bodies]
+    before = batch_count(server)
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        together = list(pool.map(lambda b: httpx.post(f"{server}/recommend", json=b, timeout=30).json()["items"],
+                                 bodies))
+    assert [[r["item_id"] for r in a] for a in together] == [[r["item_id"] for r in a] for a in alone]
+    assert batch_count(server) - before < 12                               # some requests shared a beam search
+
+
+def batch_count(url: str) -> float:
+    line = next(x for x in httpx.get(f"{url}/metrics").text.splitlines() if x.startswith("mmgr_batch_size_count"))
+    return float(line.split()[-1])
+
+
+def test_api_key_guards_every_endpoint_but_health(trained):
+    process, url = start(trained, "--no-batching", env={"MMGR_API_KEY": "s3cret"})
+    try:
+        assert httpx.get(f"{url}/health").status_code == 200
+        assert httpx.post(f"{url}/recommend", json={"history": ["i0001"]}).status_code == 401
+        assert httpx.get(f"{url}/items/i0001").status_code == 401
+        ok = httpx.post(f"{url}/recommend", json={"history": ["i0001"]}, headers={"x-api-key": "s3cret"})
+        assert ok.status_code == 200 and len(ok.json()["items"]) == 10
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_batch_scoring_writes_every_request_and_names_bad_lines(trained, tmp_path):
+    source, target = tmp_path / "users.jsonl", tmp_path / "recs.jsonl"
+    source.write_text('{"user_id": "u0001"}\n{"history": ["i0001", "i0005"], "k": 3}\n{"history": ["nope"]}\n')
+    out = mmgr("recommend", str(trained), "--input", str(source), "--output", str(target), "--k", "4",
+               "--no-progress").stdout
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["line"] for r in rows] == [1, 2, 3] and "refused" in out
+    assert len(rows[0]["items"]) == 4 and len(rows[1]["items"]) == 3 and "nope" in rows[2]["error"]
+    source.write_text('{"user_id": "u0001"}\n{"history": ["i0001"], "k": "ten"}\n')
+    bad = mmgr("recommend", str(trained), "--input", str(source), "--output", str(target), check=False)
+    assert bad.returncode == 1 and f"{source}:2: field 'k'" in bad.stderr and "Traceback" not in bad.stderr
