@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import socket
@@ -150,3 +151,72 @@ def test_batch_scoring_writes_every_request_and_names_bad_lines(trained, tmp_pat
     source.write_text('{"user_id": "u0001"}\n{"history": ["i0001"], "k": "ten"}\n')
     bad = mmgr("recommend", str(trained), "--input", str(source), "--output", str(target), check=False)
     assert bad.returncode == 1 and f"{source}:2: field 'k'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def onboard(url: str, item_id: str, title: str, **extra):
+    files = {"image": ("x.png", extra.pop("image"), "image/png")} if "image" in extra else None
+    return httpx.post(f"{url}/items", data={"item_id": item_id, "title": title, **extra}, files=files, timeout=60)
+
+
+def test_onboarded_item_is_recommendable_at_once_and_survives_a_restart(trained):
+    process, url = start(trained)
+    try:
+        added = onboard(url, "new-mug", "Norvik ceramic mug", brand="Norvik", categories="kitchen, mugs")
+        assert added.status_code == 201, added.text
+        assert len(added.json()["codes"]["text"]) == 3 and added.json()["index"] == 40
+        assert httpx.get(f"{url}/items/new-mug").json()["categories"] == ["kitchen", "mugs"]
+        everything = httpx.post(f"{url}/recommend", json={"history": ["i0001"], "k": 41, "exclude_seen": False})
+        assert "new-mug" in {r["item_id"] for r in everything.json()["items"]}     # in the trie, decodable
+        assert httpx.post(f"{url}/recommend", json={"history": ["new-mug"], "k": 3}).status_code == 200
+        assert onboard(url, "new-mug", "again").status_code == 409
+        assert onboard(url, "i0002", "taken").status_code == 409
+        assert onboard(url, "", "no id").status_code == 422
+        bad = onboard(url, "new-pic", "A picture", image=b"not an image")
+        assert bad.status_code == 422 and "not a readable picture" in bad.json()["error"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    process, url = start(trained)
+    try:
+        assert httpx.get(f"{url}/items/new-mug").json()["title"] == "Norvik ceramic mug"
+        assert httpx.get(f"{url}/health").json()["items"] == 41
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, tmp_path):
+    import shutil
+    import signal
+    import threading
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("serving"))
+    outcomes = []
+    for attempt, delay in enumerate((0.0, 0.05, 0.2, 0.5)):
+        process, url = start(run)
+        before = httpx.get(f"{url}/health").json()["items"]
+        sender = threading.Thread(target=_try_onboard, args=(url, f"crash-{attempt}"), daemon=True)
+        sender.start()
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        process, url = start(run)
+        try:
+            item = httpx.get(f"{url}/items/crash-{attempt}")
+            assert item.status_code in (200, 404)
+            if item.status_code == 200:
+                assert item.json()["title"] == f"Crash test item {attempt}"
+            assert httpx.get(f"{url}/health").json()["items"] == before + (item.status_code == 200)
+            assert len(httpx.post(f"{url}/recommend", json={"history": ["i0001"], "k": 5}).json()["items"]) == 5
+            outcomes.append(item.status_code)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    kept = json.loads((run / "serving" / "onboarded.json").read_text())["items"] if 200 in outcomes else []
+    assert [entry["item"]["item_id"] for entry in kept] == [f"crash-{i}" for i, o in enumerate(outcomes) if o == 200]
+
+
+def _try_onboard(url: str, item_id: str) -> None:
+    with contextlib.suppress(httpx.TransportError):      # the server may die mid-request: that is the test
+        onboard(url, item_id, f"Crash test item {item_id.split('-')[1]}")

@@ -19,17 +19,22 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, min=0.0, help="Longest a request waits for others to join its batch."),
     max_k: int = typer.Option(100, min=1, help="Largest k a request may ask for."),
     max_history: int = typer.Option(1000, min=1, help="Longest history a request may send."),
+    onboarding: bool = typer.Option(True, help="Accept new items (POST /items), kept in RUN/serving/."),
 ) -> None:
-    """Serve recommendations over HTTP: POST /recommend, GET /items/{id}, /health, /metrics (MMGR_API_KEY: key)."""
+    """Serve recommendations over HTTP: POST /recommend, POST /items (onboard), GET /items/{id}, /health, /metrics
+    (set MMGR_API_KEY to require an x-api-key header)."""
     import uvicorn
 
     from mmgr.serving.app import create_app
     from mmgr.serving.batcher import BatchSettings
+    from mmgr.serving.onboarding import Onboarder
     from mmgr.serving.service import Limits, Recommender
     from mmgr.training.stage import load_ranker
 
     run_dir = RunDir(run)
-    recommender = Recommender(load_ranker(run_dir, run_dir.config()), Limits(max_k, max_history))
+    config = run_dir.config()
+    recommender = Recommender(load_ranker(run_dir, config), Limits(max_k, max_history),
+                              Onboarder(run_dir, config) if onboarding else None)
     app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms))
     console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -64,14 +64,15 @@ def _vectors(run: RunDir, modality: str, dataset: Dataset, config: Config, cache
                         config.encoders.fusion, seed=config.seed)
     else:
         items = items_with_generated_text(run, dataset.items) if modality == "text" else dataset.items
-        encoder = _encoder(modality, config, items)
+        encoder = item_encoder(modality, config, items)
         cache = VectorCache(cache_root / "vectors" / modality)
         features = encode_items(encoder, items, cache, progress=progress)
     path = save_features(run.path, features, fingerprint)
     return {**features.info, "file": str(path.relative_to(run.path))}
 
 
-def _encoder(modality: str, config: Config, items: pa.Table):
+def item_encoder(modality: str, config: Config, items: pa.Table):
+    """The text or image encoder the recipe names (what `mmgr encode` and item onboarding use)."""
     if modality == "text":
         from mmgr.encoders.clip import PREFIX, ClipTextEncoder
 

@@ -7,22 +7,26 @@ needs the header `x-api-key`. Concurrent `/recommend` calls are micro-batched in
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmgr.errors import MmgrError
 from mmgr.serving.batcher import BatchSettings, MicroBatcher
+from mmgr.serving.onboarding import MAX_IMAGE_BYTES, NewItem, OnboardError, store_image
 from mmgr.serving.service import Recommender, RequestError
 from mmgr.serving.service import Request as RecommendRequest
 
 API_KEY_ENV = "MMGR_API_KEY"
 MAX_BODY_BYTES = 1 << 20
+MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES + (64 << 10)       # POST /items: one image and the item's fields
 
 
 class RecommendBody(BaseModel):
@@ -57,8 +61,9 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
         started = time.perf_counter()
         if api_key and request.url.path != "/health" and request.headers.get("x-api-key") != api_key:
             response: Response = JSONResponse({"error": "missing or wrong x-api-key header"}, status_code=401)
-        elif int(request.headers.get("content-length") or 0) > max_body_bytes:
-            response = JSONResponse({"error": f"request body over {max_body_bytes} bytes"}, status_code=413)
+        elif int(request.headers.get("content-length") or 0) > (
+                MAX_UPLOAD_BYTES if request.url.path == "/items" else max_body_bytes):
+            response = JSONResponse({"error": "request body too large"}, status_code=413)
         else:
             response = await call_next(request)
         route = request.scope.get("route")
@@ -79,6 +84,25 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
         if isinstance(result, RequestError):
             return JSONResponse({"error": str(result)}, status_code=422)
         return JSONResponse({"items": result})
+
+    @app.post("/items")
+    async def onboard(item_id: str = Form(..., max_length=200), title: str = Form(..., max_length=2000),
+                      description: str = Form("", max_length=20000), brand: str = Form("", max_length=200),
+                      categories: str = Form("", max_length=2000, description="comma-separated"),
+                      image: UploadFile | None = File(None)) -> JSONResponse:
+        try:
+            stored = None
+            if image is not None:
+                data = await image.read(MAX_IMAGE_BYTES + 1)
+                stored = store_image(recommender.onboarder.run, data) if recommender.onboarder else None
+            item = NewItem(item_id, title, description, brand,
+                           [c.strip() for c in categories.split(",") if c.strip()], stored)
+            added = await asyncio.to_thread(recommender.onboard, item)
+        except OnboardError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=409)
+        except MmgrError as exc:                   # RequestError, or codes that do not fit the vocabulary
+            return JSONResponse({"error": str(exc)}, status_code=422)
+        return JSONResponse(added, status_code=201)
 
     @app.get("/items/{item_id}")
     async def item(item_id: str) -> JSONResponse:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from mmgr.errors import MmgrError
+from mmgr.serving.onboarding import NewItem, Onboarder, OnboardError, load_onboarded, record, replayed, save_onboarded
 from mmgr.training.stage import Ranker
 
 
@@ -41,15 +43,50 @@ class Limits:
 class Recommender:
     ranker: Ranker
     limits: Limits = field(default_factory=Limits)
+    onboarder: Onboarder | None = None         # with it, new items can be added (and earlier ones are replayed)
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()          # one decoding or onboarding at a time (the model is not re-entrant)
+        if self.onboarder is not None:
+            self._replay(load_onboarded(self.onboarder.run))
+        self._index_catalog()
+
+    def _index_catalog(self) -> None:
         items = self.ranker.data.dataset.items
         self.item_ids: list[str] = items["item_id"].to_pylist()
         self.titles: list[str] = items["title"].to_pylist()
         self.index = {item: row for row, item in enumerate(self.item_ids)}
         self.users = {user: row for row, user in enumerate(self.ranker.data.user_ids)}
         self.sequences = self.ranker.data.dataset.item_sequences()
-        self._lock = threading.Lock()          # one decoding at a time (the model is not re-entrant)
+
+    def _replay(self, entries: list[dict[str, Any]]) -> None:
+        """Apply the items onboarded before a restart (their recorded codes; nothing is re-encoded)."""
+        if not entries or self.onboarder is None:
+            return
+        codes = getattr(self.ranker.data, "codes", {})
+        rows = []
+        for entry in entries:
+            codes = replayed(codes, entry)
+            rows.append(NewItem(**entry["item"]).table(self.onboarder.run))
+        self.ranker = self.ranker.extended(self.onboarder.config, codes, pa.concat_tables(rows))
+
+    def onboard(self, item: NewItem) -> dict[str, Any]:
+        """Add a new item: codes from the run's encoders and tokenizers, recommendable at once, kept on disk."""
+        if self.onboarder is None:
+            raise OnboardError("this server was started without onboarding")
+        if not item.item_id.strip() or not item.title.strip():
+            raise RequestError("a new item needs a non-empty item_id and title")
+        with self._lock:
+            if item.item_id in self.index:
+                raise OnboardError(f"item id {item.item_id!r} is already in the catalog")
+            codes = self.onboarder.extend(getattr(self.ranker.data, "codes", {}), item)
+            ranker = self.ranker.extended(self.onboarder.config, codes, item.table(self.onboarder.run))
+            entry = record(item, codes)
+            save_onboarded(self.onboarder.run, [*load_onboarded(self.onboarder.run), entry])
+            self.ranker = ranker
+            self._index_catalog()
+        return {"item_id": item.item_id, "index": self.index[item.item_id], "codes": entry["codes"],
+                "missing": entry["missing"]}
 
     def item(self, item_id: str) -> dict[str, Any]:
         row = self.index.get(item_id)

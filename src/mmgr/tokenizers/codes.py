@@ -42,6 +42,11 @@ class ModalityCodes:
         return cls(meta["modality"], arrays["codes"], json.loads(meta["sizes"]), arrays["missing"].astype(bool),
                    json.loads(meta.get("info", "{}")))
 
+    def with_row(self, code: np.ndarray, missing: bool) -> ModalityCodes:
+        """These codes with one more item (an onboarded one) at the end."""
+        return ModalityCodes(self.modality, np.vstack([self.codes, np.asarray(code, dtype=np.int64)[None]]),
+                             list(self.sizes), np.append(self.missing, missing), self.info)
+
     def with_missing_reserved(self) -> ModalityCodes:
         """The missing-modality policy: an item without this modality gets a reserved "missing" code (one past the
         codebook) at every level but the last, and at the last level its rank among the missing items, so its

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from mmgr.config import Config, DecodingConfig
@@ -21,10 +22,11 @@ from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import DEFAULT_KS
 from mmgr.evaluation.protocol import evaluate_examples, protocol_description, rank_items, subset
 from mmgr.rundir import RunDir
+from mmgr.tokenizers.codes import ModalityCodes
 from mmgr.training.backbones import BACKBONES, Backbone
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, NEXT_ITEM, fit, seeded_sample
-from mmgr.training.method import Prepared, codes_info, prepare, stages
+from mmgr.training.method import Prepared, codes_info, prepare, stages, with_new_items
 from mmgr.training.objectives import OBJECTIVES
 from mmgr.training.rundata import evaluate_splits
 from mmgr.training.stage import ENGINES, Engine
@@ -117,6 +119,11 @@ class GenerativeRanker:
         decoding = self.decoding.model_copy(update={"top_k": k, "beam_size": max(k, self.decoding.beam_size)})
         return rank_items(self.model, self.data.layout, user_ids, histories, self.data.tries, decoding,
                           search=self.backbone.search, prompt=self.backbone.prompt)
+
+    def extended(self, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> GenerativeRanker:
+        """This ranker over the catalog plus `items` (their codes last in `codes`); same model and vocabulary."""
+        return GenerativeRanker(with_new_items(self.data, config, codes, items), self.model, self.backbone,
+                                self.decoding)
 
 
 def generative_ranker(run: RunDir, config: Config) -> GenerativeRanker:

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from mmgr.config import Config
+from mmgr.data.dataset import ITEM_SCHEMA, Dataset
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.errors import MmgrError
 from mmgr.layouts import LAYOUTS
@@ -85,10 +87,23 @@ def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared
             raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
                             f"{dict(vocab.levels)}; the codes and recipe now give {built.size}, "
                             f"{dict(built.levels)}); re-run `mmgr train`")
+    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config))
+
+
+def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, config: Config
+            ) -> tuple[Layout, dict[str, PrefixTrie]]:
+    """The recipe's layout over `codes` and one decoding trie per target."""
     layout = LAYOUTS.get(config.model.layout).build(codes, vocab, config.model, config.split.max_history)
-    tries = {name: PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
-             for name, tokens in layout.targets.items()}
-    return Prepared(data.dataset, data.user_ids, data.split, codes, layout, tries)
+    return layout, {name: PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
+                    for name, tokens in layout.targets.items()}
+
+
+def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> Prepared:
+    """`prep` with catalog rows `items` appended and `codes` (every item's, the new ones last) in place of its codes;
+    the vocabulary stays the run's (codes that do not fit it are refused)."""
+    dataset = Dataset(prep.dataset.name, pa.concat_tables([prep.dataset.items, items.cast(ITEM_SCHEMA)]),
+                      prep.dataset.sequences)
+    return Prepared(dataset, prep.user_ids, prep.split, codes, *compose(codes, prep.layout.vocab, config))
 
 
 def codes_info(prep: Prepared) -> dict[str, Any]:

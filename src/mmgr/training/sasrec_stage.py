@@ -114,6 +114,10 @@ class SASRecRanker:
     def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], k)
 
+    def extended(self, config: Config, codes: dict, items: object) -> SASRecRanker:
+        raise MmgrError("SASRec scores only the items it was trained on (one embedding per item id); onboarding "
+                        "new items needs a semantic-ID method (TIGER, MGR, SynGR)")
+
 
 def sasrec_ranker(run: RunDir, config: Config) -> SASRecRanker:
     data = load_run_data(run, config)
