@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+
+from mmgr.serving.launch import start_server, stop_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "runs" / "serve-synthetic"
@@ -47,40 +48,6 @@ def trained_run() -> Path:
     if not (RUN / "results.json").is_file():
         subprocess.run([sys.executable, "-m", "mmgr", "run", *TRAIN], cwd=ROOT, check=True)
     return RUN
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(run: Path, options: list[str]) -> tuple[subprocess.Popen, str]:
-    """`mmgr serve` on a free port of 127.0.0.1; returns once GET /health answers."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mmgr", "serve", str(run), "--host", "127.0.0.1",
-                                "--port", str(port), *options], cwd=ROOT, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {process.stderr.read() if process.stderr else ''}")
-    stop_server(process)
-    raise RuntimeError("server did not answer /health within a minute")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def batch_totals(url: str) -> tuple[float, float]:

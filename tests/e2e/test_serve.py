@@ -5,15 +5,12 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import httpx
 import pytest
 
+from mmgr.serving.launch import start_server
 from tests.e2e.test_cli_data import mmgr
 from tests.e2e.test_cli_run import run_args
 
@@ -26,28 +23,8 @@ def trained(tmp_path_factory):
     return run
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start(run, *options: str, env: dict | None = None):
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mmgr", "serve", str(run), "--port", str(port), *options],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read())
-    process.kill()
-    raise AssertionError("server did not start")
+    return start_server(run, options, env)
 
 
 @pytest.fixture(scope="module")
