@@ -29,6 +29,7 @@ app.command("quickstart")(quickstart.quickstart)
 app.command("run")(run.run)
 app.command("analyze")(analyze.analyze)
 app.command("serve")(serve.serve)
+app.command("export")(serve.export)
 
 # Stages that later issues build; each says so instead of pretending.
 PLANNED = {

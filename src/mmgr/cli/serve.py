@@ -1,4 +1,5 @@
-"""`mmgr serve RUN`: the HTTP recommender of a trained run (see `mmgr.serving.app`)."""
+"""`mmgr serve RUN|BUNDLE`: the HTTP recommender of a trained run or an exported bundle (see `mmgr.serving.app`);
+`mmgr export RUN --out BUNDLE`: a trained run's serving parts as a checked bundle (see `mmgr.serving.bundle`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from mmgr.rundir import RunDir
 
 
 def serve(
-    run: Path = typer.Argument(..., help="Run directory with a trained model."),
+    run: Path = typer.Argument(..., help="Run directory with a trained model, or a bundle from `mmgr export`."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1: this machine only)."),
     port: int = typer.Option(8000, help="TCP port."),
     batching: bool = typer.Option(True, help="Decode concurrent requests together (dynamic micro-batching)."),
@@ -27,14 +28,28 @@ def serve(
 
     from mmgr.serving.app import create_app
     from mmgr.serving.batcher import BatchSettings
+    from mmgr.serving.bundle import is_bundle, load_checked
     from mmgr.serving.onboarding import Onboarder
     from mmgr.serving.service import Limits, Recommender
     from mmgr.training.stage import load_ranker
 
     run_dir = RunDir(run)
     config = run_dir.config()
-    recommender = Recommender(load_ranker(run_dir, config), Limits(max_k, max_history),
-                              Onboarder(run_dir, config) if onboarding else None)
+    ranker = load_checked(run) if is_bundle(run) else load_ranker(run_dir, config)
+    recommender = Recommender(ranker, Limits(max_k, max_history), Onboarder(run_dir, config) if onboarding else None)
     app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms))
     console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def export(
+    run: Path = typer.Argument(..., help="Run directory with a trained model."),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for the bundle."),
+) -> None:
+    """Write a trained run's serving parts (catalog, histories, weights, vocabulary, codes, tokenizers, tries) as a
+    bundle that `mmgr serve` and `mmgr.serving.bundle.load_bundle` load after checking every part."""
+    from mmgr.serving.bundle import export_bundle
+
+    description = export_bundle(run, out)
+    console.print(f"[green]wrote[/green] bundle {out}: {len(description['parts'])} parts, {description['items']} "
+                  f"items, format version {description['format_version']}")

@@ -134,6 +134,10 @@ class Vocabulary:
         return {"levels": self.levels, "tasks": list(self.tasks), "user_buckets": self.user_buckets,
                 "size": self.size}
 
+    def digest(self) -> str:
+        """sha256 of the canonical JSON: what a trained model records of the vocabulary it was trained with."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
+
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_json())
 

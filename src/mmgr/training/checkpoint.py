@@ -75,6 +75,14 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         return {key: handle.get_tensor(key) for key in handle.keys()}, info  # noqa: SIM118
 
 
+def weights_info(path: Path) -> dict[str, Any]:
+    """The metadata `save_weights` recorded (without reading the tensors)."""
+    if not path.is_file():
+        raise MmgrError(f"{path}: no trained model; run `mmgr train` first")
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads((handle.metadata() or {}).get("mmgr", "{}"))
+
+
 def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The state dict without second names of tied tensors (T5 shares its embeddings), as safetensors needs."""
     seen: set[int] = set()

@@ -120,6 +120,9 @@ class GenerativeRanker:
         return rank_items(self.model, self.data.layout, user_ids, histories, self.data.tries, decoding,
                           search=self.backbone.search, prompt=self.backbone.prompt)
 
+    def decoding_tables(self) -> dict[str, np.ndarray]:
+        return dict(self.data.layout.targets)
+
     def extended(self, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> GenerativeRanker:
         """This ranker over the catalog plus `items` (their codes last in `codes`); same model and vocabulary."""
         return GenerativeRanker(with_new_items(self.data, config, codes, items), self.model, self.backbone,

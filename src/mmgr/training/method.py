@@ -11,7 +11,6 @@ recommendation read that file (and refuse codes that no longer match it).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +108,6 @@ def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCode
 def codes_info(prep: Prepared) -> dict[str, Any]:
     """Identity of the item codes and vocabulary a model is trained on: a model never decodes with others."""
     tokens = np.ascontiguousarray(prep.layout.item_tokens)
-    vocab = json.dumps(prep.layout.vocab.to_json(), sort_keys=True).encode()
     return {"vocab_size": prep.layout.vocab.size, "item_tokens_shape": list(tokens.shape),
             "item_tokens_sha256": hashlib.sha256(tokens.tobytes()).hexdigest(),
-            "vocabulary_sha256": hashlib.sha256(vocab).hexdigest()}
+            "vocabulary_sha256": prep.layout.vocab.digest()}

@@ -114,6 +114,9 @@ class SASRecRanker:
     def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], k)
 
+    def decoding_tables(self) -> dict[str, np.ndarray]:
+        return {}                                  # ranks every item exactly: no trie
+
     def extended(self, config: Config, codes: dict, items: object) -> SASRecRanker:
         raise MmgrError("SASRec scores only the items it was trained on (one embedding per item id); onboarding "
                         "new items needs a semantic-ID method (TIGER, MGR, SynGR)")

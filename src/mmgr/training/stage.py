@@ -32,6 +32,10 @@ class Ranker(Protocol):
         """(items int64[U, k], scores float32[U, k]) best first; -1 / -inf pad rows with fewer items."""
         ...
 
+    def decoding_tables(self) -> dict[str, np.ndarray]:
+        """Each decoding target's item token table (int64[N, L], what its trie holds); {} for item-id models."""
+        ...
+
     def extended(self, config: Config, codes: dict, items: Any) -> Ranker:
         """The ranker over the catalog plus new `items` (pyarrow rows) whose codes are the last rows of `codes`;
         engines that cannot recommend unseen items raise MmgrError."""
