@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from mmgr.config import Config, load_config, validate_config  # noqa: E402
+from mmgr.evaluation import published  # noqa: E402
 from mmgr.evaluation.modality import analyse_runs, plot_summary  # noqa: E402
 from mmgr.evaluation.significance import compare_runs  # noqa: E402
 from mmgr.pipeline import ensure_codes, fit_to_data, run_recipe  # noqa: E402
@@ -52,16 +53,7 @@ ABLATIONS = {  # the paper's codebook-size and SID-length ablations, on MGR-LF++
     f"mgr-lfpp-{name}": [*VARIANTS["mgr-lfpp"], setting] for name, setting in (
         ("codebook8", "tokenizer.codebook_size=8"), ("codebook32", "tokenizer.codebook_size=32"),
         ("levels2", "tokenizer.levels=2"), ("levels4", "tokenizer.levels=4"))}
-REFERENCES = {  # published rows on exactly the same data and codes
-    "amazon-arts-2018": {"source": "MACRec paper, Table 2 (leave-one-out full ranking, mean of 5 seeds; same "
-                                   "MQL4GRec text and image SIDs)",
-                         "metrics": {"tiger": {"hr@1": .0532, "hr@5": .0894, "hr@10": .1167, "ndcg@5": .0718,
-                                               "ndcg@10": .0806},
-                                     "mql4grec": {"hr@1": .0626, "hr@5": .0997, "hr@10": .1254, "ndcg@5": .0816,
-                                                  "ndcg@10": .0898},
-                                     "macrec": {"hr@1": .0685, "hr@5": .1046, "hr@10": .1329, "ndcg@5": .0868,
-                                                "ndcg@10": .0953}}},
-}
+REFERENCES = {"amazon-arts-2018": published.table("amazon-arts-2018").reference()}  # same data and codes
 # One CPU-sized generator for every row (TIGER's 4+4 layers at d_model 128 do not converge in this budget on 2 cores).
 SHARED = ["tokenizer.method=rq-kmeans", "tokenizer.levels=3", "tokenizer.collisions=append",
           "model.kind=t5", "model.d_model=64", "model.num_layers=2", "model.num_decoder_layers=2",

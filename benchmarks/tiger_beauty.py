@@ -22,17 +22,14 @@ from common import SHARED_DATA, write_result
 from mmgr.config import load_config
 from mmgr.data.importer import import_into_run
 from mmgr.encoders.stage import encode_run
+from mmgr.evaluation import published
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.stage import tokenize_run
 from mmgr.training.stage import evaluate_run, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = [f"{m}@{k}" for k in (1, 5, 10, 20) for m in ("recall", "hr", "ndcg", "mrr")]
-REFERENCE = {"source": "TIGER paper (Rajput et al. 2023), Beauty, same P5 split, full ranking; SASRec from TIGER's "
-                       "table", "metrics": {"tiger_paper": {"recall@5": .0454, "ndcg@5": .0321, "recall@10": .0648,
-                                                            "ndcg@10": .0384},
-                                            "sasrec_tiger_table": {"recall@5": .0387, "ndcg@5": .0249,
-                                                                   "recall@10": .0605, "ndcg@10": .0318}}}
+REFERENCE = published.table("amazon-beauty-2014").reference()
 
 
 def prepared() -> RunDir:

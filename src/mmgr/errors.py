@@ -22,10 +22,6 @@ class DataError(MmgrError):
         super().__init__(format_location(path, line, field) + message)
 
 
-class NotBuiltError(MmgrError):
-    """A pipeline stage that a later issue builds."""
-
-
 def format_location(path: Path | str | None, line: int | None, field: str | None) -> str:
     """`file:line: field 'x': ` prefix (each part only when known)."""
     where = ""

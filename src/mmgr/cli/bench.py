@@ -1,0 +1,50 @@
+"""`mmgr bench --recipes A.yaml B.yaml ... --dataset D --out DIR`: several methods, one protocol, one report."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+
+from mmgr.cli.common import console
+from mmgr.errors import MmgrError
+
+
+def bench(
+    recipes: list[Path] = typer.Option(..., "--recipes", "-r", help="Method recipes to compare: --recipes A.yaml "
+                                                                   "B.yaml C.yaml (or --recipes A.yaml -r B.yaml)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset recipe: a YAML file or a name in ./configs "
+                                                             "(synthetic, ml-100k, beauty, arts, scientific)."),
+    out: Path = typer.Option(Path("reports/bench"), "--out", "-o", help="Folder for the runs and the report."),
+    baseline: str = typer.Option(None, help="Recipe name every method is tested against (default: the first)."),
+    args: list[str] = typer.Argument(None, metavar="[RECIPE.yaml]... [KEY=VALUE]...",
+                                     help="More recipes after --recipes, then config overrides for every recipe, "
+                                          "e.g. training.max_steps=500."),
+    resamples: int = typer.Option(10_000, min=100, help="Bootstrap resamples of the paired tests."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Train (or reuse) and evaluate each recipe on one dataset with one seed, then write a report: Markdown and a
+    self-contained HTML page with the metric table (95% intervals, paired tests against the baseline), published
+    numbers where the data matches, training curves, tokenizer diagnostics and the runs' analyses."""
+    from mmgr.report.bench import bench as run_bench
+    from mmgr.report.bench import summary_lines
+
+    more, overrides = split_arguments(args or [])
+    paths = run_bench([*recipes, *more], dataset, out, baseline, overrides, resamples, progress,
+                      command="mmgr " + shlex.join(sys.argv[1:]),
+                      say=lambda text: console.print(text, highlight=False))
+    for line in summary_lines(paths["json"]):
+        console.print(line, highlight=False)
+    console.print(f"[green]wrote[/green] {paths['html']} and {paths['markdown']}")
+
+
+def split_arguments(args: list[str]) -> tuple[list[Path], tuple[str, ...]]:
+    """(recipes, overrides) of the positional arguments: YAML files first, then key=value settings."""
+    recipes = [Path(a) for a in args if a.endswith((".yaml", ".yml"))]
+    overrides = tuple(a for a in args if "=" in a and not a.endswith((".yaml", ".yml")))
+    stray = [a for a in args if Path(a) not in recipes and a not in overrides]
+    if stray:
+        raise MmgrError(f"{stray[0]!r} is neither a recipe (.yaml) nor a key=value override")
+    return recipes, overrides

@@ -1,0 +1,219 @@
+"""The comparison report: one JSON of every number, rendered as Markdown (figures beside it) and as one
+self-contained HTML page (figures inlined as PNG data), from the same content."""
+
+from __future__ import annotations
+
+import base64
+import html
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmgr import __version__
+from mmgr.errors import MmgrError
+from mmgr.evaluation import published
+from mmgr.evaluation.significance import compare_runs
+from mmgr.io import write_bytes_atomic, write_json_atomic
+from mmgr.report.figures import curves_figure, metrics_figure
+from mmgr.report.runs import METRICS, RunSummary
+from mmgr.rundir import git_commit, now_iso
+
+
+@dataclass
+class Figure:
+    key: str          # file stem under figures/
+    caption: str
+    path: Path
+
+
+def build(runs: list[RunSummary], baseline: str, out: Path, resamples: int = 10_000,
+          command: str = "") -> dict[str, Any]:
+    """Every number of the report (also written as report.json), with its figures written under out/figures."""
+    check_comparable(runs)
+    if baseline not in {r.name for r in runs}:
+        raise MmgrError(f"baseline {baseline!r} is not one of the compared runs ({', '.join(r.name for r in runs)})")
+    base = next(r for r in runs if r.name == baseline)
+    figures = collect_figures(runs, out / "figures")
+    match = published.matching(runs[0].dataset["stats"])
+    return {
+        "title": f"mmgr comparison on {runs[0].dataset['name']}", "created": now_iso(), "command": command,
+        "mmgr_version": __version__, "git_commit": git_commit(), "dataset": runs[0].dataset,
+        "protocol": runs[0].protocol, "baseline": baseline, "metrics": list(METRICS),
+        "rows": [row(r) for r in runs],
+        "significance": {r.name: compare_runs(base.path, r.path, "test", METRICS, resamples)["metrics"]
+                         for r in runs if r is not base},
+        "published": match.reference() if match else None,
+        "figures": [{"key": f.key, "caption": f.caption, "file": f"figures/{f.path.name}"} for f in figures],
+    }
+
+
+def check_comparable(runs: list[RunSummary]) -> None:
+    """One dataset and one evaluation protocol for every run (the paired tests also check that every user's held-out
+    item is the same; fingerprints differ where image files live in each run, as the synthetic world's do)."""
+    if not runs:
+        raise MmgrError("no runs to report")
+    first = runs[0]
+    for run in runs[1:]:
+        if run.dataset["name"] != first.dataset["name"] or run.dataset["stats"] != first.dataset["stats"]:
+            raise MmgrError(f"{run.name} ({run.path}) holds other data than {first.name}; a report compares runs of "
+                            "one dataset")
+        keys = {k for k in set(run.protocol) | set(first.protocol) if k not in ("ranking", "beam_size")}
+        if any(run.protocol.get(k) != first.protocol.get(k) for k in keys):
+            raise MmgrError(f"{run.name} was evaluated under another protocol than {first.name}")
+
+
+def row(run: RunSummary) -> dict[str, Any]:
+    return {"name": run.name, "run": run.path.name, "method": run.method, "users": run.users,
+            "test": run.test, "intervals": {m: list(v) for m, v in run.intervals.items()}, "train": run.train,
+            "tokenizers": run.tokenizers, "notes": run.notes}
+
+
+def collect_figures(runs: list[RunSummary], folder: Path) -> list[Figure]:
+    """The report's plots, then each run's own figures, copied under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = [Figure("metrics", "Test metrics with 95% bootstrap intervals (users resampled)",
+                      metrics_figure(runs, folder / "metrics.png")),
+               Figure("curves", "Training curves: validation NDCG@10 and training loss",
+                      curves_figure(runs, folder / "curves.png"))]
+    for run in runs:
+        for caption, source in run.figures.items():
+            key = f"{run.name}-{caption.replace(' ', '-')}"
+            target = folder / f"{key}.png"
+            shutil.copyfile(source, target)
+            figures.append(Figure(key, f"{run.name}: {caption}", target))
+    return figures
+
+
+def fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def metric_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the main table: mean [95% interval] per metric, and the paired test vs the baseline."""
+    header = ["method", "users", *report["metrics"], f"NDCG@10 vs {report['baseline']} (95% CI, p)"]
+    cells = []
+    for r in report["rows"]:
+        values = [f"{fmt(r['test'][m])} [{fmt(r['intervals'][m][0])}, {fmt(r['intervals'][m][1])}]"
+                  for m in report["metrics"]]
+        test = report["significance"].get(r["name"], {}).get("ndcg@10")
+        versus = "baseline" if test is None else (
+            f"{test['mean_difference']:+.4f} [{test['low']:+.4f}, {test['high']:+.4f}], p={test['p_value']:.3f}"
+            + (" *" if test["p_value"] < 0.05 else ""))
+        cells.append([r["name"], str(r["users"]), *values, versus])
+    return header, cells
+
+
+def published_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
+    if not report["published"]:
+        return None
+    metrics = report["metrics"]
+    header = ["published row", *metrics]
+    return header, [[name, *(fmt(values[m]) if m in values else "-" for m in metrics)]
+                    for name, values in report["published"]["metrics"].items()]
+
+
+def training_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "engine", "layout", "modalities", "objective", "tokenizer", "steps", "train s",
+              "samples/s", "parameters"]
+    cells = [[r["name"], r["method"]["engine"], r["method"]["layout"], "+".join(r["method"]["modalities"]),
+              objective_label(r["method"]), r["method"]["tokenizer"] if r["tokenizers"] else "- (item ids)",
+              str(r["train"].get("steps", "-")), f"{r['train'].get('train_seconds', 0):.0f}",
+              f"{r['train'].get('samples_per_second', 0):.0f}", str(r["train"].get("parameters", "-"))]
+             for r in report["rows"]]
+    return header, cells
+
+
+def objective_label(method: dict[str, Any]) -> str:
+    return method["objective"] + ("" if method["alignment"] == "none" else f" after {method['alignment']}")
+
+
+def tokenizer_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "modality", "tokenizer", "collisions before", "after", "utilisation", "reconstruction cos"]
+    cells = []
+    for r in report["rows"]:
+        for modality, t in r["tokenizers"].items():
+            cells.append([r["name"], modality, str(t.get("tokenizer", "imported")),
+                          _number(t.get("collision_rate_before")), _number(t.get("collision_rate_after")),
+                          " / ".join(f"{u:.2f}" for u in t.get("utilisation", [])),
+                          _number(t.get("reconstruction_cosine"))])
+    return header, cells
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+
+
+def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], list[list[str]]] | None]]:
+    """(id, heading, table) of every tabular section, in order."""
+    return [("metrics", "Test metrics (mean [95% bootstrap interval]); * = paired bootstrap p < 0.05",
+             metric_table(report)),
+            ("published", f"Published numbers on this data ({report['published']['source']})"
+             if report["published"] else "Published numbers", published_table(report)),
+            ("training", "Methods and training cost", training_table(report)),
+            ("tokenizers", "Tokenizer diagnostics", tokenizer_table(report))]
+
+
+def about(report: dict[str, Any]) -> list[str]:
+    stats = report["dataset"]["stats"]
+    return [f"Dataset {report['dataset']['name']}: {stats['users']} users, {stats['items']} items, "
+            f"{stats['interactions']} interactions (fingerprint {report['dataset']['fingerprint'][:12]}).",
+            f"Protocol: {report['protocol'].get('targets', '')}; {report['protocol'].get('metrics', '')}.",
+            f"Written {report['created']} by mmgr {report['mmgr_version']} (commit {report['git_commit'] or '-'})"
+            + (f": `{report['command']}`" if report["command"] else "") + "."]
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# {report['title']}", "", *about(report), ""]
+    for _, heading, table in sections(report):
+        lines += [f"## {heading}", ""]
+        if table is None:
+            lines += ["No published table matches this dataset's statistics.", ""]
+            continue
+        header, cells = table
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells] + [""]
+    lines += ["## Figures", ""] + [f"![{f['caption']}]({f['file']})\n\n*{f['caption']}*\n" for f in report["figures"]]
+    notes = [f"- {r['name']}: {n}" for r in report["rows"] for n in r["notes"]]
+    return "\n".join(lines + (["## Notes", "", *notes, ""] if notes else []))
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px}
+th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}figure{margin:1em 0}
+img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#555}"""
+
+
+def page(report: dict[str, Any], folder: Path) -> str:
+    """One HTML page with every table and every figure inlined (opens without the figures folder)."""
+    esc = html.escape
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{esc(report['title'])}</title>"
+             f"<style>{STYLE}</style></head><body><h1>{esc(report['title'])}</h1>"]
+    parts += [f"<p>{esc(line)}</p>" for line in about(report)]
+    for key, heading, table in sections(report):
+        parts.append(f"<h2>{esc(heading)}</h2>")
+        if table is None:
+            parts.append("<p>No published table matches this dataset's statistics.</p>")
+            continue
+        header, cells = table
+        parts.append(f"<table id='{key}'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
+                     + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row)
+                                                       + "</tr>" for row in cells) + "</tbody></table>")
+    parts.append("<h2>Figures</h2>")
+    for figure in report["figures"]:
+        data = base64.b64encode((folder / figure["file"]).read_bytes()).decode()
+        parts.append(f"<figure id='figure-{esc(figure['key'])}'><img alt='{esc(figure['caption'])}' "
+                     f"src='data:image/png;base64,{data}'><figcaption>{esc(figure['caption'])}</figcaption></figure>")
+    notes = [f"{r['name']}: {n}" for r in report["rows"] for n in r["notes"]]
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
+    return "".join(parts) + "</body></html>"
+
+
+def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    """report.json, report.md and report.html in `out` (figures already under out/figures)."""
+    paths = {"json": out / "report.json", "markdown": out / "report.md", "html": out / "report.html"}
+    write_json_atomic(paths["json"], report)
+    write_bytes_atomic(paths["markdown"], markdown(report).encode())
+    write_bytes_atomic(paths["html"], page(report, out).encode())
+    return paths

@@ -1,0 +1,65 @@
+"""The report's own plots (PNG): test metrics with their intervals, and training curves of every run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mmgr.report.runs import METRICS, RunSummary
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")                    # files only; set where plots are made, not at import
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def metrics_figure(runs: list[RunSummary], path: Path) -> Path:
+    """Grouped bars: each metric's test mean per run, with its 95% bootstrap interval."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(METRICS) * max(1, len(runs)) / 2), 3.8))
+    width = 0.8 / len(runs)
+    x = np.arange(len(METRICS))
+    for index, run in enumerate(runs):
+        means = np.array([run.test[m] for m in METRICS])
+        low = means - np.array([run.intervals[m][0] for m in METRICS])
+        high = np.array([run.intervals[m][1] for m in METRICS]) - means
+        ax.bar(x + (index - (len(runs) - 1) / 2) * width, means, width, yerr=[low, high], capsize=2,
+               label=run.name)
+    ax.set_xticks(x, METRICS)
+    ax.set_ylabel("test (mean over users)")
+    ax.set_title("Test metrics with 95% bootstrap intervals", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(runs: list[RunSummary], path: Path) -> Path:
+    """Two panels over training steps: validation NDCG@10 at each validation, and the training loss."""
+    plt = _pyplot()
+    fig, (valid, loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for run in runs:
+        if run.validation:
+            valid.plot([h["step"] for h in run.validation], [h["valid_ndcg@10"] for h in run.validation],
+                       marker="o", markersize=3, label=run.name)
+        if run.losses:
+            loss.plot([s for s, _ in run.losses], [v for _, v in run.losses], label=run.name)
+    valid.set(xlabel="step", ylabel="validation NDCG@10", title="Validation during training")
+    loss.set(xlabel="step", ylabel="training loss", title="Training loss (next-item stage)")
+    for ax in (valid, loss):
+        if ax.lines:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "nothing logged (the loss is logged every 20 steps)", ha="center", fontsize=9,
+                    transform=ax.transAxes)
+        ax.title.set_fontsize(10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,79 @@
+"""`mmgr bench`: three recipes on one dataset, one report (JSON, Markdown, self-contained HTML), reused runs; the
+HTML opened in a real headless Chromium shows the metric table and every plot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import browser
+from tests.e2e.test_cli_data import mmgr
+from tests.e2e.test_cli_run import TINY
+
+RECIPES = ("tiger", "sasrec", "mgr-lf")
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    out = folder / "report"
+    args = ["bench", "--recipes", *(f"configs/{r}.yaml" for r in RECIPES), "--dataset", "synthetic",
+            "--out", str(out), "--no-progress", "--resamples", "500", *TINY, f"encoders.cache_dir={folder / 'cache'}"]
+    first = mmgr(*args)
+    return out, args, first.stdout
+
+
+def test_report_compares_every_recipe_against_the_baseline(bench):
+    out, _, stdout = bench
+    report = json.loads((out / "report.json").read_text())
+    assert [row["name"] for row in report["rows"]] == list(RECIPES) and report["baseline"] == "tiger"
+    assert set(report["significance"]) == {"sasrec", "mgr-lf"}
+    for row in report["rows"]:
+        results = json.loads((out / "runs" / row["name"] / "results.json").read_text())["test"]
+        assert row["test"]["ndcg@10"] == pytest.approx(results["ndcg@10"])   # copied from the run, not recomputed
+        low, high = row["intervals"]["ndcg@10"]
+        assert low <= row["test"]["ndcg@10"] <= high
+    versus = report["significance"]["sasrec"]["ndcg@10"]
+    assert versus["low"] <= versus["mean_difference"] <= versus["high"] and 0 <= versus["p_value"] <= 1
+    assert report["published"] is None                                      # the synthetic world has no paper
+    assert {f["key"] for f in report["figures"]} >= {"metrics", "curves", "tiger-tokenizer-text"}
+    assert all((out / f["file"]).is_file() for f in report["figures"])
+    markdown = (out / "report.md").read_text()
+    assert "| mgr-lf |" in markdown and "![Test metrics" in markdown
+    assert "NDCG@10" in stdout and "report.html" in stdout
+
+
+def test_finished_runs_are_reused(bench):
+    _, args, _ = bench
+    again = mmgr(*args).stdout
+    assert all(f"{name}: reusing" in again for name in RECIPES) and "running" not in again
+
+
+def test_the_html_report_renders_its_table_and_every_plot_in_chromium(bench, tmp_path):
+    if not browser.available():
+        pytest.skip("headless Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    out, _, _ = bench
+    page = tmp_path / "moved.html"                       # self-contained: opens without the figures folder
+    page.write_bytes((out / "report.html").read_bytes())
+    report = json.loads((out / "report.json").read_text())
+    with browser.Browser() as chromium:
+        chromium.open(page.as_uri())
+        rows = chromium.evaluate("Array.from(document.querySelectorAll('#metrics tbody tr'))"
+                                 ".map(r => r.cells[0].innerText)")
+        images = chromium.evaluate("Array.from(document.images).map(i => ({alt: i.alt, width: i.naturalWidth, "
+                                   "shown: i.getBoundingClientRect().width}))")
+        headings = chromium.evaluate("Array.from(document.querySelectorAll('h2')).map(h => h.innerText)")
+    assert rows == list(RECIPES)
+    assert [i["alt"] for i in images] == [f["caption"] for f in report["figures"]]
+    assert all(i["width"] > 100 and i["shown"] > 100 for i in images)      # decoded and laid out, not broken
+    assert any(h.startswith("Test metrics") for h in headings) and "Tokenizer diagnostics" in headings
+
+
+def test_unknown_dataset_and_stray_arguments_are_named(tmp_path):
+    result = mmgr("bench", "--recipes", "configs/tiger.yaml", "--dataset", "nope", "--out", str(tmp_path),
+                  check=False)
+    assert result.returncode == 1 and "--dataset nope" in result.stderr and "ml-100k" in result.stderr
+    result = mmgr("bench", "--recipes", "configs/tiger.yaml", "extra", "--dataset", "synthetic", "--out",
+                  str(tmp_path), check=False)
+    assert result.returncode == 1 and "'extra' is neither a recipe" in result.stderr
