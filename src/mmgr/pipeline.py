@@ -81,9 +81,11 @@ def ensure_codes(run: RunDir, modality: str, config: Config, progress: bool, say
     present = (run.path / "codes" / f"{modality}.safetensors").is_file()
     table = config.tokenizer.tables.get(modality)
     if table is not None:
-        if not (present and done.get("source") == str(table)):
+        align = config.tokenizer.table_align
+        if not (present and done.get("source") == str(table) and done.get("align", align) == align):
+            # the recipe names another table (or alignment) than the run's codes came from: replace them
             say(f"codes {modality}: importing {table}")
-            import_codes(run, modality, Path(table), config.tokenizer.table_align)
+            import_codes(run, modality, Path(table), align, force=True)
         return
     if present and done.get("settings") == fit_settings(config.tokenizer):
         return

@@ -76,11 +76,6 @@ def test_config_errors_are_messages_not_tracebacks(tmp_path):
     assert result.returncode == 1 and "not a run directory" in result.stderr
 
 
-def test_unbuilt_stage_says_so(tmp_path):
-    result = mmgr("bench", str(tmp_path), check=False)
-    assert result.returncode == 2 and "not built yet" in result.stderr
-
-
 def test_existing_run_is_not_overwritten_without_force(tmp_path):
     run = tmp_path / "run"
     args = ("data", "import", "--format", "synthetic", "--out", str(run), "data.synthetic.n_users=40",
@@ -100,3 +95,56 @@ def test_tampered_tables_are_detected(tmp_path):
     (run / "manifest.json").write_text(json.dumps(manifest))
     result = mmgr("data", "stats", str(run), check=False)
     assert result.returncode == 1 and "fingerprint" in result.stderr
+
+
+def small_p5(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sequential.txt").write_text("1 1 2 3\n2 3 1 2\n")
+    (folder / "datamaps.json").write_text(json.dumps({"id2item": {"1": "B01", "2": "B02", "3": "B03"},
+                                                      "id2user": {"1": "AREV", "2": "BREV"}}))
+    return folder
+
+
+def test_format_is_detected_from_the_file_names_or_refused(tmp_path):
+    run = tmp_path / "run"
+    result = mmgr("data", "import", str(small_p5(tmp_path / "shop")), "--out", str(run))
+    assert "format: p5 (detected" in result.stdout
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["data"]["format"] == "p5" and manifest["dataset"]["name"] == "shop"
+    stats = json.loads(mmgr("data", "stats", str(run), "--json").stdout)
+    assert (stats["stats"]["users"], stats["stats"]["interactions"]) == (2, 6)
+    (tmp_path / "empty").mkdir()
+    for args, message in (((str(tmp_path / "empty"),), "cannot tell the data format"),
+                          ((), "no input: pass PATH"),
+                          (("--format", "synthetic", str(tmp_path / "shop")), "reads no PATH")):
+        result = mmgr("data", "import", *args, "--out", str(tmp_path / "refused"), check=False)
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "refused").exists()
+
+
+def test_invalid_bytes_and_unclosed_quotes_are_located_errors(tmp_path):
+    folder = small_p5(tmp_path / "p5")
+    (folder / "sequential.txt").write_bytes(b"1 1 2\n2 \xe9t\xe9 1\n")
+    result = mmgr("data", "import", "--format", "p5", str(folder), "--out", str(tmp_path / "r"), check=False)
+    assert result.returncode == 1 and "sequential.txt:2: not UTF-8 text" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+    (folder / "sequential.txt").write_text("1 1 2\n")
+    (folder / "items.csv").write_text('asin,title\nB01,"Lip gloss\nB02,Mascara\n')
+    result = mmgr("data", "import", str(folder), "--out", str(tmp_path / "r"), check=False)
+    assert result.returncode == 1 and "items.csv:2: malformed CSV" in result.stderr and "never closed" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_real_reviewer_ids_and_asins_come_from_the_published_maps(shared_data, tmp_path):
+    import pyarrow.parquet as pq
+
+    run = tmp_path / "beauty"
+    mmgr("data", "import", str(shared_data / "amazon-beauty-2014"), "--out", str(run))
+    sequences = pq.read_table(run / "sequences.parquet").slice(0, 1).to_pylist()[0]
+    assert (sequences["user_id"], sequences["source_index"]) == ("A1YJEY40YUW4SE", "1")
+    items = pq.read_table(run / "items.parquet").slice(0, 1).to_pylist()[0]
+    assert (items["item_id"], items["source_index"]) == ("B004756YJA", "1") and items["title"]
+    run = tmp_path / "arts"
+    mmgr("data", "import", str(shared_data / "amazon-arts-2018"), "--out", str(run))
+    items = pq.read_table(run / "items.parquet", columns=["item_id", "source_index"]).to_pylist()
+    assert items[0] == {"item_id": "B003D7B7C2", "source_index": "0"} and len(items) == 9416

@@ -54,3 +54,34 @@ def test_import_published_table(shared_data, tmp_path):
     codes = codes_of(run, "text")
     assert codes.shape == (4344, 5) and len({tuple(r) for r in codes.tolist()}) == 4344
     assert (codes[:, 4] > 0).any()   # colliding items were told apart by the extra code
+
+
+def test_import_checks_the_table_against_the_run_and_never_overwrites(tmp_path):
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    (folder / "Toy.inter.json").write_text(json.dumps({"0": [0, 1, 2], "1": [2, 1, 0]}))
+    run = tmp_path / "run"
+    mmgr("data", "import", str(folder), "--out", str(run))
+    table = tmp_path / "other.index.json"
+    table.write_text(json.dumps({str(i): [f"<a_{i}>", f"<b_{i}>"] for i in range(4)}))
+    result = mmgr("tokenize", str(run), "--modality", "text", "--import", str(table), check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "run has 3 items, the table 4" in result.stderr and "(first: '3')" in result.stderr
+    assert not (run / "codes").exists()
+    table.write_text(json.dumps({"0": ["<A_1>", "<B_1>"], "1": ["<a_2>", "<b_0>"], "2": [3, "0"]}))
+    mmgr("tokenize", str(run), "--modality", "text", "--import", str(table))
+    assert codes_of(run, "text")[:, :2].tolist() == [[1, 1], [2, 0], [3, 0]]
+    result = mmgr("tokenize", str(run), "--modality", "text", "--import", str(table), check=False)
+    assert result.returncode == 1 and "--force" in result.stderr
+    mmgr("tokenize", str(run), "--modality", "text", "--import", str(table), "--force")
+
+
+def test_arts_tables_align_with_real_asins(shared_data, tmp_path):
+    run = tmp_path / "arts"
+    mmgr("data", "import", "--format", "lcrec", str(shared_data / "amazon-arts-2018"), "--out", str(run))
+    for modality, name in (("text", "lemb"), ("image", "vitemb")):
+        mmgr("tokenize", str(run), "--modality", modality, "--import",
+             str(shared_data / f"amazon-arts-2018/Arts.index_{name}.json"))
+    text, image = codes_of(run, "text"), codes_of(run, "image")
+    assert text.shape[0] == image.shape[0] == 9416
+    assert text[0, :4].tolist() == [129, 86, 82, 78] and image[0, :4].tolist() == [156, 107, 35, 40]

@@ -55,7 +55,7 @@ def test_index_fixture_and_bad_tables(tmp_path):
     path = tmp_path / "x.index.json"
     path.write_text(json.dumps({"7": ["<a_1>", "<b_2>"], "3": ["<a_0>", "<b_5>"]}))
     assert read_index(path, ["3", "7"]).tolist() == [[0, 5], [1, 2]]
-    with pytest.raises(DataError, match="have no codes.*'9'"):
+    with pytest.raises(DataError, match="run has 2 items, the table 2.*1 of the run's items.*'9'.*1 of its keys.*'7'"):
         read_index(path, ["3", "9"])
     path.write_text(json.dumps({"0": ["<a_1>", "<c_2>"]}))
     with pytest.raises(DataError, match="field '0'.*level 1"):
@@ -89,7 +89,8 @@ def test_published_tables_match_their_documented_collisions(shared_data):
     assert distinct == {"rqvae_native": 3790, "letter_native": 4317, "mql4grec": 4344}
     arts = read_lcrec(shared_data / "amazon-arts-2018").build()
     ids = arts.items["item_id"].to_pylist()
-    text, image = (read_index(shared_data / f"amazon-arts-2018/Arts.index_{name}.json", ids)
-                   for name in ("lemb", "vitemb"))
+    assert ids[:2] == ["B003D7B7C2", "B007J5YBTK"]              # real ASINs from Arts.item2id
+    text, image = (read_index(shared_data / f"amazon-arts-2018/Arts.index_{name}.json", ids,
+                              source_ids=arts.source_indices()) for name in ("lemb", "vitemb"))
     assert text.shape == image.shape == (9416, 4)
     assert len({tuple(r) for r in text.tolist()}) == 9378 and len({tuple(r) for r in image.tolist()}) == 9408

@@ -8,10 +8,12 @@ from pathlib import Path
 import typer
 
 from mmgr.cli.common import build_config, console, problems_table, stats_table
+from mmgr.config import Config
 from mmgr.data.dataset import Dataset
 from mmgr.errors import MmgrError
 from mmgr.rundir import RunDir
 
+FORMATS = ("p5", "lcrec", "recbole", "amazon2014", "amazon2023", "generic", "synthetic")
 app = typer.Typer(help="Import, inspect and download datasets.", no_args_is_help=True)
 
 
@@ -21,7 +23,8 @@ def import_(
                                      help="Input file or folder (not needed for --format synthetic), then config "
                                           "overrides such as data.kcore=5."),
     format: str = typer.Option(None, "--format", "-f", help="p5, lcrec, recbole, amazon2014, amazon2023, generic, "
-                                                              "synthetic."),
+                                                              "synthetic (detected from PATH's file names when "
+                                                              "omitted)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
     items: Path = typer.Option(None, help="Extra item table (p5 items.csv, generic items file)."),
     images: Path = typer.Option(None, help="Image folder keyed by item id."),
@@ -44,6 +47,7 @@ def import_(
     config = build_config(recipe, overrides, **{"data.format": format, "data.path": path, "data.items": items,
                                                 "data.images": images, "data.kcore": kcore,
                                                 "data.dedup": dedup})
+    config = _with_format(config, path)
     with console.status(f"importing {config.data.format} data"):
         run, _, summary = import_into_run(config, out)
     _show({**summary, "split": run.manifest()["split"]})
@@ -86,6 +90,25 @@ def download(
         console.print(f"[bold]{name}[/bold]: {SOURCES[name].license}")
     for path in fetch_dataset(name, out, category=category, base_url=base_url):
         console.print(f"[green]ready[/green] {path}")
+
+
+def _with_format(config: Config, path: str | None) -> Config:
+    """The config with its data format settled: detected from PATH when neither `--format`, a recipe nor an
+    override names one (the built-in synthetic world is only made when asked for); refused when unclear."""
+    from mmgr.data.formats.detect import detect_format
+
+    data = config.data
+    if "format" in data.model_fields_set:
+        if data.format == "synthetic" and path is not None:
+            raise MmgrError(f"--format synthetic generates its own data and reads no PATH (got {path}); drop PATH, "
+                            "or pass the format of the files in it")
+        return config
+    if data.path is None:
+        raise MmgrError("no input: pass PATH (its format is detected from the file names) and optionally --format "
+                        f"({', '.join(FORMATS)}); `--format synthetic` generates the built-in synthetic world")
+    detected = detect_format(Path(data.path))
+    console.print(f"format: {detected} (detected from the file names; pass --format to choose another)")
+    return config.model_copy(update={"data": data.model_copy(update={"format": detected})})
 
 
 def _show(summary: dict) -> None:

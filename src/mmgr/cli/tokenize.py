@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mmgr.cli.common import console, err_console, stats_table
+from mmgr.errors import MmgrError
 from mmgr.rundir import RunDir
 
 
@@ -18,7 +19,9 @@ def tokenize(
     codebook: int = typer.Option(None, help="Codes per level."),
     collisions: str = typer.Option(None, help="append (TIGER) or reassign (MQL4GRec)."),
     import_table: Path = typer.Option(None, "--import", help="Use a published SID table (LC-Rec index.json) instead."),
-    align: str = typer.Option("item_id", help="--import: table keys are item ids (item_id) or 0-based rows (row)."),
+    align: str = typer.Option("item_id", help="--import: table keys are item ids (item_id; or the source's own "
+                                               "indices, for data imported with an id map) or 0-based rows (row)."),
+    force: bool = typer.Option(False, help="--import: replace this modality's existing codes."),
     overrides: list[str] = typer.Argument(None, help="Config overrides, e.g. tokenizer.rqvae.epochs=50."),
 ) -> None:
     """Learn semantic IDs for one modality and print their diagnostics."""
@@ -26,7 +29,9 @@ def tokenize(
 
     run_dir = RunDir(run)
     if import_table is not None:
-        report = import_codes(run_dir, modality, import_table, align)  # type: ignore[arg-type]
+        if align not in ("item_id", "row"):
+            raise MmgrError(f"--align must be item_id or row, got {align!r}")
+        report = import_codes(run_dir, modality, import_table, align, force=force)  # type: ignore[arg-type]
     else:
         explicit = {"tokenizer.method": method, "tokenizer.levels": levels, "tokenizer.codebook_size": codebook,
                     "tokenizer.collisions": collisions}

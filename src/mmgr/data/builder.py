@@ -22,6 +22,7 @@ class ItemRecord:
     brand: str = ""
     categories: list[str] = field(default_factory=list)
     image: str | None = None
+    source_index: str | None = None  # the source file's own index when `item_id` comes from a published id map
 
 
 UNUSED_ITEMS = "catalog items without interactions (dropped)"
@@ -35,10 +36,12 @@ class DatasetBuilder:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.source: Path | str | None = None  # the interactions file, named when nothing usable is left in it
         self.problems = Problems()
         self._items: dict[str, ItemRecord] = {}
         self._where: dict[str, tuple[Path | str, int | None]] = {}
         self._events: dict[str, list[tuple[int | None, int, str]]] = {}  # user -> [(timestamp, order, item)]
+        self._user_index: dict[str, str] = {}  # user -> the source's own index (when an id map named the user)
         self._order = 0
 
     def add_item(self, record: ItemRecord, path: Path | str, line: int | None = None,
@@ -53,11 +56,14 @@ class DatasetBuilder:
         self._items[record.item_id] = record
         self._where[record.item_id] = (path, line)
 
-    def add_user(self, user_id: str, path: Path | str, line: int | None = None) -> None:
+    def add_user(self, user_id: str, path: Path | str, line: int | None = None,
+                 source_index: str | None = None) -> None:
         """Declare a user (so an empty history is counted, not lost); duplicates are an error."""
         if user_id in self._events:
             raise DataError(f"duplicate user id {user_id!r}", path, line, "user_id")
         self._events[user_id] = []
+        if source_index is not None:
+            self._user_index[user_id] = source_index
 
     def add_interaction(self, user_id: str, item_id: str, timestamp: int | None = None) -> None:
         self._events.setdefault(user_id, []).append((timestamp, self._order, item_id))
@@ -76,10 +82,11 @@ class DatasetBuilder:
         if kcore:
             sequences = kcore_filter(sequences, kcore, self.problems)
         if not sequences:
-            raise DataError("no users left after filtering (check the input and data.kcore)", self.name)
+            raise DataError("no users left after reading and filtering (check the input and "
+                            "data.kcore)", self.source or self.name)
         items = self._catalog(sequences)
         check_images(items, self.problems)
-        return Dataset(self.name, _items_table(items), _sequences_table(sequences, items),
+        return Dataset(self.name, _items_table(items), _sequences_table(sequences, items, self._user_index),
                        self.problems.as_dict())
 
     def _chronological(self) -> dict[str, list[tuple[int | None, str]]]:
@@ -115,14 +122,17 @@ def _items_table(items: list[ItemRecord]) -> pa.Table:
         "image": [r.image for r in items],
         "has_text": has_text,
         "has_image": [r.image is not None for r in items],
+        "source_index": [r.source_index for r in items],
     })
 
 
-def _sequences_table(sequences: dict[str, list[tuple[int | None, str]]], items: list[ItemRecord]) -> pa.Table:
+def _sequences_table(sequences: dict[str, list[tuple[int | None, str]]], items: list[ItemRecord],
+                     user_index: dict[str, str]) -> pa.Table:
     index = {r.item_id: i for i, r in enumerate(items)}
     timed = all(ts is not None for seq in sequences.values() for ts, _ in seq)
     return pa.table({
         "user_id": list(sequences),
         "items": [[index[item] for _, item in seq] for seq in sequences.values()],
         "timestamps": [[ts for ts, _ in seq] if timed else None for seq in sequences.values()],
+        "source_index": pa.array([user_index.get(user) for user in sequences], pa.string()),
     })

@@ -56,17 +56,26 @@ def tokenize_run(run: RunDir, modality: str, config: Config) -> dict[str, Any]:
     return report
 
 
-def import_codes(run: RunDir, modality: str, table: Path, align: Literal["item_id", "row"]) -> dict[str, Any]:
-    """Bring a published SID table (LC-Rec index.json) as this run's codes for `modality`."""
+def import_codes(run: RunDir, modality: str, table: Path, align: Literal["item_id", "row"],
+                 force: bool = False) -> dict[str, Any]:
+    """Bring a published SID table (LC-Rec index.json) as this run's codes for `modality`.
+
+    The table must cover exactly the run's catalog (see `read_index`); existing codes of `modality` are replaced
+    only with `force`. Nothing is written when the table is refused."""
     from mmgr.data.dataset import Dataset
     from mmgr.tokenizers.external import read_index
 
     fingerprint = _fingerprint(run)
-    items = Dataset.load(run.path).items
-    raw = read_index(table, items["item_id"].to_pylist(), align)
+    existing = run.path / CODES_DIR / f"{modality}.safetensors"
+    if existing.exists() and not force:
+        source = run.manifest()["stages"].get(f"tokenize.{modality}", {}).get("source", "a fitted tokenizer")
+        raise MmgrError(f"{existing} already holds {modality} codes (from {source}); pass --force to replace them")
+    dataset = Dataset.load(run.path)
+    raw = read_index(table, dataset.items["item_id"].to_pylist(), align, dataset.source_indices())
     sizes = [int(raw[:, level].max()) + 1 for level in range(raw.shape[1])]
     resolved, extra = append_level(raw, capacity=1)
-    report = {"source": str(table), "items": int(len(raw)), "levels": raw.shape[1], "codebook_sizes": sizes,
+    report = {"source": str(table), "align": align, "items": int(len(raw)), "levels": raw.shape[1],
+              "codebook_sizes": sizes,
               "collision_rate_before": collision_rate(raw), "collision_rate_after": collision_rate(resolved),
               "distinct_tuples_before": int(len({tuple(r) for r in raw.tolist()})),
               "utilisation": [float(len(np.unique(raw[:, lv])) / sizes[lv]) for lv in range(raw.shape[1])]}
@@ -103,5 +112,6 @@ def _fingerprint(run: RunDir) -> str:
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     keys = ("tokenizer", "collisions", "items", "levels", "codebook_sizes", "collision_rate_before",
-            "collision_rate_after", "utilisation", "reconstruction_cosine", "fit_seconds", "warnings", "source")
+            "collision_rate_after", "utilisation", "reconstruction_cosine", "fit_seconds", "warnings", "source",
+            "align")
     return {k: report[k] for k in keys if k in report}

@@ -27,6 +27,7 @@ from typing import IO, Any
 
 from mmgr.data.builder import UNUSED_ITEMS, DatasetBuilder, ItemRecord
 from mmgr.data.formats import READERS
+from mmgr.data.formats.textio import check_int64, check_no_nul, parse_json_line
 from mmgr.data.images import images_by_stem, is_url
 from mmgr.data.problems import Problems
 from mmgr.errors import DataError
@@ -100,6 +101,7 @@ def _read(layout: Layout, path: Path, items: Path | None, images: Path | None,
           parse_meta: Callable[[str, Path, int], dict[str, Any]], make_record: RecordMaker) -> DatasetBuilder:
     reviews_file, meta_file, name = locate(layout, path, Path(items) if items else None)
     builder = DatasetBuilder(name)
+    builder.source = reviews_file
     reviewed = _read_reviews(layout, reviews_file, builder)
     local = images_by_stem(Path(images)) if images else None
     _read_meta(layout, meta_file, builder, reviewed, parse_meta, make_record, local)
@@ -163,8 +165,9 @@ def iter_lines(path: Path, problems: Problems) -> Iterator[tuple[int, str]]:
     try:
         with _open_text(path) as fh:
             for line_no, text in enumerate(fh, start=1):
-                text = text.strip()
+                text = (text.removeprefix("\ufeff") if line_no == 1 else text).strip()
                 if text:
+                    check_no_nul(text, path, line_no)
                     yield line_no, text
                 else:
                     problems.add(BLANK, "blank line", path, line_no)
@@ -188,24 +191,33 @@ def _read_reviews(layout: Layout, path: Path, builder: DatasetBuilder) -> set[st
 
 
 def _parse_json(text: str, path: Path, line: int) -> dict[str, Any]:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"not valid JSON ({exc.msg} at column {exc.colno})", path, line) from None
-    return _expect_dict(record, path, line)
+    return _expect_dict(parse_json_line(text, path, line), path, line)
 
 
 def _parse_literal(text: str, path: Path, line: int) -> dict[str, Any]:
     """A Python dict literal (the 2014 meta format), parsed safely; strict JSON is accepted as well."""
     try:
-        record = ast.literal_eval(text)
+        tree = ast.parse(text, mode="eval")
+        _no_duplicate_keys(tree.body, path, line)
+        record = ast.literal_eval(tree)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
         try:
             record = json.loads(text)
         except json.JSONDecodeError:
             raise DataError(f"not a Python dict literal ({exc.__class__.__name__}: {exc})", path,
                             line) from None
+        record = parse_json_line(text, path, line)  # valid JSON: the strict reading (duplicate keys, NaN)
     return _expect_dict(record, path, line)
+
+
+def _no_duplicate_keys(node: ast.AST, path: Path, line: int) -> None:
+    """A literal's dicts name each (constant) key once: a repeated key would silently drop a value."""
+    for child in ast.walk(node):
+        if isinstance(child, ast.Dict):
+            keys = [k.value for k in child.keys if isinstance(k, ast.Constant)]
+            repeated = next((k for k in keys if keys.count(k) > 1), None)
+            if repeated is not None:
+                raise DataError(f"duplicate key {repeated!r} in a dict literal", path, line, str(repeated))
 
 
 def _expect_dict(record: Any, path: Path, line: int) -> dict[str, Any]:
@@ -229,7 +241,7 @@ def _required_int(record: dict[str, Any], key: str, path: Path, line: int) -> in
         raise DataError("missing", path, line, key)
     if isinstance(value, bool) or not isinstance(value, int):
         raise DataError(f"expected an integer timestamp, got {_short(value)}", path, line, key)
-    return value
+    return check_int64(value, path, line, key)
 
 
 # --- meta -----------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ Locations in errors: CSV line numbers count the header as line 1; Parquet errors
 from __future__ import annotations
 
 import contextlib
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from mmgr.data.builder import DatasetBuilder, ItemRecord
 from mmgr.data.formats import READERS
+from mmgr.data.formats.textio import check_int64, csv_records
 from mmgr.data.images import images_by_stem, is_url
 from mmgr.errors import DataError
 
@@ -41,6 +41,7 @@ def read_generic(path: Path, items: Path | None = None, images: Path | None = No
     """Catalog from the items table (in its row order), then every interaction."""
     interactions_file, items_file = locate(Path(path), Path(items) if items else None)
     builder = DatasetBuilder(interactions_file.parent.name)
+    builder.source = interactions_file
     _read_items(items_file, Path(images) if images else None, builder)
     _read_interactions(interactions_file, builder)
     return builder
@@ -100,30 +101,27 @@ def open_table(path: Path, required: tuple[str, ...], optional: tuple[str, ...]
 
 
 def _csv_header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), None)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read the header ({exc.__class__.__name__}: {exc})", path, 1) from None
-    if not header:
+    first = next(csv_records(path), None)
+    if first is None:
         raise DataError("empty file (expected a header row)", path, 1)
-    return [name.strip() for name in header]
+    header = [name.strip() for name in first[1]]
+    repeated = [name for name in header if header.count(name) > 1]
+    if repeated:
+        raise DataError(f"column {repeated[0]!r} appears twice in the header", path, 1, repeated[0])
+    return header
 
 
 def _csv_rows(path: Path, columns: list[str]) -> Iterator[tuple[int, Row]]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = [name.strip() for name in next(reader)]
-        index = {c: header.index(c) for c in columns}
-        try:
-            for fields in reader:
-                if not fields:
-                    continue
-                yield reader.line_num, {c: fields[i] if i < len(fields) else None for c, i in index.items()}
-        except csv.Error as exc:
-            raise DataError(f"malformed CSV ({exc})", path, reader.line_num) from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 ({exc})", path, reader.line_num + 1) from None
+    records = csv_records(path)
+    _, first = next(records)
+    header = [name.strip() for name in first]
+    index = {c: header.index(c) for c in columns}
+    for line, fields in records:
+        if len(fields) != len(header):
+            missing = header[len(fields)] if len(fields) < len(header) else None
+            raise DataError(f"expected {len(header)} comma-separated fields (the header's), found {len(fields)}",
+                            path, line, missing)
+        yield line, {c: fields[i] for c, i in index.items()}
 
 
 def _parquet_header(path: Path) -> list[str]:
@@ -165,16 +163,16 @@ def _id(value: Any, path: Path, line: int, field: str) -> str:
 
 def _timestamp(value: Any, path: Path, line: int) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return check_int64(value, path, line, "timestamp")
     if isinstance(value, str):
         text = value.strip()
         try:
-            return int(text)
+            return check_int64(int(text), path, line, "timestamp")
         except ValueError:
             with contextlib.suppress(ValueError):
                 value = float(text)
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        return check_int64(int(value), path, line, "timestamp")
     raise _error(f"bad timestamp {value!r} (expected an integer)", path, line, "timestamp")
 
 
