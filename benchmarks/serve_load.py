@@ -1,14 +1,17 @@
-"""Load test of the HTTP server `mmgr serve RUN`: throughput and latency of `POST /recommend` with dynamic
+"""Load test of the HTTP server `mmgr serve BUNDLE`: throughput and latency of `POST /recommend` with dynamic
 micro-batching on (`--max-wait-ms 5 --max-batch 32`) and off (`--no-batching`), for 1, 8 and 32 concurrent clients.
 
-    python benchmarks/serve_load.py [--requests 200] [--seconds 60] [--seed 0]
+    python benchmarks/serve_load.py [--dataset synthetic|beauty] [--requests 200] [--seconds 60] [--seed 0]
 
-The run is a small TIGER on the synthetic world (400 items, 600 users; RQ-k-means 3 x 16 SIDs, T5 d_model 64, 2 + 2
-layers, 200 steps), trained once into runs/serve-synthetic and reused when finished. The real server runs as a
-subprocess on a free port of 127.0.0.1; each client is a thread with its own `httpx.Client`, sending bodies
-{"history": 1-20 random real item ids, "k": 10} (seeded) back to back until `--requests` are answered or `--seconds`
-have passed. Latency is measured by the client; the mean batch size comes from the server's /metrics
-(`mmgr_batch_size_sum` / `_count` deltas over the setting). Writes benchmarks/results/serve-synthetic-load.json.
+The model: `synthetic`, a small TIGER on the synthetic world (400 items, 600 users; RQ-k-means 3 x 16 SIDs, T5
+d_model 64, 2 + 2 layers, 200 steps); `beauty`, TIGER as configs/tiger.yaml gives it (RQ-VAE 3 x 256 + collision
+code, T5 4 + 4 layers, d_model 128, beam 20) on Amazon Beauty (12,101 items), trained 300 steps (serving cost does
+not depend on how long it trained). Each is trained once into runs/serve-<dataset>, exported with `mmgr export` to
+runs/serve-<dataset>.bundle, and reused when finished. The real server runs the bundle as a subprocess on a free
+port of 127.0.0.1; each client is a thread with its own `httpx.Client`, sending bodies {"history": 1-20 random real
+item ids, "k": 10} (seeded) back to back until `--requests` are answered or `--seconds` have passed. Latency is
+measured by the client; the mean batch size comes from the server's /metrics (`mmgr_batch_size_sum` / `_count`
+deltas over the setting). Writes benchmarks/results/serve-<dataset>-load.json.
 """
 
 from __future__ import annotations
@@ -33,21 +36,32 @@ import common  # noqa: E402
 from mmgr.serving.launch import start_server, stop_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "runs" / "serve-synthetic"
-TRAIN = ["--recipe", "configs/synthetic.yaml", "--recipe", "configs/tiger.yaml", "--out", str(RUN), "--no-progress",
-         "tokenizer.method=rq-kmeans", "tokenizer.levels=3", "tokenizer.codebook_size=16", "model.d_model=64",
-         "model.num_layers=2", "model.num_decoder_layers=2", "model.num_heads=4", "model.d_kv=16", "model.d_ff=256",
-         "model.user_buckets=0", "training.max_steps=200", "training.batch_size=128"]
+TRAIN = {
+    "synthetic": ["--recipe", "configs/synthetic.yaml", "--recipe", "configs/tiger.yaml", "--no-progress",
+                  "tokenizer.method=rq-kmeans", "tokenizer.levels=3", "tokenizer.codebook_size=16",
+                  "model.d_model=64", "model.num_layers=2", "model.num_decoder_layers=2", "model.num_heads=4",
+                  "model.d_kv=16", "model.d_ff=256", "model.user_buckets=0", "training.max_steps=200",
+                  "training.batch_size=128"],
+    "beauty": ["--recipe", "configs/beauty.yaml", "--recipe", "configs/tiger.yaml", "--no-progress",
+               "training.max_steps=300"],
+}
 MODES = {"on": ["--max-wait-ms", "5", "--max-batch", "32"], "off": ["--no-batching"]}
 CONCURRENCY = (1, 8, 32)
+TARGET = {"source": "issue #12", "p99_ms_at_8_clients_batching_on": 50, "requests_per_second_at_32_clients": 100}
 WARMUP = 5
 
 
-def trained_run() -> Path:
-    """runs/serve-synthetic, trained by one `mmgr run` unless it already holds results."""
-    if not (RUN / "results.json").is_file():
-        subprocess.run([sys.executable, "-m", "mmgr", "run", *TRAIN], cwd=ROOT, check=True)
-    return RUN
+def trained_bundle(dataset: str) -> Path:
+    """runs/serve-<dataset>.bundle, from the run that one `mmgr run` trains (each reused once finished)."""
+    run = ROOT / "runs" / f"serve-{dataset}"
+    bundle = run.with_suffix(".bundle")
+    if not (run / "results.json").is_file():
+        subprocess.run([sys.executable, "-m", "mmgr", "run", *TRAIN[dataset], "--out", str(run)], cwd=ROOT,
+                       check=True)
+    if not (bundle / "bundle.json").is_file():
+        subprocess.run([sys.executable, "-m", "mmgr", "export", str(run), "--out", str(bundle)], cwd=ROOT,
+                       check=True)
+    return bundle
 
 
 def batch_totals(url: str) -> tuple[float, float]:
@@ -126,17 +140,18 @@ def print_row(row: dict[str, Any] | None = None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=sorted(TRAIN), default="synthetic")
     parser.add_argument("--requests", type=int, default=200, help="requests per setting (at most)")
     parser.add_argument("--seconds", type=float, default=60.0, help="time bound per setting")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     wall = time.perf_counter()
-    run = trained_run()
-    item_ids = pq.read_table(run / "items.parquet", columns=["item_id"]).column("item_id").to_pylist()
+    bundle = trained_bundle(args.dataset)
+    item_ids = pq.read_table(bundle / "items.parquet", columns=["item_id"]).column("item_id").to_pylist()
     rows = []
     print_row()
     for batching, options in MODES.items():
-        process, url = start_server(run, options)
+        process, url = start_server(bundle, [*options, "--no-onboarding"])
         try:
             rng = np.random.default_rng(args.seed)          # the same bodies for both modes
             load(url, bodies(item_ids, WARMUP, rng), 1, args.seconds)
@@ -145,11 +160,12 @@ def main() -> None:
                 print_row(rows[-1])
         finally:
             stop_server(process)
-    config = {"run": str(RUN), "train": ["mmgr", "run", *TRAIN], "server": dict(MODES),
+    config = {"bundle": str(bundle), "train": ["mmgr", "run", *TRAIN[args.dataset]], "server": dict(MODES),
               "host": "127.0.0.1", "concurrency": list(CONCURRENCY), "requests_per_setting": args.requests,
               "seconds_per_setting": args.seconds, "warmup_requests": WARMUP, "history_length": [1, 20], "k": 10,
               "seed": args.seed, "items": len(item_ids)}
-    common.write_result("serve", "synthetic", "load", rows, wall_seconds=time.perf_counter() - wall, config=config)
+    common.write_result("serve", args.dataset, "load", rows, wall_seconds=time.perf_counter() - wall, config=config,
+                        reference=TARGET)
 
 
 if __name__ == "__main__":

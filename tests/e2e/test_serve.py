@@ -77,6 +77,25 @@ def test_malformed_json_and_oversized_bodies_are_4xx_never_500(server):
     assert response.status_code == 413
 
 
+def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit(server):
+    def chunks(head: bytes, total: int, tail: bytes):
+        yield head
+        for _ in range(total // 65536):
+            yield b"x" * 65536
+        yield tail
+
+    response = httpx.post(f"{server}/recommend", content=chunks(b'{"history": ["i0001"], "pad": "', 2 << 20, b'"}'),
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "too large" in response.json()["error"]
+    part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\nContent-Type: image/png\r\n\r\n'
+    upload = httpx.post(f"{server}/items", content=chunks(part, 8 << 20, b"\r\n--b--\r\n"),
+                        headers={"content-type": "multipart/form-data; boundary=b"})
+    assert upload.status_code == 413, upload.text
+    small = httpx.post(f"{server}/recommend", content=iter([b'{"history": ["i0001"], ', b'"k": 5}']),
+                       headers={"content-type": "application/json"})
+    assert small.status_code == 200 and len(small.json()["items"]) == 5
+
+
 def test_items_health_and_metrics(server):
     item = httpx.get(f"{server}/items/i0004").json()
     assert item["item_id"] == "i0004" and item["title"]

@@ -17,6 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mmgr.errors import MmgrError
 from mmgr.serving.batcher import BatchSettings, MicroBatcher
@@ -48,9 +50,39 @@ class Metrics:
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 
 
+class BodyLimit:
+    """ASGI middleware: refuse (413) a request body once more than the path's limit has arrived, whatever its
+    headers say (a chunked upload has no content-length; a false one is not believed)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = body_limit(scope["path"], self.max_body_bytes)
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:                   # FastAPI re-raises HTTPException from body parsing
+                raise HTTPException(413, "request body too large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def body_limit(path: str, max_body_bytes: int) -> int:
+    return MAX_UPLOAD_BYTES if path == "/items" else max_body_bytes
+
+
 def create_app(recommender: Recommender, batching: BatchSettings | None = None,
                max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     app = FastAPI(title="mmgr", version="1")
+    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     metrics = Metrics()
     batcher: MicroBatcher[RecommendRequest, Any] = MicroBatcher(recommender.recommend, batching or BatchSettings(),
                                                                 metrics.batch.observe)
@@ -61,8 +93,7 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
         started = time.perf_counter()
         if api_key and request.url.path != "/health" and request.headers.get("x-api-key") != api_key:
             response: Response = JSONResponse({"error": "missing or wrong x-api-key header"}, status_code=401)
-        elif int(request.headers.get("content-length") or 0) > (
-                MAX_UPLOAD_BYTES if request.url.path == "/items" else max_body_bytes):
+        elif int(request.headers.get("content-length") or 0) > body_limit(request.url.path, max_body_bytes):
             response = JSONResponse({"error": "request body too large"}, status_code=413)
         else:
             response = await call_next(request)
@@ -71,6 +102,10 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
