@@ -1,36 +1,40 @@
 """Typed, validated configuration: one declaration per setting, YAML recipes, `key=value` overrides.
 
 A recipe is a YAML file whose keys mirror `Config`; overrides use dotted keys (`data.kcore=5`). An unknown key is
-an error that lists the valid keys of its section; a wrong type names the key and the expected type.
+an error that lists the valid keys of its section; a wrong type names the key and the expected type; a value out of
+its bounds (every numeric setting has them) names the key and the valid range; settings that must agree with each
+other (beam size and top-k, ...) are checked by their section.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+import annotated_types
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mmgr.errors import ConfigError
 
+SidModality = Literal["text", "image", "fused"]   # modalities with feature vectors, hence codes
 DataFormat = Literal["p5", "lcrec", "recbole", "amazon2014", "amazon2023", "generic", "synthetic"]
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SyntheticConfig(Section):
     """The built-in synthetic multimodal world (see `mmgr.data.synthetic`)."""
 
-    n_items: int = Field(400, ge=40, description="catalog size")
-    n_users: int = Field(600, ge=10, description="number of users")
-    min_length: int = Field(6, ge=3, description="shortest user sequence")
-    max_length: int = Field(16, ge=3, description="longest user sequence")
+    n_items: int = Field(400, ge=40, le=1_000_000, description="catalog size")
+    n_users: int = Field(600, ge=10, le=10_000_000, description="number of users")
+    min_length: int = Field(6, ge=3, le=10_000, description="shortest user sequence")
+    max_length: int = Field(16, ge=3, le=10_000, description="longest user sequence")
     image_size: int = Field(64, ge=16, le=512, description="rendered image side in pixels")
     signal_strength: float = Field(0.85, ge=0.0, le=1.0, description="chance a step follows the planted taste")
     seed: int = Field(0, description="generator seed (independent of the run seed)")
@@ -52,7 +56,7 @@ class SplitConfig(Section):
     """Evaluation protocol."""
 
     protocol: Literal["leave-one-out"] = Field("leave-one-out", description="last item test, second-to-last valid")
-    max_history: int = Field(50, ge=1, description="keep the N most recent history items per example")
+    max_history: int = Field(50, ge=1, le=100_000, description="keep the N most recent history items per example")
 
 
 TextField = Literal["title", "description", "brand", "categories", "caption", "interests"]
@@ -69,7 +73,7 @@ class TextEncoderConfig(Section):
                                     description="item fields joined into the encoded text, in this order")
     template: str | None = Field(None, description="format string over the fields, e.g. '{title}. Brand: {brand}'"
                                                    "; overrides `fields`")
-    batch_size: int = Field(64, ge=1, description="texts per forward pass")
+    batch_size: int = Field(64, ge=1, le=65_536, description="texts per forward pass")
 
 
 class ImageEncoderConfig(Section):
@@ -77,7 +81,7 @@ class ImageEncoderConfig(Section):
 
     model: str = Field("efficientnet-lite0", description="efficientnet-lite0 (offline default), or a transformers "
                                                          "CLIP model: hub name or local path")
-    batch_size: int = Field(32, ge=1, description="images per forward pass")
+    batch_size: int = Field(32, ge=1, le=4096, description="images per forward pass")
     bf16: bool = Field(True, description="bf16 where the CPU supports it")
     graph: Literal["auto", "compile", "eager"] = Field(
         "auto", description="how EfficientNet-Lite0 runs: compile = torch.compile (+15-20% images/s, ~40 s to "
@@ -91,10 +95,17 @@ class FusionConfig(Section):
         "concat", description="concat: weighted concatenation of L2-normalised vectors; projection: text and image "
                               "projected into one space trained contrastively on items with both modalities; joint: "
                               "weighted mean of text and image vectors a CLIP model already put in one space")
-    text_weight: float = Field(1.0, ge=0.0, description="weight of the text part")
-    image_weight: float = Field(1.0, ge=0.0, description="weight of the image part")
-    dim: int = Field(256, ge=8, description="projection: output dimension")
-    epochs: int = Field(30, ge=1, description="projection: training epochs")
+    text_weight: float = Field(1.0, ge=0.0, le=100.0, description="weight of the text part")
+    image_weight: float = Field(1.0, ge=0.0, le=100.0, description="weight of the image part")
+    dim: int = Field(256, ge=8, le=8192, description="projection: output dimension")
+    epochs: int = Field(30, ge=1, le=10_000, description="projection: training epochs")
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> FusionConfig:
+        if self.text_weight == 0 and self.image_weight == 0:
+            raise ValueError("text_weight and image_weight are both 0, which fuses every item into a zero vector; "
+                             "give at least one a weight > 0")
+        return self
 
 
 class CaptionConfig(Section):
@@ -107,7 +118,7 @@ class CaptionConfig(Section):
     endpoint: str | None = Field(None, description="base URL of an OpenAI-compatible server, e.g. "
                                                    "http://localhost:8000/v1")
     top_classes: int = Field(3, ge=1, le=10, description="offline: ImageNet classes named per caption")
-    max_new_tokens: int = Field(60, ge=8, description="generation budget per caption")
+    max_new_tokens: int = Field(60, ge=8, le=4096, description="generation budget per caption")
 
 
 class InterestConfig(Section):
@@ -117,11 +128,17 @@ class InterestConfig(Section):
                                                     "transformers: a causal LM name/path; openai: an endpoint")
     model: str | None = Field(None, description="LM name/path (transformers) or model name (openai)")
     endpoint: str | None = Field(None, description="base URL of an OpenAI-compatible server")
-    batch_size: int = Field(8, ge=1, description="prompts per generate call")
-    max_new_tokens: int = Field(32, ge=4, description="generation budget per item")
-    min_tags: int = Field(2, ge=1, description="fewest tags a valid answer has")
-    max_tags: int = Field(4, ge=1, description="tags kept per item")
-    retries: int = Field(1, ge=0, description="re-generations of an invalid answer before recording it empty")
+    batch_size: int = Field(8, ge=1, le=1024, description="prompts per generate call")
+    max_new_tokens: int = Field(32, ge=4, le=1024, description="generation budget per item")
+    min_tags: int = Field(2, ge=1, le=50, description="fewest tags a valid answer has")
+    max_tags: int = Field(4, ge=1, le=50, description="tags kept per item")
+    retries: int = Field(1, ge=0, le=10, description="re-generations of an invalid answer before recording it empty")
+
+    @model_validator(mode="after")
+    def _tag_bounds(self) -> InterestConfig:
+        if self.max_tags < self.min_tags:
+            raise ValueError(f"max_tags ({self.max_tags}) must be >= min_tags ({self.min_tags})")
+        return self
 
 
 class EncodersConfig(Section):
@@ -138,15 +155,17 @@ class EncodersConfig(Section):
 class RQVAEConfig(Section):
     """RQ-VAE training (TIGER style)."""
 
-    hidden: list[int] = Field([512, 256, 128], description="encoder MLP widths (the decoder mirrors them)")
-    e_dim: int = Field(32, ge=2, description="latent dimension that is quantized")
-    beta: float = Field(0.25, ge=0.0, description="commitment loss weight")
-    epochs: int = Field(100, ge=1, description="training epochs")
-    batch_size: int = Field(1024, ge=8, description="items per step")
-    lr: float = Field(1e-3, gt=0.0, description="Adam learning rate")
+    hidden: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+        [512, 256, 128], description="encoder MLP widths (the decoder mirrors them)")
+    e_dim: int = Field(32, ge=2, le=4096, description="latent dimension that is quantized")
+    beta: float = Field(0.25, ge=0.0, le=100.0, description="commitment loss weight")
+    epochs: int = Field(100, ge=1, le=100_000, description="training epochs")
+    batch_size: int = Field(1024, ge=8, le=1_000_000, description="items per step")
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam learning rate")
     gradient: Literal["ste", "rotation"] = Field("ste", description="straight-through or rotation-trick gradients")
     sinkhorn: bool = Field(False, description="Sinkhorn-balanced assignment at the last level (LC-Rec, SynGR)")
-    sinkhorn_epsilon: float = Field(0.003, gt=0.0, description="Sinkhorn entropy regularisation (SynGR: 0.003)")
+    sinkhorn_epsilon: float = Field(0.003, gt=0.0, le=10.0,
+                                    description="Sinkhorn entropy regularisation (SynGR: 0.003)")
     kmeans_init: bool = Field(True, description="initialise codebooks by k-means on the first latents")
     dead_code_restart: bool = Field(True, description="re-seed codes unused in an epoch from current residuals")
 
@@ -156,12 +175,12 @@ class TokenizerConfig(Section):
 
     method: Literal["rq-kmeans", "rq-vae"] = Field("rq-kmeans", description="residual k-means (faiss) or RQ-VAE")
     levels: int = Field(3, ge=1, le=8, description="code levels before collision handling")
-    codebook_size: int = Field(256, ge=2, description="codes per level")
+    codebook_size: int = Field(256, ge=2, le=65_536, description="codes per level")
     collisions: Literal["append", "reassign"] = Field(
         "append", description="append: extra disambiguation level (TIGER); reassign: next-nearest free code "
                               "(MQL4GRec)")
-    n_iter: int = Field(25, ge=1, description="rq-kmeans: k-means iterations per level")
-    tables: dict[str, str] = Field({}, description="published SID tables (LC-Rec index.json) per modality that "
+    n_iter: int = Field(25, ge=1, le=10_000, description="rq-kmeans: k-means iterations per level")
+    tables: dict[SidModality, str] = Field({}, description="published SID tables (LC-Rec index.json) per modality that "
                                                    "`mmgr run` imports instead of fitting, e.g. {image: X.json}")
     table_align: Literal["item_id", "row"] = Field("item_id", description="table keys: item ids or 0-based rows")
     rqvae: RQVAEConfig = Field(default_factory=RQVAEConfig)
@@ -179,18 +198,18 @@ class ModelConfig(Section):
                               "codes); late-fusion = each modality's SID concatenated per item (MGR-LF); bimodal = "
                               "history items as text + image codes, the next item's SID generated per modality "
                               "(a task prompt each) and the ranked lists fused (SynGR)")
-    modalities: list[str] = Field(["text"], min_length=1,
+    modalities: list[SidModality] = Field(["text"], min_length=1,
                                   description="whose codes the layout reads, in this order (single: exactly one)")
     switch_tokens: bool = Field(False, description="late fusion: a <switch> token at every change of modality "
                                                    "inside an item's codes (MGR-LF++)")
-    d_model: int = Field(128, ge=8, description="hidden size")
-    num_layers: int = Field(4, ge=1, description="encoder layers (SASRec: blocks)")
-    num_decoder_layers: int = Field(4, ge=1, description="decoder layers (t5)")
-    num_heads: int = Field(6, ge=1, description="attention heads")
-    d_kv: int = Field(64, ge=4, description="size of each attention head (t5)")
-    d_ff: int = Field(1024, ge=8, description="feed-forward width")
+    d_model: int = Field(128, ge=8, le=16_384, description="hidden size")
+    num_layers: int = Field(4, ge=1, le=128, description="encoder layers (SASRec: blocks)")
+    num_decoder_layers: int = Field(4, ge=1, le=128, description="decoder layers (t5)")
+    num_heads: int = Field(6, ge=1, le=256, description="attention heads")
+    d_kv: int = Field(64, ge=4, le=1024, description="size of each attention head (t5)")
+    d_ff: int = Field(1024, ge=8, le=65_536, description="feed-forward width")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate")
-    user_buckets: int = Field(2000, ge=0, description="hashed user tokens (TIGER: 2000); 0 = none")
+    user_buckets: int = Field(2000, ge=0, le=1_000_000, description="hashed user tokens (TIGER: 2000); 0 = none")
 
 
 class SynGRConfig(Section):
@@ -204,8 +223,9 @@ class SynGRConfig(Section):
     unimodal_view: bool = Field(True, description="train on the unimodal view too (text-only history for the text "
                                                   "task, image-only for the image task); false = ablation w/o UN "
                                                   "(the view is still the synergy loss's negative)")
-    synergy_weight: float = Field(0.1, ge=0.0, description="alpha of the synergy InfoNCE; 0 = ablation w/o SCL")
-    temperature: float = Field(0.07, gt=0.0, description="tau of the synergy InfoNCE")
+    synergy_weight: float = Field(0.1, ge=0.0, le=100.0,
+                                  description="alpha of the synergy InfoNCE; 0 = ablation w/o SCL")
+    temperature: float = Field(0.07, gt=0.0, le=100.0, description="tau of the synergy InfoNCE")
 
 
 class TrainingConfig(Section):
@@ -218,15 +238,15 @@ class TrainingConfig(Section):
                                                     "the file; same vocabulary), e.g. one pretrained on other "
                                                     "domains, then fine-tune here")
 
-    epochs: int = Field(30, ge=1, description="maximum epochs")
-    batch_size: int = Field(256, ge=1, description="examples per step")
-    lr: float = Field(2e-3, gt=0.0, description="peak AdamW learning rate")
-    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
+    epochs: int = Field(30, ge=1, le=100_000, description="maximum epochs")
+    batch_size: int = Field(256, ge=1, le=1_000_000, description="examples per step")
+    lr: float = Field(2e-3, gt=0.0, le=1.0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0.0, le=1.0, description="AdamW weight decay")
     warmup_steps: int = Field(300, ge=0, description="linear warmup, then cosine decay to 0")
-    grad_clip: float = Field(1.0, gt=0.0, description="gradient norm clip")
+    grad_clip: float = Field(1.0, gt=0.0, le=1e6, description="gradient norm clip")
     precision: Literal["32-true", "bf16-mixed"] = Field("bf16-mixed", description="numeric precision (Lightning)")
     accelerator: str = Field("auto", description="cpu, gpu or auto (Lightning)")
-    devices: int = Field(1, ge=1, description="devices (processes) for data-parallel training")
+    devices: int = Field(1, ge=1, le=1024, description="devices (processes) for data-parallel training")
     eval_every: int = Field(1, ge=1, description="validate every N epochs")
     eval_every_steps: int | None = Field(None, ge=1, description="also validate every N steps inside an epoch "
                                                                  "(time-to-quality curves)")
@@ -238,29 +258,36 @@ class TrainingConfig(Section):
         "none", description="MGR-LF++ alignment stage before next-item training: translate = generate every item's "
                             "SID of one modality from its SID of the other (both directions); infonce = pooled "
                             "encoder states of an item's per-modality SIDs as positives, in-batch negatives")
-    alignment_epochs: int = Field(5, ge=1, description="epochs of the alignment stage")
-    alignment_temperature: float = Field(0.07, gt=0.0, description="infonce alignment: softmax temperature")
+    alignment_epochs: int = Field(5, ge=1, le=100_000, description="epochs of the alignment stage")
+    alignment_temperature: float = Field(0.07, gt=0.0, le=100.0, description="infonce alignment: softmax temperature")
     syngr: SynGRConfig = Field(default_factory=SynGRConfig)
 
 
 class DecodingConfig(Section):
     """Trie-constrained beam search."""
 
-    beam_size: int = Field(20, ge=1, description="beams per user (>= the largest K)")
-    top_k: int = Field(20, ge=1, description="items returned per user")
-    batch_size: int = Field(256, ge=1, description="users per decoding batch")
+    beam_size: int = Field(20, ge=1, le=10_000, description="beams per user (>= top_k)")
+    top_k: int = Field(20, ge=1, le=10_000, description="items returned per user (<= beam_size)")
+    batch_size: int = Field(256, ge=1, le=1_000_000, description="users per decoding batch")
     fusion: Literal["mean-bonus", "rrf", "max"] = Field(
         "mean-bonus", description="how several targets' ranked lists (model.layout=bimodal) become one: "
                                   "mean-bonus = an item in every list gets its mean log-probability plus "
                                   "`fusion_bonus`, others keep theirs (SynGR); rrf = reciprocal-rank fusion; max = "
                                   "best log-probability")
-    fusion_bonus: float = Field(1.0, ge=0.0, description="mean-bonus: added to items every list found")
+    fusion_bonus: float = Field(1.0, ge=0.0, le=1000.0, description="mean-bonus: added to items every list found")
+
+    @model_validator(mode="after")
+    def _beam_holds_top_k(self) -> DecodingConfig:
+        if self.beam_size < self.top_k:
+            raise ValueError(f"beam_size ({self.beam_size}) must be >= top_k ({self.top_k}): the search returns at "
+                             f"most beam_size items; raise decoding.beam_size or lower decoding.top_k")
+        return self
 
 
 class Config(Section):
     """Everything a run needs; saved in the run's manifest."""
 
-    seed: int = Field(42, description="global seed for every random choice of the run")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="global seed for every random choice of the run")
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
     encoders: EncodersConfig = Field(default_factory=EncodersConfig)
@@ -346,6 +373,23 @@ def _section_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _field_at(loc: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...]]:
+    """(the setting's FieldInfo or None, the rest of `loc` inside it, e.g. a list index)."""
+    model: type[BaseModel] = Config
+    for depth, part in enumerate(loc):
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None, ()
+        annotation = field.annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return field, loc[depth + 1:]
+        model = annotation
+    return None, ()
+
+
+RANGE_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "finite_number")
+
+
 def _explain(err: dict[str, Any]) -> str:
     loc = tuple(err["loc"])
     key = ".".join(str(p) for p in loc)
@@ -353,13 +397,44 @@ def _explain(err: dict[str, Any]) -> str:
         section = _section_at(loc[:-1])
         valid = sorted(section.model_fields) if section else []
         return f"  unknown key '{key}'; valid keys here: {', '.join(valid)}"
-    section = _section_at(loc[:-1])
-    field = section.model_fields.get(str(loc[-1])) if section and loc else None
-    expected = _type_name(field.annotation) if field else "?"
+    if err["type"] == "value_error":   # a check across settings of one section (model validator)
+        return f"  '{key or 'config'}': {err['msg'].removeprefix('Value error, ')}"
+    field, inner = _field_at(loc)
+    if err["type"] in RANGE_ERRORS:
+        valid = valid_range(field, err.get("ctx", {}), element=bool(inner))
+        what = f" ({field.description})" if field is not None and field.description else ""
+        return f"  '{key}': {err.get('input')!r} is out of range; valid range: {valid}{what}"
+    annotation = field.annotation if field is not None else None
+    if inner and get_args(annotation):   # an item of a list setting, or a key / value of a dict setting
+        annotation = get_args(annotation)[0 if inner[-1] == "[key]" else -1]
+    expected = _type_name(annotation) if annotation is not None else "?"
     return f"  '{key}': {err['msg']} (expected {expected}, got {err.get('input')!r})"
 
 
+def valid_range(field: Any, ctx: dict[str, Any], element: bool = False) -> str:
+    """The bounds of a setting as text ("1 to 8", ">= 1", "> 0 and < 1", "at least 1 item"); `element`: the bounds
+    of a list setting's items."""
+    metadata = list(getattr(field, "metadata", []) or [])
+    if element and field is not None:
+        metadata = [m for arg in get_args(field.annotation) for m in getattr(arg, "__metadata__", ())]
+        metadata = [m for info in metadata for m in getattr(info, "metadata", [info])]
+    bounds = {name: getattr(m, name) for m in metadata for name in ("ge", "gt", "le", "lt", "min_length")
+              if isinstance(m, annotated_types.BaseMetadata) and getattr(m, name, None) is not None}
+    bounds = bounds or {name: ctx[name] for name in ("ge", "gt", "le", "lt") if name in ctx}
+    if "min_length" in bounds:
+        return f"a list of at least {bounds['min_length']} item(s)"
+    low = f">= {bounds['ge']}" if "ge" in bounds else f"> {bounds['gt']}" if "gt" in bounds else None
+    high = f"<= {bounds['le']}" if "le" in bounds else f"< {bounds['lt']}" if "lt" in bounds else None
+    if "ge" in bounds and "le" in bounds:
+        return f"{bounds['ge']} to {bounds['le']}"
+    if low and high:
+        return f"{low} and {high}"
+    return low or high or "a finite number"
+
+
 def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Annotated:
+        return _type_name(get_args(annotation)[0])
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
     if get_args(annotation):

@@ -1,6 +1,10 @@
+import re
 from pathlib import Path
+from typing import get_args
 
+import annotated_types
 import pytest
+from pydantic import BaseModel
 
 from mmgr.config import Config, config_keys, load_config
 from mmgr.errors import ConfigError
@@ -66,3 +70,69 @@ def test_every_shipped_recipe_validates():
     assert recipes
     for recipe in recipes:
         load_config(recipe)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("training.batch_size=-1", "'training.batch_size': -1 is out of range; valid range: 1 to 1000000"),
+    ("tokenizer.levels=0", "'tokenizer.levels': 0 is out of range; valid range: 1 to 8"),
+    ("tokenizer.codebook_size=1", "'tokenizer.codebook_size': 1 is out of range; valid range: 2 to 65536"),
+    ("model.dropout=1.0", "'model.dropout': 1.0 is out of range; valid range: >= 0.0 and < 1.0"),
+    ("training.lr=0", "'training.lr': 0 is out of range; valid range: > 0.0 and <= 1.0"),
+    ("training.lr=.inf", "'training.lr': inf is out of range"),
+    ("training.max_steps=0", "'training.max_steps': 0 is out of range; valid range: >= 1"),
+    ("tokenizer.rqvae.hidden=[64,0]", "'tokenizer.rqvae.hidden.1': 0 is out of range; valid range: 1 to 65536"),
+    ("model.modalities=[]", "'model.modalities': [] is out of range; valid range: a list of at least 1 item"),
+    ("seed=-1", "'seed': -1 is out of range; valid range: 0 to 4294967295"),
+    ("encoders.captions.top_classes=11", "'encoders.captions.top_classes': 11 is out of range; valid range: 1 to 10"),
+])
+def test_out_of_range_values_name_the_valid_range(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert message in str(err.value)
+
+
+def test_out_of_range_in_a_recipe_names_the_recipe(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("training:\n  epochs: 0\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe)
+    assert str(recipe) in str(err.value) and "'training.epochs': 0 is out of range; valid range: 1 to" in str(err.value)
+
+
+@pytest.mark.parametrize(("overrides", "message", "fixed"), [
+    (["decoding.beam_size=5", "decoding.top_k=10"], "'decoding': beam_size (5) must be >= top_k (10)",
+     ["decoding.beam_size=10", "decoding.top_k=10"]),
+    (["encoders.interests.min_tags=5"], "'encoders.interests': max_tags (4) must be >= min_tags (5)",
+     ["encoders.interests.min_tags=5", "encoders.interests.max_tags=5"]),
+    (["encoders.fusion.text_weight=0", "encoders.fusion.image_weight=0"], "both 0",
+     ["encoders.fusion.text_weight=0"]),
+])
+def test_settings_that_must_agree_are_checked_together(overrides, message, fixed):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(overrides=overrides)
+    load_config(overrides=fixed)
+
+
+def test_an_unknown_modality_lists_the_ones_with_codes():
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=["model.modalities=[text,imgae]"])
+    assert "'model.modalities.1'" in str(err.value) and "'text', 'image', 'fused'" in str(err.value)
+
+
+UNBOUNDED = {"data.synthetic.seed"}   # any integer: the generator maps it to a non-negative seed
+
+
+def test_every_numeric_setting_has_a_bound():
+    def numeric(annotation) -> bool:
+        return annotation in (int, float) or any(a in (int, float) for a in get_args(annotation))
+
+    def walk(model: type[BaseModel], prefix: str = ""):
+        for name, field in model.model_fields.items():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                yield from walk(field.annotation, f"{prefix}{name}.")
+            elif numeric(field.annotation) and field.annotation is not bool:
+                yield f"{prefix}{name}", field
+
+    unbounded = [key for key, field in walk(Config) if key not in UNBOUNDED
+                 and not any(isinstance(m, annotated_types.Ge | annotated_types.Gt) for m in field.metadata)]
+    assert unbounded == []

@@ -3,6 +3,8 @@ a no-cache reference and Hugging Face `generate`, on a tiny random T5."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
@@ -184,6 +186,16 @@ def test_cached_decoders_match_the_no_cache_reference(model, trie, decoder):
     ref_items, ref_scores = reference_beam_search(model, ids, mask, trie, beam_size=5, top_k=5)
     assert torch.equal(items, ref_items)
     torch.testing.assert_close(scores, ref_scores.float(), atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["t5", "hf"])
+def test_cached_decoders_pass_the_cache_by_its_current_name(model, trie, decoder):
+    """transformers 5 deprecates `past_key_values` (a FutureWarning on every search); the decoders use `cache`."""
+    ids, mask = histories()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        constrained_beam_search(model, ids, mask, trie, beam_size=5, top_k=5, decoder=decoder)
+    assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
 
 
 @pytest.mark.parametrize("overrides", [{"tie_word_embeddings": False}, {"feed_forward_proj": "gated-gelu"}])

@@ -3,6 +3,8 @@ padding and chunking change nothing, and every result is a real item scored by t
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -25,6 +27,14 @@ def model():
 @pytest.fixture(scope="module")
 def trie() -> PrefixTrie:
     return PrefixTrie.build(make_items(depth=3), vocab_size=VOCAB.size)
+
+
+def test_cached_search_passes_the_cache_by_its_current_name(model, trie):
+    ids, mask = histories()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        causal_beam_search(model, ids, mask, trie, beam_size=5, top_k=5)
+    assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
 
 
 def test_cached_search_matches_the_no_cache_reference(model, trie):

@@ -8,7 +8,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from mmgr.config import InterestConfig
+from mmgr.config import InterestConfig, load_config
 from mmgr.encoders import interests
 from mmgr.encoders.cache import TextCache
 from mmgr.encoders.interests import (
@@ -186,9 +186,11 @@ def test_captions_reach_the_prompt():
 def test_wrong_answer_count_and_bad_bounds_are_errors():
     with pytest.raises(MmgrError, match="returned 1 answers for 2 prompts"):
         mine_interests(_items(2), None, InterestConfig(), _ShortMiner(), None, progress=False)
-    with pytest.raises(ConfigError, match="min_tags"):
-        mine_interests(_items(2), None, InterestConfig(min_tags=4, max_tags=2), FakeMiner(_answer), None,
-                       progress=False)
+    with pytest.raises(ConfigError, match=r"max_tags \(2\) must be >= min_tags \(4\)"):   # refused by the config
+        load_config(overrides=["encoders.interests.min_tags=4", "encoders.interests.max_tags=2"])
+    unchecked = InterestConfig.model_construct(**{**InterestConfig().model_dump(), "min_tags": 4, "max_tags": 2})
+    with pytest.raises(ConfigError, match="min_tags"):          # and by the miner, for settings built unvalidated
+        mine_interests(_items(2), None, unchecked, FakeMiner(_answer), None, progress=False)
 
 
 class _ShortMiner(InterestMiner):

@@ -12,40 +12,29 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer
 
 from mmgr import __version__
-from mmgr.cli import analyze, data, encode, quickstart, run, serve, tokenize, train
-from mmgr.cli.common import err_console
-from mmgr.errors import MmgrError, NotBuiltError
+from mmgr.cli import analyze, bench, data, encode, quickstart, run, serve, tokenize, train
+from mmgr.cli.common import err_console, writes_run
+from mmgr.errors import MmgrError
 
 app = typer.Typer(name="mmgr", help="Multimodal generative recommendation, from raw files to served "
                                     "recommendations.", no_args_is_help=True, pretty_exceptions_enable=False)
+
+# Commands that write a run directory hold its lock (one writer at a time; `data import` takes it in cli/data.py);
+# recommend, compare, data stats and analyze's input runs are only read. (quickstart locks its --out itself: it
+# clears a previous run first; bench locks each run it writes.)
 app.add_typer(data.app, name="data")
-app.command("encode")(encode.encode)
-app.command("tokenize")(tokenize.tokenize)
-app.command("train")(train.train)
-app.command("evaluate")(train.evaluate)
+app.command("encode")(writes_run("encode")(encode.encode))
+app.command("tokenize")(writes_run("tokenize")(tokenize.tokenize))
+app.command("train")(writes_run("train")(train.train))
+app.command("evaluate")(writes_run("evaluate")(train.evaluate))
 app.command("recommend")(train.recommend)
 app.command("compare")(train.compare)
 app.command("quickstart")(quickstart.quickstart)
-app.command("run")(run.run)
-app.command("analyze")(analyze.analyze)
+app.command("run")(writes_run("run", "out", creates=True)(run.run))
+app.command("analyze")(writes_run("analyze", "out")(analyze.analyze))
 app.command("serve")(serve.serve)
 app.command("export")(serve.export)
-
-# Stages that later issues build; each says so instead of pretending.
-PLANNED = {
-    "bench": "benchmarks",
-}
-
-
-def _planned(stage: str, what: str) -> None:
-    @app.command(stage, help=f"[not built yet] {what}.",
-                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def command(ctx: typer.Context) -> None:
-        raise NotBuiltError(f"`mmgr {stage}` ({what}) is not built yet in mmgr {__version__}.")
-
-
-for _stage, _what in PLANNED.items():
-    _planned(_stage, _what)
+app.command("bench")(bench.bench)
 
 
 @app.callback(invoke_without_command=True)
@@ -58,9 +47,6 @@ def _version(version: bool = typer.Option(False, "--version", help="Print the ve
 def main() -> None:
     try:
         app()
-    except NotBuiltError as exc:
-        err_console.print(f"[yellow]{exc}[/yellow]")
-        sys.exit(2)
     except MmgrError as exc:
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from mmgr.cli.common import build_config, console, problems_table, stats_table
+from mmgr.cli.common import build_config, console, problems_table, stats_table, writes_run
 from mmgr.config import Config
 from mmgr.data.dataset import Dataset
 from mmgr.errors import MmgrError
@@ -18,6 +18,7 @@ app = typer.Typer(help="Import, inspect and download datasets.", no_args_is_help
 
 
 @app.command("import")
+@writes_run("import", "out", creates=True)
 def import_(
     args: list[str] = typer.Argument(None, metavar="[PATH] [KEY=VALUE]...",
                                      help="Input file or folder (not needed for --format synthetic), then config "

@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 
 from mmgr.cli.common import console, problems_table, stats_table
-from mmgr.config import load_config
+from mmgr.config import Config, load_config
 from mmgr.errors import MmgrError
-from mmgr.rundir import RunDir
+from mmgr.rundir import LOCK, RunDir
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
 
@@ -22,16 +22,34 @@ def quickstart(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Generate the synthetic multimodal world, then import, encode, tokenize, train and evaluate."""
+    config = load_config(RECIPE, overrides or [])
+    if out.exists() and not RunDir(out).exists() and any(p.name != LOCK for p in out.iterdir()):
+        raise MmgrError(f"{out} exists and is not a run directory; choose another --out")
+    with RunDir(out).writing("quickstart"):
+        _clear(out)
+        _stages(config, out, progress)
+
+
+def _clear(out: Path) -> None:
+    """Empty a previous run directory (only ever one: it has a manifest), keeping the lock this process holds."""
+    if not RunDir(out).exists():
+        return
+    for path in out.iterdir():
+        if path.name == LOCK:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _stages(config: Config, out: Path, progress: bool) -> None:
+    """Import, encode, tokenize, train and evaluate into `out`, printing each stage's summary."""
     from mmgr.data.importer import import_into_run
     from mmgr.encoders.stage import encode_run
     from mmgr.tokenizers.stage import tokenize_run
     from mmgr.training.stage import evaluate_run, train_run
 
-    config = load_config(RECIPE, overrides or [])
-    if RunDir(out).exists():
-        shutil.rmtree(out)  # only ever a previous run directory (it has a manifest)
-    elif out.exists() and any(out.iterdir()):
-        raise MmgrError(f"{out} exists and is not a run directory; choose another --out")
     console.rule("1/5 data: generate the synthetic world and import it")
     run, _, summary = import_into_run(config, out)
     console.print(stats_table("synthetic world", summary["stats"]))

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from mmgr.cli.common import console, stats_table
+from mmgr.cli.common import console, require_run, stats_table
 from mmgr.config import load_config
 from mmgr.rundir import RunDir
 
@@ -27,9 +28,9 @@ def train(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Train the recommender; a killed run resumes from its last checkpoint when started again."""
+    run_dir = require_run(run)
     from mmgr.training.stage import train_run
 
-    run_dir = RunDir(run)
     summary = train_run(run_dir, run_config(run_dir, recipe, overrides), progress)
     console.print(stats_table("train", {k: v for k, v in summary.items() if k not in ("history", "stages")}))
 
@@ -40,9 +41,9 @@ def evaluate(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Full-ranking HR/NDCG/MRR@{1,5,10,20} on validation and test; writes results.json and per-user Parquet."""
+    run_dir = require_run(run)
     from mmgr.training.stage import evaluate_run
 
-    run_dir = RunDir(run)
     results = evaluate_run(run_dir, run_dir.config(overrides or []), progress)
     for split in ("valid", "test"):
         console.print(stats_table(split, results[split]))
@@ -52,18 +53,18 @@ def recommend(
     run: Path = typer.Argument(..., help="Run directory with a trained model."),
     user: str = typer.Option(None, "--user", "-u", help="User id as in the data."),
     k: int = typer.Option(10, "--k", help="How many items."),
-    input_file: Path = typer.Option(None, "--input", help="JSONL of requests ({\"user_id\": ...} or "
-                                                           "{\"history\": [item ids]}) for batch scoring."),
+    input_file: Path = typer.Option(None, "--input", help=escape("JSONL of requests ({\"user_id\": ...} or "
+                                                                  "{\"history\": [item ids]}) for batch scoring.")),
     output: Path = typer.Option(None, "--output", help="JSONL written with each request's items (with --input)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Top-K items for a user, with titles; or batch scoring of a JSONL file (--input ... --output ...)."""
     from mmgr.errors import MmgrError
-    from mmgr.training.stage import recommend as recommend_items
 
-    run_dir = RunDir(run)
+    run_dir = require_run(run)
     if (user is None) == (input_file is None) or (input_file is None) != (output is None):
         raise MmgrError("give --user USER, or --input REQUESTS.jsonl --output RECS.jsonl")
+    from mmgr.training.stage import recommend as recommend_items
     if input_file is not None:
         from mmgr.serving.batch import score_file
         from mmgr.serving.service import Recommender

@@ -9,7 +9,8 @@ Two decoders give the same numbers (tests check it):
 - `"t5"` (default for `T5ForConditionalGeneration` and subclasses that keep its `forward`): runs the T5 decoder
   blocks' own modules step by step with its own cache and folds the beams of a user into the query axis of
   cross-attention, so the encoder states are projected and read once per user instead of once per beam.
-- `"hf"`: any Hugging Face encoder-decoder through `model(..., past_key_values=cache, use_cache=True)`.
+- `"hf"`: any Hugging Face encoder-decoder through `model(..., cache=cache, use_cache=True)` (the cache keyword as
+  the installed transformers names it: `past_key_values` before version 5).
 `reference_beam_search` is the readable per-user version without a cache, the ground truth for both.
 """
 
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmgr.decoding.trie import NO_NODE, DictTrie, PrefixTrie
+from mmgr.models.kvcache import cache_argument, returned_cache
 from mmgr.models.modes import eval_mode
 
 Decoder = Literal["auto", "t5", "hf"]
@@ -143,15 +145,16 @@ class HFStep:
         self.model, self.encoder_states, self.attention_mask = model, encoder_states, attention_mask  # (B, S, D)
         self.rows_states, self.rows_mask = encoder_states, attention_mask   # per row (R, S, D), (R, S)
         self.cache = None
+        self.cache_argument = cache_argument(model)
         self.beams = 1
 
     def __call__(self, tokens: Tensor) -> Tensor:
         from transformers.modeling_outputs import BaseModelOutput
 
         out = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=self.rows_states),
-                         attention_mask=self.rows_mask, decoder_input_ids=tokens[:, None],
-                         past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+                         attention_mask=self.rows_mask, decoder_input_ids=tokens[:, None], use_cache=True,
+                         **{self.cache_argument: self.cache})
+        self.cache = returned_cache(out)
         return out.logits[:, -1]                                            # (R, V)
 
     def reorder(self, origin: Tensor, beams: int) -> None:

@@ -10,13 +10,12 @@ time: the ground truth in tests.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import Tensor, nn
 
 from mmgr.decoding.beam import search_trie, top_items
 from mmgr.decoding.trie import NO_NODE, PrefixTrie
+from mmgr.models.kvcache import cache_argument, returned_cache
 from mmgr.models.modes import eval_mode
 
 
@@ -52,18 +51,13 @@ def left_align(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tenso
     return ids, mask
 
 
-def _cache_argument(model: nn.Module) -> str:
-    """transformers 5 names the key/value cache `cache`; earlier versions `past_key_values`."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-
 class CausalStep:
     """The `Step` protocol of `search_trie` for a Hugging Face causal LM with its key/value cache."""
 
     def __init__(self, model: nn.Module, input_ids: Tensor, attention_mask: Tensor):
         self.model, self.input_ids, self.mask = model, input_ids, attention_mask   # (B, S) left-padded
         self.positions = attention_mask.sum(dim=1) - 1                     # (R,) position of each row's last token
-        self.cache, self.cache_argument = None, _cache_argument(model)
+        self.cache, self.cache_argument = None, cache_argument(model)
 
     def __call__(self, tokens: Tensor) -> Tensor:
         if self.cache is None:                                              # prefill the prompts
@@ -75,7 +69,7 @@ class CausalStep:
             self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.mask), 1)], dim=1)
             out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.positions[:, None],
                              use_cache=True, **{self.cache_argument: self.cache})
-        self.cache = out["cache"] if "cache" in out else out["past_key_values"]
+        self.cache = returned_cache(out)
         return out.logits[:, -1]                                            # (R, V)
 
     def reorder(self, origin: Tensor, beams: int) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from mmgr.config import ImageEncoderConfig, TextEncoderConfig
-from mmgr.encoders.image import PrefetchingImageEncoder
+from mmgr.encoders.image import PREPROCESSING, PrefetchingImageEncoder
 from mmgr.encoders.text import ItemTextInputs
 from mmgr.errors import MmgrError
 
@@ -48,7 +48,8 @@ class ClipImageEncoder(PrefetchingImageEncoder):
         self.mean = torch.tensor(processor.image_mean).reshape(1, 3, 1, 1)
         self.std = torch.tensor(processor.image_std).reshape(1, 3, 1, 1)
         self.model_id = PREFIX + name
-        self.version = f"rgb-short{self.resize}-center{self.crop}-clipnorm-{'bf16' if self.bf16 else 'fp32'}"
+        precision = "bf16" if self.bf16 else "fp32"
+        self.version = f"{PREPROCESSING}-short{self.resize}-center{self.crop}-clipnorm-{precision}"
         self.dim = int(self.model.config.projection_dim)
 
     @torch.inference_mode()

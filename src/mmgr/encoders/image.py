@@ -24,32 +24,34 @@ import torch
 from PIL import Image
 
 from mmgr.config import ImageEncoderConfig
+from mmgr.data.images import UnreadableImage, image_inputs, load_rgb
 from mmgr.errors import MmgrError
 
 RESIZE, CROP = 256, 224
 COMPILE_MIN_IMAGES = 5000
+MAX_ASPECT = 8   # longer side / shorter side beyond which only the centre region is resized (bounded memory)
+PREPROCESSING = "rgb2"   # RGB conversion of `mmgr.data.images.to_rgb` (alpha on white, 16-bit scaled)
 log = logging.getLogger(__name__)
 
 
 def load_image_array(path: str | Path, resize: int = RESIZE, crop: int = CROP) -> np.ndarray:
-    """uint8[crop, crop, 3]: RGB, shorter side resized to `resize`, centre-cropped to `crop`."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        scale = resize / min(image.size)
-        image = image.resize((max(crop, round(image.width * scale)), max(crop, round(image.height * scale))),
-                             Image.Resampling.BICUBIC)
-        left, top = (image.width - crop) // 2, (image.height - crop) // 2
-        return np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
+    """uint8[crop, crop, 3]: RGB (first frame), shorter side resized to `resize`, centre-cropped to `crop`. Raises
+    `UnreadableImage` (with the reason) for files `mmgr.data.images` refuses."""
+    image = load_rgb(path)
+    scale = resize / min(image.size)
+    width, height = max(crop, round(image.width * scale)), max(crop, round(image.height * scale))
+    if max(width, height) > MAX_ASPECT * resize:   # a banner or a strip: resize only what the crop keeps
+        box = ((image.width - crop / scale) / 2, (image.height - crop / scale) / 2)
+        box = (max(0.0, box[0]), max(0.0, box[1]), min(image.width, box[0] + crop / scale),
+               min(image.height, box[1] + crop / scale))
+        return np.asarray(image.resize((crop, crop), Image.Resampling.BICUBIC, box=box), dtype=np.uint8)
+    image = image.resize((width, height), Image.Resampling.BICUBIC)
+    left, top = (image.width - crop) // 2, (image.height - crop) // 2
+    return np.asarray(image.crop((left, top, left + crop, top + crop)), dtype=np.uint8)
 
 
 def file_digest(path: str | Path) -> bytes:
     return hashlib.sha256(Path(path).read_bytes()).digest()
-
-
-def image_inputs(items: pa.Table) -> list[str | None]:
-    """Local image path per item; None where the image is missing (URLs are not fetched at encode time)."""
-    return [ref if ok and ref and not ref.startswith(("http://", "https://")) else None
-            for ref, ok in zip(items["image"].to_pylist(), items["has_image"].to_pylist(), strict=True)]
 
 
 def spare_core() -> bool:
@@ -74,17 +76,31 @@ class PrefetchingImageEncoder:
     def __init__(self, cfg: ImageEncoderConfig | None) -> None:
         self.cfg = cfg or ImageEncoderConfig()
         self.bf16 = self.cfg.bf16 and bf16_supported()
+        self.unreadable: dict[str, str] = {}   # path -> why it could not be decoded (its rows are zeros)
 
     def inputs(self, items: pa.Table) -> list[str | None]:
         return image_inputs(items)
 
     def content_key(self, item_input: str) -> bytes:
-        return file_digest(item_input)
+        try:
+            return file_digest(item_input)
+        except OSError as exc:
+            raise UnreadableImage(item_input, f"cannot read the file ({exc.strerror or exc})") from None
 
     def encode(self, batch: Sequence[str]) -> np.ndarray:
+        """float32[len(batch), dim]; raises `UnreadableImage` if a file does not decode."""
+        vectors, failed = self.encode_masked(batch)
+        if failed:
+            row, reason = next(iter(failed.items()))
+            raise UnreadableImage(batch[row], reason)
+        return vectors
+
+    def encode_masked(self, batch: Sequence[str]) -> tuple[np.ndarray, dict[int, str]]:
+        """(float32[len(batch), dim], {row: reason} for files that did not decode: their rows are not features)."""
         if not batch:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.concatenate([features for features, _ in self.forward(batch)])
+            return np.zeros((0, self.dim), dtype=np.float32), {}
+        vectors = np.concatenate([features for features, _ in self.forward(batch)])
+        return vectors, {row: self.unreadable[path] for row, path in enumerate(batch) if path in self.unreadable}
 
     def forward(self, paths: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Yield `_run`'s outputs per mini-batch; the next batch decodes in a thread meanwhile when a core is free
@@ -109,10 +125,15 @@ class PrefetchingImageEncoder:
         return np.stack([self._decode(path) for path in paths])  # (B, crop, crop, 3) uint8
 
     def _decode(self, path: str) -> np.ndarray:
+        """The model's input for one file; a file that does not decode is recorded in `unreadable` and given a
+        black picture, whose features the caller masks."""
         try:
-            return load_image_array(path, self.resize, self.crop)
-        except (OSError, ValueError) as exc:
-            raise MmgrError(f"{path}: cannot decode image ({exc})") from None
+            array = load_image_array(path, self.resize, self.crop)
+        except UnreadableImage as exc:
+            self.unreadable[path] = exc.reason
+            return np.zeros((self.crop, self.crop, 3), dtype=np.uint8)
+        self.unreadable.pop(path, None)
+        return array
 
 
 class Lite0Head(torch.nn.Module):
@@ -136,7 +157,7 @@ class EfficientNetLite0(PrefetchingImageEncoder):
     def __init__(self, cfg: ImageEncoderConfig | None = None, images: int = 0) -> None:
         super().__init__(cfg)
         self.dtype = torch.bfloat16 if self.bf16 else torch.float32
-        self.version = f"rgb-short{RESIZE}-center{CROP}-pm1-{'bf16' if self.bf16 else 'fp32'}"
+        self.version = f"{PREPROCESSING}-short{RESIZE}-center{CROP}-pm1-{'bf16' if self.bf16 else 'fp32'}"
         head = Lite0Head(_load_lite0()).to(self.dtype).to(memory_format=torch.channels_last)
         self.graph = resolve_graph(self.cfg.graph, self.bf16, images)
         example = torch.zeros(self.cfg.batch_size, 3, CROP, CROP, dtype=self.dtype)

@@ -40,6 +40,7 @@ from mmgr.config import InterestConfig
 from mmgr.encoders.base import Cache, cache_key, run_cached
 from mmgr.encoders.openai_chat import answer_text, chat_completion
 from mmgr.errors import ConfigError, MmgrError
+from mmgr.models.kvcache import cache_argument, returned_cache
 
 PROMPT_VERSION = "mdim-v1"  # bump when the prompts, examples or decoding rules change: it is in the cache key
 OFFLINE_MODEL_ID = "gemma-3-270m-q4_k_m"
@@ -266,7 +267,8 @@ class LocalLM(InterestMiner):
         self._keep_last = "logits_to_keep" in inspect.signature(model.forward).parameters
         prefix = tokenizer(few_shot_prefix(), return_tensors="pt")["input_ids"]
         with torch.inference_mode():
-            self._prefix_cache = model(input_ids=prefix.to(self.device), use_cache=True).past_key_values
+            self._prefix_cache = returned_cache(model(input_ids=prefix.to(self.device), use_cache=True))
+        self._cache_argument = cache_argument(model)
         self._prefix_ids = prefix[0].tolist()
         self._prefix_ngrams = _NGramBan.table(self._prefix_ids, self.no_repeat_ngram)
         self._tokenizer, self._model = tokenizer, model
@@ -306,8 +308,8 @@ class LocalLM(InterestMiner):
         with torch.inference_mode():
             for _ in range(self.max_new_tokens):
                 logits = self._model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                     position_ids=positions.to(self.device), past_key_values=cache, use_cache=True,
-                                     **extra).logits[:, -1, :].float().cpu()
+                                     position_ids=positions.to(self.device), use_cache=True,
+                                     **{self._cache_argument: cache}, **extra).logits[:, -1, :].float().cpu()
                 logits[:, self._never] = -float("inf")
                 for r, ban in enumerate(bans):
                     if not done[r] and (banned := ban.banned()):

@@ -17,7 +17,7 @@ from mmgr.config import Config
 from mmgr.data.dataset import Dataset
 from mmgr.encoders.base import encode_items
 from mmgr.encoders.cache import TextCache, VectorCache, default_cache_dir
-from mmgr.encoders.features import FEATURES_DIR, load_features, save_features
+from mmgr.encoders.features import FEATURES_DIR, load_features, save_features, unknown_modality
 from mmgr.errors import MmgrError
 from mmgr.io import write_parquet_atomic
 from mmgr.rundir import RunDir
@@ -29,12 +29,13 @@ GENERATED = {"caption": "captions.parquet", "interests": "interests.parquet"}
 def encode_run(run: RunDir, modality: str, config: Config, progress: bool = True) -> dict[str, Any]:
     """Compute `modality` for the run's items; returns (and records) the summary."""
     if modality not in MODALITIES:
-        raise MmgrError(f"unknown modality {modality!r}; choose one of {', '.join(MODALITIES)}")
+        raise MmgrError(unknown_modality(modality, MODALITIES))
     manifest = run.manifest()
     if "dataset" not in manifest:
         raise MmgrError(f"{run.path}: no dataset; run `mmgr data import` first")
     fingerprint = manifest["dataset"]["fingerprint"]
     dataset = Dataset.load(run.path, manifest["dataset"]["name"])
+    require_inputs(run, modality, items_with_generated_text(run, dataset.items), config)
     cache_root = Path(config.encoders.cache_dir) if config.encoders.cache_dir else default_cache_dir()
     start = time.perf_counter()
     if modality in GENERATED:
@@ -44,6 +45,27 @@ def encode_run(run: RunDir, modality: str, config: Config, progress: bool = True
     info["wall_seconds"] = round(time.perf_counter() - start, 3)
     run.record(f"encode.{modality}", info, config=config.model_dump(mode="json"))
     return info
+
+
+def require_inputs(run: RunDir, modality: str, items: pa.Table, config: Config) -> None:
+    """Refuse to encode a modality that no item has (the features would be all-missing rows), before any model
+    loads. Items lacking it while others have it are masked and counted as usual."""
+    if modality == "text":
+        from mmgr.encoders.text import item_texts
+
+        cfg = config.encoders.text
+        if not any(text is not None for text in item_texts(items, cfg)):
+            used = f"template {cfg.template!r}" if cfg.template is not None else f"fields {', '.join(cfg.fields)}"
+            raise MmgrError(f"{run.path}: no item has text to encode ({items.num_rows} items, {used} empty in "
+                            "every one); choose other fields with encoders.text.fields=[...], or import the "
+                            "catalog's item table (e.g. `mmgr data import ... --items FILE`)")
+    elif modality in ("image", "caption"):
+        from mmgr.data.images import image_inputs
+
+        if not any(path is not None for path in image_inputs(items)):
+            raise MmgrError(f"{run.path}: no item has a local image file ({items.num_rows} items, every image "
+                            "missing, unreadable or a URL); import the images with `mmgr data import ... --images "
+                            "DIR`")
 
 
 def items_with_generated_text(run: RunDir, items: pa.Table) -> pa.Table:

@@ -72,8 +72,9 @@ def bench(recipes: list[Path], dataset: str, out: Path, baseline: str | None = N
             say(f"{name}: reusing {run.path}")
         else:
             say(f"{name}: running {recipe} on {data}")
-            run_recipe(config, run.path, progress, say)
-            run.record(BENCH_STAGE, {"config_sha256": digest, "recipe": str(recipe), "dataset": str(data)})
+            with run.writing("bench"):
+                run_recipe(config, run.path, progress, say)
+                run.record(BENCH_STAGE, {"config_sha256": digest, "recipe": str(recipe), "dataset": str(data)})
         runs.append(summarize_run(name, run.path))
     report = document.build(runs, baseline or names[0], out, resamples, command)
     return document.write(report, out)
