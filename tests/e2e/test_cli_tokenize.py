@@ -40,8 +40,10 @@ def test_image_codes_sit_beside_the_text_codes(encoded_run):
 
 
 def test_bad_requests_are_explained(encoded_run, tmp_path):
-    result = mmgr("tokenize", str(encoded_run), "--modality", "interests", check=False)
-    assert result.returncode == 1 and "mmgr encode" in result.stderr
+    result = mmgr("tokenize", str(encoded_run), "--modality", "fused", check=False)       # not encoded yet
+    assert result.returncode == 1 and "mmgr encode" in result.stderr and "--modality fused" in result.stderr
+    result = mmgr("tokenize", str(encoded_run), "--modality", "interests", check=False)   # not a SID modality
+    assert result.returncode == 1 and "unknown modality 'interests'" in result.stderr
     result = mmgr("tokenize", str(encoded_run), "--modality", "text", "--codebook", "64", check=False)
     assert result.returncode == 1 and "fewer than the codebook size" in result.stderr
 
