@@ -37,12 +37,39 @@ def test_cached_search_passes_the_cache_by_its_current_name(model, trie):
     assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
 
 
-def test_cached_search_matches_the_no_cache_reference(model, trie):
+@pytest.fixture(scope="module")
+def grouped_model():
+    """A Llama with grouped-query attention (8 query heads on 2 key/value heads), as pretrained LMs have."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=VOCAB.size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=8, num_key_value_heads=2, head_dim=4, max_position_embeddings=256)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("decoder", ["llama", "hf"])
+@pytest.mark.parametrize("which", ["model", "grouped_model"])
+def test_cached_search_matches_the_no_cache_reference(which, decoder, trie, request):
+    model = request.getfixturevalue(which)
     ids, mask = histories()
-    items, scores = causal_beam_search(model, ids, mask, trie, beam_size=8, top_k=5)
+    items, scores = causal_beam_search(model, ids, mask, trie, beam_size=8, top_k=5, decoder=decoder)
     ref_items, ref_scores = reference_causal_beam_search(model, ids, mask, trie, beam_size=8, top_k=5)
     assert torch.equal(items, ref_items)
     torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_the_shared_prompt_decoder_is_chosen_for_llama_and_agrees_with_the_plain_cache(model, trie):
+    from mmgr.decoding.causal import SharedPromptLlamaStep, _make_step
+
+    ids, mask = histories(batch=5, seed=7)
+    assert isinstance(_make_step(model, *left_align(ids, mask), "auto"), SharedPromptLlamaStep)
+    fast = causal_beam_search(model, ids, mask, trie, beam_size=20, top_k=10, decoder="auto")
+    plain = causal_beam_search(model, ids, mask, trie, beam_size=20, top_k=10, decoder="hf")
+    assert torch.equal(fast[0], plain[0])
+    torch.testing.assert_close(fast[1], plain[1], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="unknown decoder"):
+        causal_beam_search(model, ids, mask, trie, decoder="nope")
 
 
 def test_results_are_distinct_real_items_scored_by_teacher_forcing(model, trie):

@@ -26,3 +26,11 @@ def returned_cache(output: Any) -> Any:
     if NEW_NAME in keys:
         return output[NEW_NAME]
     return output[OLD_NAME] if OLD_NAME in keys else None
+
+
+def layer_keys_values(cache: Any, layer: int) -> tuple[Any, Any]:
+    """(keys, values) (B, Hkv, S, d) a cache holds for one layer: `cache.layers[i]` (transformers 5) or the
+    `key_cache` / `value_cache` lists of earlier versions."""
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache.key_cache[layer], cache.value_cache[layer]
