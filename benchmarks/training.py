@@ -3,9 +3,10 @@ autocast), through mmgr's training loop, with the choices that make it fast swit
 run: torch's own dropout and transformers' default attention (plain Hugging Face T5), and random batches padded to
 their longest history instead of length-bucketed ones.
 
-    python benchmarks/training.py [--steps 20] [--run runs/tiger-beauty]
+    python benchmarks/training.py [--steps 20] [--run RUN]
 
-Needs a run with codes (benchmarks/tiger_beauty.py makes one). Each variant trains `--steps` steps from the same
+Uses runs/tiger-beauty, made (or reused) as benchmarks/tiger_beauty.py makes it: Beauty imported, text encoded,
+RQ-VAE codes fitted; `--run` names another run with codes instead. Each variant trains `--steps` steps from the same
 seeded initialisation on a fixed sample of the epoch's batches; samples/s counts training steps only. Writes
 benchmarks/results/training-amazon-beauty-2014-tiger.json (peak memory is the process's peak resident set).
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 import common  # first: sets OMP_WAIT_POLICY before torch starts its thread pool
 import numpy as np
 import torch
+from tiger_beauty import prepared
 from transformers import T5ForConditionalGeneration
 
 from mmgr.models.seq2seq import build_t5, t5_config
@@ -29,7 +31,6 @@ from mmgr.training.data import collate, encode_examples, length_batches, prefix_
 from mmgr.training.loop import TrainData, fit
 from mmgr.training.method import prepare
 
-ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = {"source": "DESIGN.md: other implementations on this machine kind (2 cores, TIGER size, Beauty, batch 256)",
              "metrics": {"genrec_bf16_samples_per_second": 54, "genrec_fp32_samples_per_second": 31.5,
                          "rq_vae_recommender_bf16_samples_per_second": 41,
@@ -44,13 +45,13 @@ def padded_random_batches(count: int, batch_size: int, seed: int) -> list[np.nda
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "tiger-beauty")
+    parser.add_argument("--run", type=Path, default=None, help="a run with codes (default: runs/tiger-beauty)")
     parser.add_argument("--steps", type=int, default=20, help="training steps per variant")
     args = parser.parse_args()
     wall = time.perf_counter()
-    run = RunDir(args.run)
+    run = RunDir(args.run) if args.run else prepared()
     config = run.config()
-    prep = prepare(run, config)
+    prep = prepare(run, config, for_training=True)   # (re)writes the run's vocabulary, as `mmgr train` would
     users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
     examples = encode_examples(prep.layout, prep.user_ids, users, histories, targets)
     batch_size = config.training.batch_size
