@@ -5,7 +5,7 @@ micro-batching on (`--max-wait-ms 5 --max-batch 32`) and off (`--no-batching`), 
 
 The model: `synthetic`, a small TIGER on the synthetic world (400 items, 600 users; RQ-k-means 3 x 16 SIDs, T5
 d_model 64, 2 + 2 layers, 200 steps); `beauty`, TIGER as configs/tiger.yaml gives it (RQ-VAE 3 x 256 + collision
-code, T5 4 + 4 layers, d_model 128, beam 20) on Amazon Beauty (12,101 items), trained 300 steps (serving cost does
+code, T5 4 + 4 layers, d_model 128, beam 20) on Amazon Beauty (12,101 items), trained 40 steps (serving cost does
 not depend on how long it trained). Each is trained once into runs/serve-<dataset>, exported with `mmgr export` to
 runs/serve-<dataset>.bundle, and reused when finished. The real server runs the bundle as a subprocess on a free
 port of 127.0.0.1; each client is a thread with its own `httpx.Client`, sending bodies {"history": 1-20 random real
@@ -43,7 +43,7 @@ TRAIN = {
                   "model.d_kv=16", "model.d_ff=256", "model.user_buckets=0", "training.max_steps=200",
                   "training.batch_size=128"],
     "beauty": ["--recipe", "configs/beauty.yaml", "--recipe", "configs/tiger.yaml", "--no-progress",
-               "training.max_steps=300"],
+               "training.max_steps=40"],
 }
 MODES = {"on": ["--max-wait-ms", "5", "--max-batch", "32"], "off": ["--no-batching"]}
 CONCURRENCY = (1, 8, 32)
@@ -52,10 +52,10 @@ WARMUP = 5
 
 
 def trained_bundle(dataset: str) -> Path:
-    """runs/serve-<dataset>.bundle, from the run that one `mmgr run` trains (each reused once finished)."""
+    """runs/serve-<dataset>.bundle, from the run that one `mmgr run` trains (each reused once trained)."""
     run = ROOT / "runs" / f"serve-{dataset}"
     bundle = run.with_suffix(".bundle")
-    if not (run / "results.json").is_file():
+    if not (run / "model.safetensors").is_file():
         subprocess.run([sys.executable, "-m", "mmgr", "run", *TRAIN[dataset], "--out", str(run)], cwd=ROOT,
                        check=True)
     if not (bundle / "bundle.json").is_file():

@@ -25,6 +25,7 @@ from PIL import Image
 
 from mmgr.config import ImageEncoderConfig
 from mmgr.data.images import UnreadableImage, image_inputs, load_rgb
+from mmgr.devices import bf16_supported
 from mmgr.errors import MmgrError
 
 RESIZE, CROP = 256, 224
@@ -57,10 +58,6 @@ def file_digest(path: str | Path) -> bytes:
 def spare_core() -> bool:
     """Whether this process may use more cores than torch's compute threads."""
     return len(os.sched_getaffinity(0)) > torch.get_num_threads()
-
-
-def bf16_supported() -> bool:
-    return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX") or torch.cuda.is_available()
 
 
 class PrefetchingImageEncoder:

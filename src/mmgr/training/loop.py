@@ -29,6 +29,7 @@ import torch
 from lightning.fabric import Fabric
 
 from mmgr.config import TrainingConfig
+from mmgr.devices import resolve_precision
 from mmgr.errors import MmgrError
 from mmgr.progress import progress_bar
 from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint, save_weights
@@ -79,7 +80,8 @@ def bucketed_train_data(examples: EncodedExamples, batch_size: int, seed: int) -
 
 def make_fabric(cfg: TrainingConfig, log_dir: Path) -> Fabric:
     strategy = "ddp" if cfg.devices > 1 else "auto"
-    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, strategy=strategy, precision=cfg.precision,
+    fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, strategy=strategy,
+                    precision=resolve_precision(cfg.precision),
                     loggers=_loggers(log_dir))
     fabric.launch()
     return fabric
