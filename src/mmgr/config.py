@@ -245,8 +245,8 @@ class TrainingConfig(Section):
     warmup_steps: int = Field(300, ge=0, description="linear warmup, then cosine decay to 0")
     grad_clip: float = Field(1.0, gt=0.0, le=1e6, description="gradient norm clip")
     precision: Literal["auto", "32-true", "bf16-mixed"] = Field(
-        "auto", description="numeric precision (Lightning); auto: bf16-mixed where bf16 is native (GPU, AVX-512 "
-                            "CPU), else 32-true (bf16 is emulated, ~100x slower, on AVX2-only CPUs)")
+        "auto", description="numeric precision (Lightning); auto: bf16-mixed where bf16 is native (a bf16 GPU, "
+                            "an AVX512-BF16/AMX CPU), else 32-true (emulated bf16 is ~100x slower)")
     accelerator: str = Field("auto", description="cpu, gpu or auto (Lightning)")
     devices: int = Field(1, ge=1, le=1024, description="devices (processes) for data-parallel training")
     eval_every: int = Field(1, ge=1, description="validate every N epochs")

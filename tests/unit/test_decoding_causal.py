@@ -29,11 +29,12 @@ def trie() -> PrefixTrie:
     return PrefixTrie.build(make_items(depth=3), vocab_size=VOCAB.size)
 
 
-def test_cached_search_passes_the_cache_by_its_current_name(model, trie):
+@pytest.mark.parametrize("decoder", ["llama", "hf"])
+def test_cached_search_passes_the_cache_by_its_current_name(model, trie, decoder):
     ids, mask = histories()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        causal_beam_search(model, ids, mask, trie, beam_size=5, top_k=5)
+        causal_beam_search(model, ids, mask, trie, beam_size=5, top_k=5, decoder=decoder)
     assert [str(w.message) for w in caught if "past_key_values" in str(w.message)] == []
 
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from mmgr.config import ImageEncoderConfig
 from mmgr.data.images import UnreadableImage, image_inputs, load_rgb
-from mmgr.devices import bf16_supported
+from mmgr.devices import cpu_bf16_supported
 from mmgr.errors import MmgrError
 
 RESIZE, CROP = 256, 224
@@ -72,7 +72,7 @@ class PrefetchingImageEncoder:
 
     def __init__(self, cfg: ImageEncoderConfig | None) -> None:
         self.cfg = cfg or ImageEncoderConfig()
-        self.bf16 = self.cfg.bf16 and bf16_supported()
+        self.bf16 = self.cfg.bf16 and cpu_bf16_supported()   # it runs on the CPU
         self.unreadable: dict[str, str] = {}   # path -> why it could not be decoded (its rows are zeros)
 
     def inputs(self, items: pa.Table) -> list[str | None]:

@@ -81,7 +81,7 @@ def bucketed_train_data(examples: EncodedExamples, batch_size: int, seed: int) -
 def make_fabric(cfg: TrainingConfig, log_dir: Path) -> Fabric:
     strategy = "ddp" if cfg.devices > 1 else "auto"
     fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, strategy=strategy,
-                    precision=resolve_precision(cfg.precision),
+                    precision=resolve_precision(cfg.precision, cfg.accelerator),
                     loggers=_loggers(log_dir))
     fabric.launch()
     return fabric
@@ -93,6 +93,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
         output: Path | None = None) -> FitResult:
     """Train `model` on `data` as stage `stage`. `validate(plain_model)` returns the validation NDCG@10 that picks
     the weights saved to `output` (default `model.safetensors`); with `validate=None` the final weights are."""
+    cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, cfg.accelerator)})  # what resumes
     fabric = fabric or make_fabric(cfg, run_path / "logs" / stage)
     output = output or run_path / BEST
     steps_per_epoch = len(data.batches(0)) // fabric.world_size
