@@ -91,7 +91,11 @@ def check(url: str, trial: int, before: int, acknowledged: bool) -> dict[str, An
 
 def trial_run(bundle: Path, trial: int, delay: float) -> dict[str, Any]:
     process, url = start_server(bundle, OPTIONS)
-    before = httpx.get(f"{url}/health", timeout=30).json()["items"]
+    try:
+        before = httpx.get(f"{url}/health", timeout=30).json()["items"]
+    except BaseException:
+        stop_server(process)
+        raise
     replies: dict[int, int] = {}
     sender = threading.Thread(target=onboard, args=(url, trial, replies), daemon=True)
     sender.start()

@@ -120,7 +120,7 @@ def measure(url: str, batching: str, concurrency: int, requests: list[dict[str, 
     latencies, errors = load(url, requests, concurrency, seconds)
     wall = time.perf_counter() - started
     sum_after, count_after = batch_totals(url)
-    ms = np.array(latencies) * 1000
+    ms = np.array(latencies or [np.nan]) * 1000
     batches = count_after - count_before
     return {"batching": batching, "concurrency": concurrency, "requests": len(latencies), "errors": errors,
             "seconds": round(wall, 3), "requests_per_second": round(len(latencies) / wall, 2),

@@ -32,29 +32,36 @@ class Browser:
         import websocket
 
         self._profile = tempfile.TemporaryDirectory()
-        self.process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        port = self._devtools_port()
-        pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
-        page = next(p for p in pages if p["type"] == "page")
-        self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
+        self._log = Path(self._profile.name) / "chromium.log"          # a file: a pipe left unread would fill
+        with self._log.open("w") as log:
+            self.process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self._profile.name}/profile",
+                                             "about:blank"], stdout=subprocess.DEVNULL, stderr=log)
+        self.socket = None
+        try:
+            port = self._devtools_port()
+            pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
+            page = next(p for p in pages if p["type"] == "page")
+            self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
+        except BaseException:
+            self.__exit__()
+            raise
         self._ids = itertools.count(1)
         return self
 
     def _devtools_port(self) -> int:
-        assert self.process.stderr is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            line = self.process.stderr.readline()
-            found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", self._log.read_text())
             if found:
                 return int(found.group(1))
-            if not line and self.process.poll() is not None:
+            if self.process.poll() is not None:
                 break
-        raise RuntimeError("chromium did not start its DevTools endpoint")
+            time.sleep(0.05)
+        raise RuntimeError(f"chromium did not start its DevTools endpoint: {self._log.read_text()[-500:]}")
 
     def __exit__(self, *exc: object) -> None:
-        self.socket.close()
+        if self.socket is not None:
+            self.socket.close()
         self.process.terminate()
         try:
             self.process.wait(timeout=10)
@@ -83,8 +90,8 @@ class Browser:
         """Navigate and wait until the document and every image on it have finished loading."""
         self.call("Page.navigate", url=url)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.evaluate("document.readyState === 'complete' && "
+        while time.monotonic() < deadline:                # the new document, loaded with all its images
+            if self.evaluate(f"document.URL === {json.dumps(url)} && document.readyState === 'complete' && "
                              "Array.from(document.images).every(i => i.complete)"):
                 return
             time.sleep(0.1)

@@ -40,7 +40,10 @@ TABLES = (
 
 
 def table(dataset: str) -> PublishedTable:
-    return next(t for t in TABLES if t.dataset == dataset)
+    for known in TABLES:
+        if known.dataset == dataset:
+            return known
+    raise KeyError(f"no published table for {dataset!r} (have {', '.join(t.dataset for t in TABLES)})")
 
 
 def matching(stats: dict[str, Any]) -> PublishedTable | None:

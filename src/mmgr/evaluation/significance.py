@@ -11,6 +11,16 @@ import pyarrow.parquet as pq
 from mmgr.errors import MmgrError
 
 
+def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """(resamples,) means of `values` over users resampled with replacement (seeded)."""
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for start in range(0, resamples, 1000):                       # bounded memory: 1000 x U at a time
+        count = min(1000, resamples - start)
+        means[start:start + count] = values[rng.integers(0, values.size, size=(count, values.size))].mean(axis=1)
+    return means
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, confidence: float = 0.95,
                      seed: int = 0) -> dict[str, float]:
     """Mean of (b - a) over users with a percentile confidence interval and a two-sided bootstrap p-value.
@@ -20,11 +30,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 10_000, conf
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"need two aligned non-empty per-user arrays, got {a.shape} and {b.shape}")
     diff = b - a
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, 1000):                       # bounded memory: 1000 x U at a time
-        count = min(1000, resamples - start)
-        means[start:start + count] = diff[rng.integers(0, diff.size, size=(count, diff.size))].mean(axis=1)
+    means = bootstrap_means(diff, resamples, seed)
     tail = (1 - confidence) / 2
     p_value = 2 * min((means <= 0).mean(), (means >= 0).mean())
     return {"mean_difference": float(diff.mean()), "low": float(np.quantile(means, tail)),

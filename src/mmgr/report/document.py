@@ -118,8 +118,8 @@ def training_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
               "samples/s", "parameters"]
     cells = [[r["name"], r["method"]["engine"], r["method"]["layout"], "+".join(r["method"]["modalities"]),
               objective_label(r["method"]), r["method"]["tokenizer"] if r["tokenizers"] else "- (item ids)",
-              str(r["train"].get("steps", "-")), f"{r['train'].get('train_seconds', 0):.0f}",
-              f"{r['train'].get('samples_per_second', 0):.0f}", str(r["train"].get("parameters", "-"))]
+              str(r["train"].get("steps", "-")), _number(r["train"].get("train_seconds"), 0),
+              _number(r["train"].get("samples_per_second"), 0), str(r["train"].get("parameters", "-"))]
              for r in report["rows"]]
     return header, cells
 
@@ -140,8 +140,8 @@ def tokenizer_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, cells
 
 
-def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "-"
+def _number(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
 
 
 def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], list[list[str]]] | None]]:

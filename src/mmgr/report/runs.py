@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mmgr.errors import MmgrError
+from mmgr.evaluation.significance import bootstrap_means
 from mmgr.rundir import RunDir
 
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
@@ -43,8 +45,13 @@ def summarize_run(name: str, path: Path, resamples: int = 1000, seed: int = 0) -
     results_file = run.path / "results.json"
     if not results_file.is_file():
         raise MmgrError(f"{run.path}: not evaluated (no results.json); run `mmgr evaluate {run.path}` first")
-    results = json.loads(results_file.read_text())
-    per_user = pq.read_table(run.path / "per_user_test.parquet", columns=list(METRICS))
+    per_user_file = run.path / "per_user_test.parquet"
+    try:
+        results = json.loads(results_file.read_text())
+        per_user = pq.read_table(per_user_file, columns=list(METRICS))
+    except (OSError, json.JSONDecodeError, pa.ArrowInvalid) as exc:
+        raise MmgrError(f"{run.path}: its evaluation files are missing or damaged ({exc}); run `mmgr evaluate "
+                        f"{run.path}` again") from None
     intervals = {m: bootstrap_interval(per_user[m].to_numpy(), resamples, seed) for m in METRICS}
     stages = manifest["stages"]
     config = manifest["config"]
@@ -77,9 +84,7 @@ def bootstrap_interval(values: np.ndarray, resamples: int, seed: int, confidence
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = np.concatenate([values[rng.integers(0, values.size, (min(500, resamples - s), values.size))].mean(1)
-                            for s in range(0, resamples, 500)])
+    means = bootstrap_means(values, resamples, seed)
     tail = (1 - confidence) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 

@@ -9,14 +9,17 @@ live state, replayed on load, not a checked part.
 
 `load_bundle(OUT)` refuses a bundle whose parts do not match — another format version, a part changed or missing,
 a model trained on another vocabulary, a catalog with other items, a trie that the codes no longer give — naming
-what differs, then returns the `Recommender` that `mmgr serve` runs.
+what differs, then returns the `Recommender` that `mmgr serve` runs. Items the run had onboarded (`serving/`) are
+copied along, so the bundle serves the catalog the run served.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +28,14 @@ import numpy as np
 from mmgr.errors import MmgrError
 from mmgr.io import read_arrays, sha256_file, write_arrays_atomic, write_json_atomic
 from mmgr.rundir import MANIFEST, RunDir, now_iso
+from mmgr.serving.onboarding import ONBOARDED
 
 FORMAT, FORMAT_VERSION = "mmgr-bundle", 1
 BUNDLE = "bundle.json"
 FILES = (MANIFEST, "items.parquet", "sequences.parquet", "model.safetensors", "vocabulary.json", "results.json")
 FOLDERS = ("codes", "tokenizers")
 TRIE = "trie"
-LIVE = "serving"                  # onboarded items: state, not a checked part
+LIVE = ONBOARDED.parts[0]        # serving/: onboarded items, state, not a checked part
 
 
 class BundleError(MmgrError):
@@ -43,31 +47,39 @@ def is_bundle(path: Path) -> bool:
 
 
 def export_bundle(run_path: Path, out: Path) -> dict[str, Any]:
-    """Copy a trained run's serving parts into `out` (a new folder) and describe them in bundle.json."""
+    """Copy a trained run's serving parts into `out` (a new folder) and describe them in bundle.json. The bundle is
+    assembled in a temporary sibling folder and renamed into place, so `out` is a whole bundle or absent."""
     from mmgr.training.stage import load_ranker
 
-    run = RunDir(run_path)
-    ranker = load_ranker(run, run.config())            # refuses runs that are not trained or do not match
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise MmgrError(f"{out} exists and is not empty; choose a new folder for the bundle")
-    out.mkdir(parents=True, exist_ok=True)
+    run, out = RunDir(run_path), Path(out)
+    if out.exists():
+        raise MmgrError(f"{out} exists; choose a new folder for the bundle")
+    with run.writing("export"):                        # no stage rewrites the run while it is copied
+        ranker = load_ranker(run, run.config())        # refuses runs that are not trained or do not match
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as scratch:
+            staging = Path(scratch) / "bundle"
+            description = _assemble(run, ranker, staging)
+            os.replace(staging, out)
+    return description
+
+
+def _assemble(run: RunDir, ranker: Any, folder: Path) -> dict[str, Any]:
+    folder.mkdir()
     for name in FILES:
         if (run.path / name).is_file():
-            shutil.copy2(run.path / name, out / name)
-    for folder in FOLDERS:
-        if (run.path / folder).is_dir():
-            shutil.copytree(run.path / folder, out / folder)
-    if (run.path / LIVE).is_dir():
-        shutil.copytree(run.path / LIVE, out / LIVE)
+            shutil.copy2(run.path / name, folder / name)
+    for name in (*FOLDERS, LIVE):                     # the items onboarded so far travel with the model
+        if (run.path / name).is_dir():
+            shutil.copytree(run.path / name, folder / name)
     for target, tokens in ranker.decoding_tables().items():
-        write_arrays_atomic(out / TRIE / f"{target}.safetensors", {"tokens": np.ascontiguousarray(tokens)},
+        write_arrays_atomic(folder / TRIE / f"{target}.safetensors", {"tokens": np.ascontiguousarray(tokens)},
                             {"target": target})
     description = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(),
                    "source_run": run.path.name, "model": run.config().model.kind,
-                   "vocabulary_sha256": vocabulary_digest(out), **item_set(ranker.data.dataset.items),
-                   "parts": {part: sha256_file(out / part) for part in _parts(out)}}
-    write_json_atomic(out / BUNDLE, description)
+                   "vocabulary_sha256": vocabulary_digest(folder), **item_set(ranker.data.dataset.items),
+                   "parts": {part: sha256_file(folder / part) for part in _parts(folder)}}
+    write_json_atomic(folder / BUNDLE, description)
     return description
 
 
