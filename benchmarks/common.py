@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import sys
 from datetime import UTC, datetime
@@ -12,19 +11,12 @@ from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does (see mmgr/cli/app.py)
 
+from mmgr.devices import describe_device  # noqa: E402
 from mmgr.io import write_json_atomic  # noqa: E402
 from mmgr.rundir import git_commit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(os.environ.get("MMGR_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
-
-
-def device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"cpu ({os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__})"
 
 
 def command() -> str:
@@ -38,7 +30,7 @@ def write_result(benchmark: str, dataset: str, method: str, metrics: dict[str, A
                  extra: dict[str, Any] | None = None) -> Path:
     """Write benchmarks/results/<benchmark>-<dataset>-<method>.json."""
     result = {"benchmark": benchmark, "dataset": dataset, "method": method, "split": split, "metrics": metrics,
-              "reference": reference, "device": device(), "wall_seconds": round(wall_seconds, 3),
+              "reference": reference, "device": describe_device(), "wall_seconds": round(wall_seconds, 3),
               "command": command(), "config": config, "commit": git_commit(),
               "created": datetime.now(UTC).isoformat(timespec="seconds"), **(extra or {})}
     path = RESULTS / f"{benchmark}-{dataset}-{method}.json"

@@ -72,7 +72,7 @@ def main() -> None:
               "method": "seeded mutations", "metrics": totals, "readers": readers,
               "mutations": sorted(fuzzing.MUTATIONS),
               "benign_mutations": sorted(fuzzing.BENIGN), "seeds": f"0..{args.cases - 1} per reader",
-              "device": common.device(), "wall_seconds": round(time.perf_counter() - started, 3),
+              "device": common.describe_device(), "wall_seconds": round(time.perf_counter() - started, 3),
               "command": common.command(), "commit": git_commit(),
               "created": common.datetime.now(common.UTC).isoformat(timespec="seconds")}
     path = common.RESULTS / "fuzz.json"

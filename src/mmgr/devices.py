@@ -5,6 +5,9 @@ TIGER training step 40 s instead of ~2 s."""
 
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 
 
@@ -23,3 +26,10 @@ def resolve_precision(precision: str, accelerator: str = "auto") -> str:
     if precision != "auto":
         return precision
     return "bf16-mixed" if bf16_supported(accelerator) else "32-true"
+
+
+def describe_device() -> str:
+    """The machine results were measured on, as results files name it."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({os.cpu_count()} cores, {platform.machine()}, torch {torch.__version__})"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgr import __version__
+from mmgr.devices import describe_device
 from mmgr.errors import MmgrError
 from mmgr.evaluation import published
 from mmgr.evaluation.significance import compare_runs
@@ -36,10 +37,12 @@ def build(runs: list[RunSummary], baseline: str, out: Path, resamples: int = 10_
     base = next(r for r in runs if r.name == baseline)
     figures = collect_figures(runs, out / "figures")
     match = published.matching(runs[0].dataset["stats"])
-    return {
-        "title": f"mmgr comparison on {runs[0].dataset['name']}", "created": now_iso(), "command": command,
-        "mmgr_version": __version__, "git_commit": git_commit(), "dataset": runs[0].dataset,
-        "protocol": runs[0].protocol, "baseline": baseline, "metrics": list(METRICS),
+    return {                    # the first keys are every benchmark results file's (see benchmarks/common.py)
+        "benchmark": "report", "dataset": runs[0].dataset["name"], "method": "+".join(r.name for r in runs),
+        "metrics": {r.name: r.test for r in runs}, "device": describe_device(), "command": command,
+        "commit": git_commit(),
+        "title": f"mmgr comparison on {runs[0].dataset['name']}", "created": now_iso(), "mmgr_version": __version__,
+        "data": runs[0].dataset, "protocol": runs[0].protocol, "baseline": baseline, "metric_names": list(METRICS),
         "rows": [row(r) for r in runs],
         "significance": {r.name: compare_runs(base.path, r.path, "test", METRICS, resamples)["metrics"]
                          for r in runs if r is not base},
@@ -91,11 +94,11 @@ def fmt(value: float) -> str:
 
 def metric_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the main table: mean [95% interval] per metric, and the paired test vs the baseline."""
-    header = ["method", "users", *report["metrics"], f"NDCG@10 vs {report['baseline']} (95% CI, p)"]
+    header = ["method", "users", *report["metric_names"], f"NDCG@10 vs {report['baseline']} (95% CI, p)"]
     cells = []
     for r in report["rows"]:
         values = [f"{fmt(r['test'][m])} [{fmt(r['intervals'][m][0])}, {fmt(r['intervals'][m][1])}]"
-                  for m in report["metrics"]]
+                  for m in report["metric_names"]]
         test = report["significance"].get(r["name"], {}).get("ndcg@10")
         versus = "baseline" if test is None else (
             f"{test['mean_difference']:+.4f} [{test['low']:+.4f}, {test['high']:+.4f}], p={test['p_value']:.3f}"
@@ -107,7 +110,7 @@ def metric_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def published_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
     if not report["published"]:
         return None
-    metrics = report["metrics"]
+    metrics = report["metric_names"]
     header = ["published row", *metrics]
     return header, [[name, *(fmt(values[m]) if m in values else "-" for m in metrics)]
                     for name, values in report["published"]["metrics"].items()]
@@ -155,12 +158,12 @@ def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], li
 
 
 def about(report: dict[str, Any]) -> list[str]:
-    stats = report["dataset"]["stats"]
-    return [f"Dataset {report['dataset']['name']}: {stats['users']} users, {stats['items']} items, "
-            f"{stats['interactions']} interactions (fingerprint {report['dataset']['fingerprint'][:12]}).",
+    stats = report["data"]["stats"]
+    return [f"Dataset {report['dataset']}: {stats['users']} users, {stats['items']} items, "
+            f"{stats['interactions']} interactions (fingerprint {report['data']['fingerprint'][:12]}).",
             f"Protocol: {report['protocol'].get('targets', '')}; {report['protocol'].get('metrics', '')}.",
-            f"Written {report['created']} by mmgr {report['mmgr_version']} (commit {report['git_commit'] or '-'})"
-            + (f": `{report['command']}`" if report["command"] else "") + "."]
+            f"Written {report['created']} by mmgr {report['mmgr_version']} (commit {report['commit'] or '-'}) on "
+            f"{report['device']}" + (f": `{report['command']}`" if report["command"] else "") + "."]
 
 
 def markdown(report: dict[str, Any]) -> str:
