@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 from lightning.fabric import Fabric
 from safetensors.torch import load_file, save_file
@@ -25,7 +24,6 @@ def train_on_rank(fabric: Fabric, folder) -> None:
     (folder / f"rank{rank}.json").write_text(json.dumps({"steps": result.steps, "world": fabric.world_size}))
 
 
-@pytest.mark.slow
 def test_two_process_ddp_ranks_agree(tmp_path):
     fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp_spawn", precision="32-true")
     fabric.launch(train_on_rank, tmp_path)
