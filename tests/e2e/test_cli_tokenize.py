@@ -40,7 +40,11 @@ def test_image_codes_sit_beside_the_text_codes(encoded_run):
 
 
 def test_bad_requests_are_explained(encoded_run, tmp_path):
-    result = mmgr("tokenize", str(encoded_run), "--modality", "fused", check=False)       # not encoded yet
+    import shutil
+
+    run = tmp_path / "run"                                      # other tests may encode `fused` into the shared run
+    shutil.copytree(encoded_run, run, ignore=shutil.ignore_patterns("fused.*", ".lock"))
+    result = mmgr("tokenize", str(run), "--modality", "fused", check=False)                # not encoded here
     assert result.returncode == 1 and "mmgr encode" in result.stderr and "--modality fused" in result.stderr
     result = mmgr("tokenize", str(encoded_run), "--modality", "interests", check=False)   # not a SID modality
     assert result.returncode == 1 and "unknown modality 'interests'" in result.stderr
