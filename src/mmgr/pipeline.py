@@ -1,8 +1,9 @@
 """`mmgr run`: one recipe from data to results in one run directory.
 
-data import (unless the run has it) -> features of every modality the method's codes need -> codes (fitted, or a
-published table from `tokenizer.tables`) -> train -> evaluate. Stages whose outputs exist and match the recipe are
-reused. A multimodal recipe on data that lacks a modality (Amazon Beauty has no images) falls back to the
+data import (unless the run has it) -> generated item texts the recipe reads (image captions, interest tags: for the
+text encoder's fields and for text objectives) -> features of every modality the method's codes need -> codes
+(fitted, or a published table from `tokenizer.tables`) -> train -> evaluate. Stages whose outputs exist and match
+the recipe are reused. A multimodal recipe on data that lacks a modality (Amazon Beauty has no images) falls back to the
 modalities the data has, says so, and records the fallback in the manifest.
 """
 
@@ -32,6 +33,7 @@ def run_recipe(config: Config, out: Path, progress: bool = True,
         say(f"note: {fallback}")
     run.record("pipeline", {"fallback": fallback, "modalities": config.model.modalities,
                             "layout": config.model.layout}, config=config.model_dump(mode="json"))
+    ensure_generated(run, config, dataset, progress, say)
     if engine(config).needs_codes:
         for modality in config.model.modalities:
             ensure_codes(run, modality, config, progress, say)
@@ -60,15 +62,46 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
     model = {"modalities": kept}
     training = {}
     if len(kept) == 1:
+        from mmgr.training.objectives import OBJECTIVES
+
         model.update(layout="single", switch_tokens=False)
-        training.update(alignment="none", objective="next-item")
+        training.update(alignment="none")
+        if OBJECTIVES.get(config.training.objective).min_modalities > 1:
+            training.update(objective="next-item")
     lacking = ", ".join(m if m != "fused" else "images to fuse" for m in wanted if not has.get(m, True))
     reason = (f"{dataset.name} has no {lacking} (no item has it and no SID table is given): the recipe's "
               f"{'+'.join(wanted)} {config.model.layout} method falls back to {'+'.join(kept)}"
-              f"{' (single SID, no alignment, next-item loss): the text-only result' if len(kept) == 1 else ''}")
+              f"{' (single SID, no alignment): the text-only result' if len(kept) == 1 else ''}"
+              f"{'; objective ' + config.training.objective + ' -> next-item' if training.get('objective') else ''}")
     return config.model_copy(update={
         "model": config.model.model_copy(update=model),
         "training": config.training.model_copy(update=training)}), reason
+
+
+def generated_texts(config: Config) -> list[str]:
+    """The generated item texts (`caption`, `interests`) the recipe reads, in the order they are made (interest
+    mining reads the captions)."""
+    from mmgr.training.method import text_fields
+
+    wanted = set(config.encoders.text.fields) if {"text", "fused"} & set(config.model.modalities) else set()
+    wanted |= {"caption" if field == "visdesc" else field for field in text_fields(config)}
+    return [name for name in ("caption", "interests") if name in wanted]
+
+
+def ensure_generated(run: RunDir, config: Config, dataset: Dataset, progress: bool,
+                     say: Callable[[str], None]) -> None:
+    """Captions and interest tags the recipe reads, generated once (kept when the run has them)."""
+    from mmgr.encoders.stage import GENERATED, encode_run
+
+    for name in generated_texts(config):
+        if (run.path / "features" / GENERATED[name]).is_file():
+            continue
+        if name == "caption" and not dataset.items["has_image"].to_numpy().any():
+            say(f"note: {dataset.name} has no images: no image captions (visual-description tasks drop out)")
+            continue
+        backend = config.encoders.captions.backend if name == "caption" else config.encoders.interests.backend
+        say(f"features {name}: generating ({backend} backend)")
+        encode_run(run, name, config, progress)
 
 
 def ensure_codes(run: RunDir, modality: str, config: Config, progress: bool, say: Callable[[str], None]) -> None:

@@ -136,3 +136,13 @@ def test_every_numeric_setting_has_a_bound():
     unbounded = [key for key, field in walk(Config) if key not in UNBOUNDED
                  and not any(isinstance(m, annotated_types.Ge | annotated_types.Gt) for m in field.metadata)]
     assert unbounded == []
+
+
+def test_codebook_size_per_level():
+    assert load_config(overrides=["tokenizer.codebook_size=[128,64,32]"]).tokenizer.codebook_size == [128, 64, 32]
+    with pytest.raises(ConfigError, match="lists 2 sizes for 3 levels"):
+        load_config(overrides=["tokenizer.codebook_size=[8,4]"])
+    with pytest.raises(ConfigError, match=r"'tokenizer.codebook_size.1': 1 is out of range; valid range: 2 to 65536"):
+        load_config(overrides=["tokenizer.codebook_size=[8,1,4]"])
+    with pytest.raises(ConfigError, match=r"expected int or a list of int, got 'many'"):
+        load_config(overrides=["tokenizer.codebook_size=many"])

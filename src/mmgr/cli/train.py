@@ -56,6 +56,8 @@ def recommend(
     input_file: Path = typer.Option(None, "--input", help=escape("JSONL of requests ({\"user_id\": ...} or "
                                                                   "{\"history\": [item ids]}) for batch scoring.")),
     output: Path = typer.Option(None, "--output", help="JSONL written with each request's items (with --input)."),
+    explain: bool = typer.Option(False, "--explain", help="Add what the model writes about each recommended SID "
+                                                          "(title, interests, visual description: TriAlignGR runs)."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Top-K items for a user, with titles; or batch scoring of a JSONL file (--input ... --output ...)."""
@@ -70,14 +72,17 @@ def recommend(
         from mmgr.serving.service import Recommender
         from mmgr.training.stage import load_ranker
 
-        recommender = Recommender(load_ranker(run_dir, run_dir.config()))
+        recommender = Recommender(load_ranker(run_dir, run_dir.config()), explain=explain)
         console.print(stats_table("recommend", score_file(recommender, input_file, output, k, progress=progress)))
         return
+    rows = recommend_items(run_dir, run_dir.config(), user, k, explain)
+    fields = list(rows[0].get("explanation", {})) if rows else []
     table = Table(title=f"top {k} for user {user}")
-    for column in ("rank", "item_id", "title", "score"):
+    for column in ("rank", "item_id", "title", "score", *(f"model's {f}" for f in fields)):
         table.add_column(column)
-    for row in recommend_items(run_dir, run_dir.config(), user, k):
-        table.add_row(str(row["rank"]), row["item_id"], row["title"], f"{row['score']:.3f}")
+    for row in rows:
+        table.add_row(str(row["rank"]), row["item_id"], row["title"], f"{row['score']:.3f}",
+                      *(row["explanation"][f] for f in fields))
     console.print(table)
 
 

@@ -28,7 +28,7 @@ def item_texts(items: pa.Table, cfg: TextEncoderConfig) -> list[str | None]:
 
 
 def _render(row: dict, cfg: TextEncoderConfig) -> str:
-    values = {key: _as_text(row.get(key)) for key in LABELS}
+    values = {key: as_text(row.get(key)) for key in LABELS}
     if cfg.template is not None:
         try:
             return cfg.template.format_map(values)
@@ -37,7 +37,8 @@ def _render(row: dict, cfg: TextEncoderConfig) -> str:
     return ". ".join(LABELS[f] + values[f] for f in cfg.fields if values[f])
 
 
-def _as_text(value: object) -> str:
+def as_text(value: object) -> str:
+    """A catalog value as plain text (lists joined with commas, None as "")."""
     if value is None:
         return ""
     if isinstance(value, list):

@@ -44,6 +44,7 @@ class Recommender:
     ranker: Ranker
     limits: Limits = field(default_factory=Limits)
     onboarder: Onboarder | None = None         # with it, new items can be added (and earlier ones are replayed)
+    explain: bool = False                      # add each item's `explanation` (TriAlignGR runs: text from its SID)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()          # one decoding or onboarding at a time (the model is not re-entrant)
@@ -141,4 +142,15 @@ class Recommender:
                       if item >= 0 and int(item) not in seen][:requests[i].k]
             out[i] = [{"rank": r + 1, "item_id": self.item_ids[item], "title": self.titles[item], "score": score}
                       for r, (item, score) in enumerate(ranked)]
+        if self.explain:
+            self._explain([rows for rows in out if not isinstance(rows, RequestError)])
         return out
+
+    def _explain(self, results: list[list[dict[str, Any]]]) -> None:
+        """Each ranked row's `explanation`, the distinct items explained once."""
+        items = sorted({self.index[row["item_id"]] for rows in results for row in rows})
+        with self._lock:
+            texts = dict(zip(items, self.ranker.explain(items), strict=True))
+        for rows in results:
+            for row in rows:
+                row["explanation"] = texts[self.index[row["item_id"]]]

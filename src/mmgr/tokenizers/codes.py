@@ -3,7 +3,8 @@
 `ModalityCodes` holds `codes` int64[N, L] (unique per item after collision handling), the size of each level
 (the extra disambiguation level included) and the items whose modality was missing. `Vocabulary` gives each
 (modality, level, code) its own token id after reserved special tokens: pad, bos, eos, unk, the modality switch, mask,
-task prompts and hashed user buckets.
+task prompts and hashed user buckets; objectives that read and write text add a block of subword tokens last (the
+pieces of a subword vocabulary that the catalog's texts use, `mmgr.tokenizers.words`).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class Vocabulary:
     levels: dict[str, list[int]]          # modality -> sizes per level
     tasks: tuple[str, ...] = ()
     user_buckets: int = 0
+    words: tuple[int, ...] = ()           # ids (in `word_model`'s own vocabulary) of the subword tokens, in order
+    word_model: str = ""                  # the subword tokenizer those ids belong to
 
     @property
     def specials(self) -> list[str]:
@@ -87,8 +90,13 @@ class Vocabulary:
         raise MmgrError(f"modality {modality!r} is not in the vocabulary ({', '.join(self.levels)})")
 
     @property
-    def size(self) -> int:
+    def word_offset(self) -> int:
+        """Token id of the first subword token (they follow the code blocks)."""
         return len(self.specials) + self.user_buckets + sum(sum(s) for s in self.levels.values())
+
+    @property
+    def size(self) -> int:
+        return self.word_offset + len(self.words)
 
     def token(self, name: str) -> int:
         return self.specials.index(name)
@@ -131,7 +139,8 @@ class Vocabulary:
         raise MmgrError(f"token {token} is not a code token")
 
     def to_json(self) -> dict[str, Any]:
-        return {"levels": self.levels, "tasks": list(self.tasks), "user_buckets": self.user_buckets,
+        text = {"words": list(self.words), "word_model": self.word_model} if self.words else {}
+        return {"levels": self.levels, "tasks": list(self.tasks), "user_buckets": self.user_buckets, **text,
                 "size": self.size}
 
     def digest(self) -> str:
@@ -144,4 +153,5 @@ class Vocabulary:
     @classmethod
     def load(cls, path: Path) -> Vocabulary:
         data = json.loads(Path(path).read_text())
-        return cls({k: list(v) for k, v in data["levels"].items()}, tuple(data["tasks"]), data["user_buckets"])
+        return cls({k: list(v) for k, v in data["levels"].items()}, tuple(data["tasks"]), data["user_buckets"],
+                   tuple(data.get("words", ())), data.get("word_model", ""))

@@ -3,7 +3,7 @@
 - `t5`: encoder-decoder (TIGER); the history is the encoder input, the next item's tokens the decoder target.
   Next-item examples are every prefix of every training sequence. Trains every objective.
 - `causal`: decoder-only (Llama blocks); the history is the prompt and the model continues it with the next
-  item's tokens. One sequence trains a target at every item position. Trains next-item.
+  item's tokens. One sequence trains a target at every item position. Trains next-item and TriAlignGR's tmt.
 
 Both decode through the same prefix trie and beam step, with the same result contract.
 """
@@ -52,4 +52,4 @@ BACKBONES: Registry[Backbone] = Registry("backbone")
 BACKBONES.register("t5")(Backbone(build_t5, constrained_beam_search, None, prefix_next_item,
                                   ("next-item", "translate", "infonce", "syngr")))
 BACKBONES.register("causal")(Backbone(build_causal, causal_beam_search, causal_prompt, causal_next_item,
-                                      ("next-item",)))
+                                      ("next-item", "tmt")))

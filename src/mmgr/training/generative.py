@@ -30,6 +30,7 @@ from mmgr.training.method import Prepared, codes_info, prepare, stages, with_new
 from mmgr.training.objectives import OBJECTIVES
 from mmgr.training.rundata import evaluate_splits
 from mmgr.training.stage import ENGINES, Engine
+from mmgr.training.tmt import describe_items, explained_fields
 
 
 def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
@@ -114,6 +115,8 @@ class GenerativeRanker:
     model: torch.nn.Module
     backbone: Backbone
     decoding: DecodingConfig
+    explains: tuple[str, ...] = ()        # text fields the model was trained to write from a SID (tmt)
+    max_text_tokens: int = 32
 
     def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         decoding = self.decoding.model_copy(update={"top_k": k, "beam_size": max(k, self.decoding.beam_size)})
@@ -123,15 +126,24 @@ class GenerativeRanker:
     def decoding_tables(self) -> dict[str, np.ndarray]:
         return dict(self.data.layout.targets)
 
+    def explain(self, items: list[int]) -> list[dict[str, str]]:
+        """Per item index, the text the model writes from the item's SID for each field it was trained to explain
+        (TriAlignGR's SID -> title / interests / visual description)."""
+        if not self.explains:
+            raise MmgrError("this run's model cannot explain items: train it with training.objective=tmt and a "
+                            "sid->title (or sid->interests, sid->visdesc) task in training.tmt.tasks")
+        return describe_items(self.model, self.data.layout, items, self.explains, self.max_text_tokens)
+
     def extended(self, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> GenerativeRanker:
         """This ranker over the catalog plus `items` (their codes last in `codes`); same model and vocabulary."""
         return GenerativeRanker(with_new_items(self.data, config, codes, items), self.model, self.backbone,
-                                self.decoding)
+                                self.decoding, self.explains, self.max_text_tokens)
 
 
 def generative_ranker(run: RunDir, config: Config) -> GenerativeRanker:
     prep = prepare(run, config)
-    return GenerativeRanker(prep, load_model(run, config, prep), BACKBONES.get(config.model.kind), config.decoding)
+    return GenerativeRanker(prep, load_model(run, config, prep), BACKBONES.get(config.model.kind), config.decoding,
+                            explained_fields(config), config.training.tmt.max_text_tokens)
 
 
 GENERATIVE = Engine(train_generative, evaluate_generative, generative_ranker)

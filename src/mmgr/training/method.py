@@ -1,6 +1,7 @@
 """A generative method as a composition of registered parts, chosen by the recipe:
 
-    codes of `model.modalities` -> one vocabulary (+ the objectives' task prompts, user buckets)
+    codes of `model.modalities` -> one vocabulary (+ the objectives' task prompts, user buckets, and the subword
+    tokens of the item texts that text objectives read: `model.words`)
     -> layout `model.layout` (single | late-fusion [+ switch tokens]) -> decoding trie over its item tuples
     -> training stages: [alignment `training.alignment` (translate | infonce)], then next-item.
 
@@ -27,9 +28,11 @@ from mmgr.layouts.base import Layout
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 from mmgr.tokenizers.stage import load_codes
+from mmgr.tokenizers.words import used_words
 from mmgr.training.loop import NEXT_ITEM
 from mmgr.training.objectives import OBJECTIVES
 from mmgr.training.rundata import RunData, load_run_data
+from mmgr.training.tasks import item_field_texts
 
 VOCABULARY = "vocabulary.json"
 
@@ -43,11 +46,13 @@ class Stage:
 
 @dataclass
 class Prepared(RunData):
-    """`RunData` plus the method's codes, layout and one decoding trie per target of the layout."""
+    """`RunData` plus the method's codes, layout, one decoding trie per target of the layout, and the item texts
+    its objectives read (field -> text per item; empty for SID-only methods)."""
 
     codes: dict[str, ModalityCodes]
     layout: Layout
     tries: dict[str, PrefixTrie]
+    texts: dict[str, list[str | None]]
 
 
 def stages(config: Config) -> list[Stage]:
@@ -56,7 +61,21 @@ def stages(config: Config) -> list[Stage]:
     return [*plan, Stage(NEXT_ITEM, config.training.objective, True)]
 
 
-def build_vocabulary(codes: dict[str, ModalityCodes], config: Config) -> Vocabulary:
+def text_fields(config: Config) -> tuple[str, ...]:
+    """The item text fields the recipe's objectives read."""
+    objectives = [OBJECTIVES.get(stage.objective) for stage in stages(config)]
+    return tuple(dict.fromkeys(field for objective in objectives for field in objective.text_fields(config)))
+
+
+def item_texts(run: RunDir, dataset: Dataset, config: Config) -> dict[str, list[str | None]]:
+    from mmgr.encoders.stage import items_with_generated_text
+
+    fields = text_fields(config)
+    return item_field_texts(items_with_generated_text(run, dataset.items), fields) if fields else {}
+
+
+def build_vocabulary(codes: dict[str, ModalityCodes], config: Config,
+                     texts: dict[str, list[str | None]] | None = None) -> Vocabulary:
     modalities = config.model.modalities
     absent = [m for m in modalities if m not in codes]
     if absent:
@@ -64,8 +83,9 @@ def build_vocabulary(codes: dict[str, ModalityCodes], config: Config) -> Vocabul
                         f"(have: {', '.join(codes) or 'none'})")
     tasks = LAYOUTS.get(config.model.layout).tasks(modalities) + tuple(
         t for stage in stages(config) for t in OBJECTIVES.get(stage.objective).tasks(modalities))
+    words = used_words(config.model.words, [t for values in (texts or {}).values() for t in values if t])
     return Vocabulary({m: list(codes[m].with_missing_reserved().sizes) for m in modalities}, tasks,
-                      config.model.user_buckets)
+                      config.model.user_buckets, words, config.model.words if words else "")
 
 
 def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared:
@@ -73,7 +93,8 @@ def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared
     other stage reads the saved one."""
     data = load_run_data(run, config)
     codes = load_codes(run)
-    built = build_vocabulary(codes, config)
+    texts = item_texts(run, data.dataset, config)
+    built = build_vocabulary(codes, config, texts)
     path = run.path / VOCABULARY
     if for_training:
         built.save(path)
@@ -86,7 +107,7 @@ def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared
             raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
                             f"{dict(vocab.levels)}; the codes and recipe now give {built.size}, "
                             f"{dict(built.levels)}); re-run `mmgr train`")
-    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config))
+    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config), texts)
 
 
 def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, config: Config
@@ -102,7 +123,8 @@ def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCode
     the vocabulary stays the run's (codes that do not fit it are refused)."""
     dataset = Dataset(prep.dataset.name, pa.concat_tables([prep.dataset.items, items.cast(ITEM_SCHEMA)]),
                       prep.dataset.sequences)
-    return Prepared(dataset, prep.user_ids, prep.split, codes, *compose(codes, prep.layout.vocab, config))
+    texts = {field: [*values, *[None] * items.num_rows] for field, values in prep.texts.items()}
+    return Prepared(dataset, prep.user_ids, prep.split, codes, *compose(codes, prep.layout.vocab, config), texts)
 
 
 def codes_info(prep: Prepared) -> dict[str, Any]:

@@ -8,8 +8,10 @@
   sequences are positives, the other items of the batch negatives (symmetric InfoNCE).
 - `syngr`: SynGR's next-SID training with saliency-aware masking, three views and the synergy loss
   (`training/syngr.py`).
+- `tmt`: TriAlignGR's multitask training over SIDs and text, tasks sampled uniformly (`training/tmt.py`).
 
-An objective declares the task prompts it needs (they go into the run's one vocabulary) and builds `TrainData`.
+An objective declares the task prompts it needs and the item text fields it reads (both go into the run's one
+vocabulary: prompt tokens, and the subword tokens of those texts) and builds `TrainData`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,21 @@ from mmgr.registry import Registry
 from mmgr.training.data import EncodedExamples, epoch_order
 from mmgr.training.loop import TrainData, bucketed_train_data
 from mmgr.training.syngr import SynGRObjective
+from mmgr.training.tmt import TMTObjective
 
 if TYPE_CHECKING:
     from mmgr.training.method import Prepared
 
 
 class Objective(Protocol):
+    min_modalities: int         # modalities the objective needs (a recipe on data with fewer falls back to next-item)
+
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         """Task prompt tokens this objective writes (added to the run's vocabulary)."""
+        ...
+
+    def text_fields(self, config: Config) -> tuple[str, ...]:
+        """Item text fields the objective reads and writes (their subword tokens join the vocabulary)."""
         ...
 
     def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
@@ -45,7 +54,16 @@ class Objective(Protocol):
 OBJECTIVES: Registry[Objective] = Registry("training objective")
 
 
-class NextItem:
+class SidsOnly:
+    """Objectives over SID tokens alone."""
+
+    min_modalities = 1
+
+    def text_fields(self, config: Config) -> tuple[str, ...]:
+        return ()
+
+
+class NextItem(SidsOnly):
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()
 
@@ -56,7 +74,7 @@ class NextItem:
         return bucketed_train_data(examples, config.training.batch_size, config.seed), len(examples)
 
 
-class Translate:
+class Translate(SidsOnly):
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return tuple(f"{a}->{b}" for a in modalities for b in modalities if a != b)
 
@@ -73,7 +91,7 @@ class Translate:
         return bucketed_train_data(examples, config.training.batch_size, config.seed), len(examples)
 
 
-class InfoNCE:
+class InfoNCE(SidsOnly):
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()
 
@@ -134,3 +152,4 @@ OBJECTIVES.register("translate")(Translate())
 OBJECTIVES.register("infonce")(InfoNCE())
 
 OBJECTIVES.register("syngr")(SynGRObjective())
+OBJECTIVES.register("tmt")(TMTObjective())

@@ -117,6 +117,10 @@ class SASRecRanker:
     def decoding_tables(self) -> dict[str, np.ndarray]:
         return {}                                  # ranks every item exactly: no trie
 
+    def explain(self, items: list[int]) -> list[dict[str, str]]:
+        raise MmgrError("SASRec has no semantic IDs to explain; explanations come from a TriAlignGR run "
+                        "(training.objective=tmt with a sid->title task)")
+
     def extended(self, config: Config, codes: dict, items: object) -> SASRecRanker:
         raise MmgrError("SASRec scores only the items it was trained on (one embedding per item id); onboarding "
                         "new items needs a semantic-ID method (TIGER, MGR, SynGR)")

@@ -36,6 +36,11 @@ class Ranker(Protocol):
         """Each decoding target's item token table (int64[N, L], what its trie holds); {} for item-id models."""
         ...
 
+    def explain(self, items: list[int]) -> list[dict[str, str]]:
+        """Per item index, text the model writes about the item from its SID (field -> text); MmgrError for
+        models that were not trained to (only TriAlignGR's tmt runs are)."""
+        ...
+
     def extended(self, config: Config, codes: dict, items: Any) -> Ranker:
         """The ranker over the catalog plus new `items` (pyarrow rows) whose codes are the last rows of `codes`;
         engines that cannot recommend unseen items raise MmgrError."""
@@ -71,9 +76,14 @@ def load_ranker(run: RunDir, config: Config) -> Ranker:
     return engine(config).ranker(run, config)
 
 
-def recommend(run: RunDir, config: Config, user_id: str, k: int) -> list[dict[str, Any]]:
-    """Top-k items (with titles) for a known user, from their full history."""
+def recommend(run: RunDir, config: Config, user_id: str, k: int, explain: bool = False) -> list[dict[str, Any]]:
+    """Top-k items (with titles) for a known user, from their full history; with `explain`, each row's
+    `explanation` is what the model writes about the item from its SID."""
     ranker = load_ranker(run, config)
     row = user_row(ranker.data, user_id)
     items, scores = ranker.rank([user_id], [ranker.data.dataset.item_sequences()[row]], k)
-    return ranked_rows(ranker.data, items[0], scores[0])
+    rows = ranked_rows(ranker.data, items[0], scores[0])
+    if explain:
+        for entry, text in zip(rows, ranker.explain([int(i) for i in items[0] if i >= 0]), strict=True):
+            entry["explanation"] = text
+    return rows

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 
 
 class SynGRObjective:
+    min_modalities = 2
+
+    def text_fields(self, config: Config) -> tuple[str, ...]:
+        return ()
+
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()                                   # the bimodal layout declares the two next-SID tasks
 
