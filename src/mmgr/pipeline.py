@@ -91,10 +91,10 @@ def generated_texts(config: Config) -> list[str]:
 def ensure_generated(run: RunDir, config: Config, dataset: Dataset, progress: bool,
                      say: Callable[[str], None]) -> None:
     """Captions and interest tags the recipe reads, generated once (kept when the run has them)."""
-    from mmgr.encoders.stage import GENERATED, encode_run
+    from mmgr.encoders.stage import encode_run, is_current
 
     for name in generated_texts(config):
-        if (run.path / "features" / GENERATED[name]).is_file():
+        if is_current(run, name, config):
             continue
         if name == "caption" and not dataset.items["has_image"].to_numpy().any():
             say(f"note: {dataset.name} has no images: no image captions (visual-description tasks drop out)")
@@ -106,7 +106,7 @@ def ensure_generated(run: RunDir, config: Config, dataset: Dataset, progress: bo
 
 def ensure_codes(run: RunDir, modality: str, config: Config, progress: bool, say: Callable[[str], None]) -> None:
     """The run's codes for `modality` as the recipe asks: kept when they match, else imported or fitted."""
-    from mmgr.encoders.stage import encode_run
+    from mmgr.encoders.stage import encode_run, is_current
     from mmgr.tokenizers.stage import fit_settings, import_codes, tokenize_run
 
     stages = run.manifest()["stages"]
@@ -120,12 +120,12 @@ def ensure_codes(run: RunDir, modality: str, config: Config, progress: bool, say
             say(f"codes {modality}: importing {table}")
             import_codes(run, modality, Path(table), align, force=True)
         return
-    if present and done.get("settings") == fit_settings(config.tokenizer):
+    stale = [needed for needed in FEATURES_OF.get(modality, (modality,)) if not is_current(run, needed, config)]
+    if present and not stale and done.get("settings") == fit_settings(config.tokenizer):
         return
-    for needed in FEATURES_OF.get(modality, (modality,)):
-        if not (run.path / "features" / f"{needed}.safetensors").is_file():
-            say(f"features {needed}: encoding")
-            encode_run(run, needed, config, progress)
+    for needed in stale:
+        say(f"features {needed}: encoding")
+        encode_run(run, needed, config, progress)
     say(f"codes {modality}: fitting {config.tokenizer.method}")
     tokenize_run(run, modality, config)
 

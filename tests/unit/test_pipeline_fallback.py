@@ -1,4 +1,5 @@
-"""Multimodal recipes on data without images fall back to the modalities the data has, saying why."""
+"""Multimodal recipes on data without images fall back to the modalities the data has, saying why; features made
+with other settings than the recipe's are re-made, not reused."""
 
 from __future__ import annotations
 
@@ -18,15 +19,43 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def text_only(tmp_path_factory):
     """A catalog with titles and no images (like Amazon Beauty)."""
-    folder = tmp_path_factory.mktemp("textonly")
+    return text_only_run(tmp_path_factory.mktemp("textonly"))[1]
+
+
+def text_only_run(folder: Path):
     with open(folder / "interactions.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["user_id", "item_id", "timestamp"],
                                   *([f"u{u}", f"i{(u + t) % 9}", t] for u in range(12) for t in range(4))])
     with open(folder / "items.csv", "w", newline="") as fh:
         csv.writer(fh).writerows([["item_id", "title"], *([f"i{i}", f"item {i}"] for i in range(9))])
     config = load_config(overrides=["data.format=generic", f"data.path={folder}"])
-    _, dataset, _ = import_into_run(config, folder / "run")
-    return dataset
+    run, dataset, _ = import_into_run(config, folder / "run")
+    return run, dataset
+
+
+def test_trialigngr_keeps_its_objective_on_text_only_data(text_only):
+    fitted, reason = fit_to_data(load_config([ROOT / "configs" / "trialigngr.yaml"]), text_only)
+    assert fitted.model.modalities == ["text"] and fitted.training.objective == "tmt"
+    assert "objective" not in reason
+    fitted, reason = fit_to_data(load_config([ROOT / "configs" / "syngr.yaml"]), text_only)
+    assert fitted.training.objective == "next-item" and "objective syngr -> next-item" in reason
+
+
+def test_features_made_with_other_settings_are_remade(tmp_path):
+    from mmgr.pipeline import ensure_codes
+
+    run, _ = text_only_run(tmp_path)
+    said: list[str] = []
+    settings = ["tokenizer.codebook_size=3", "tokenizer.levels=2", "encoders.text.fields=[title]"]
+    config = load_config(overrides=["data.format=generic", f"data.path={tmp_path}", *settings])
+    ensure_codes(run, "text", config, False, said.append)
+    ensure_codes(run, "text", config, False, said.append)                       # current: nothing re-made
+    assert said == ["features text: encoding", "codes text: fitting rq-kmeans"]
+    changed = config.model_copy(deep=True)
+    changed.encoders.text.fields = ["title", "description"]
+    ensure_codes(run, "text", changed, False, said.append)
+    assert said[2:] == ["features text: encoding", "codes text: fitting rq-kmeans"]
+    assert run.manifest()["stages"]["encode.text"]["settings"]["text"]["fields"] == ["title", "description"]
 
 
 @pytest.mark.parametrize("recipe", ["mgr-lf", "mgr-lfpp", "mgr-lfpp-infonce", "mgr-ef", "tiger-image"])

@@ -43,8 +43,29 @@ def encode_run(run: RunDir, modality: str, config: Config, progress: bool = True
     else:
         info = _vectors(run, modality, dataset, config, cache_root, fingerprint, progress)
     info["wall_seconds"] = round(time.perf_counter() - start, 3)
+    info["settings"] = feature_settings(modality, config)
     run.record(f"encode.{modality}", info, config=config.model_dump(mode="json"))
     return info
+
+
+def feature_settings(modality: str, config: Config) -> dict[str, Any]:
+    """The settings a modality's features (or generated texts) are made with: features made with others are stale."""
+    enc = config.encoders
+    fields = set(enc.text.fields)
+    text = ("text", *(["captions"] if fields & {"caption", "interests"} else []),
+            *(["interests"] if "interests" in fields else []))
+    sections = {"text": text, "image": ("image",), "caption": ("captions", "image"),
+                "interests": ("interests", "captions"), "fused": ("fusion", *text, "image")}
+    return {name: getattr(enc, name).model_dump(mode="json") for name in dict.fromkeys(sections[modality])}
+
+
+def is_current(run: RunDir, modality: str, config: Config) -> bool:
+    """Whether the run holds `modality`'s features made with the recipe's settings (runs that predate the record
+    of settings count as current)."""
+    path = run.path / FEATURES_DIR / GENERATED.get(modality, f"{modality}.safetensors")
+    done = run.manifest()["stages"].get(f"encode.{modality}", {})
+    return path.is_file() and done.get("settings", feature_settings(modality, config)) == \
+        feature_settings(modality, config)
 
 
 def require_inputs(run: RunDir, modality: str, items: pa.Table, config: Config) -> None:
