@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmgr.config import Config, load_config
+from mmgr.config import Config, load_config, validate_config
 from mmgr.errors import MmgrError
 from mmgr.report import document
 from mmgr.report.runs import summarize_run
@@ -47,10 +47,21 @@ def config_digest(config: Config) -> str:
     return hashlib.sha256(json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
-def finished(run: RunDir, digest: str) -> bool:
-    """The run holds results of exactly this config."""
-    return (run.path / "results.json").is_file() and run.exists() and \
-        run.manifest()["stages"].get(BENCH_STAGE, {}).get("config_sha256") == digest
+def finished(run: RunDir, config: Config) -> bool:
+    """The run holds results of exactly this config. The recorded config is validated again, so settings added to
+    mmgr since the run (at their defaults) do not make it stale; runs recorded before the config itself was kept
+    compare the run's manifest config."""
+    if not ((run.path / "results.json").is_file() and run.exists()):
+        return False
+    manifest = run.manifest()
+    stage = manifest["stages"].get(BENCH_STAGE)
+    if stage is None:
+        return False
+    recorded = stage.get("config", manifest["config"])
+    try:
+        return validate_config(recorded) == config
+    except MmgrError:                               # recorded by a version whose settings no longer validate
+        return False
 
 
 def bench(recipes: list[Path], dataset: str, out: Path, baseline: str | None = None, overrides: tuple[str, ...] = (),
@@ -67,14 +78,14 @@ def bench(recipes: list[Path], dataset: str, out: Path, baseline: str | None = N
     for name, recipe in zip(names, recipes, strict=True):
         config = load_config([data, recipe], list(overrides))
         run = RunDir(out / "runs" / name)
-        digest = config_digest(config)
-        if finished(run, digest):
+        if finished(run, config):
             say(f"{name}: reusing {run.path}")
         else:
             say(f"{name}: running {recipe} on {data}")
             with run.writing("bench"):
                 run_recipe(config, run.path, progress, say)
-                run.record(BENCH_STAGE, {"config_sha256": digest, "recipe": str(recipe), "dataset": str(data)})
+                run.record(BENCH_STAGE, {"config_sha256": config_digest(config), "recipe": str(recipe),
+                                         "dataset": str(data), "config": config.model_dump(mode="json")})
         runs.append(summarize_run(name, run.path))
     report = document.build(runs, baseline or names[0], out, resamples, command)
     return document.write(report, out)
