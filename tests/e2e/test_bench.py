@@ -50,6 +50,25 @@ def test_finished_runs_are_reused(bench):
     assert all(f"{name}: reusing" in again for name in RECIPES) and "running" not in again
 
 
+def test_a_run_from_before_a_new_setting_is_still_reused_and_a_changed_one_is_not(bench):
+    """Settings added to mmgr later (at their defaults) leave a finished run current; a changed setting does not."""
+    from mmgr.config import load_config
+    from mmgr.report.bench import BENCH_STAGE, finished
+    from mmgr.rundir import RunDir
+
+    out, args, _ = bench
+    run = RunDir(out / "runs" / "tiger")
+    overrides = [a for a in args[args.index("--resamples") + 2:]]
+    config = load_config(["configs/synthetic.yaml", "configs/tiger.yaml"], overrides)
+    manifest = run.manifest()
+    older = json.loads(json.dumps(manifest["stages"][BENCH_STAGE]["config"]))
+    del older["training"]["tmt"], older["model"]["words"]                 # as a run recorded before they existed
+    manifest["stages"][BENCH_STAGE]["config"] = older
+    (run.path / "manifest.json").write_text(json.dumps(manifest))
+    assert finished(run, config)
+    assert not finished(run, config.model_copy(update={"seed": config.seed + 1}))
+
+
 def test_the_html_report_renders_its_table_and_every_plot_in_chromium(bench, tmp_path):
     if not browser.available():
         pytest.skip("headless Chromium is not installed (Debian package `chromium`; .ci/run installs it)")
