@@ -45,7 +45,11 @@ def successor_table() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("successor")
+    return write_successor_world(tmp_path_factory.mktemp("successor"), [f"item {i}" for i in range(N_ITEMS)])
+
+
+def write_successor_world(folder: Path, titles: list[str]) -> Path:
+    """interactions.csv (each user walks the successor cycles from a random item) and items.csv with `titles`."""
     successor, rng = successor_table(), np.random.default_rng(1)
     rows = [["user_id", "item_id", "timestamp"]]
     for user in range(N_USERS):
@@ -56,7 +60,7 @@ def world(tmp_path_factory) -> Path:
     with open(folder / "interactions.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
     with open(folder / "items.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["item_id", "title"], *([f"i{i:02d}", f"item {i}"] for i in range(N_ITEMS))])
+        csv.writer(fh).writerows([["item_id", "title"], *([f"i{i:02d}", title] for i, title in enumerate(titles))])
     return folder
 
 

@@ -5,11 +5,9 @@ the same search and generation a user calls."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -25,7 +23,7 @@ from mmgr.tokenizers.words import WordCodec
 from mmgr.training.stage import evaluate_run, load_ranker, train_run
 from mmgr.training.tasks import task_prompt
 from mmgr.training.tmt import explained_fields
-from tests.unit.test_generative_known_answer import N_ITEMS, N_USERS, SMALL_T5, successor_table, write_codes
+from tests.unit.test_generative_known_answer import N_ITEMS, SMALL_T5, write_codes, write_successor_world
 
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "silver", "golden")
 NOUNS = ("lamp", "chair", "mug", "watch", "boot", "kettle")
@@ -40,18 +38,7 @@ def title(item: int) -> str:
 
 @pytest.fixture(scope="module")
 def tmt_run(tmp_path_factory) -> tuple[RunDir, dict]:
-    folder = tmp_path_factory.mktemp("titled")
-    successor, rng = successor_table(), np.random.default_rng(1)
-    rows = [["user_id", "item_id", "timestamp"]]
-    for user in range(N_USERS):
-        item = int(rng.integers(N_ITEMS))
-        for t in range(int(rng.integers(5, 9))):
-            rows.append([f"u{user}", f"i{item:02d}", t])
-            item = int(successor[item])
-    with open(folder / "interactions.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows(rows)
-    with open(folder / "items.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["item_id", "title"], *([f"i{i:02d}", title(i)] for i in range(N_ITEMS))])
+    folder = write_successor_world(tmp_path_factory.mktemp("titled"), [title(i) for i in range(N_ITEMS)])
     config = load_config(overrides=["data.format=generic", f"data.path={folder}", *SMALL_T5, *TMT])
     run, _, _ = import_into_run(config, tmp_path_factory.mktemp("tmt") / "run")
     write_codes(run)
