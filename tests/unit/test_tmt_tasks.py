@@ -9,7 +9,6 @@ from typing import get_args
 
 import numpy as np
 import pytest
-import torch
 
 from mmgr.config import TextTaskName, load_config
 from mmgr.decoding.text import generate_text
@@ -144,7 +143,6 @@ def test_generated_text_uses_only_allowed_tokens_and_stops_at_eos():
     written = generate_text(model, prompts, allowed, vocab.token("<eos>"), vocab.token("<pad>"), max_new_tokens=6)
     assert len(written) == 3 and all(len(row) <= 6 for row in written)
     assert all(allowed[t] and t != vocab.token("<eos>") for row in written for t in row)
-    with torch.no_grad():                                   # an <eos>-only vocabulary ends every answer at once
-        only_eos = np.zeros(vocab.size, dtype=bool)
-        only_eos[vocab.token("<eos>")] = True
-        assert generate_text(model, prompts, only_eos, vocab.token("<eos>"), 0, 6) == [[], [], []]
+    only_eos = np.zeros(vocab.size, dtype=bool)              # an <eos>-only vocabulary ends every answer at once
+    only_eos[vocab.token("<eos>")] = True
+    assert generate_text(model, prompts, only_eos, vocab.token("<eos>"), 0, 6) == [[], [], []]
