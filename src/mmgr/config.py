@@ -287,6 +287,15 @@ class TrainingConfig(Section):
     patience: int = Field(4, ge=1, description="early stopping: validations without NDCG@10 improvement")
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (for budgets and tests)")
+    budget_minutes: float | None = Field(
+        None, gt=0.0, le=1_000_000.0, description="wall-clock budget of the training steps (validation excluded): "
+                                                  "the steps that fit are measured on the run's own steps after "
+                                                  "warm-up and fix the cosine schedule (kept on resume); training "
+                                                  "also stops when the budget is spent")
+    graph: Literal["auto", "eager", "compile"] = Field(
+        "auto", description="training step: compile = torch.compile of forward + backward (dynamic shapes; "
+                            "eager stays the reference); auto = compile for jobs of at least 2M samples when a C++ "
+                            "compiler is present, else eager")
     alignment: Literal["none", "translate", "infonce"] = Field(
         "none", description="MGR-LF++ alignment stage before next-item training: translate = generate every item's "
                             "SID of one modality from its SID of the other (both directions); infonce = pooled "

@@ -57,7 +57,7 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
     for stage in stages(config):
         data, count = OBJECTIVES.get(stage.objective).train_data(prep, config)
         settings = config.training if stage.validated else config.training.model_copy(
-            update={"epochs": config.training.alignment_epochs, "max_steps": None})
+            update={"epochs": config.training.alignment_epochs, "max_steps": None, "budget_minutes": None})
         output = run.path / (BEST if stage.validated else f"checkpoints/{stage.name}/final.safetensors")
         result = fit(run.path, model, data, settings, validate if stage.validated else None,
                      {**info, "stage": stage.name, "objective": stage.objective}, progress=progress,

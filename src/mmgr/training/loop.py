@@ -32,6 +32,7 @@ from mmgr.config import TrainingConfig
 from mmgr.devices import resolve_precision
 from mmgr.errors import MmgrError
 from mmgr.progress import progress_bar
+from mmgr.training.budget import Schedule, clock_budget, resolve_graph
 from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint, save_weights
 from mmgr.training.data import EncodedExamples, collate, epoch_order, length_batches
 
@@ -69,6 +70,9 @@ class FitResult:
     train_seconds: float
     peak_memory_mb: float
     resumed_from_step: int
+    graph: str                         # eager or compile (the training step)
+    schedule_steps: int                # the cosine schedule's length (fitted to budget_minutes when set)
+    budget_steps_per_second: float | None   # the speed a wall-clock budget was fitted with
 
 
 def bucketed_train_data(examples: EncodedExamples, batch_size: int, seed: int) -> TrainData:
@@ -98,24 +102,29 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     output = output or run_path / BEST
     steps_per_epoch = len(data.batches(0)) // fabric.world_size
     total_steps = int(min(cfg.max_steps or math.inf, cfg.epochs * steps_per_epoch))
+    clock = clock_budget(cfg, total_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(cfg.warmup_steps, total_steps))
+    schedule = Schedule(cfg.warmup_steps, total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step))
     setup = setup_id(weights_info, cfg)
     state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": [],
-             "setup": setup, "schedule_steps": total_steps, "seen": {"seconds": 0.0, "samples": 0, "tokens": 0}}
+             "setup": setup, "schedule_steps": total_steps, "budget_minutes": cfg.budget_minutes,
+             "seen": {"seconds": 0.0, "samples": 0, "tokens": 0}}
     last = run_path / "checkpoints" / stage / "last.safetensors"
     if last.is_file() and checkpoint_setup(last) == setup:
         state = load_checkpoint(last, model, optimizer, scheduler)
-        _check_schedule(last, state, total_steps)
+        _check_schedule(last, state, total_steps, cfg.budget_minutes)
+        schedule.total = state["schedule_steps"]
     elif last.is_file() and fabric.is_global_zero:
         log.warning("%s belongs to another model or training setup; starting afresh", last)
     resumed_from = state["step"]
-    model, optimizer = fabric.setup(model, optimizer)
+    graph = resolve_graph(cfg.graph, total_steps * cfg.batch_size, on_cpu=fabric.device.type == "cpu")
+    model, optimizer = fabric.setup(torch.compile(model, dynamic=True) if graph == "compile" else model, optimizer)
     before = dict(state["seen"])                                   # this invocation's share, for its speed
     ends = _StageEnd(fabric, run_path, validate, weights_info, output)
-    with progress_bar(f"training ({stage})", total=total_steps - state["step"],
+    with progress_bar(f"training ({stage})", total=schedule.total - state["step"],
                       enabled=progress and fabric.is_global_zero) as advance:
-        while state["epoch"] < cfg.epochs and state["step"] < total_steps and state["stale"] < cfg.patience:
+        while state["epoch"] < cfg.epochs and state["step"] < schedule.total and state["stale"] < cfg.patience:
             order = _my_batches(data.batches(state["epoch"]), fabric)
             model.train()
             for position in range(state["batch"], len(order)):
@@ -129,9 +138,12 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 scheduler.step()
                 state["step"] += 1
                 state["batch"] = position + 1
-                _count(state["seen"], len(batch["labels"]), int(batch["labels"].gt(0).sum()),  # pads: 0 or -100
-                       time.perf_counter() - step_started)
+                step_seconds = time.perf_counter() - step_started
+                _count(state["seen"], len(batch["labels"]), int(batch["labels"].gt(0).sum()), step_seconds)
                 advance(1)
+                if clock is not None and (fitted := clock.observe(state, step_seconds)) is not None:
+                    schedule.total = state["schedule_steps"] = fitted
+                    advance(0, total=fitted - resumed_from)
                 if state["step"] % 20 == 0:
                     fabric.log_dict({"train/loss": loss.item(), "lr": scheduler.get_last_lr()[0]}, state["step"])
                 if state["step"] % cfg.checkpoint_every == 0:
@@ -141,7 +153,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                     model.train()
                     if state["stale"] >= cfg.patience:
                         break
-                if state["step"] >= total_steps:
+                if state["step"] >= schedule.total or (clock is not None and clock.spent(state)):
                     break
             epoch_done = state["batch"] >= len(order)
             if epoch_done and (state["epoch"] + 1) % cfg.eval_every == 0:
@@ -149,6 +161,8 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
             if epoch_done:
                 state["epoch"], state["batch"] = state["epoch"] + 1, 0
             _checkpoint(fabric, last, model, optimizer, scheduler, state)
+            if clock is not None and clock.spent(state):
+                break
     if validate is None:
         ends.keep_final(model, state)
     elif not state["history"] or state["history"][-1]["step"] != state["step"]:
@@ -161,7 +175,8 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     seconds = max(done["seconds"], 1e-9)
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
                      done["samples"] * fabric.world_size / seconds, done["tokens"] * fabric.world_size / seconds,
-                     round(done["seconds"], 3), _peak_memory_mb(), resumed_from)
+                     round(done["seconds"], 3), _peak_memory_mb(), resumed_from, graph, state["schedule_steps"],
+                     state.get("budget_steps_per_second"))
 
 
 def _count(seen: dict[str, Any], samples: int, tokens: int, seconds: float) -> None:
@@ -171,10 +186,15 @@ def _count(seen: dict[str, Any], samples: int, tokens: int, seconds: float) -> N
     seen["seconds"] += seconds
 
 
-def _check_schedule(path: Path, state: dict[str, Any], total_steps: int) -> None:
-    """A resumed run must keep its learning-rate schedule: a changed step or epoch budget is refused."""
+def _check_schedule(path: Path, state: dict[str, Any], total_steps: int, budget_minutes: float | None) -> None:
+    """A resumed run must keep its learning-rate schedule: a changed step, epoch or wall-clock budget is refused.
+    A wall-clock budget's fitted schedule is kept (it may be shorter than the step and epoch budgets)."""
     saved = state.get("schedule_steps")
-    if saved != total_steps:
+    if state.get("budget_minutes") != budget_minutes:
+        raise MmgrError(f"{path} was trained with training.budget_minutes={state.get('budget_minutes')}, now "
+                        f"{budget_minutes}: resuming would change its learning-rate schedule. Restore it, or delete "
+                        f"{path.parent} to start this stage afresh")
+    if saved != total_steps and not (budget_minutes and saved is not None and saved <= total_steps):
         raise MmgrError(f"{path} was trained on a schedule of {saved} steps, but training.epochs/max_steps now give "
                         f"{total_steps}: resuming would change its learning-rate schedule. Restore the budget it was "
                         f"started with, or delete {path.parent} to start this stage afresh")
@@ -221,7 +241,8 @@ def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
     """What must match for a checkpoint to be resumed: model, data, vocabulary and optimisation settings (not
     patience or validation cadence, which a resumed run may change; a changed budget is refused on resume)."""
     fixed = cfg.model_dump(exclude={"epochs", "max_steps", "patience", "eval_every", "eval_every_steps", "eval_users",
-                                    "checkpoint_every", "accelerator", "devices", "alignment_epochs"})
+                                    "checkpoint_every", "accelerator", "devices", "alignment_epochs",
+                                    "budget_minutes", "graph"})
     return hashlib.sha256(json.dumps([weights_info, fixed], sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -240,14 +261,6 @@ def _my_batches(order: list[Any], fabric: Fabric) -> list[Any]:
     """This process's share of the epoch's batch order (all of it on one device; equal counts on every rank)."""
     usable = len(order) // fabric.world_size * fabric.world_size
     return order[fabric.global_rank:usable:fabric.world_size]
-
-
-def _warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-    return factor
 
 
 def _loggers(log_dir: Path) -> list:
