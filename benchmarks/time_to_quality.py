@@ -8,8 +8,10 @@ Worlds: `successor` = 1,000 items on 40 cycles, 3,000 users whose next item is f
 3 x 16 SIDs); `beauty` = Amazon Beauty (P5 split) with LETTER's published 4-level SIDs. Variants (same model size:
 d_model 128, 4 layers (T5: 4 + 4), 4 heads x 32, d_ff 1024):
 t5 with the project defaults (lr 2e-3, warmup 300, dropout 0.1, 2,000 user buckets), t5 with each of the probe's
-levers alone and all together (lr 3e-3, warmup 20, dropout 0, no user buckets), and the causal backbone with the
-defaults and with the tuned levers. Every variant gets the same step budget and batch size; validation every
+levers alone and all together (lr 3e-3, warmup 20, dropout 0, no user buckets), the tuned t5 compiled
+(`training.graph=compile`), the tuned t5 shown only the last history item (a diagnosis: how fast T5 learns once it
+need not find the latest item among the others), the tuned t5 with recency embeddings (`model.recency_embeddings=64`,
+eager and compiled), and the causal backbone with the defaults and with the tuned levers. Every variant gets the same step budget and batch size; validation every
 `--eval-every` steps on the same fixed users. Writes benchmarks/results/time_to_quality-<world>-backbones.json and a
 PNG of the curves; the test metrics of each variant's best weights are in the JSON too.
 """
@@ -47,6 +49,10 @@ VARIANTS = {
     "t5-no-user-tokens": ["model.kind=t5", *DEFAULTS, "model.user_buckets=0"],
     "t5-lr3e-3-warmup20": ["model.kind=t5", *DEFAULTS, "training.lr=0.003", "training.warmup_steps=20"],
     "t5-tuned": ["model.kind=t5", *TUNED],
+    "t5-tuned-compiled": ["model.kind=t5", *TUNED, "training.graph=compile"],
+    "t5-tuned-last-item-only": ["model.kind=t5", *TUNED, "split.max_history=1"],   # diagnosis, not a method
+    "t5-tuned-recency": ["model.kind=t5", *TUNED, "model.recency_embeddings=64"],
+    "t5-tuned-recency-compiled": ["model.kind=t5", *TUNED, "model.recency_embeddings=64", "training.graph=compile"],
     "causal-defaults": ["model.kind=causal", *DEFAULTS],
     "causal-tuned": ["model.kind=causal", *TUNED],
 }

