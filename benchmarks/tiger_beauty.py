@@ -11,7 +11,7 @@ the test users by full-ranking beam search, and writes benchmarks/results/qualit
 Re-running resumes from the run directory (data, features, codes and the training checkpoint are reused).
 `--recipe` trains another method recipe (e.g. the causal backbone) and `--sids letter` imports LETTER's published
 4-level SIDs (`lcrec/Beauty.index.json`) instead of learning RQ-VAE codes; each combination has its own run folder
-(runs/<recipe>[-letter]-beauty) and results file (quality-amazon-beauty-2014-<recipe>[-letter].json).
+(runs/<recipe>[-letter][-tag]-beauty) and results file (quality-amazon-beauty-2014-<recipe>[-letter][-tag].json).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ METRICS = [f"{m}@{k}" for k in (1, 5, 10, 20) for m in ("recall", "hr", "ndcg", 
 REFERENCE = published.table("amazon-beauty-2014").reference()
 
 
-def method_name(recipe: Path, sids: str) -> str:
-    return recipe.stem + ("-letter" if sids == "letter" else "")
+def method_name(recipe: Path, sids: str, tag: str = "") -> str:
+    return recipe.stem + ("-letter" if sids == "letter" else "") + (f"-{tag}" if tag else "")
 
 
-def prepared(recipe: Path = ROOT / "configs" / "tiger.yaml", sids: str = "rq-vae") -> RunDir:
-    run = RunDir(ROOT / "runs" / f"{method_name(recipe, sids)}-beauty")
+def prepared(recipe: Path = ROOT / "configs" / "tiger.yaml", sids: str = "rq-vae", tag: str = "") -> RunDir:
+    run = RunDir(ROOT / "runs" / f"{method_name(recipe, sids, tag)}-beauty")
     if not run.exists():
         config = load_config([ROOT / "configs" / "beauty.yaml", recipe],
                              [f"data.path={SHARED_DATA / 'amazon-beauty-2014'}"])
@@ -64,10 +64,11 @@ def main() -> None:
     parser.add_argument("--recipe", type=Path, default=ROOT / "configs" / "tiger.yaml", help="method recipe")
     parser.add_argument("--sids", choices=("rq-vae", "letter"), default="rq-vae",
                         help="learn RQ-VAE codes of the MiniLM text embedding, or import LETTER's published SIDs")
+    parser.add_argument("--tag", default="", help="suffix of the run folder and results file (e.g. gpu)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides for training/decoding")
     args = parser.parse_args()
     start = time.perf_counter()
-    run = prepared(args.recipe.resolve(), args.sids)
+    run = prepared(args.recipe.resolve(), args.sids, args.tag)
     budget = [f"training.max_steps={args.max_steps}"] if args.max_steps else [f"training.budget_minutes={args.minutes}"]
     config = run.config([*args.overrides, *budget])
     summary = train_run(run, config, progress=True)
@@ -78,7 +79,7 @@ def main() -> None:
         "train_seconds", "peak_memory_mb", "parameters", "train_examples", "validation_users", "resumed_from_step",
         "graph", "schedule_steps", "budget_steps_per_second")}
     tokenizer = run.manifest()["stages"]["tokenize.text"]
-    write_result("quality", "amazon-beauty-2014", method_name(args.recipe, args.sids),
+    write_result("quality", "amazon-beauty-2014", method_name(args.recipe, args.sids, args.tag),
                  {key: results["test"][key] for key in METRICS},
                  split="test", wall_seconds=wall, config=config.model_dump(mode="json"), reference=REFERENCE,
                  extra={"protocol": results["protocol"],

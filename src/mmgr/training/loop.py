@@ -138,8 +138,9 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 scheduler.step()
                 state["step"] += 1
                 state["batch"] = position + 1
+                tokens = int(batch["labels"].gt(0).sum())      # pads: 0 or -100; waits for the device's step
                 step_seconds = time.perf_counter() - step_started
-                _count(state["seen"], len(batch["labels"]), int(batch["labels"].gt(0).sum()), step_seconds)
+                _count(state["seen"], len(batch["labels"]), tokens, step_seconds)
                 advance(1)
                 if clock is not None and (fitted := clock.observe(state, step_seconds)) is not None:
                     schedule.total = state["schedule_steps"] = fitted
