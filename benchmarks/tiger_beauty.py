@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common import SHARED_DATA, write_result
 
-from mmgr.config import load_config
+from mmgr.config import Config, load_config, validate_config
 from mmgr.data.importer import import_into_run
 from mmgr.encoders.stage import encode_run
 from mmgr.evaluation import published
@@ -57,6 +57,15 @@ def prepared(recipe: Path = ROOT / "configs" / "tiger.yaml", sids: str = "rq-vae
     return run
 
 
+def trained(run: RunDir, config: Config) -> dict:
+    """Train, or keep the summary of a run that finished training with exactly this config (re-running only
+    evaluates it; a resumed run that had nothing left to train would report no speed)."""
+    recorded = run.manifest()["stages"].get("train")
+    if recorded and validate_config(run.manifest()["config"]) == config:
+        return recorded
+    return train_run(run, config, progress=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget (training.budget_minutes)")
@@ -71,19 +80,20 @@ def main() -> None:
     run = prepared(args.recipe.resolve(), args.sids, args.tag)
     budget = [f"training.max_steps={args.max_steps}"] if args.max_steps else [f"training.budget_minutes={args.minutes}"]
     config = run.config([*args.overrides, *budget])
-    summary = train_run(run, config, progress=True)
-    results = evaluate_run(run, config, progress=True, splits=("test",))
+    summary = trained(run, config)
+    results = evaluate_run(run, config, progress=True)
     wall = time.perf_counter() - start
     training = {key: summary[key] for key in (
         "steps", "epochs_run", "best_epoch", "best_score", "samples_per_second", "target_tokens_per_second",
         "train_seconds", "peak_memory_mb", "parameters", "train_examples", "validation_users", "resumed_from_step",
-        "graph", "schedule_steps", "budget_steps_per_second")}
+        "graph", "schedule_steps", "budget_steps_per_second", "wall_seconds") if summary.get(key) is not None}
     tokenizer = run.manifest()["stages"]["tokenize.text"]
     write_result("quality", "amazon-beauty-2014", method_name(args.recipe, args.sids, args.tag),
                  {key: results["test"][key] for key in METRICS},
                  split="test", wall_seconds=wall, config=config.model_dump(mode="json"), reference=REFERENCE,
                  extra={"protocol": results["protocol"],
                         "test_users": results["test"]["users"], "training": training,
+                        "valid_metrics": {key: results["valid"][key] for key in METRICS},
                         "budget": {"minutes": config.training.budget_minutes, "max_steps": args.max_steps},
                         "history": summary["history"], "tokenizer": tokenizer,
                         "decoding_users_per_second": results["test"]["users_per_second"]})

@@ -11,9 +11,10 @@ t5 with the project defaults (lr 2e-3, warmup 300, dropout 0.1, 2,000 user bucke
 levers alone and all together (lr 3e-3, warmup 20, dropout 0, no user buckets), the tuned t5 compiled
 (`training.graph=compile`), the tuned t5 shown only the last history item (a diagnosis: how fast T5 learns once it
 need not find the latest item among the others), the tuned t5 with recency embeddings (`model.recency_embeddings=64`,
-eager and compiled), and the causal backbone with the defaults and with the tuned levers. Every variant gets the same step budget and batch size; validation every
-`--eval-every` steps on the same fixed users. Writes benchmarks/results/time_to_quality-<world>-backbones.json and a
-PNG of the curves; the test metrics of each variant's best weights are in the JSON too.
+eager and compiled), and the causal backbone with the defaults and with the tuned levers. Every variant gets the
+same step budget and batch size; validation every `--eval-every` steps on the same fixed users. Writes
+benchmarks/results/time_to_quality-<world>-backbones.json and a PNG of the curves; the test metrics of each
+variant's best weights are in the JSON too.
 """
 
 from __future__ import annotations
