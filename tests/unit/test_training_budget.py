@@ -106,9 +106,10 @@ def test_budget_spent_before_the_fit_still_stops(tmp_path, monkeypatch):
     assert result.steps == 10 and result.budget_steps_per_second is None
 
 
-def test_graph_auto_compiles_only_large_jobs():
+def test_graph_auto_compiles_only_large_jobs_on_an_accelerator():
     assert resolve_graph("auto", COMPILE_MIN_SAMPLES - 1, on_cpu=False) == "eager"
     assert resolve_graph("auto", COMPILE_MIN_SAMPLES, on_cpu=False) == "compile"
+    assert resolve_graph("auto", 10**9, on_cpu=True) == "eager"          # measured slower than eager on CPU
     assert resolve_graph("eager", 10**9, on_cpu=False) == "eager"
     assert resolve_graph("compile", 1, on_cpu=True) == "compile"
     assert settings().graph == "auto"

@@ -12,7 +12,6 @@ steps of a process are slow). Training also stops once the budget's seconds are 
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +19,7 @@ from mmgr.config import TrainingConfig
 
 WARM_STEPS = 5        # untimed steps at the start of an invocation
 TIMED_STEPS = 25      # steps whose mean time sizes the budget
-COMPILE_MIN_SAMPLES = 2_000_000   # `graph: auto` compiles jobs of at least this many training samples
+COMPILE_MIN_SAMPLES = 2_000_000   # `graph: auto` compiles accelerator jobs of at least this many training samples
 
 
 @dataclass
@@ -68,9 +67,9 @@ def clock_budget(cfg: TrainingConfig, cap: int) -> ClockBudget | None:
 
 
 def resolve_graph(graph: str, samples: int, on_cpu: bool) -> str:
-    """`auto`: compile the training step when the job is large enough to amortise compiling (a minute or more on 2
-    cores) and, on a CPU, a C++ compiler is present for inductor's kernels; eager otherwise."""
+    """`auto`: compile the training step on an accelerator for jobs large enough to amortise compiling; eager on a
+    CPU, where the compiled step measured slower than eager (TIGER-size T5, Beauty, bf16, 2 cores: 48 vs 240
+    samples/s, `benchmarks/training.py`; inductor's dynamic-shape CPU kernels, plus ~90 s per graph)."""
     if graph != "auto":
         return graph
-    has_compiler = not on_cpu or shutil.which("g++") is not None or shutil.which("c++") is not None
-    return "compile" if samples >= COMPILE_MIN_SAMPLES and has_compiler else "eager"
+    return "compile" if samples >= COMPILE_MIN_SAMPLES and not on_cpu else "eager"
