@@ -28,7 +28,7 @@ from tests.unit.test_generative_known_answer import N_ITEMS, SMALL_T5, write_cod
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "silver", "golden")
 NOUNS = ("lamp", "chair", "mug", "watch", "boot", "kettle")
 TMT = ["model.kind=causal", "model.layout=single", "model.modalities=[text]", "training.objective=tmt",
-       "training.tmt.tasks=[sid->title,title->sid]", "training.max_steps=400", "training.epochs=1000",
+       "training.tmt.tasks=[sid->title,title->sid]", "training.max_steps=800", "training.epochs=1000",
        "training.eval_every=1000"]      # one validation, at the end: next-SID saturates long before the titles
 
 
