@@ -4,8 +4,7 @@ On CPU, `torch.nn.functional.dropout` draws one Bernoulli sample per element: me
 activations of one TIGER feed-forward layer at batch 256, about a quarter of a training step. `fast_dropout`
 compares a 16-bit slice of the generator's 64-bit random words with round(p * 65536) instead (8x cheaper), from
 the same seeded torch generator, so runs and resumed runs stay reproducible; the drop probability is p to within
-1/65536. Other devices, and a model run through torch.compile (whose generated kernels draw and apply the mask
-in the same fused loop), keep torch's dropout. `use_fast_dropout(model)` swaps a transformers T5's `nn.Dropout`
+1/65536. Other devices keep torch's dropout. `use_fast_dropout(model)` swaps a transformers T5's `nn.Dropout`
 modules and its attention-probability dropout (an attention function registered with transformers'
 `AttentionInterface`, with eager attention's additive masks).
 """
@@ -25,7 +24,7 @@ def fast_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Inverted dropout: zero each element with probability p, scale the rest by 1 / (1 - p)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0 or torch.compiler.is_compiling():
+    if x.device.type != "cpu" or p >= 1.0:
         return nn.functional.dropout(x, p, training)
     words = torch.empty((x.numel() + 3) // 4, dtype=torch.int64).random_(-(2**63), None)   # full 64-bit range
     slices = words.view(torch.int16)[:x.numel()].view(x.shape)                             # uniform int16
