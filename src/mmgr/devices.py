@@ -15,10 +15,19 @@ def cpu_bf16_supported() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+def on_gpu(accelerator: str = "auto") -> bool:
+    """Whether `accelerator` (Lightning's name: auto, cpu, gpu, cuda) runs on a CUDA GPU here."""
+    return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def compute_device(accelerator: str = "auto") -> torch.device:
+    """Where a trained model evaluates: the GPU that `accelerator` trains on, else the CPU."""
+    return torch.device("cuda" if on_gpu(accelerator) else "cpu")
+
+
 def bf16_supported(accelerator: str = "auto") -> bool:
-    """Whether training on `accelerator` (Lightning's name: auto, cpu, gpu, cuda) runs bf16 natively."""
-    on_gpu = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    return torch.cuda.is_bf16_supported() if on_gpu else cpu_bf16_supported()
+    """Whether training on `accelerator` runs bf16 natively."""
+    return torch.cuda.is_bf16_supported() if on_gpu(accelerator) else cpu_bf16_supported()
 
 
 def resolve_precision(precision: str, accelerator: str = "auto") -> str:

@@ -64,6 +64,7 @@ def test_recommend_for_a_known_user_matches_the_cli(server, trained):
     ({"history": ["i0001"] * 1001}, "at most 1000"),
     ({"history": "i0001"}, "invalid request: history"),
     ({"history": ["i0001"], "colour": "red"}, "invalid request: colour"),
+    ({"history": ["i0001"], "explain": True}, "cannot explain items"),          # a TIGER run writes no text
 ])
 def test_bad_requests_get_a_422_with_a_message(server, body, message):
     response = httpx.post(f"{server}/recommend", json=body)

@@ -98,3 +98,26 @@ def test_runs_without_sid_to_text_tasks_refuse_to_explain(tmt_run):
         without.explain([0])
     assert explained_fields(load_config(overrides=TMT)) == ("title",)
     assert explained_fields(load_config(overrides=["training.objective=next-item"])) == ()
+
+
+def test_post_recommend_explains_on_request(tmt_run):
+    """The HTTP server adds the model's text per item when a request asks, and only then."""
+    import httpx
+
+    from mmgr.serving.launch import start_server
+
+    run, _ = tmt_run
+    process, url = start_server(run.path, (), None)
+    try:
+        history = {"history": ["i01", "i02"], "k": 3}
+        plain = httpx.post(f"{url}/recommend", json=history).json()["items"]
+        explained = httpx.post(f"{url}/recommend", json={**history, "explain": True}).json()["items"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert all("explanation" not in row for row in plain)
+    assert [row["item_id"] for row in explained] == [row["item_id"] for row in plain]
+    ranker = load_ranker(run, run.config())
+    index = {item: row for row, item in enumerate(ranker.data.dataset.items["item_id"].to_pylist())}
+    expected = ranker.explain([index[row["item_id"]] for row in explained])
+    assert [row["explanation"] for row in explained] == expected

@@ -463,13 +463,12 @@ def _load_causal_lm(source: str, model_id: str, gguf_file: str | None = None) ->
     """(tokenizer, model) from a name, folder or GGUF file; failures become an `MmgrError`."""
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
     except ImportError as exc:
         raise MmgrError(f"interest mining with a local model needs transformers: {TRANSFORMERS_INSTALL}") from exc
     extra = {"gguf_file": gguf_file} if gguf_file else {}
     hint = OFFLINE_INSTALL if gguf_file or model_id == OFFLINE_MODEL_ID else TRANSFORMERS_INSTALL
     try:
-        with _quiet(hf_logging):
+        with quiet_loading():
             tokenizer = AutoTokenizer.from_pretrained(source, **extra)
             model = AutoModelForCausalLM.from_pretrained(source, dtype="auto", **extra)
     except ImportError as exc:
@@ -481,8 +480,10 @@ def _load_causal_lm(source: str, model_id: str, gguf_file: str | None = None) ->
 
 
 @contextlib.contextmanager
-def _quiet(hf_logging: Any) -> Iterator[None]:
-    """Hide transformers' per-tensor progress bars while loading."""
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-tensor progress bars while loading (its setting restored after)."""
+    from transformers.utils import logging as hf_logging
+
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:

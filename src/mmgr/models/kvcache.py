@@ -34,3 +34,11 @@ def layer_keys_values(cache: Any, layer: int) -> tuple[Any, Any]:
     if hasattr(cache, "layers"):
         return cache.layers[layer].keys, cache.layers[layer].values
     return cache.key_cache[layer], cache.value_cache[layer]
+
+
+def output_with_cache(output_class: Any, cache: Any, **fields: Any) -> Any:
+    """A `ModelOutput` of `output_class` carrying `cache` under the name the installed transformers gives it."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(output_class)}
+    return output_class(**fields, **{NEW_NAME if NEW_NAME in names else OLD_NAME: cache})

@@ -38,6 +38,8 @@ class RecommendBody(BaseModel):
     user_id: str | None = Field(None, description="a known user instead of a history")
     k: int = Field(10, description="items to return")
     exclude_seen: bool = Field(True, description="leave out items of the history")
+    explain: bool | None = Field(None, description="add each item's explanation: the title, interests and visual "
+                                                   "description the model writes from its SID (TriAlignGR runs)")
 
 
 class Metrics:
@@ -115,7 +117,8 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
 
     @app.post("/recommend")
     async def recommend(body: RecommendBody) -> JSONResponse:
-        result = await batcher.submit(RecommendRequest(body.history, body.user_id, body.k, body.exclude_seen))
+        result = await batcher.submit(RecommendRequest(body.history, body.user_id, body.k, body.exclude_seen,
+                                                       explain=body.explain))
         if isinstance(result, RequestError):
             return JSONResponse({"error": str(result)}, status_code=422)
         return JSONResponse({"items": result})

@@ -31,6 +31,7 @@ class Request:
     k: int = 10
     exclude_seen: bool = True
     line: int = 0                      # where it came from (batch files), for messages
+    explain: bool | None = None        # add each item's `explanation`; None = the recommender's default
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Recommender:
     ranker: Ranker
     limits: Limits = field(default_factory=Limits)
     onboarder: Onboarder | None = None         # with it, new items can be added (and earlier ones are replayed)
-    explain: bool = False                      # add each item's `explanation` (TriAlignGR runs: text from its SID)
+    explain: bool = False                      # default of requests that do not say (TriAlignGR: text from SIDs)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()          # one decoding or onboarding at a time (the model is not re-entrant)
@@ -99,6 +100,9 @@ class Recommender:
 
     def history_of(self, request: Request) -> tuple[str, np.ndarray]:
         """(user key, item indices) of a request, or a RequestError naming what is wrong."""
+        if self.explains(request) and not self.ranker.explains:
+            raise RequestError("this run's model cannot explain items (explain needs a TriAlignGR run: "
+                               "training.objective=tmt with a sid->title, sid->interests or sid->visdesc task)")
         if (request.history is None) == (request.user_id is None):
             raise RequestError("give exactly one of `history` (item ids) or `user_id` (a known user)")
         if not 1 <= request.k <= self.limits.max_k:
@@ -142,9 +146,13 @@ class Recommender:
                       if item >= 0 and int(item) not in seen][:requests[i].k]
             out[i] = [{"rank": r + 1, "item_id": self.item_ids[item], "title": self.titles[item], "score": score}
                       for r, (item, score) in enumerate(ranked)]
-        if self.explain:
-            self._explain([rows for rows in out if not isinstance(rows, RequestError)])
+        explained = [out[i] for i in good if self.explains(requests[i])]
+        if explained:
+            self._explain(explained)  # type: ignore[arg-type]
         return out
+
+    def explains(self, request: Request) -> bool:
+        return self.explain if request.explain is None else request.explain
 
     def _explain(self, results: list[list[dict[str, Any]]]) -> None:
         """Each ranked row's `explanation`, the distinct items explained once."""

@@ -21,13 +21,14 @@ from mmgr.tokenizers.codes import Vocabulary
 
 @lru_cache(maxsize=4)
 def subword_tokenizer(name: str):
-    """The Hugging Face tokenizer `name` (the offline MiniLM package for its default name)."""
+    """The Hugging Face tokenizer `name` (offline packages for the default MiniLM and gemma-3-270m names)."""
     from transformers import AutoTokenizer
 
     from mmgr.encoders.text import resolve_model
+    from mmgr.models.pretrained import resolve_pretrained
 
     try:
-        return AutoTokenizer.from_pretrained(resolve_model(name))
+        return AutoTokenizer.from_pretrained(resolve_model(resolve_pretrained(name)))
     except OSError as exc:
         raise MmgrError(f"model.words: cannot load the tokenizer {name!r} ({exc}); use a local path or the offline "
                         "default all-MiniLM-L6-v2") from None
@@ -46,6 +47,14 @@ def pieces(name: str, texts: Iterable[str], max_tokens: int | None = None) -> li
 def used_words(name: str, texts: Iterable[str]) -> tuple[int, ...]:
     """The sorted subword ids that `texts` use (whole texts): the run vocabulary's text block."""
     return tuple(sorted({piece for row in pieces(name, texts) for piece in row}))
+
+
+@lru_cache(maxsize=4)
+def splits_punctuation(name: str) -> bool:
+    """Whether tokenizer `name` decodes with spaces around punctuation (WordPiece does; SentencePiece does not)."""
+    tokenizer = subword_tokenizer(name)
+    sample = "a (b), c-d"
+    return tokenizer.decode(tokenizer(sample, add_special_tokens=False)["input_ids"]).strip() != sample
 
 
 def detokenized(text: str) -> str:
@@ -75,7 +84,8 @@ class WordCodec:
         """Token ids -> text; ids outside the text block (e.g. <eos>) are skipped."""
         start, words = self.vocab.word_offset, self.vocab.words
         ids = [words[t - start] for t in tokens if start <= t < start + len(words)]
-        return detokenized(self.tokenizer.decode(ids, skip_special_tokens=True))
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return detokenized(text) if splits_punctuation(self.vocab.word_model) else text.strip()
 
     def allowed(self) -> np.ndarray:
         """bool[V]: the tokens text generation may write (the text block and <eos>)."""

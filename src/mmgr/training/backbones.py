@@ -21,6 +21,7 @@ from mmgr.config import Config, ModelConfig
 from mmgr.decoding.beam import constrained_beam_search
 from mmgr.decoding.causal import causal_beam_search
 from mmgr.models.causal import build_causal, causal_prompt
+from mmgr.models.pretrained import build_pretrained
 from mmgr.models.seq2seq import build_t5
 from mmgr.registry import Registry
 from mmgr.tokenizers.codes import Vocabulary
@@ -37,6 +38,7 @@ class Backbone:
     prompt: Callable[[Vocabulary, np.ndarray], np.ndarray] | None  # layout history tokens -> model input
     next_item: Callable[[Prepared, Config], EncodedExamples]
     objectives: tuple[str, ...]                                  # the training objectives it supports
+    words: Callable[[ModelConfig], str] = lambda cfg: cfg.words  # the subword tokenizer of text objectives
 
 
 def prefix_next_item(prep: Prepared, config: Config) -> EncodedExamples:
@@ -53,3 +55,5 @@ BACKBONES.register("t5")(Backbone(build_t5, constrained_beam_search, None, prefi
                                   ("next-item", "translate", "infonce", "syngr")))
 BACKBONES.register("causal")(Backbone(build_causal, causal_beam_search, causal_prompt, causal_next_item,
                                       ("next-item", "tmt")))
+BACKBONES.register("llm")(Backbone(build_pretrained, causal_beam_search, causal_prompt, causal_next_item,
+                                   ("next-item", "tmt"), lambda cfg: cfg.pretrained))

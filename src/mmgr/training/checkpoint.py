@@ -83,19 +83,27 @@ def weights_info(path: Path) -> dict[str, Any]:
         return json.loads((handle.metadata() or {}).get("mmgr", "{}"))
 
 
+def frozen_keys(model: torch.nn.Module) -> set[str]:
+    """Names of parameters that do not train (a pretrained LM's own weights under LoRA): they come from the
+    pretrained model, not from mmgr's weight files."""
+    return {name for name, p in model.named_parameters(remove_duplicate=False) if not p.requires_grad}
+
+
 def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict without second names of tied tensors (T5 shares its embeddings), as safetensors needs."""
+    """The state dict without second names of tied tensors (T5 shares its embeddings), as safetensors needs, and
+    without frozen pretrained weights."""
     seen: set[int] = set()
+    frozen = frozen_keys(model)
     out = {}
     for key, value in model.state_dict().items():
-        if value.data_ptr() not in seen:
+        if key not in frozen and value.data_ptr() not in seen:
             seen.add(value.data_ptr())
             out[key] = value.detach().contiguous()
     return out
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    """Load weights saved by `unique_state`; only tied tensors may be absent."""
+    """Load weights saved by `unique_state`; only tied and frozen tensors may be absent."""
     state = model.state_dict()
     unknown = sorted(set(tensors) - set(state))
     if unknown:
@@ -103,5 +111,6 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None
     missing, _ = model.load_state_dict(tensors, strict=False)
     saved = {state[k].data_ptr() for k in tensors}
     tied = {key for key in missing if state[key].data_ptr() in saved}
-    if set(missing) - tied:
-        raise MmgrError(f"weights do not match the model: missing {sorted(set(missing) - tied)[:5]}")
+    absent = set(missing) - tied - frozen_keys(model)
+    if absent:
+        raise MmgrError(f"weights do not match the model: missing {sorted(absent)[:5]}")

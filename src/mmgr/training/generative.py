@@ -1,4 +1,4 @@
-"""The generative engine (`model.kind: t5` or `causal`, see `training/backbones.py`): train, evaluate and rank
+"""The generative engine (`model.kind: t5`, `causal` or `llm`, see `training/backbones.py`): train, evaluate and rank
 for every method composed in `mmgr.training.method` (TIGER, MGR-EF, MGR-LF, MGR-LF++ and its ablations).
 
 train    -> vocabulary.json, [checkpoints/align/{last,final}.safetensors], model.safetensors (best validation epoch
@@ -18,6 +18,7 @@ import pyarrow as pa
 import torch
 
 from mmgr.config import Config, DecodingConfig
+from mmgr.devices import compute_device
 from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import DEFAULT_KS
 from mmgr.evaluation.protocol import evaluate_examples, protocol_description, rank_items, subset
@@ -65,7 +66,8 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
         summary["stages"][stage.name] = {**asdict(result), "objective": stage.objective, "train_examples": count}
     summary.update(summary["stages"][NEXT_ITEM])
     summary.update(validation_users=len(valid), wall_seconds=round(time.perf_counter() - start, 3),
-                   parameters=sum(p.numel() for p in model.parameters()))
+                   parameters=sum(p.numel() for p in model.parameters()),
+                   trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
     run.record("train", summary, config=config.model_dump(mode="json"))
     return summary
 
@@ -94,7 +96,7 @@ def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
                         f"(vocab {info.get('vocab_size')} vs {prep.layout.vocab.size}); re-run `mmgr train`")
     model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, config.seed)
     load_state(model, tensors)
-    return model.eval()
+    return model.to(compute_device(config.training.accelerator)).eval()
 
 
 def evaluate_generative(run: RunDir, config: Config, progress: bool = True,
@@ -149,3 +151,4 @@ def generative_ranker(run: RunDir, config: Config) -> GenerativeRanker:
 GENERATIVE = Engine(train_generative, evaluate_generative, generative_ranker)
 ENGINES.register("t5")(GENERATIVE)
 ENGINES.register("causal")(GENERATIVE)
+ENGINES.register("llm")(GENERATIVE)

@@ -1,7 +1,7 @@
 """A generative method as a composition of registered parts, chosen by the recipe:
 
     codes of `model.modalities` -> one vocabulary (+ the objectives' task prompts, user buckets, and the subword
-    tokens of the item texts that text objectives read: `model.words`)
+    tokens of the item texts that text objectives read: `model.words`, or the LM's own for `llm`)
     -> layout `model.layout` (single | late-fusion [+ switch tokens]) -> decoding trie over its item tuples
     -> training stages: [alignment `training.alignment` (translate | infonce)], then next-item.
 
@@ -29,6 +29,7 @@ from mmgr.rundir import RunDir
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 from mmgr.tokenizers.stage import load_codes
 from mmgr.tokenizers.words import used_words
+from mmgr.training.backbones import BACKBONES
 from mmgr.training.loop import NEXT_ITEM
 from mmgr.training.objectives import OBJECTIVES
 from mmgr.training.rundata import RunData, load_run_data
@@ -83,9 +84,10 @@ def build_vocabulary(codes: dict[str, ModalityCodes], config: Config,
                         f"(have: {', '.join(codes) or 'none'})")
     tasks = LAYOUTS.get(config.model.layout).tasks(modalities) + tuple(
         t for stage in stages(config) for t in OBJECTIVES.get(stage.objective).tasks(modalities))
-    words = used_words(config.model.words, [t for values in (texts or {}).values() for t in values if t])
+    word_model = BACKBONES.get(config.model.kind).words(config.model)
+    words = used_words(word_model, [t for values in (texts or {}).values() for t in values if t])
     return Vocabulary({m: list(codes[m].with_missing_reserved().sizes) for m in modalities}, tasks,
-                      config.model.user_buckets, words, config.model.words if words else "")
+                      config.model.user_buckets, words, word_model if words else "")
 
 
 def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared:

@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from mmgr.config import Config
 from mmgr.data.splits import Examples
+from mmgr.devices import compute_device
 from mmgr.errors import MmgrError
 from mmgr.evaluation.metrics import DEFAULT_KS, per_user
 from mmgr.evaluation.protocol import protocol_description, subset
@@ -94,7 +94,7 @@ def evaluate_sasrec_run(run: RunDir, config: Config, progress: bool = True,
                         splits: tuple[str, ...] = ("valid", "test")) -> dict[str, Any]:
     """`evaluate` stage: results.json (valid + test) and per_user_<split>.parquet, as `evaluate_run` writes."""
     data = load_run_data(run, config)
-    model = load_sasrec(run, config, data.dataset.num_items).to(_device(config))
+    model = load_sasrec(run, config, data.dataset.num_items).to(compute_device(config.training.accelerator))
     top_k = config.decoding.top_k
     protocol = {**protocol_description(config.decoding, DEFAULT_KS),
                 "ranking": "full (every catalog item), exact top-k of the last position's softmax scores"}
@@ -110,6 +110,7 @@ class SASRecRanker:
     data: RunData
     model: SASRec
     max_history: int
+    explains: tuple[str, ...] = ()                 # item ids carry no text to write
 
     def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], k)
@@ -129,11 +130,6 @@ class SASRecRanker:
 def sasrec_ranker(run: RunDir, config: Config) -> SASRecRanker:
     data = load_run_data(run, config)
     return SASRecRanker(data, load_sasrec(run, config, data.dataset.num_items), config.split.max_history)
-
-
-def _device(config: Config) -> torch.device:
-    wants_gpu = config.training.accelerator in ("auto", "gpu", "cuda")
-    return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
 
 
 ENGINES.register("sasrec")(Engine(train_sasrec_run, evaluate_sasrec_run, sasrec_ranker, needs_codes=False))

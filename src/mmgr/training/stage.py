@@ -27,6 +27,7 @@ class Ranker(Protocol):
     """A trained run, loaded once: ranks the catalog for histories of item indices."""
 
     data: RunData
+    explains: tuple[str, ...]      # text fields `explain` writes per item; () where the model cannot explain
 
     def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(items int64[U, k], scores float32[U, k]) best first; -1 / -inf pad rows with fewer items."""

@@ -45,8 +45,11 @@ class TMTObjective:
         return tuple(dict.fromkeys(f for name in config.training.tmt.tasks for f in Task.parse(name).fields))
 
     def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        if config.model.kind != "causal":
-            raise MmgrError(f"the tmt objective trains a causal model (model.kind=causal), not {config.model.kind}")
+        from mmgr.training.backbones import BACKBONES
+
+        if "tmt" not in BACKBONES.get(config.model.kind).objectives:
+            raise MmgrError(f"the tmt objective trains a causal model (model.kind=causal or llm), not "
+                            f"{config.model.kind}")
         pools = task_pools(prep, config)
         examples = EncodedExamples([x for p in pools.values() for x in p.inputs],
                                    [y for p in pools.values() for y in p.labels],
