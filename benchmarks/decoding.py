@@ -76,7 +76,7 @@ def trained_setup(run_path: Path, users: int, batch_size: int, seed: int):
     run = RunDir(run_path)
     config = run.config()
     prep = prepare(run, config)
-    model = load_model(run, config, prep)
+    model = load_model(run, config, prep, device="cpu")
     test = prep.split.test
     chosen = np.random.default_rng(seed).choice(len(test), size=min(users, len(test)), replace=False)
     rows = [prep.layout.encoder_tokens(prep.user_ids[test.users[i]], test.histories[i]) for i in chosen.tolist()]

@@ -7,7 +7,8 @@
 # trialigngr-movielens-100k-posters-summary.json, with the GPU named in "device".
 #
 #   MMGR_SHARED_DATA=/path/to/shared/data benchmarks/gpu_trialigngr_llm.sh [STEPS] [KEY=VALUE ...]
-#   benchmarks/gpu_trialigngr_llm.sh 2 training.accelerator=cpu training.batch_size=4     # tiny CPU check
+#   benchmarks/gpu_trialigngr_llm.sh 2 --check training.accelerator=cpu training.batch_size=4   # tiny CPU check
+#       (its own row, trialigngr-llm-gpu-check, so it never replaces the GPU row)
 #
 # Install first (on a GPU machine without the constraints file, so pip takes a CUDA build of torch):
 #   pip install -e ".[all]"
@@ -15,5 +16,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${1:-1500}
 shift || true
-exec python benchmarks/trialigngr.py --dataset ml-100k --variants trialigngr-llm-gpu --steps "$steps" \
-    --epochs 1000 --patience 3 "$@"
+row=trialigngr-llm-gpu
+args=()
+while (($#)); do
+    if [[ $1 == --check ]]; then row=trialigngr-llm-gpu-check; else args+=("$1"); fi
+    shift
+done
+exec python benchmarks/trialigngr.py --dataset ml-100k --variants "$row" --steps "$steps" \
+    --epochs 1000 --patience 3 "${args[@]}"

@@ -57,7 +57,7 @@ def attention(run: RunDir, users: int, seed: int) -> dict[str, Any]:
     """Per-user share of SynGR's history attention on text tokens (validation users), with summary numbers."""
     config = run.config()
     prep = prepare(run, config)
-    model = load_model(run, config, prep)
+    model = load_model(run, config, prep, device="cpu")
     valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), users, seed))
     shares = attention_shares(model, prep.layout, [prep.user_ids[u] for u in valid.users.tolist()],
                               valid.histories)["text"]
@@ -71,7 +71,7 @@ def step_profile(run: RunDir, batches: int = 6) -> dict[str, Any]:
     of its saliency pass alone, on the run's first training batches."""
     config = run.config()
     prep = prepare(run, config)
-    model = load_model(run, config, prep).train()
+    model = load_model(run, config, prep, device="cpu").train()   # a CPU measurement
     data, _ = OBJECTIVES.get("syngr").train_data(prep, config)
     step, saliency = [], []
     for index in data.batches(0)[:batches]:

@@ -71,6 +71,7 @@ VARIANTS["trialigngr-llm"] = [*LLM, *CMSA_MDIM, *tmt(EIGHT)]
 VARIANTS["trialigngr-llm-gpu"] = [*VARIANTS["trialigngr-llm"], "training.accelerator=gpu", "training.batch_size=64",
                                   "training.lr=0.0005", "training.eval_users=943", "training.eval_every_steps=250",
                                   "decoding.batch_size=256"]
+VARIANTS["trialigngr-llm-gpu-check"] = VARIANTS["trialigngr-llm-gpu"]   # the GPU script's tiny CPU check
 LADDER = {f"ladder-{i}": [*CAUSAL, *CMSA_MDIM, *tmt(EIGHT[:i])] for i in range(1, len(EIGHT))}
 LADDER["ladder-0"] = [*CAUSAL, *CMSA_MDIM]                                # history -> next SID alone
 
@@ -142,11 +143,11 @@ def with_earlier_rows(path: Path, rows: dict[str, Any], analyses: dict[str, Any]
     """This run's rows and analyses with those of the summary at `path` that it did not recompute; every row keeps
     the command that trained it."""
     for row in rows.values():
-        row["command"] = common.command()
+        row.update(command=common.command(), device=common.describe_device(), commit=common.git_commit())
     if not path.is_file():
         return rows, analyses
     earlier = json.loads(path.read_text())
-    kept = {name: {**row, "command": row.get("command", earlier["command"])}
+    kept = {name: {"command": earlier["command"], "device": earlier["device"], "commit": earlier["commit"], **row}
             for name, row in earlier["metrics"]["rows"].items() if name not in rows}
     merged = {**earlier["metrics"]["analyses"], **analyses}
     merged["title_from_sid"] = {**earlier["metrics"]["analyses"].get("title_from_sid", {}),
@@ -190,12 +191,13 @@ def main() -> None:
     summary = {"rows": rows, "analyses": analyses,
                "paper": {"note": "TriAlignGR reports up to +13.6% HR@5 and +15.5% NDCG@5 over its strongest "
                                  "baseline (Amazon Beauty, Sports, Toys; fine-tuned LLM generator)"},
-               "budget": {"steps": args.steps, "batch_size": 128, "patience": args.patience,
-                          "note": "equal step budgets for every row; the tmt rows spread them over their tasks"}}
+               "budget": {"note": "each row records its own budget, device, commit and command (rows of earlier "
+                                  "runs of this script are kept); the rows of one run share one step budget, "
+                                  "which the tmt rows spread over their tasks"}}
     common.write_result("trialigngr", name, "summary", summary, split="test",
                         wall_seconds=time.perf_counter() - started,
                         config={"shared": mgr.SHARED, "variants": {r: {**VARIANTS, **LADDER}[r]
-                                                                              for r in names},
+                                                                              for r in rows},
                                 "max_history": args.history})
 
 

@@ -31,14 +31,14 @@ TEXTS = ["red lamp", "blue chair (1995)", "green mug"]
 SAMPLE = "A blue lamp, (1995) - sold out!"
 
 
-def save_tiny_lm(folder: Path, arch: str) -> Path:
+def save_tiny_lm(folder: Path, arch: str, seed: int = 0) -> Path:
     """A tiny random causal LM of architecture `arch` with MiniLM's tokenizer, saved as a transformers folder."""
     from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
 
     from mmgr.encoders.text import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     if arch == "llama":       # untied output layer: the appended tokens get output rows of their own
         lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -82,6 +82,17 @@ def test_sid_tokens_are_appended_without_changing_the_tokenizers_own_ids(lm_fold
         lm_ids[code[:2]].tolist()                                            # SID strings encode to their ids
     assert lm_ids[vocab.word_offset:].tolist() == list(vocab.words)         # text tokens are the LM's own
     assert lm_ids[vocab.token("<pad>")] == tokenizer.pad_token_id           # its own specials where it has them
+    assert lm_ids[vocab.token("<mask>")] >= size                             # mmgr's others are new tokens
+    assert len(set(lm_ids.tolist())) == vocab.size
+
+
+def test_specials_that_share_an_id_in_the_lm_are_appended_not_merged(lm_folder):
+    """An LM whose pad is its eos (Qwen) must not give mmgr's <pad> and <eos> one output row."""
+    vocab = vocabulary(lm_folder)
+    tokenizer, _ = load_lm(str(lm_folder))
+    tokenizer.eos_token = tokenizer.pad_token = tokenizer.sep_token
+    lm_ids = extend_tokenizer(tokenizer, vocab)
+    assert lm_ids[vocab.token("<eos>")] == tokenizer.sep_token_id and lm_ids[vocab.token("<pad>")] >= 30522
     assert len(set(lm_ids.tolist())) == vocab.size
 
 
@@ -124,6 +135,8 @@ def test_only_adapters_and_appended_tokens_train_and_only_they_are_saved(lm_fold
     model = build(lm_folder, vocab)
     trained = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trained and all("lora_" in name or name in ("new_embeddings", "new_output") for name in trained)
+    assert {"new_embeddings", *(() if model.tied else ("new_output",))} <= trained
+    assert model.tied == ("gemma3" in lm_folder.name)                      # Gemma ties, this Llama does not
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -154,6 +167,26 @@ def test_cached_trie_search_matches_the_no_cache_reference(lm_folder):
     ref_items, ref_scores = reference_causal_beam_search(model, ids, mask, trie, beam_size=6, top_k=4)
     assert torch.equal(items, ref_items)
     torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
+def test_greedy_generation_with_left_padding_equals_the_no_cache_reference(lm_folder):
+    vocab = vocabulary(lm_folder)
+    model = build(lm_folder, vocab)
+    with torch.no_grad():
+        model.new_embeddings.normal_()
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(6, vocab.word_offset, (n,), generator=g).numpy() for n in (3, 9, 5, 1)]
+    allowed = np.ones(vocab.size, dtype=bool)
+    eos = vocab.token("<eos>")
+    written = generate_text(model, prompts, allowed, eos, vocab.token("<pad>"), max_new_tokens=6)
+    for prompt, row in zip(prompts, written, strict=True):
+        tokens = list(prompt)
+        for _ in range(6):                                  # whole sequence re-run per token, one prompt at a time
+            token = int(model(input_ids=torch.tensor([tokens])).logits[0, -1].argmax())
+            if token == eos:
+                break
+            tokens.append(token)
+        assert row == tokens[len(prompt):]
 
 
 def test_text_generation_writes_only_text_tokens(lm_folder):
@@ -202,3 +235,6 @@ def test_lora_on_a_pretrained_lm_learns_the_fixed_next_item(tmp_path):
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)
     tensors, _ = load_weights(run.path / BEST)
     assert sum(t.numel() for t in tensors.values()) == summary["trainable_parameters"] < summary["parameters"]
+    save_tiny_lm(lm, "llama", seed=5)                       # another "pretrained" model at the same path
+    with pytest.raises(MmgrError, match="trained on another pretrained model"):
+        evaluate_run(run, run.config(), progress=False)

@@ -17,6 +17,7 @@ hub name of a transformers causal LM works (`model.pretrained`).
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from typing import Any
 
@@ -45,24 +46,37 @@ def resolve_pretrained(name: str) -> str:
 
 
 def token_names(vocab: Vocabulary) -> list[str]:
-    """Each run token's string: specials and task prompts as written, `<user_i>`, `<MODALITY_LEVEL_CODE>` for codes;
-    text tokens are "" (they are the LM's own)."""
-    names = [*vocab.specials, *(f"<user_{i}>" for i in range(vocab.user_buckets))]
+    """Each run token's string in the extended LM tokenizer: `<mmgr:NAME>` for mmgr's specials and task prompts
+    (`<mmgr:eos>`, `<mmgr:task:sid->title>`), `<mmgr:user_i>`, `<mmgr:MODALITY_LEVEL_CODE>` for codes (a namespace
+    no LM vocabulary uses, so each is a new token); text tokens are "" (they are the LM's own)."""
+    names = [f"<mmgr:{name[1:-1]}>" for name in vocab.specials] + [f"<mmgr:user_{i}>" for i in
+                                                                    range(vocab.user_buckets)]
     for modality, sizes in vocab.levels.items():
-        names += [f"<{modality}_{level}_{code}>" for level, size in enumerate(sizes) for code in range(size)]
+        names += [f"<mmgr:{modality}_{level}_{code}>" for level, size in enumerate(sizes) for code in range(size)]
     return names + [""] * len(vocab.words)
 
 
 def extend_tokenizer(tokenizer: Any, vocab: Vocabulary) -> np.ndarray:
     """Append the run's SID tokens to `tokenizer` (its own ids unchanged) and return int64[V_run]: each run token's
-    id in the extended tokenizer. <bos>/<eos>/<pad>/<unk> are the LM's own where it has them; text tokens are the
-    LM's ids they came from."""
+    id in the extended tokenizer. <bos>/<eos>/<pad>/<unk> are the LM's own where it has them and no other of them
+    has the same id (Qwen's pad is its eos: mmgr's <pad> is then appended); text tokens are the LM's ids."""
     names = token_names(vocab)
-    own = {name: getattr(tokenizer, attr) for name, attr in OWN_SPECIALS.items()
-           if getattr(tokenizer, attr, None) is not None}
-    new = [name for name in names if name and name not in own]
-    tokenizer.add_tokens(new, special_tokens=True)
-    ids = [own[name] if name in own else tokenizer.convert_tokens_to_ids(name) for name in names[:vocab.word_offset]]
+    own: dict[str, int] = {}
+    for special, attr in OWN_SPECIALS.items():
+        token = getattr(tokenizer, attr, None)
+        if token is not None and token not in own.values():
+            own[special] = token
+    appended = [name for special, name in zip(vocab.specials, names, strict=False) if special not in own]
+    appended += names[len(vocab.specials):vocab.word_offset]                  # user buckets and codes
+    taken = sorted(set(appended) & set(tokenizer.get_vocab()))
+    if taken:
+        raise MmgrError(f"the LM's tokenizer already has tokens named like mmgr's ({', '.join(taken[:3])}); "
+                        "use another model.pretrained")
+    tokenizer.add_tokens(appended, special_tokens=True)
+    specials = len(vocab.specials)
+    ids = [own[special] if special in own else tokenizer.convert_tokens_to_ids(name)
+           for special, name in zip(vocab.specials, names[:specials], strict=True)]
+    ids += tokenizer.convert_tokens_to_ids(names[specials:vocab.word_offset])
     return np.array([*ids, *vocab.words], dtype=np.int64)
 
 
@@ -70,19 +84,20 @@ class PretrainedSidLM(nn.Module):
     """A causal LM over the run's vocabulary: run ids in, run-vocabulary logits out (`loss` when `labels` given),
     with a key/value cache like any transformers causal LM (the trie search steps it through `cache`)."""
 
-    def __init__(self, lm: nn.Module, lm_ids: np.ndarray, first_new: int) -> None:
+    def __init__(self, lm: nn.Module, lm_ids: np.ndarray, first_new: int, fingerprint: str, seed: int = 0) -> None:
         super().__init__()
         self.lm = lm
         self.register_buffer("lm_ids", torch.from_numpy(lm_ids), persistent=False)        # (V_run,)
         embeddings = lm.get_input_embeddings().weight                                      # (V_lm, D)
         self.first_new, self.appended = first_new, int((lm_ids >= first_new).sum())
-        self.new_embeddings = nn.Parameter(initial_rows(embeddings.detach(), self.appended))
-        self.tied = bool(getattr(lm.config, "tie_word_embeddings", False))
+        self.new_embeddings = nn.Parameter(initial_rows(embeddings.detach(), self.appended, seed))
+        head = lm.get_output_embeddings().weight
+        self.tied = head.data_ptr() == embeddings.data_ptr()        # one matrix in and out (Gemma)
         if not self.tied:
-            head = lm.get_output_embeddings().weight.detach()
-            self.new_output = nn.Parameter(initial_rows(head, self.appended))
+            self.new_output = nn.Parameter(initial_rows(head.detach(), self.appended, seed + 1))
         self.softcap = getattr(lm.config, "final_logit_softcapping", None)
         self.config = lm.config
+        self.fingerprint = fingerprint                                                     # of the frozen LM
 
     @property
     def decoder(self) -> nn.Module:
@@ -123,10 +138,20 @@ class PretrainedSidLM(nn.Module):
         return output_with_cache(CausalLMOutputWithPast, returned_cache(out), loss=loss, logits=logits)
 
 
-def initial_rows(weights: Tensor, count: int) -> Tensor:
+def weights_fingerprint(lm: nn.Module) -> str:
+    """sha256 of every weight's name, shape and first 1,024 values (the LM before adapters): which pretrained model
+    the adapters belong to (a weight file holds only the adapters), computed in milliseconds."""
+    digest = hashlib.sha256()
+    for name, p in sorted(lm.named_parameters()):
+        digest.update(f"{name}{tuple(p.shape)}".encode())
+        digest.update(p.detach().flatten()[:1024].float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def initial_rows(weights: Tensor, count: int, seed: int) -> Tensor:
     """(count, D) rows for new tokens: the mean of the LM's rows plus noise at their own spread (new tokens start
     near the LM's typical token, not at an outlier)."""
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     mean, std = weights.float().mean(0), weights.float().std(0)
     return (mean + 0.1 * std * torch.randn(count, weights.shape[1], generator=generator)).to(weights.dtype)
 
@@ -158,7 +183,7 @@ def build_pretrained(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> Pretrain
         raise MmgrError(f"this vocabulary's text tokens come from {vocab.word_model!r}, not the LM "
                         f"{cfg.pretrained!r}; retrain (`mmgr train`) to rebuild it")
     tokenizer, lm = load_lm(cfg.pretrained)
-    first_new = len(tokenizer)
+    first_new, fingerprint = len(tokenizer), weights_fingerprint(lm)
     lm_ids = extend_tokenizer(tokenizer, vocab)
     torch.manual_seed(seed)
     lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
@@ -170,4 +195,4 @@ def build_pretrained(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> Pretrain
     except ValueError as exc:
         raise MmgrError(f"model.lora.targets {cfg.lora.targets} do not name modules of {cfg.pretrained!r}: {exc}"
                         ) from None
-    return PretrainedSidLM(adapted, lm_ids, first_new)
+    return PretrainedSidLM(adapted, lm_ids, first_new, fingerprint, seed)

@@ -52,7 +52,8 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
         return float(metrics["ndcg@10"].mean())
 
     info = {**codes_info(prep), "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"],
-            "model": config.model.model_dump(), "max_history": config.split.max_history, "seed": config.seed}
+            "model": config.model.model_dump(), "max_history": config.split.max_history, "seed": config.seed,
+            **pretrained_info(model)}
     start = time.perf_counter()
     summary: dict[str, Any] = {"stages": {}}
     for stage in stages(config):
@@ -89,14 +90,32 @@ def start_from(model: torch.nn.Module, source: Path, prep: Prepared) -> None:
         raise MmgrError(f"training.init_from: {path} does not fit this model.* size: {exc}") from None
 
 
-def load_model(run: RunDir, config: Config, prep: Prepared) -> torch.nn.Module:
+def load_model(run: RunDir, config: Config, prep: Prepared,
+               device: torch.device | str | None = None) -> torch.nn.Module:
+    """The run's trained model in eval mode, on `device` (default: the GPU it trains on, else the CPU)."""
     tensors, info = load_weights(run.path / BEST)
     if {key: info.get(key) for key in codes_info(prep)} != codes_info(prep):
         raise MmgrError(f"{run.path / BEST} was trained with another tokenizer or vocabulary "
                         f"(vocab {info.get('vocab_size')} vs {prep.layout.vocab.size}); re-run `mmgr train`")
     model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, config.seed)
     load_state(model, tensors)
-    return model.to(compute_device(config.training.accelerator)).eval()
+    check_pretrained(model, info, run.path / BEST)
+    return model.to(device or compute_device(config.training.accelerator)).eval()
+
+
+def pretrained_info(model: torch.nn.Module) -> dict[str, str]:
+    """What a weight file records of the frozen pretrained model it adapts (`llm` backbone); {} for the others."""
+    fingerprint = getattr(model, "fingerprint", None)
+    return {"pretrained_fingerprint": fingerprint} if fingerprint else {}
+
+
+def check_pretrained(model: torch.nn.Module, info: dict[str, Any], path: Path) -> None:
+    """Refuse adapters trained on another pretrained model than the one `model.pretrained` loads now."""
+    now = pretrained_info(model).get("pretrained_fingerprint")
+    if now != info.get("pretrained_fingerprint"):
+        raise MmgrError(f"{path} was trained on another pretrained model (fingerprint "
+                        f"{str(info.get('pretrained_fingerprint'))[:12]}, model.pretrained now loads "
+                        f"{str(now)[:12]}); point model.pretrained at the model it was trained on, or retrain")
 
 
 def evaluate_generative(run: RunDir, config: Config, progress: bool = True,
