@@ -69,7 +69,7 @@ def check_comparable(runs: list[RunSummary]) -> None:
 def row(run: RunSummary) -> dict[str, Any]:
     return {"name": run.name, "run": run.path.name, "method": run.method, "users": run.users,
             "test": run.test, "intervals": {m: list(v) for m, v in run.intervals.items()}, "train": run.train,
-            "tokenizers": run.tokenizers, "notes": run.notes}
+            "tokenizers": run.tokenizers, "notes": run.notes, "generated": run.generated}
 
 
 def collect_figures(runs: list[RunSummary], folder: Path) -> list[Figure]:
@@ -127,6 +127,14 @@ def training_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, cells
 
 
+def generated_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "text", "model", "items", "generated", "from cache", "seconds", "items/s"]
+    cells = [[r["name"], name, str(g.get("model_id", "-")), str(g.get("items", "-")), str(g.get("computed", "-")),
+              str(g.get("from_cache", "-")), _number(g.get("wall_seconds"), 0), _number(g.get("items_per_s"), 2)]
+             for r in report["rows"] for name, g in r.get("generated", {}).items()]
+    return header, cells
+
+
 def objective_label(method: dict[str, Any]) -> str:
     return method["objective"] + ("" if method["alignment"] == "none" else f" after {method['alignment']}")
 
@@ -154,6 +162,8 @@ def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], li
             ("published", f"Published numbers on this data ({report['published']['source']})"
              if report["published"] else "Published numbers", published_table(report)),
             ("training", "Methods and training cost", training_table(report)),
+            *([("generated", "Generated item texts and their cost (captions, interest tags)", generated_table(report))]
+              if generated_table(report)[1] else []),
             ("tokenizers", "Tokenizer diagnostics", tokenizer_table(report))]
 
 

@@ -18,6 +18,7 @@ from mmgr.evaluation.significance import bootstrap_means
 from mmgr.rundir import RunDir
 
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
+GENERATED_TEXTS = ("caption", "interests")
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RunSummary:
     tokenizers: dict[str, dict[str, Any]]               # modality -> diagnostics summary
     figures: dict[str, Path] = field(default_factory=dict)   # caption -> PNG in the run
     notes: list[str] = field(default_factory=list)
+    generated: dict[str, dict[str, Any]] = field(default_factory=dict)   # caption / interests -> cost of making them
 
 
 def summarize_run(name: str, path: Path, resamples: int = 1000, seed: int = 0) -> RunSummary:
@@ -62,7 +64,7 @@ def summarize_run(name: str, path: Path, resamples: int = 1000, seed: int = 0) -
         train_facts(stages.get("train", {})), stages.get("train", {}).get("history", []),
         training_losses(run.path / "logs" / "next-item"),
         {key.split(".", 1)[1]: value for key, value in stages.items() if key.startswith("tokenize.")},
-        figures_in(run.path), [f"fallback: {fallback}"] if fallback else [])
+        figures_in(run.path), [f"fallback: {fallback}"] if fallback else [], generated_texts(stages))
 
 
 def method_of(config: dict[str, Any]) -> dict[str, Any]:
@@ -71,6 +73,14 @@ def method_of(config: dict[str, Any]) -> dict[str, Any]:
             "objective": training["objective"], "alignment": training["alignment"],
             "tokenizer": f"{config['tokenizer']['method']} {config['tokenizer']['levels']} x "
                          f"{config['tokenizer']['codebook_size']}"}
+
+
+def generated_texts(stages: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What generating the run's item texts (captions, interest tags) cost: items, generated vs from the cache,
+    seconds, model."""
+    keys = ("model_id", "items", "computed", "from_cache", "wall_seconds", "items_per_s", "empty")
+    return {name: {k: stages[f"encode.{name}"][k] for k in keys if k in stages[f"encode.{name}"]}
+            for name in GENERATED_TEXTS if f"encode.{name}" in stages}
 
 
 def train_facts(train: dict[str, Any]) -> dict[str, Any]:
