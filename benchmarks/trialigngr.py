@@ -149,7 +149,9 @@ def with_earlier_rows(path: Path, rows: dict[str, Any], analyses: dict[str, Any]
     earlier = json.loads(path.read_text())
     kept = {name: {"command": earlier["command"], "device": earlier["device"], "commit": earlier["commit"], **row}
             for name, row in earlier["metrics"]["rows"].items() if name not in rows}
-    merged = {**earlier["metrics"]["analyses"], **analyses}
+    merged = {key: value for key, value in earlier["metrics"]["analyses"].items()   # cache hits read as cost
+              if not (key == "generated_text_cost" and any("computed" not in v for v in value.values()))}
+    merged.update(analyses)
     merged["title_from_sid"] = {**earlier["metrics"]["analyses"].get("title_from_sid", {}),
                                 **analyses.get("title_from_sid", {})}
     return {**kept, **rows}, merged
