@@ -156,14 +156,15 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], list[list[str]]] | None]]:
-    """(id, heading, table) of every tabular section, in order."""
+    """(id, heading, table) of every tabular section, in order (generated texts only where a run made some)."""
+    generated = generated_table(report)
     return [("metrics", "Test metrics (mean [95% bootstrap interval]); * = paired bootstrap p < 0.05",
              metric_table(report)),
             ("published", f"Published numbers on this data ({report['published']['source']})"
              if report["published"] else "Published numbers", published_table(report)),
             ("training", "Methods and training cost", training_table(report)),
-            *([("generated", "Generated item texts and their cost (captions, interest tags)", generated_table(report))]
-              if generated_table(report)[1] else []),
+            *([("generated", "Generated item texts and their cost (captions, interest tags)", generated)]
+              if generated[1] else []),
             ("tokenizers", "Tokenizer diagnostics", tokenizer_table(report))]
 
 
