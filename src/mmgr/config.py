@@ -229,6 +229,11 @@ class ModelConfig(Section):
     d_kv: int = Field(64, ge=4, le=1024, description="size of each attention head (t5)")
     d_ff: int = Field(1024, ge=8, le=65_536, description="feed-forward width")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout rate")
+    hidden_dropout: float = Field(
+        0.0, ge=0.0, lt=1.0, description="causal: dropout on the token embeddings and on every attention and "
+                                         "feed-forward output before its residual add (SASRec-style; Llama "
+                                         "blocks have none, model.dropout is on attention probabilities "
+                                         "there); 0 = none. t5 applies model.dropout at these places")
     user_buckets: int = Field(2000, ge=0, le=1_000_000, description="hashed user tokens (TIGER: 2000); 0 = none")
     recency_embeddings: int = Field(
         0, ge=0, le=100_000, description="t5: a learned embedding of each encoder token's distance from the "

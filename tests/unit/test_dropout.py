@@ -51,3 +51,23 @@ def test_t5_with_fast_dropout_matches_eager_t5_in_eval_and_drops_in_training():
         assert torch.equal(eager.eval()(**batch).logits, fast.eval()(**batch).logits)
         fast.train()
         assert not torch.equal(fast(**batch).logits, fast(**batch).logits)
+
+
+def test_causal_hidden_dropout_drops_in_training_and_is_inert_in_eval():
+    from mmgr.config import ModelConfig
+    from mmgr.models.causal import build_causal
+    from mmgr.tokenizers.codes import Vocabulary
+
+    vocab = Vocabulary({"text": [8, 8]}, ())
+    sizes = {"kind": "causal", "d_model": 16, "num_layers": 2, "num_heads": 2, "d_kv": 8, "d_ff": 32, "dropout": 0.0}
+    plain = build_causal(ModelConfig(**sizes), vocab, seed=0)
+    dropped = build_causal(ModelConfig(**sizes, hidden_dropout=0.3), vocab, seed=0)
+    ids = torch.randint(0, vocab.size, (3, 7))
+    with torch.no_grad():
+        torch.testing.assert_close(plain.eval()(ids).logits, dropped.eval()(ids).logits, rtol=0, atol=0)
+        plain.train()
+        assert torch.equal(plain(ids).logits, plain(ids).logits)          # no hooks at hidden_dropout 0
+        dropped.train()
+        assert not torch.equal(dropped(ids).logits, dropped(ids).logits)
+    dropped(ids).logits.sum().backward()
+    assert all(p.grad is not None for p in dropped.parameters())

@@ -1,5 +1,6 @@
 """The causal (decoder-only) SID generator: a transformers Llama block stack sized by `ModelConfig` (`d_model`,
-`num_layers`, `num_heads` x `d_kv`, `d_ff`; `dropout` on attention probabilities), RoPE positions, SDPA attention.
+`num_layers`, `num_heads` x `d_kv`, `d_ff`; `dropout` on attention probabilities, `hidden_dropout` on the
+embeddings and every block's output), RoPE positions, SDPA attention.
 
 A user's history is one token sequence, `<bos> [user] c(item_1) c(item_2) ... c(item_n)` (each item's tokens as
 the layout writes them, switches included), and one forward pass gives a teacher-forced loss at every item after
@@ -16,6 +17,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from mmgr.config import ModelConfig
 from mmgr.errors import MmgrError
+from mmgr.models.dropout import fast_dropout
 from mmgr.tokenizers.codes import Vocabulary
 
 MAX_POSITIONS = 4096
@@ -33,7 +35,25 @@ def build_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> LlamaForCaus
                          pad_token_id=vocab.token("<pad>"), bos_token_id=vocab.token("<bos>"),
                          eos_token_id=vocab.token("<eos>"))
     config._attn_implementation = "sdpa"
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    add_hidden_dropout(model, cfg.hidden_dropout)
+    return model
+
+
+def add_hidden_dropout(model: LlamaForCausalLM, p: float) -> None:
+    """Dropout (active in training mode only) on the token embeddings and on each attention and feed-forward
+    output before its residual add, as forward hooks on this model's own modules."""
+    if p == 0.0:
+        return
+
+    def drop(module: torch.nn.Module, inputs: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
+        if isinstance(output, tuple):                          # attention: (output, weights)
+            return (fast_dropout(output[0], p, module.training), *output[1:])
+        return fast_dropout(output, p, module.training)
+
+    blocks = [module for layer in model.model.layers for module in (layer.self_attn, layer.mlp)]
+    for module in [model.model.embed_tokens, *blocks]:
+        module.register_forward_hook(drop)
 
 
 def causal_prompt(vocab: Vocabulary, encoder_tokens: np.ndarray) -> np.ndarray:
