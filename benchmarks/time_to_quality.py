@@ -11,7 +11,9 @@ t5 with the project defaults (lr 2e-3, warmup 300, dropout 0.1, 2,000 user bucke
 levers alone and all together (lr 3e-3, warmup 20, dropout 0, no user buckets), the tuned t5 compiled
 (`training.graph=compile`), the tuned t5 shown only the last history item (a diagnosis: how fast T5 learns once it
 need not find the latest item among the others), the tuned t5 with recency embeddings (`model.recency_embeddings=64`,
-eager and compiled), and the causal backbone with the defaults and with the tuned levers. Every variant gets the
+eager and compiled), the causal backbone with the defaults and with the tuned levers (and with
+`model.hidden_dropout=0.3`), and the item-level causal backbone (`model.kind=item-causal`) with the tuned levers (and
+with hidden dropout). Every variant gets the
 same step budget and batch size; validation every `--eval-every` steps on the same fixed users. Writes
 benchmarks/results/time_to_quality-<world>-backbones.json and a PNG of the curves; the test metrics of each
 variant's best weights are in the JSON too.
@@ -56,6 +58,9 @@ VARIANTS = {
     "t5-tuned-recency-compiled": ["model.kind=t5", *TUNED, "model.recency_embeddings=64", "training.graph=compile"],
     "causal-defaults": ["model.kind=causal", *DEFAULTS],
     "causal-tuned": ["model.kind=causal", *TUNED],
+    "causal-tuned-hidden-dropout": ["model.kind=causal", *TUNED, "model.hidden_dropout=0.3"],
+    "item-causal-tuned": ["model.kind=item-causal", *TUNED],
+    "item-causal-tuned-hidden-dropout": ["model.kind=item-causal", *TUNED, "model.hidden_dropout=0.3"],
 }
 
 
@@ -136,14 +141,12 @@ def main() -> None:
             "test": {k: v for k, v in results["test"].items() if k in ("hr@10", "ndcg@10", "recall@5", "ndcg@5",
                                                                        "recall@10", "hr@1")}}
         print({k: v for k, v in curves[variant].items() if k != "history"}, flush=True)
-    ratio = None
-    if "causal-tuned" in curves and "t5-tuned" in curves:
-        ratio = curves["causal-tuned"]["next_item_targets_per_second"] / curves["t5-tuned"][
-            "next_item_targets_per_second"]
+    ratios = {name: curve["next_item_targets_per_second"] / curves["t5-tuned"]["next_item_targets_per_second"]
+              for name, curve in curves.items() if "causal" in name and "t5-tuned" in curves}
     png = common.RESULTS / f"time_to_quality-{args.world}-backbones.png"
     plot(curves, png, args.world)
     common.write_result("time_to_quality", args.world, "backbones",
-                        {"curves": curves, "causal_vs_t5_next_item_targets_per_second": ratio},
+                        {"curves": curves, "next_item_targets_per_second_vs_t5_tuned": ratios},
                         wall_seconds=time.perf_counter() - started, split="valid",
                         config={"model": MODEL, "variants": {v: VARIANTS[v] for v in curves}, "steps": args.steps,
                                 "batch_size": args.batch_size, "eval_every_steps": args.eval_every,
@@ -158,7 +161,7 @@ def plot(curves: dict, path: Path, world: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for name, curve in curves.items():
-        points, style = curve["history"], "-" if name.startswith("causal") else "--"
+        points, style = curve["history"], "-" if "causal" in name else "--"
         scores = [h["valid_ndcg@10"] for h in points]
         axes[0].plot([h["train_seconds"] for h in points], scores, style, label=name)
         axes[1].plot([h["target_tokens"] / curve["tokens_per_item"] for h in points], scores, style, label=name)

@@ -209,9 +209,11 @@ class ModelConfig(Section):
     """The sequence model. t5: encoder-decoder generating semantic IDs (TIGER size by default); sasrec: ID-based
     causal transformer with a full softmax over items."""
 
-    kind: Literal["t5", "causal", "llm", "sasrec"] = Field(
+    kind: Literal["t5", "causal", "item-causal", "llm", "sasrec"] = Field(
         "t5", description="t5: encoder-decoder SID generator (TIGER); causal: decoder-only SID generator (a "
-                          "target at every item position); llm: a pretrained causal LM (model.pretrained) with the "
+                          "target at every item position); item-causal: decoder-only over items (one position "
+                          "per history item, the sum of its code embeddings; a small head writes the next "
+                          "item's codes; single layout); llm: a pretrained causal LM (model.pretrained) with the "
                           "SID tokens appended to its vocabulary, trained with LoRA; sasrec: the item-ID baseline")
     layout: Literal["single", "late-fusion", "bimodal"] = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "

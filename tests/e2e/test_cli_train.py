@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.e2e.test_cli_data import mmgr
 
@@ -60,15 +62,17 @@ def test_sasrec_through_the_same_commands(encoded_run, tmp_path):
     assert result.returncode == 1 and "run `mmgr evaluate" in result.stderr
 
 
-def test_causal_backbone_through_the_same_commands(encoded_run):
-    run = encoded_run
+@pytest.mark.parametrize("kind", ["causal", "item-causal"])
+def test_causal_backbones_through_the_same_commands(encoded_run, tmp_path, kind):
+    run = tmp_path / "run"
+    shutil.copytree(encoded_run, run)
     mmgr("tokenize", str(run), "--modality", "text", "--codebook", "8", "--levels", "2")
-    mmgr("train", str(run), "--no-progress", "--recipe", "configs/tiger-causal.yaml", "model.d_model=32",
+    mmgr("train", str(run), "--no-progress", "--recipe", f"configs/tiger-{kind}.yaml", "model.d_model=32",
          "model.num_layers=1", "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "model.user_buckets=0",
          "training.epochs=2", "training.batch_size=16", "training.precision=32-true")
     mmgr("evaluate", str(run), "--no-progress")
     results = json.loads((run / "results.json").read_text())
     assert results["test"]["users"] == 30 and 0 <= results["test"]["ndcg@10"] <= 1
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["config"]["model"]["kind"] == "causal" and manifest["stages"]["train"]["steps"] > 0
+    assert manifest["config"]["model"]["kind"] == kind and manifest["stages"]["train"]["steps"] > 0
     assert mmgr("recommend", str(run), "--user", "u0000", "--k", "5").stdout.count("i0") >= 5

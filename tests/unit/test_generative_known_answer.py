@@ -90,7 +90,8 @@ def trained_run(world: Path, out: Path, extra: list[str], missing_images: int = 
     ["model.layout=late-fusion", "model.modalities=[text,image]"],                            # MGR-LF
     ["model.kind=causal", "model.layout=single", "model.modalities=[text]"],                  # causal TIGER
     ["model.kind=causal", "model.layout=late-fusion", "model.modalities=[text,image]", "model.switch_tokens=true"],
-], ids=["tiger", "mgr-lf", "causal-tiger", "causal-mgr-lf-switch"])
+    ["model.kind=item-causal", "model.layout=single", "model.modalities=[text]"],             # item-level causal
+], ids=["tiger", "mgr-lf", "causal-tiger", "causal-mgr-lf-switch", "item-causal-tiger"])
 def test_fixed_successor_is_learned(world: Path, tmp_path: Path, recipe: list[str]) -> None:
     run, summary = trained_run(world, tmp_path / "run", [*recipe, "training.epochs=12"])
     results = evaluate_run(run, run.config(), progress=False)

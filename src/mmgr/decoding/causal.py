@@ -67,6 +67,8 @@ def left_align(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tenso
 def _make_step(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, decoder: CausalDecoder):
     from transformers import LlamaForCausalLM
 
+    if decoder == "auto" and hasattr(model, "beam_step"):   # a model with its own step (item-causal)
+        return model.beam_step(input_ids, attention_mask)
     if decoder == "auto":   # a subclass that changes forward() is stepped through its own forward
         plain = isinstance(model, LlamaForCausalLM) and type(model).forward is LlamaForCausalLM.forward
         decoder = "llama" if plain else "hf"

@@ -36,13 +36,13 @@ def build_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> LlamaForCaus
                          eos_token_id=vocab.token("<eos>"))
     config._attn_implementation = "sdpa"
     model = LlamaForCausalLM(config)
-    add_hidden_dropout(model, cfg.hidden_dropout)
+    add_hidden_dropout(model.model.layers, cfg.hidden_dropout, model.model.embed_tokens)
     return model
 
 
-def add_hidden_dropout(model: LlamaForCausalLM, p: float) -> None:
-    """Dropout (active in training mode only) on the token embeddings and on each attention and feed-forward
-    output before its residual add, as forward hooks on this model's own modules."""
+def add_hidden_dropout(layers: torch.nn.ModuleList, p: float, embeddings: torch.nn.Module | None = None) -> None:
+    """Dropout (active in training mode only) on each Llama layer's attention and feed-forward output before its
+    residual add, and on the output of `embeddings`, as forward hooks on these modules."""
     if p == 0.0:
         return
 
@@ -51,8 +51,8 @@ def add_hidden_dropout(model: LlamaForCausalLM, p: float) -> None:
             return (fast_dropout(output[0], p, module.training), *output[1:])
         return fast_dropout(output, p, module.training)
 
-    blocks = [module for layer in model.model.layers for module in (layer.self_attn, layer.mlp)]
-    for module in [model.model.embed_tokens, *blocks]:
+    blocks = [module for layer in layers for module in (layer.self_attn, layer.mlp)]
+    for module in [*([embeddings] if embeddings is not None else []), *blocks]:
         module.register_forward_hook(drop)
 
 

@@ -4,6 +4,8 @@
   Next-item examples are every prefix of every training sequence. Trains every objective.
 - `causal`: decoder-only (Llama blocks); the history is the prompt and the model continues it with the next
   item's tokens. One sequence trains a target at every item position. Trains next-item and TriAlignGR's tmt.
+- `item-causal`: the same sequences, examples and search, with one transformer position per history item
+  (`models/item_causal.py`). Trains next-item.
 
 Both decode through the same prefix trie and beam step, with the same result contract.
 """
@@ -21,6 +23,7 @@ from mmgr.config import Config, ModelConfig
 from mmgr.decoding.beam import constrained_beam_search
 from mmgr.decoding.causal import causal_beam_search
 from mmgr.models.causal import build_causal, causal_prompt
+from mmgr.models.item_causal import build_item_causal
 from mmgr.models.pretrained import build_pretrained
 from mmgr.models.seq2seq import build_t5
 from mmgr.registry import Registry
@@ -55,5 +58,7 @@ BACKBONES.register("t5")(Backbone(build_t5, constrained_beam_search, None, prefi
                                   ("next-item", "translate", "infonce", "syngr")))
 BACKBONES.register("causal")(Backbone(build_causal, causal_beam_search, causal_prompt, causal_next_item,
                                       ("next-item", "tmt")))
+BACKBONES.register("item-causal")(Backbone(build_item_causal, causal_beam_search, causal_prompt, causal_next_item,
+                                           ("next-item",)))
 BACKBONES.register("llm")(Backbone(build_pretrained, causal_beam_search, causal_prompt, causal_next_item,
                                    ("next-item", "tmt"), lambda cfg: cfg.pretrained))

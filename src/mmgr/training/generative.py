@@ -170,4 +170,5 @@ def generative_ranker(run: RunDir, config: Config) -> GenerativeRanker:
 GENERATIVE = Engine(train_generative, evaluate_generative, generative_ranker)
 ENGINES.register("t5")(GENERATIVE)
 ENGINES.register("causal")(GENERATIVE)
+ENGINES.register("item-causal")(GENERATIVE)
 ENGINES.register("llm")(GENERATIVE)

@@ -1,0 +1,143 @@
+"""The item-level causal SID generator (`model.kind=item-causal`): one transformer position per history item.
+
+The token causal backbone (`models/causal.py`) spends a position on every code of every item: a 20-item history of
+4-level SIDs is 80+ positions through every layer. Here an item enters as one vector, the sum of its code tokens'
+embeddings, so the Llama blocks run over `[<bos>, [user], item_1, ..., item_n]` (n + 1 or n + 2 positions; RoPE
+positions, SDPA attention). The next item's codes are written by a light head: for level l, the state of the
+position before the item, plus a learned level embedding, plus the embeddings of the item's codes chosen so far,
+through one pre-norm feed-forward block and the output layer. Like the token backbone it reads and returns token
+sequences (`<bos> [user] c(item_1) ... c(item_n)`, any padding side) and one forward pass gives a next-token logit
+at every position, so its training examples, loss and prompts are the causal backbone's; the beam search runs the
+blocks once per user and then only the head for each of the L code steps (`ItemStep`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from transformers import LlamaConfig, LlamaModel
+from transformers.modeling_outputs import CausalLMOutput
+from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
+
+from mmgr.config import ModelConfig
+from mmgr.errors import MmgrError
+from mmgr.models.causal import MAX_POSITIONS, add_hidden_dropout
+from mmgr.models.dropout import fast_dropout
+from mmgr.tokenizers.codes import Vocabulary
+
+IGNORE = -100
+ITEM_WIDTH = {   # tokens per item as the layout writes them (late fusion: a <switch> at every change of modality)
+    "single": lambda cfg, vocab: len(vocab.levels[cfg.modalities[0]]),
+    "late-fusion": lambda cfg, vocab: sum(len(vocab.levels[m]) for m in cfg.modalities)
+    + (len(cfg.modalities) - 1) * cfg.switch_tokens,
+}
+
+
+class ItemCausalLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int):
+        super().__init__()
+        if cfg.layout not in ITEM_WIDTH:
+            raise MmgrError(f"model.kind=item-causal reads one token tuple per item (model.layout="
+                            f"{' or '.join(ITEM_WIDTH)}), not model.layout={cfg.layout}; use model.kind=t5")
+        if cfg.d_model % cfg.num_heads:
+            raise MmgrError(f"model.kind=item-causal (Llama blocks) needs model.d_model ({cfg.d_model}) divisible by "
+                            f"model.num_heads ({cfg.num_heads}), e.g. model.num_heads=4 model.d_kv=32")
+        torch.manual_seed(seed)
+        config = LlamaConfig(vocab_size=vocab.size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
+                             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                             num_key_value_heads=cfg.num_heads, head_dim=cfg.d_kv, attention_dropout=cfg.dropout,
+                             max_position_embeddings=MAX_POSITIONS, pad_token_id=vocab.token("<pad>"))
+        config._attn_implementation = "sdpa"
+        self.body = LlamaModel(config)                        # its embed_tokens is the code-token table
+        self.width = ITEM_WIDTH[cfg.layout](cfg, vocab)       # L tokens per item
+        self.head_tokens = 1 + int(vocab.user_buckets > 0)    # <bos> [user]
+        self.level = nn.Embedding(self.width, cfg.d_model)
+        self.head_norm = LlamaRMSNorm(cfg.d_model)
+        self.head_mlp = LlamaMLP(config)
+        self.out_norm = LlamaRMSNorm(cfg.d_model)
+        self.lm_head = nn.Linear(cfg.d_model, vocab.size, bias=False)
+        self.hidden_dropout = cfg.hidden_dropout
+        add_hidden_dropout(self.body.layers, cfg.hidden_dropout)
+
+    def item_states(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Right-aligned token rows (B, T) -> block outputs (B, H + N, D) over the head tokens and the N whole items
+        (a trailing partial item is left out), and the number of whole items per row (B,)."""
+        head, width = self.head_tokens, self.width
+        items = (input_ids.shape[1] - head) // width
+        embedded = self.body.embed_tokens(input_ids)                                  # (B, T, D)
+        summed = embedded[:, head:head + items * width].unflatten(1, (items, width)).sum(dim=2)  # (B, N, D)
+        x = fast_dropout(torch.cat([embedded[:, :head], summed], dim=1), self.hidden_dropout, self.training)
+        counts = (attention_mask.sum(dim=1) - head).clamp(min=0) // width           # (B,)
+        mask = torch.arange(head + items, device=x.device)[None] < (head + counts)[:, None]  # (B, H + N)
+        positions = torch.arange(head + items, device=x.device)[None].expand(len(x), -1)
+        states = self.body(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions).last_hidden_state
+        return states, counts
+
+    def head(self, context: Tensor, level: Tensor | int, chosen: Tensor) -> Tensor:
+        """Next-code logits (..., V) from the state before the item (..., D), the level, and the summed embeddings
+        of the item's codes chosen so far (..., D)."""
+        z = context + self.level.weight[level] + chosen
+        z = z + fast_dropout(self.head_mlp(self.head_norm(z)), self.hidden_dropout, self.training)
+        return self.lm_head(self.out_norm(z))
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None,
+                **unused) -> CausalLMOutput:
+        """Logits (B, T, V): position p scores token p + 1, as a causal LM's; loss over `labels` (-100 ignored)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        head, width, length = self.head_tokens, self.width, input_ids.shape[1]
+        order = right_alignment(attention_mask)
+        short = max(head - length, 0)                                                # a prompt cut inside the head
+        ids, mask = (F.pad(t.gather(1, order), (0, short)) for t in (input_ids, attention_mask))
+        states, _ = self.item_states(ids, mask)                                      # (B, H + N, D)
+        items = states.shape[1] - head
+        context = states[:, head - 1:]                                               # (B, N + 1, D): before each item
+        codes = F.pad(ids[:, head:], (0, (items + 1) * width - (ids.shape[1] - head)))  # (B, (N + 1) L)
+        chosen = self.body.embed_tokens(codes).unflatten(1, (items + 1, width))      # (B, N + 1, L, D)
+        chosen = F.pad(chosen.cumsum(dim=2)[:, :, :-1], (0, 0, 1, 0))                # codes before each level
+        levels = torch.arange(width, device=ids.device)
+        logits = self.head(context[:, :, None], levels, chosen).flatten(1, 2)       # (B, (N + 1) L, V)
+        logits = torch.cat([logits.new_zeros(len(ids), head - 1, logits.shape[-1]), logits], dim=1)
+        logits = logits[:, :length]                                                  # (B, T, V)
+        logits = logits.gather(1, order.argsort(dim=1)[..., None].expand_as(logits))  # back to the input's order
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                   ignore_index=IGNORE)
+        return CausalLMOutput(loss=loss, logits=logits)
+
+    def beam_step(self, input_ids: Tensor, attention_mask: Tensor) -> ItemStep:
+        return ItemStep(self, input_ids, attention_mask)
+
+
+def right_alignment(attention_mask: Tensor) -> Tensor:
+    """Column order (B, T) that moves each row's tokens to its start, keeping their order (any padding side)."""
+    return (attention_mask == 0).to(torch.int8).argsort(dim=1, stable=True)
+
+
+class ItemStep:
+    """The `Step` protocol of `search_trie`: the blocks run once over each user's history; each code step is the
+    head alone, from the state after the last whole item and the row's codes chosen so far."""
+
+    def __init__(self, model: ItemCausalLM, input_ids: Tensor, attention_mask: Tensor):
+        order = right_alignment(attention_mask)
+        ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
+        states, counts = model.item_states(ids, mask)                               # (B, H + N, D), (B,)
+        self.model, self.level = model, 0
+        self.context = states[torch.arange(len(states)), model.head_tokens - 1 + counts]  # (B, D)
+        self.chosen = torch.zeros_like(self.context)                                # (R, D)
+
+    def __call__(self, tokens: Tensor) -> Tensor:
+        if self.level:
+            self.chosen = self.chosen + self.model.body.embed_tokens(tokens)
+        logits = self.model.head(self.context, self.level, self.chosen)           # (R, V)
+        self.level += 1
+        return logits
+
+    def reorder(self, origin: Tensor, beams: int) -> None:
+        self.context, self.chosen = self.context[origin], self.chosen[origin]
+
+
+def build_item_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> ItemCausalLM:
+    return ItemCausalLM(cfg, vocab, seed)
