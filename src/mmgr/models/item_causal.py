@@ -100,7 +100,8 @@ class ItemCausalLM(nn.Module):
         logits = self.head(context[:, :, None], levels, chosen).flatten(1, 2)       # (B, (N + 1) L, V)
         logits = torch.cat([logits.new_zeros(len(ids), head - 1, logits.shape[-1]), logits], dim=1)
         logits = logits[:, :length]                                                  # (B, T, V)
-        logits = logits.gather(1, order.argsort(dim=1)[..., None].expand_as(logits))  # back to the input's order
+        if not right_aligned(attention_mask):                                        # back to the input's order
+            logits = logits.gather(1, order.argsort(dim=1)[..., None].expand_as(logits))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
@@ -109,6 +110,11 @@ class ItemCausalLM(nn.Module):
 
     def beam_step(self, input_ids: Tensor, attention_mask: Tensor) -> ItemStep:
         return ItemStep(self, input_ids, attention_mask)
+
+
+def right_aligned(attention_mask: Tensor) -> bool:
+    """Every row's tokens come first (right padding, as training batches are)."""
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
 
 
 def right_alignment(attention_mask: Tensor) -> Tensor:
