@@ -23,11 +23,11 @@ from mmgr.tokenizers.codes import Vocabulary
 MAX_POSITIONS = 4096
 
 
-def build_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> LlamaForCausalLM:
+def llama_config(cfg: ModelConfig, vocab: Vocabulary, backbone: str = "the causal backbone") -> LlamaConfig:
+    """Llama blocks sized by `model.*` over the run's vocabulary, SDPA attention."""
     if cfg.d_model % cfg.num_heads:
-        raise MmgrError(f"the causal backbone (Llama blocks) needs model.d_model ({cfg.d_model}) divisible by "
+        raise MmgrError(f"{backbone} (Llama blocks) needs model.d_model ({cfg.d_model}) divisible by "
                         f"model.num_heads ({cfg.num_heads}), e.g. model.num_heads=4 model.d_kv=32")
-    torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab.size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
                          num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
                          num_key_value_heads=cfg.num_heads, head_dim=cfg.d_kv, attention_dropout=cfg.dropout,
@@ -35,6 +35,12 @@ def build_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> LlamaForCaus
                          pad_token_id=vocab.token("<pad>"), bos_token_id=vocab.token("<bos>"),
                          eos_token_id=vocab.token("<eos>"))
     config._attn_implementation = "sdpa"
+    return config
+
+
+def build_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> LlamaForCausalLM:
+    config = llama_config(cfg, vocab)
+    torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     add_hidden_dropout(model.model.layers, cfg.hidden_dropout, model.model.embed_tokens)
     return model

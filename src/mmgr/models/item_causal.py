@@ -16,13 +16,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from transformers import LlamaConfig, LlamaModel
+from transformers import LlamaModel
 from transformers.modeling_outputs import CausalLMOutput
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
 
 from mmgr.config import ModelConfig
 from mmgr.errors import MmgrError
-from mmgr.models.causal import MAX_POSITIONS, add_hidden_dropout
+from mmgr.models.causal import add_hidden_dropout, llama_config
 from mmgr.models.dropout import fast_dropout
 from mmgr.tokenizers.codes import Vocabulary
 
@@ -40,15 +40,8 @@ class ItemCausalLM(nn.Module):
         if cfg.layout not in ITEM_WIDTH:
             raise MmgrError(f"model.kind=item-causal reads one token tuple per item (model.layout="
                             f"{' or '.join(ITEM_WIDTH)}), not model.layout={cfg.layout}; use model.kind=t5")
-        if cfg.d_model % cfg.num_heads:
-            raise MmgrError(f"model.kind=item-causal (Llama blocks) needs model.d_model ({cfg.d_model}) divisible by "
-                            f"model.num_heads ({cfg.num_heads}), e.g. model.num_heads=4 model.d_kv=32")
+        config = llama_config(cfg, vocab, "model.kind=item-causal")
         torch.manual_seed(seed)
-        config = LlamaConfig(vocab_size=vocab.size, hidden_size=cfg.d_model, intermediate_size=cfg.d_ff,
-                             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-                             num_key_value_heads=cfg.num_heads, head_dim=cfg.d_kv, attention_dropout=cfg.dropout,
-                             max_position_embeddings=MAX_POSITIONS, pad_token_id=vocab.token("<pad>"))
-        config._attn_implementation = "sdpa"
         self.body = LlamaModel(config)                        # its embed_tokens is the code-token table
         self.width = ITEM_WIDTH[cfg.layout](cfg, vocab)       # L tokens per item
         self.head_tokens = 1 + int(vocab.user_buckets > 0)    # <bos> [user]
