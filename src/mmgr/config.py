@@ -213,8 +213,9 @@ class ModelConfig(Section):
         "t5", description="t5: encoder-decoder SID generator (TIGER); causal: decoder-only SID generator (a "
                           "target at every item position); item-causal: decoder-only over items (one position "
                           "per history item, the sum of its code embeddings; a small head writes the next "
-                          "item's codes; single layout); llm: a pretrained causal LM (model.pretrained) with the "
-                          "SID tokens appended to its vocabulary, trained with LoRA; sasrec: the item-ID baseline")
+                          "item's codes; single or late-fusion layout); llm: a pretrained causal LM "
+                          "(model.pretrained) with the SID tokens appended to its vocabulary, trained with LoRA; "
+                          "sasrec: the item-ID baseline")
     layout: Literal["single", "late-fusion", "bimodal"] = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
                               "codes); late-fusion = each modality's SID concatenated per item (MGR-LF); bimodal = "

@@ -26,7 +26,6 @@ from mmgr.models.causal import add_hidden_dropout, llama_config
 from mmgr.models.dropout import fast_dropout
 from mmgr.tokenizers.codes import Vocabulary
 
-IGNORE = -100
 ITEM_WIDTH = {   # tokens per item as the layout writes them (late fusion: a <switch> at every change of modality)
     "single": lambda cfg, vocab: len(vocab.levels[cfg.modalities[0]]),
     "late-fusion": lambda cfg, vocab: sum(len(vocab.levels[m]) for m in cfg.modalities)
@@ -97,8 +96,7 @@ class ItemCausalLM(nn.Module):
             logits = logits.gather(1, order.argsort(dim=1)[..., None].expand_as(logits))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                   ignore_index=IGNORE)
+            loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten())  # -100 ignored
         return CausalLMOutput(loss=loss, logits=logits)
 
     def beam_step(self, input_ids: Tensor, attention_mask: Tensor) -> ItemStep:
