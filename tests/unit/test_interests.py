@@ -11,18 +11,16 @@ import pytest
 from mmgr.config import InterestConfig, load_config
 from mmgr.encoders import interests
 from mmgr.encoders.cache import TextCache
-from mmgr.encoders.interests import (
+from mmgr.encoders.interest_prompts import (
     DESCRIPTION_CHARS,
     InterestMiner,
-    LocalLM,
-    OpenAIMiner,
     few_shot_prompt,
     item_prompt,
     item_prompts,
-    make_miner,
-    mine_interests,
     parse_tags,
 )
+from mmgr.encoders.interests import OpenAIMiner, make_miner, mine_interests
+from mmgr.encoders.local_lm import OFFLINE_MODEL_ID, LocalLM
 from mmgr.errors import ConfigError, MmgrError
 
 # ------------------------------------------------------------------------------------------------- parse_tags
@@ -205,7 +203,7 @@ class _ShortMiner(InterestMiner):
 
 def test_make_miner_backends_and_settings():
     offline = make_miner(InterestConfig())
-    assert isinstance(offline, LocalLM) and offline.model_id == interests.OFFLINE_MODEL_ID
+    assert isinstance(offline, LocalLM) and offline.model_id == OFFLINE_MODEL_ID
     assert offline._model is None  # loads lazily: a fully cached run never loads the model
     assert make_miner(InterestConfig(backend="transformers", model="some/lm")).model_id == "some/lm"
     chat = make_miner(InterestConfig(backend="openai", endpoint="http://localhost:1/v1", model="m"))

@@ -40,7 +40,7 @@ def resolve_pretrained(name: str) -> str:
     """A local folder for the offline default (converted from its GGUF package on first use); other names pass."""
     if name != OFFLINE_LM:
         return name
-    from mmgr.encoders.interests import offline_model_folder
+    from mmgr.encoders.local_lm import offline_model_folder
 
     return str(offline_model_folder())
 
@@ -160,7 +160,7 @@ def load_lm(name: str) -> tuple[Any, nn.Module]:
     """(tokenizer, causal LM in float32) of `model.pretrained`; failures say what to install or set."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mmgr.encoders.interests import quiet_loading
+    from mmgr.encoders.local_lm import quiet_loading
 
     source = resolve_pretrained(name)
     try:
