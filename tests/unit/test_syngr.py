@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 from mmgr.config import DecodingConfig, ModelConfig, SynGRConfig
 from mmgr.decoding.fusion import FUSIONS, fuse
+from mmgr.evaluation.protocol import rank_items
 from mmgr.layouts import LAYOUTS
 from mmgr.layouts.base import pad_batch
 from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
@@ -221,6 +222,34 @@ def test_fusion_pads_rows_that_find_fewer_items():
     one = lists([(1, -1.0), (-1, -np.inf)])
     items, scores = fuse([one, one], "mean-bonus", top_k=3, bonus=0.5)
     assert items.tolist() == [[1, -1, -1]] and scores[0, 0] == pytest.approx(-0.5) and np.isinf(scores[0, 1:]).all()
+
+
+def test_fused_lists_score_log_probability_per_generated_token():
+    """Each modality's summed SID log-probability is divided by (SID length + 1 for the end token) before fusing, the
+    scale of the Hugging Face beam scores SynGR's authors fuse, so the bonus weighs the same as theirs."""
+    class Layout:
+        vocab = None
+        targets = {"text": None, "image": None}
+
+        def encoder_tokens(self, user, history):
+            return np.asarray(history, dtype=np.int64)
+
+        def target_input(self, target, row):
+            return row
+
+    summed = {"text": ([1, 2, -1], [-4.0, -8.0, -math.inf]),                     # per trie: items, summed log-probs
+              "image": ([2, 3, -1], [-2.0, -3.0, -math.inf])}
+
+    def search(model, input_ids, mask, trie, beam_size, top_k):
+        items, scores = summed[trie.name]
+        return torch.tensor([items]), torch.tensor([scores])
+
+    tries = {name: type("Trie", (), {"depth": 3, "name": name})() for name in summed}
+    cfg = DecodingConfig(beam_size=3, top_k=3, fusion="mean-bonus", fusion_bonus=1.0)
+    items, scores = rank_items(nn.Linear(1, 1), Layout(), ["u"], [np.array([7])], tries, cfg, search=search)
+    # per token (/4): text 1: -1, 2: -2; image 2: -0.5, 3: -0.75. Item 2 in both: mean(-2, -0.5) + 1 = -0.25
+    assert items.tolist() == [[2, 3, 1]]
+    np.testing.assert_allclose(scores, [[-0.25, -0.75, -1.0]])
 
 
 def test_pid_estimate_splits_the_bimodal_hits_by_the_unimodal_ones():

@@ -45,10 +45,25 @@ def weights(model) -> dict[str, torch.Tensor]:
 
 def test_batches_are_length_bucketed_and_epoch_orders_reproducible():
     examples = toy_examples()
-    batches = length_batches(examples, 16)
+    batches = length_batches(examples, 16, seed=1, epoch=0)
     spans = [np.ptp([len(examples.inputs[i]) for i in b]) for b in batches]
     assert max(spans) <= 2 and sorted(np.concatenate(batches).tolist()) == list(range(96))
+    again = length_batches(examples, 16, seed=1, epoch=0)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
     assert epoch_order(6, 1, 0) == epoch_order(6, 1, 0) != epoch_order(6, 1, 1)
+
+
+def test_equal_length_examples_are_mixed_across_batches_and_redrawn_each_epoch():
+    """One user's consecutive windows (or one task's rows) of the same length do not fill a batch together."""
+    n = 256
+    inputs = [np.arange(5) for _ in range(n)]                       # every example has the same length
+    examples = EncodedExamples(inputs, np.zeros((n, 2), dtype=np.int64), np.zeros(n, dtype=np.int64),
+                               np.arange(n) // 32)                 # 8 "users" of 32 consecutive windows each
+    first = length_batches(examples, 32, seed=3, epoch=0)
+    users_per_batch = [len(set(examples.users[b].tolist())) for b in first]
+    assert min(users_per_batch) >= 4                                # not one user per batch, as in input order
+    second = length_batches(examples, 32, seed=3, epoch=1)
+    assert {tuple(sorted(b.tolist())) for b in first} != {tuple(sorted(b.tolist())) for b in second}
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):

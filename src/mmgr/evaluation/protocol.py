@@ -27,8 +27,10 @@ def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], hist
                tries: dict[str, PrefixTrie], cfg: DecodingConfig, progress: bool = False,
                search: Search = constrained_beam_search, prompt: Prompt | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(items int[U, top_k], scores float[U, top_k]) best first. One beam search per decoding target of the layout
-    (`tries`: target -> trie); several targets' lists are fused by `cfg.fusion`. `search` and `prompt` (the layout's
+    """(items int[U, top_k], scores float[U, top_k]) best first; a score is the item's log-probability per
+    generated token (its SID's summed log-probability / (SID length + 1 for the end token), the scale of Hugging
+    Face's beam scores, which SynGR's authors fuse). One beam search per decoding target of the layout (`tries`:
+    target -> trie); several targets' lists are fused by `cfg.fusion`. `search` and `prompt` (the layout's
     tokens -> the model's input) come from the backbone; the defaults are T5's."""
     histories_tokens = [layout.encoder_tokens(u, h) for u, h in zip(user_ids, histories, strict=True)]
     ranked = []
@@ -36,7 +38,8 @@ def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], hist
         rows = [layout.target_input(target, row) for row in histories_tokens]
         if prompt is not None:
             rows = [prompt(layout.vocab, row) for row in rows]
-        ranked.append(search_rows(model, rows, trie, cfg, progress, search))
+        items, scores = search_rows(model, rows, trie, cfg, progress, search)
+        ranked.append((items, scores / (trie.depth + 1)))      # per generated token: the codes and the end token
     return ranked[0] if len(ranked) == 1 else fuse(ranked, cfg.fusion, cfg.top_k, cfg.fusion_bonus)
 
 

@@ -80,11 +80,16 @@ def causal_examples(layout: Layout, user_ids: list[str], train: list[np.ndarray]
     return EncodedExamples(inputs, labels, np.asarray(targets, dtype=np.int64), np.asarray(users, dtype=np.int64))
 
 
-def length_batches(examples: EncodedExamples, batch_size: int) -> list[np.ndarray]:
-    """Example indices grouped into batches of similar encoder length (fixed for the whole run)."""
+def length_batches(examples: EncodedExamples, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Example indices in batches of similar encoder length, in a random order, drawn afresh for each epoch from
+    (seed, epoch) alone (a resumed run redraws the same ones). Examples of equal length are shuffled before they are
+    cut into batches, so a batch mixes users and tasks instead of holding one user's consecutive windows (a long
+    history yields many windows of the longest length) or one task's rows."""
     lengths = np.fromiter((len(x) for x in examples.inputs), dtype=np.int64, count=len(examples))
-    order = np.argsort(lengths, kind="stable")
-    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    shuffled = np.random.default_rng([seed, epoch]).permutation(len(lengths))
+    order = shuffled[np.argsort(lengths[shuffled], kind="stable")]
+    batches = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+    return [batches[i] for i in epoch_order(len(batches), seed, epoch)]
 
 
 def epoch_order(num_batches: int, seed: int, epoch: int) -> list[int]:

@@ -34,7 +34,7 @@ from mmgr.errors import MmgrError
 from mmgr.progress import progress_bar
 from mmgr.training.budget import Schedule, clock_budget, resolve_graph
 from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint, save_weights
-from mmgr.training.data import EncodedExamples, collate, epoch_order, length_batches
+from mmgr.training.data import EncodedExamples, collate, length_batches
 
 BEST = "model.safetensors"
 NEXT_ITEM = "next-item"
@@ -76,9 +76,8 @@ class FitResult:
 
 
 def bucketed_train_data(examples: EncodedExamples, batch_size: int, seed: int) -> TrainData:
-    """Length-bucketed batches fixed for the run; their order reshuffled each epoch."""
-    batches = length_batches(examples, batch_size)
-    return TrainData(lambda epoch: [batches[i] for i in epoch_order(len(batches), seed, epoch)],
+    """Length-bucketed batches, drawn afresh each epoch (`length_batches`)."""
+    return TrainData(lambda epoch: length_batches(examples, batch_size, seed, epoch),
                      lambda index: collate(examples, index))
 
 
