@@ -65,7 +65,7 @@ def main() -> None:
     def sample(batches: list[np.ndarray]) -> list[np.ndarray]:      # the same share of short and long batches
         return [batches[i] for i in rng.permutation(len(batches))[:args.warm + args.steps]]
 
-    bucketed, random = sample(length_batches(examples, batch_size)), sample(
+    bucketed, random = sample(length_batches(examples, batch_size, config.seed, 0)), sample(
         padded_random_batches(len(examples), batch_size, config.seed))
 
     def plain_t5() -> torch.nn.Module:

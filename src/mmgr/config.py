@@ -344,9 +344,9 @@ class DecodingConfig(Section):
     batch_size: int = Field(256, ge=1, le=1_000_000, description="users per decoding batch")
     fusion: Literal["mean-bonus", "rrf", "max"] = Field(
         "mean-bonus", description="how several targets' ranked lists (model.layout=bimodal) become one: "
-                                  "mean-bonus = an item in every list gets its mean log-probability per token plus "
-                                  "`fusion_bonus`, others keep theirs (SynGR); rrf = reciprocal-rank fusion; max = "
-                                  "best log-probability")
+                                  "mean-bonus = an item in every list gets its mean length-normalised "
+                                  "log-probability plus `fusion_bonus`, others keep theirs (SynGR); rrf = "
+                                  "reciprocal-rank fusion; max = best log-probability")
     fusion_bonus: float = Field(1.0, ge=0.0, le=1000.0, description="mean-bonus: added to items every list found")
 
     @model_validator(mode="after")

@@ -1,8 +1,9 @@
 """Fusion of several ranked lists per user into one (SynGR: the text-SID and the image-SID beam searches).
 
-Every rule takes lists of (items int[U, K], scores float[U, K]) best first (-1 / -inf pad a short row) and returns
-the fused top-k in the same shape. Scores are log-probabilities per generated token (`evaluation.protocol`), so a
-bonus means the same for SIDs of any length. Ties keep the order of first appearance (list order, then rank).
+Every rule takes lists of (items int[U, K], scores float[U, K]) best first (-1 / -inf pad a short row) and returns the
+fused top-k in the same shape. Scores are length-normalised log-probabilities (summed / (SID length + 1), as Hugging
+Face normalises beam scores; `evaluation.protocol`), so a bonus means the same for SIDs of any length. Ties keep the
+order of first appearance (list order, then rank).
 
 - `mean-bonus` (SynGR): an item found by every list scores its mean log-probability plus `bonus`; an item found by
   some lists scores the mean of the log-probabilities it has.

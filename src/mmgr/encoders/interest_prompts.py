@@ -18,8 +18,7 @@ RETRY_TEMPERATURE, RETRY_TOP_K = 0.7, 40
 
 # Worked examples for the few-shot prompt: (item prompt, answer). Their tags name the buyer's motivation rather than
 # the product and vary by item; captions follow the offline describer's format, and one item has none, as some
-# items have no image. Tuned on Amazon Scientific
-# items with gemma-3-270m (see the module docstring).
+# items have no image. Tuned on Amazon Scientific items with gemma-3-270m.
 FEW_SHOT: tuple[tuple[str, str], ...] = (
     ("Product: Heavy Duty Duct Tape, 2 Inch x 60 Yards, 3 Rolls\n"
      "Brand: Gorilla\n"

@@ -27,11 +27,12 @@ def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], hist
                tries: dict[str, PrefixTrie], cfg: DecodingConfig, progress: bool = False,
                search: Search = constrained_beam_search, prompt: Prompt | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-    """(items int[U, top_k], scores float[U, top_k]) best first; a score is the item's log-probability per
-    generated token (its SID's summed log-probability / (SID length + 1 for the end token), the scale of Hugging
-    Face's beam scores, which SynGR's authors fuse). One beam search per decoding target of the layout (`tries`:
-    target -> trie); several targets' lists are fused by `cfg.fusion`. `search` and `prompt` (the layout's
-    tokens -> the model's input) come from the backbone; the defaults are T5's."""
+    """(items int[U, top_k], scores float[U, top_k]) best first; a score is the SID's summed log-probability /
+    (SID length + 1): Hugging Face's length normalisation of a SID followed by its end token, the scale of the beam
+    scores SynGR's authors fuse (our SIDs have no end token, so its log-probability, near 0 once trained, is not
+    added). One beam search per decoding target of the layout (`tries`: target -> trie); several targets' lists are
+    fused by `cfg.fusion`. `search` and `prompt` (the layout's tokens -> the model's input) come from the backbone;
+    the defaults are T5's."""
     histories_tokens = [layout.encoder_tokens(u, h) for u, h in zip(user_ids, histories, strict=True)]
     ranked = []
     for target, trie in tries.items():
@@ -39,7 +40,7 @@ def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], hist
         if prompt is not None:
             rows = [prompt(layout.vocab, row) for row in rows]
         items, scores = search_rows(model, rows, trie, cfg, progress, search)
-        ranked.append((items, scores / (trie.depth + 1)))      # per generated token: the codes and the end token
+        ranked.append((items, scores / (trie.depth + 1)))      # normalised as HF's beam scores of SID + end token
     return ranked[0] if len(ranked) == 1 else fuse(ranked, cfg.fusion, cfg.top_k, cfg.fusion_bonus)
 
 

@@ -2,9 +2,9 @@
 
 Training examples are every prefix of each user's training sequence (history s[:i] -> target s[i]), as TIGER
 trains; other objectives (alignment tasks) build examples of the same shape. Targets may be ragged: labels are
-padded with -100, which the loss ignores. Examples are sorted by encoder length into batches once; each epoch
-shuffles the batch order with a generator seeded by (seed, epoch), so a resumed run sees exactly the batches it
-would have seen.
+padded with -100, which the loss ignores. Each epoch draws its batches from (seed, epoch) alone: equal-length
+examples shuffled, sorted by encoder length, cut into batches, the batches shuffled; so a resumed run sees exactly
+the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ def causal_examples(layout: Layout, user_ids: list[str], train: list[np.ndarray]
             targets.append(window[-1])
             users.append(user)
     return EncodedExamples(inputs, labels, np.asarray(targets, dtype=np.int64), np.asarray(users, dtype=np.int64))
+
+
+BATCHING = "length-sorted, redrawn per epoch"  # in the checkpoint setup id: a change of scheme is not resumed
 
 
 def length_batches(examples: EncodedExamples, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:

@@ -34,7 +34,7 @@ from mmgr.errors import MmgrError
 from mmgr.progress import progress_bar
 from mmgr.training.budget import Schedule, clock_budget, resolve_graph
 from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint, save_weights
-from mmgr.training.data import EncodedExamples, collate, length_batches
+from mmgr.training.data import BATCHING, EncodedExamples, collate, length_batches
 
 BEST = "model.safetensors"
 NEXT_ITEM = "next-item"
@@ -238,12 +238,13 @@ class _StageEnd:
 
 
 def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
-    """What must match for a checkpoint to be resumed: model, data, vocabulary and optimisation settings (not
-    patience or validation cadence, which a resumed run may change; a changed budget is refused on resume)."""
+    """What must match for a checkpoint to be resumed: model, data, vocabulary, optimisation settings and the batching
+    scheme (not patience or validation cadence, which a resumed run may change; a changed budget is refused on
+    resume)."""
     fixed = cfg.model_dump(exclude={"epochs", "max_steps", "patience", "eval_every", "eval_every_steps", "eval_users",
                                     "checkpoint_every", "accelerator", "devices", "alignment_epochs",
                                     "budget_minutes", "graph"})
-    return hashlib.sha256(json.dumps([weights_info, fixed], sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([weights_info, fixed, BATCHING], sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, state: dict) -> None:
