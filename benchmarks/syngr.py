@@ -1,8 +1,9 @@
 """SynGR (arXiv 2605.18920) on one dataset: TIGER-text, TIGER-image, MGR-LF++, SynGR and its three ablations (w/o SM,
 w/o UN, w/o SCL), same data, codes, seed and step budget for every row (the rows of `benchmarks/mgr.py`, shared and
-reused); paired bootstrap against TIGER-text and, for the SynGR rows, against MGR-LF++; HR@10 by planted user kind
-(synthetic world); the distribution of attention mass on text vs image tokens; a PID-style split of SynGR's hits by
-the unimodal models' hits; training cost per epoch against MGR-LF++ and the saliency pass's share of a step.
+reused); paired bootstrap against TIGER-text and, for the SynGR rows, against MGR-LF++ (ablations also against
+SynGR); HR@10 by planted user kind (synthetic world); the distribution of attention mass on text vs image tokens; a
+PID-style split of SynGR's hits by the unimodal models' hits; training cost per epoch against MGR-LF++ and the
+saliency pass's share of a step.
 
     python benchmarks/syngr.py --dataset synthetic --steps 1000 --patience 3
     python benchmarks/syngr.py --dataset ml-100k --steps 800 --patience 3
@@ -129,6 +130,9 @@ def main() -> None:
         if variant.startswith("syngr") and "mgr-lfpp" in rows:
             rows[variant]["vs_mgr_lfpp"] = compare_runs(folder / "mgr-lfpp", folder / variant, "test",
                                                         ("ndcg@10", "hr@10", "mrr@20"), resamples=2000)
+        if variant.startswith("syngr-") and "syngr" in rows:   # an ablation against the full method
+            rows[variant]["vs_syngr"] = compare_runs(folder / "syngr", folder / variant, "test",
+                                                     ("ndcg@10", "hr@10", "mrr@20"), resamples=2000)
     world = base.path / "raw" / "world.json"
     kinds = ({u: info["kind"] for u, info in json.loads(world.read_text())["users"].items()}
              if world.is_file() else None)
