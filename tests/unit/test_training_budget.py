@@ -13,6 +13,7 @@ import mmgr.training.loop as loop
 from mmgr.errors import MmgrError
 from mmgr.training.budget import (
     COMPILE_MIN_SAMPLES,
+    FIT_SHARE,
     TIMED_STEPS,
     WARM_STEPS,
     ClockBudget,
@@ -51,13 +52,31 @@ def test_clock_budget_fits_the_steps_left_from_timed_steps_after_the_untimed_one
         {"step": 30, "seen": {"seconds": 30.0}}, 1.0) is None   # needs its own timed steps first
 
 
-def test_clock_budget_never_fits_more_than_the_step_and_epoch_budgets():
-    budget = ClockBudget(seconds=1e6, cap=42)
+def test_clock_budget_times_a_share_of_a_long_budget_so_slow_first_shapes_do_not_shorten_it():
+    budget = ClockBudget(seconds=10_000.0, cap=100_000)
     state = {"step": 0, "seen": {"seconds": 0.0}}
-    for _ in range(WARM_STEPS + TIMED_STEPS):
+    times = [10.0] * WARM_STEPS + [2.0] * 45 + [1.0] * 1000   # untimed, slow new shapes, then the run's speed
+    fitted = None
+    while fitted is None:
+        seconds = times[state["step"]]
         state["step"] += 1
-        fitted = budget.observe(state, 0.01)
-    assert fitted == 42
+        state["seen"]["seconds"] += seconds
+        fitted = budget.observe(state, seconds)
+    assert state["seen"]["seconds"] == pytest.approx(FIT_SHARE * 10_000)   # not after TIMED_STEPS steps
+    per_step = (90.0 + state["step"] - WARM_STEPS - 45) / (state["step"] - WARM_STEPS)
+    assert fitted == state["step"] + int((10_000 - 500) / per_step)
+    assert per_step < 1.12 and fitted > 8_900                # 25 steps after the untimed ones would fit ~4,800
+
+
+def test_clock_budget_never_fits_more_than_the_step_and_epoch_budgets():
+    budget = ClockBudget(seconds=1_000.0, cap=420)
+    state = {"step": 0, "seen": {"seconds": 0.0}}
+    fitted = None
+    while fitted is None:
+        state["step"] += 1
+        state["seen"]["seconds"] += 1.0
+        fitted = budget.observe(state, 1.0)
+    assert state["step"] == 50 and fitted == 420    # fitted after 5% of the budget (1,000 steps fit): capped
 
 
 class FakeClock:

@@ -2,11 +2,15 @@
 step count of a wall-clock budget measured on the run's own steps, and when to compile the training step.
 
 A wall-clock budget (`training.budget_minutes`) is turned into a step count once: the first `WARM_STEPS` steps of
-the invocation are not timed (allocator warm-up, the compiler's first graphs), the next `TIMED_STEPS` are, and the
-steps that fit in what is left of the budget at that speed become the schedule's length (never more than the
-epoch and step budgets). The fitted count is saved with the checkpoint, so a resumed run keeps its schedule. A
-separate short probe process is not used: it measured 100 samples/s for a run that then went at 188 (the first
-steps of a process are slow). Training also stops once the budget's seconds are spent, whatever the estimate.
+the invocation are not timed (allocator warm-up, the compiler's first graphs), the later ones are, until at least
+`TIMED_STEPS` steps and `FIT_SHARE` of the budget have passed; the steps that fit in what is left of the budget at
+their mean speed become the schedule's length (never more than the epoch and step budgets). Until then the cosine
+runs over the epoch / step budget (so the learning rate is at its peak when the fit shortens it). The fitted count is
+saved with the checkpoint, so a resumed run keeps its schedule. Timing a few dozen steps misjudges the speed: a
+separate 40-step probe process measured 100 samples/s for a run that then went at 188, and 25 timed steps after the
+first 5 of a Beauty run measured 2.0 steps/s for a run that went at 2.75 (new batch shapes are slow the first time
+they are seen), so a 55-minute budget trained for 40. Training also stops once the budget's seconds are spent,
+whatever the estimate.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 from mmgr.config import TrainingConfig
 
 WARM_STEPS = 5        # untimed steps at the start of an invocation
-TIMED_STEPS = 25      # steps whose mean time sizes the budget
+TIMED_STEPS = 25      # at least this many timed steps size the budget
+FIT_SHARE = 0.05      # ... and at least this share of the budget's seconds
 COMPILE_MIN_SAMPLES = 2_000_000   # `graph: auto` compiles accelerator jobs of at least this many training samples
 
 
@@ -50,9 +55,10 @@ class ClockBudget:
         if state.get("budget_fitted"):
             return None
         self.timings.append(step_seconds)
-        if len(self.timings) < WARM_STEPS + TIMED_STEPS:
+        timed = self.timings[WARM_STEPS:]
+        if len(timed) < TIMED_STEPS or sum(self.timings) < FIT_SHARE * self.seconds:
             return None
-        per_step = sum(self.timings[WARM_STEPS:]) / TIMED_STEPS
+        per_step = sum(timed) / len(timed)
         left = max(0.0, self.seconds - state["seen"]["seconds"])
         fitted = min(self.cap, state["step"] + max(1, int(left / per_step)))
         state.update(budget_fitted=True, budget_steps_per_second=round(1.0 / per_step, 4))
