@@ -37,6 +37,7 @@ DATASETS = {  # name -> (results name, dataset recipe, modalities its data has)
     "ml-100k": ("movielens-100k-posters", "configs/ml-100k.yaml", ("text", "image", "fused")),
     "arts": ("amazon-arts-2018", "configs/arts.yaml", ("text", "image")),
     "beauty": ("amazon-beauty-2014", "configs/beauty.yaml", ("text",)),
+    "scientific": ("amazon-scientific-2018", "configs/scientific.yaml", ("text",)),
 }
 LF = ["model.layout=late-fusion", "model.modalities=[text,image]"]
 VARIANTS = {  # name -> overrides on top of the shared settings
@@ -61,7 +62,7 @@ SHARED = ["tokenizer.method=rq-kmeans", "tokenizer.levels=3", "tokenizer.collisi
           "training.batch_size=128", "training.lr=0.003", "training.warmup_steps=50", "training.eval_users=500",
           "training.alignment_epochs=3", "training.checkpoint_every=200",
           "decoding.beam_size=20", "decoding.top_k=20"]
-CODEBOOK = {"synthetic": 16, "ml-100k": 32, "arts": 256, "beauty": 256}
+CODEBOOK = {"synthetic": 16, "ml-100k": 32, "arts": 256, "beauty": 256, "scientific": 64}  # 4,344 items
 
 
 def variant_config(dataset: str, variant: str, args: argparse.Namespace,
