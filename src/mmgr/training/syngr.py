@@ -93,7 +93,9 @@ class SynGRLoss:
             views.append(unimodal_view(ids, mask, kinds, task))
         stacked_ids, stacked_mask = stack_views(views)                                 # (V*B, T')
         repeated = labels.repeat(len(views), 1)
-        out = model(input_ids=stacked_ids, attention_mask=stacked_mask, labels=repeated, output_hidden_states=True)
+        start = model.prepare_decoder_input_ids_from_labels(labels=repeated)          # teacher forcing, no HF loss
+        out = model(input_ids=stacked_ids, attention_mask=stacked_mask, decoder_input_ids=start,
+                    output_hidden_states=True)
         ce = per_view_cross_entropy(out.logits, repeated, len(views))                 # (V,)
         parts = {"ce_original": ce[0], "ce_masked": ce[1]}
         loss = ce[0] + ce[1]
