@@ -9,6 +9,7 @@ mine interests for the catalog, training samples/s of each generator.
     python benchmarks/trialigngr.py --dataset ml-100k --steps 1000
     python benchmarks/trialigngr.py --dataset ml-100k --steps 1000 --ladder
     python benchmarks/trialigngr.py --dataset beauty --steps 1000     (text only: the visual tasks drop out)
+    python benchmarks/trialigngr.py --dataset scientific --steps 1000 (text only, 4,344 items, RQ-KMeans 3 x 64)
     python benchmarks/trialigngr.py --dataset ml-100k --steps 100 --variants trialigngr-llm
         (the eight tasks on gemma-3-270m with LoRA, batch 16; on a GPU: benchmarks/gpu_trialigngr_llm.sh)
 
@@ -177,7 +178,7 @@ def main() -> None:
                             {k: v for k, v in rows[row]["test"].items() if "@" in k}, split="test",
                             wall_seconds=rows[row]["seconds"], config=RunDir(folder / row).manifest()["config"],
                             extra={key: rows[row].get(key) for key in ("train", "fallback", "tasks",
-                                                                         "vs_tiger_text", "vs_causal_text")})
+                                                                         "vs_tiger-text", "vs_causal-text")})
     cost = generated_text_cost(RunDir(folder / names[-1]))
     cold = any(stage.get("computed") for stage in cost.values())    # a warm cache measures cache hits only
     analyses: dict[str, Any] = {"generated_text_cost" if cold else "generated_text_cost_cache_hits": cost}

@@ -107,7 +107,7 @@ def task_pools(prep: Prepared, config: Config) -> dict[str, EncodedExamples]:
         if len(pool):
             pools[name] = pool
         else:
-            dropped.append(f"{name} (no item has {' or '.join(task.fields)})")
+            dropped.append(f"{name} (no item has {' and '.join(task.fields)})")
     if dropped:
         log.warning("note: tasks dropped: %s", "; ".join(dropped))
     return pools
