@@ -74,8 +74,8 @@ def clock_budget(cfg: TrainingConfig, cap: int) -> ClockBudget | None:
 
 def resolve_graph(graph: str, samples: int, on_cpu: bool) -> str:
     """`auto`: compile the training step on an accelerator for jobs large enough to amortise compiling; eager on a
-    CPU, where the compiled step measured slower than eager (TIGER-size T5, Beauty, bf16, 2 cores: 48 vs 240
-    samples/s, `benchmarks/training.py`, ~100 s to compile; static-shape probes: no gain without dropout, a loss
+    CPU, where the compiled step measured slower than eager (TIGER-size T5, Beauty, bf16, 2 cores: 245 vs 269
+    samples/s, `benchmarks/training.py`, ~56 s to compile; static-shape probes: no gain without dropout, a loss
     with it)."""
     if graph != "auto":
         return graph
