@@ -100,12 +100,32 @@ def variant_run(base: RunDir, folder: Path, variant: str) -> RunDir:
     return RunDir(target)
 
 
+def fitted_config(run: RunDir, config: Config) -> Config:
+    """`config` as the pipeline records it in this run's manifest: narrowed to the modalities the data has."""
+    from mmgr.data.dataset import Dataset
+
+    return fit_to_data(config, Dataset.load(run.path, run.manifest()["dataset"]["name"]))[0]
+
+
 def finished(run: RunDir, config: Config) -> bool:
+    """Whether `run` holds a trained and evaluated row with `config`'s model and training settings."""
     manifest = run.manifest()
     recorded = validate_config(manifest["config"])          # settings added since then take their defaults
+    fitted = fitted_config(run, config)
     return (run.path / "results.json").is_file() and "evaluate" in manifest["stages"] and \
         manifest["stages"].get("train", {}).get("steps") is not None and \
-        recorded.model == config.model and recorded.training == config.training
+        recorded.model == fitted.model and recorded.training == fitted.training
+
+
+def ensure_row(run: RunDir, config: Config, label: str) -> None:
+    """Train and evaluate `run` with `config` unless it is finished; a run left by a kill resumes from its
+    checkpoints, one made with other settings starts afresh."""
+    if finished(run, config):
+        return
+    print(f"== {label}", flush=True)
+    if validate_config(run.manifest()["config"]) != fitted_config(run, config):
+        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)
+    run_recipe(config, run.path, progress=False, say=print)
 
 
 def row_seconds(manifest: dict[str, Any]) -> float:
@@ -137,11 +157,7 @@ def run_variants(args: argparse.Namespace, variants: dict[str, list[str]]) -> tu
     for variant in args.variants:
         config = variant_config(dataset, variant, args, variants)
         run = variant_run(base, folder, variant)
-        if not finished(run, config):
-            print(f"== {dataset} {variant}")
-            if validate_config(run.manifest()["config"]) != config:
-                shutil.rmtree(run.path / "checkpoints", ignore_errors=True)    # another budget: start afresh
-            run_recipe(config, run.path, progress=False, say=print)
+        ensure_row(run, config, f"{dataset} {variant}")
         manifest = run.manifest()
         results, train = json.loads((run.path / "results.json").read_text()), manifest["stages"]["train"]
         rows[variant] = {"run": run.path.relative_to(ROOT).as_posix(), "test": results["test"],

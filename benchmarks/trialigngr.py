@@ -26,7 +26,6 @@ Rows of earlier runs of this script stay in the summary (each row records its ow
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,11 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import mgr  # noqa: E402
 
-from mmgr.config import Config, validate_config  # noqa: E402
+from mmgr.config import Config  # noqa: E402
 from mmgr.encoders.features import load_features  # noqa: E402
 from mmgr.evaluation.sid_map import first_code_purity, item_map, plot_item_map  # noqa: E402
 from mmgr.evaluation.significance import compare_runs  # noqa: E402
-from mmgr.pipeline import run_recipe  # noqa: E402
 from mmgr.rundir import RunDir  # noqa: E402
 from mmgr.tokenizers.codes import ModalityCodes  # noqa: E402
 from mmgr.training.stage import load_ranker  # noqa: E402
@@ -84,11 +82,7 @@ def row_config(args, name: str) -> Config:
 def run_row(args, folder: Path, base: RunDir, name: str) -> dict[str, Any]:
     config = row_config(args, name)
     run = mgr.variant_run(base, folder, name)
-    if not mgr.finished(run, config):
-        print(f"== {args.dataset} {name}", flush=True)
-        if validate_config(run.manifest()["config"]) != config:
-            shutil.rmtree(run.path / "checkpoints", ignore_errors=True)        # another budget: start afresh
-        run_recipe(config, run.path, progress=False, say=print)
+    mgr.ensure_row(run, config, f"{args.dataset} {name}")
     manifest = run.manifest()
     results, train = json.loads((run.path / "results.json").read_text()), manifest["stages"]["train"]
     return {"run": run.path.relative_to(ROOT).as_posix(), "test": results["test"], "valid": results["valid"],
