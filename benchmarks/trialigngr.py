@@ -10,6 +10,8 @@ mine interests for the catalog, training samples/s of each generator.
     python benchmarks/trialigngr.py --dataset ml-100k --steps 1000 --ladder
     python benchmarks/trialigngr.py --dataset beauty --steps 1000     (text only: the visual tasks drop out)
     python benchmarks/trialigngr.py --dataset scientific --steps 1000 (text only, 4,344 items, RQ-KMeans 3 x 64)
+    python benchmarks/trialigngr.py --dataset scientific --steps 5000 --tag 5k --variants causal-text text-six
+        (rows of another budget beside the default ones: runs, results and summary rows named <row>-5k)
     python benchmarks/trialigngr.py --dataset ml-100k --steps 100 --variants trialigngr-llm
         (the eight tasks on gemma-3-270m with LoRA, batch 16; on a GPU: benchmarks/gpu_trialigngr_llm.sh)
 
@@ -79,10 +81,11 @@ def row_config(args, name: str) -> Config:
     return mgr.variant_config(args.dataset, name, args, {**VARIANTS, **LADDER})
 
 
-def run_row(args, folder: Path, base: RunDir, name: str) -> dict[str, Any]:
+def run_row(args, folder: Path, base: RunDir, name: str, row: str) -> dict[str, Any]:
+    """Variant `name` trained (or reused) as row `row` (the name plus any --tag)."""
     config = row_config(args, name)
-    run = mgr.variant_run(base, folder, name)
-    mgr.ensure_row(run, config, f"{args.dataset} {name}")
+    run = mgr.variant_run(base, folder, row)
+    mgr.ensure_row(run, config, f"{args.dataset} {row}")
     manifest = run.manifest()
     results, train = json.loads((run.path / "results.json").read_text()), manifest["stages"]["train"]
     return {"run": run.path.relative_to(ROOT).as_posix(), "test": results["test"], "valid": results["valid"],
@@ -155,18 +158,22 @@ def with_earlier_rows(path: Path, rows: dict[str, Any], analyses: dict[str, Any]
 def main() -> None:
     parser = mgr.parser_for(__doc__.split("\n")[0], [*VARIANTS, *LADDER], list(VARIANTS))
     parser.add_argument("--ladder", action="store_true", help="also train the tasks-added-one-by-one rows")
+    parser.add_argument("--tag", default="", help="suffix of this run's row names (runs, results, summary rows), "
+                                                  "e.g. rows of a longer budget beside the default ones")
     args = parser.parse_args()
-    names = [*args.variants, *(sorted(LADDER) if args.ladder else [])]
+    variants = [*args.variants, *(sorted(LADDER) if args.ladder else [])]
+    row_name = {variant: f"{variant}-{args.tag}" if args.tag else variant for variant in variants}
+    names = list(row_name.values())
     name = mgr.DATASETS[args.dataset][0]
     started = time.perf_counter()
     folder = ROOT / "runs" / f"trialigngr-{args.dataset}"
     base = mgr.base_run(args.dataset, row_config(args, "tiger-text"), folder)
     rows = {}
-    for row in names:
-        rows[row] = run_row(args, folder, base, row)
-        for baseline in ("tiger-text", "causal-text"):
-            if row != baseline and baseline in rows:
-                rows[row][f"vs_{baseline}"] = compare_runs(folder / baseline, folder / row, "test",
+    for variant, row in row_name.items():
+        rows[row] = {"variant": variant, **run_row(args, folder, base, variant, row)}
+        for baseline in ("tiger-text", "causal-text"):              # of this run's budget (tag)
+            if variant != baseline and row_name.get(baseline) in rows:
+                rows[row][f"vs_{baseline}"] = compare_runs(folder / row_name[baseline], folder / row, "test",
                                                            ("ndcg@5", "ndcg@10", "hr@5", "hr@10"), resamples=2000)
         common.write_result("quality", name, f"trialigngr-{row}",
                             {k: v for k, v in rows[row]["test"].items() if "@" in k}, split="test",
@@ -176,7 +183,7 @@ def main() -> None:
     cost = generated_text_cost(RunDir(folder / names[-1]))
     cold = any(stage.get("computed") for stage in cost.values())    # a warm cache measures cache hits only
     analyses: dict[str, Any] = {"generated_text_cost" if cold else "generated_text_cost_cache_hits": cost}
-    for row, modality in (("causal-text", "text"), ("trialigngr", "fused")):
+    for row, modality in (("causal-text", "text"), ("trialigngr", "fused")):  # SIDs do not depend on the budget
         if row in rows and not rows[row]["fallback"]:
             run = RunDir(folder / row)
             analyses[f"sids_{row}"] = sid_diagnostics(run, modality)
@@ -193,8 +200,8 @@ def main() -> None:
                                   "which the tmt rows spread over their tasks"}}
     common.write_result("trialigngr", name, "summary", summary, split="test",
                         wall_seconds=time.perf_counter() - started,
-                        config={"shared": mgr.SHARED, "variants": {r: {**VARIANTS, **LADDER}[r]
-                                                                              for r in rows},
+                        config={"shared": mgr.SHARED, "variants": {r: {**VARIANTS, **LADDER}[row.get("variant", r)]
+                                                                   for r, row in rows.items()},
                                 "max_history": args.history})
 
 
