@@ -50,7 +50,9 @@ def t5_attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, a
     """T5 attention with `fast_dropout` on the attention probabilities. query (B, H, T, d), key and value
     (B, H, S, d); T5 adds its relative position bias to the scores and does not scale them (scaling 1)."""
     scale = scaling if scaling is not None else query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scale                  # (B, H, T, S)
+    scores = torch.matmul(query, key.transpose(2, 3))                          # (B, H, T, S)
+    if scale != 1.0:                                                           # T5: 1, a full-size copy saved
+        scores = scores * scale
     if position_bias is not None:
         scores = scores + position_bias
     if attention_mask is not None:
