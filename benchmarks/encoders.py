@@ -14,7 +14,7 @@ from pathlib import Path
 
 from common import SHARED_DATA, write_result
 
-from mmgr.config import CaptionConfig, ImageEncoderConfig, InterestConfig, TextEncoderConfig
+from mmgr.config_encoders import CaptionConfig, ImageEncoderConfig, InterestConfig, TextEncoderConfig
 from mmgr.data.formats.lcrec import read_lcrec
 from mmgr.data.formats.p5 import read_p5
 from mmgr.data.formats.recbole import read_recbole

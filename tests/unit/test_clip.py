@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmgr.config import FusionConfig, ImageEncoderConfig, TextEncoderConfig
+from mmgr.config_encoders import FusionConfig, ImageEncoderConfig, TextEncoderConfig
 from mmgr.encoders.base import Features, encode_items
 from mmgr.encoders.clip import ClipImageEncoder, ClipTextEncoder
 from mmgr.encoders.fusion import fuse

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgr.config import CaptionConfig, FusionConfig, ImageEncoderConfig, TextEncoderConfig
+from mmgr.config_encoders import CaptionConfig, FusionConfig, ImageEncoderConfig, TextEncoderConfig
 from mmgr.encoders.base import Features, encode_items
 from mmgr.encoders.captions import OfflineDescriber, caption_items, dominant_colours
 from mmgr.encoders.fusion import fuse

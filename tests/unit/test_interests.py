@@ -8,7 +8,8 @@ import time
 import pyarrow as pa
 import pytest
 
-from mmgr.config import InterestConfig, load_config
+from mmgr.config import load_config
+from mmgr.config_encoders import InterestConfig
 from mmgr.encoders import interests
 from mmgr.encoders.cache import TextCache
 from mmgr.encoders.interest_prompts import (

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow as pa
 import pytest
 
-from mmgr.config import InterestConfig
+from mmgr.config_encoders import InterestConfig
 from mmgr.encoders.interests import make_miner, mine_interests
 from mmgr.encoders.openai_chat import chat, chat_completion, image_message
 from mmgr.errors import MmgrError

@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 import pyarrow as pa
 
-from mmgr.config import CaptionConfig, ImageEncoderConfig
+from mmgr.config_encoders import CaptionConfig, ImageEncoderConfig
 from mmgr.data.images import UnreadableImage, image_problem, load_rgb
 from mmgr.encoders.base import Cache, cache_key, run_cached
 from mmgr.encoders.image import PREPROCESSING, EfficientNetLite0, file_digest, image_inputs

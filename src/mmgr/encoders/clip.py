@@ -11,7 +11,7 @@ from functools import cache
 import numpy as np
 import torch
 
-from mmgr.config import ImageEncoderConfig, TextEncoderConfig
+from mmgr.config_encoders import ImageEncoderConfig, TextEncoderConfig
 from mmgr.encoders.image import PREPROCESSING, PrefetchingImageEncoder
 from mmgr.encoders.text import ItemTextInputs
 from mmgr.errors import MmgrError

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmgr.config import FusionConfig
+from mmgr.config_encoders import FusionConfig
 from mmgr.encoders.base import Features
 from mmgr.encoders.clip import PREFIX as CLIP_PREFIX
 from mmgr.errors import MmgrError

@@ -23,7 +23,7 @@ import pyarrow as pa
 import torch
 from PIL import Image
 
-from mmgr.config import ImageEncoderConfig
+from mmgr.config_encoders import ImageEncoderConfig
 from mmgr.data.images import UnreadableImage, image_inputs, load_rgb
 from mmgr.devices import cpu_bf16_supported
 from mmgr.errors import MmgrError

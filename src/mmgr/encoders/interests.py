@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mmgr.config import InterestConfig
+from mmgr.config_encoders import InterestConfig
 from mmgr.encoders.base import Cache, cache_key, run_cached
 from mmgr.encoders.interest_prompts import (
     PROMPT_VERSION,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from mmgr.config import TextEncoderConfig
+from mmgr.config_encoders import TextEncoderConfig
 from mmgr.errors import ConfigError, MmgrError
 
 BUNDLED = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
