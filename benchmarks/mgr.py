@@ -107,11 +107,11 @@ def fitted_config(run: RunDir, config: Config) -> Config:
     return fit_to_data(config, Dataset.load(run.path, run.manifest()["dataset"]["name"]))[0]
 
 
-def finished(run: RunDir, config: Config) -> bool:
-    """Whether `run` holds a trained and evaluated row with `config`'s model and training settings."""
+def finished(run: RunDir, fitted: Config) -> bool:
+    """Whether `run` holds a row trained and evaluated with `fitted`'s model and training settings (`fitted`: the
+    requested config after `fitted_config`)."""
     manifest = run.manifest()
     recorded = validate_config(manifest["config"])          # settings added since then take their defaults
-    fitted = fitted_config(run, config)
     return (run.path / "results.json").is_file() and "evaluate" in manifest["stages"] and \
         manifest["stages"].get("train", {}).get("steps") is not None and \
         recorded.model == fitted.model and recorded.training == fitted.training
@@ -119,12 +119,15 @@ def finished(run: RunDir, config: Config) -> bool:
 
 def ensure_row(run: RunDir, config: Config, label: str) -> None:
     """Train and evaluate `run` with `config` unless it is finished; a run left by a kill resumes from its
-    checkpoints, one made with other settings starts afresh."""
-    if finished(run, config):
+    checkpoints, one made with other settings starts afresh (its checkpoints, weights and results removed)."""
+    fitted = fitted_config(run, config)
+    if finished(run, fitted):
         return
     print(f"== {label}", flush=True)
-    if validate_config(run.manifest()["config"]) != fitted_config(run, config):
-        shutil.rmtree(run.path / "checkpoints", ignore_errors=True)
+    if validate_config(run.manifest()["config"]) != fitted:
+        for stale in ("checkpoints", "model.safetensors", "results.json"):
+            path = run.path / stale
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     run_recipe(config, run.path, progress=False, say=print)
 
 

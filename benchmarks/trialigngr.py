@@ -28,6 +28,7 @@ Rows of earlier runs of this script stay in the summary (each row records its ow
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -163,6 +164,10 @@ def main() -> None:
     args = parser.parse_args()
     variants = [*args.variants, *(sorted(LADDER) if args.ladder else [])]
     row_name = {variant: f"{variant}-{args.tag}" if args.tag else variant for variant in variants}
+    if args.tag and not re.fullmatch(r"[A-Za-z0-9_.]+", args.tag):
+        parser.error(f"--tag {args.tag!r}: use letters, digits, '_' and '.' (it names run folders)")
+    if args.tag and (taken := set(row_name.values()) & {*VARIANTS, *LADDER}):
+        parser.error(f"--tag {args.tag!r} would name rows like other variants: {', '.join(sorted(taken))}")
     names = list(row_name.values())
     name = mgr.DATASETS[args.dataset][0]
     started = time.perf_counter()

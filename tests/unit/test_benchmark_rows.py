@@ -1,10 +1,11 @@
 """The benchmark scripts reuse a finished row, also one whose recipe fell back to the modalities the data has (the
-manifest records the narrowed config), and retrain a row whose settings changed."""
+manifest records the narrowed config); a row whose settings changed trains afresh, its old results removed first so
+that a kill cannot leave them standing for the new settings."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,14 @@ from tests.unit.test_pipeline_fallback import text_only_run
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def mgr():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import mgr
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return mgr
+@pytest.fixture
+def mgr(monkeypatch):
+    """benchmarks/mgr.py, loaded by path (its folder stays off sys.path for other tests)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))            # it imports its sibling `common`
+    spec = importlib.util.spec_from_file_location("benchmarks_mgr", ROOT / "benchmarks" / "mgr.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def finished_run(folder: Path, config):
@@ -39,18 +40,25 @@ def finished_run(folder: Path, config):
     return rundir
 
 
-def test_a_fallback_row_is_reused(tmp_path, mgr):
-    config = load_config([ROOT / "configs" / "mgr-ef.yaml"], ["training.max_steps=10"])   # fused: no images here
+def ef(*overrides: str):
+    return load_config([ROOT / "configs" / "mgr-ef.yaml"], ["training.max_steps=10", *overrides])
+
+
+def test_a_fallback_row_is_reused(tmp_path, mgr, monkeypatch):
+    config = ef()                                                   # fused SIDs: no images here, so text
     run = finished_run(tmp_path, config)
     assert run.manifest()["config"]["model"]["modalities"] == ["text"]
-    assert mgr.finished(run, config)
-    mgr.ensure_row(run, config, "fallback row")                                  # reused: nothing trains
+    monkeypatch.setattr(mgr, "run_recipe", lambda *a, **k: pytest.fail("a finished row was trained again"))
+    mgr.ensure_row(run, config, "fallback row")
 
 
-def test_a_row_with_other_settings_is_not_finished(tmp_path, mgr):
-    config = load_config([ROOT / "configs" / "mgr-ef.yaml"], ["training.max_steps=10"])
-    run = finished_run(tmp_path, config)
-    assert not mgr.finished(run, config.model_copy(update={
-        "training": config.training.model_copy(update={"max_steps": 20})}))
-    assert not mgr.finished(run, load_config([ROOT / "configs" / "mgr-ef.yaml"], ["training.max_steps=10",
-                                                                                   "model.d_model=32"]))
+def test_a_row_with_other_settings_trains_afresh_without_its_old_results(tmp_path, mgr, monkeypatch):
+    run = finished_run(tmp_path, ef())
+    (run.path / "checkpoints").mkdir()
+    other = ef("model.d_model=32")
+    assert not mgr.finished(run, mgr.fitted_config(run, other))
+    trained = []
+    monkeypatch.setattr(mgr, "run_recipe", lambda config, path, **_: trained.append(config))
+    mgr.ensure_row(run, other, "changed row")                       # as if killed at once: nothing written
+    assert trained == [other]
+    assert not (run.path / "results.json").exists() and not (run.path / "checkpoints").exists()

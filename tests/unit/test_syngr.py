@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from mmgr.config import DecodingConfig, ModelConfig, SynGRConfig
 from mmgr.decoding.fusion import FUSIONS, fuse
@@ -19,7 +18,7 @@ from mmgr.layouts.base import pad_batch
 from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
 from mmgr.models.seq2seq import build_t5
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
-from mmgr.training.syngr import SynGRLoss, per_view_cross_entropy, synergy_loss, unimodal_view
+from mmgr.training.syngr import SynGRLoss, synergy_loss, unimodal_view
 
 T, V, P = 0, 1, -1          # token kinds: text code, image code, prompt/special/padding
 
@@ -118,15 +117,6 @@ def test_synergy_loss_matches_the_two_way_infonce_by_hand():
     pos, neg = 1 / math.sqrt(2) / tau, 0.0
     expected = -math.log(math.exp(pos) / (math.exp(pos) + math.exp(neg)))
     assert synergy_loss(z_ori, z_mask, z_uni, tau).item() == pytest.approx(expected, abs=1e-6)
-
-
-def test_per_view_cross_entropy_ignores_padding():
-    logits = torch.randn(4, 3, 5)
-    labels = torch.tensor([[1, 2, -100], [3, -100, -100], [1, 2, -100], [3, -100, -100]])
-    got = per_view_cross_entropy(logits, labels, 2)
-    flat = [F.cross_entropy(logits[v * 2:(v + 1) * 2].reshape(-1, 5), labels[v * 2:(v + 1) * 2].reshape(-1),
-                            ignore_index=-100) for v in range(2)]
-    np.testing.assert_allclose(got.numpy(), torch.stack(flat).numpy(), rtol=1e-6)
 
 
 def bimodal_batch():

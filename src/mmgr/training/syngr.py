@@ -9,7 +9,8 @@ model:
    (only the task's own modality's code tokens, plus the prompt and specials);
 3. loss = CE(original) + CE(masked) + CE(unimodal) + alpha * L_syn, with L_syn the 2-way InfoNCE
    -log softmax([cos(z_mask, z_ori), cos(z_mask, z_uni)] / tau)[0] on z = the mean of the decoder's last hidden
-   states over the target tokens. Each CE is the mean over the view's target tokens.
+   states over the target tokens. Each CE is the mean over the view's target tokens. Each view is a forward pass
+   of its own, at its own width (the unimodal view is about half as long as the others).
 
 Ablations (`training.syngr`): masking=random (w/o SM), unimodal_view=false (w/o UN: no CE on the unimodal view,
 which stays the synergy loss's negative), synergy_weight=0 (w/o SCL). The random parts (w/o SM) draw from torch's
@@ -87,23 +88,21 @@ class SynGRLoss:
         task = self.task_kinds.to(ids.device)[ids[:, 0]]                               # (B,) the asked modality
         if (task < 0).any():
             raise MmgrError("syngr: every input must start with a next-SID task prompt (bimodal layout)")
+        synergy = self.cfg.synergy_weight > 0
         views = [(ids, mask), (self.masked(model, ids, mask, kinds), mask)]
-        with_unimodal = self.cfg.unimodal_view or self.cfg.synergy_weight > 0
-        if with_unimodal:
+        if self.cfg.unimodal_view or synergy:
             views.append(unimodal_view(ids, mask, kinds, task))
-        repeated = labels.repeat(len(views), 1)
-        start = model.prepare_decoder_input_ids_from_labels(labels=repeated)          # teacher forcing, no HF loss
-        states, stacked_mask = encode_views(model, views)                             # (V*B, T', D), (V*B, T')
-        out = model(encoder_outputs=(states,), attention_mask=stacked_mask, decoder_input_ids=start,
-                    output_hidden_states=True)
-        ce = per_view_cross_entropy(out.logits, repeated, len(views))                 # (V,)
+        start = model.prepare_decoder_input_ids_from_labels(labels=labels)            # teacher forcing, no HF loss
+        outs = [model(input_ids=view_ids, attention_mask=view_mask, decoder_input_ids=start,
+                      output_hidden_states=synergy) for view_ids, view_mask in views]  # each view at its own width
+        ce = [F.cross_entropy(out.logits.float().transpose(1, 2), labels, ignore_index=IGNORE) for out in outs]
         parts = {"ce_original": ce[0], "ce_masked": ce[1]}
         loss = ce[0] + ce[1]
         if self.cfg.unimodal_view:
             parts["ce_unimodal"] = ce[2]
             loss = loss + ce[2]
-        if self.cfg.synergy_weight > 0:
-            z = target_mean(out.decoder_hidden_states[-1], repeated).chunk(len(views))  # 3 x (B, D)
+        if synergy:
+            z = [target_mean(out.decoder_hidden_states[-1], labels) for out in outs]     # 3 x (B, D)
             parts["synergy"] = synergy_loss(z[0], z[1], z[2], self.cfg.temperature)
             loss = loss + self.cfg.synergy_weight * parts["synergy"]
         return {**parts, "loss": loss}
@@ -128,25 +127,6 @@ def unimodal_view(ids: Tensor, mask: Tensor, kinds: Tensor, keep_modality: Tenso
     kept_ids = ids.gather(1, order)[:, :width]
     kept_mask = keep.gather(1, order)[:, :width]
     return kept_ids.masked_fill(~kept_mask, 0), kept_mask.to(mask.dtype)
-
-
-def encode_views(model: nn.Module, views: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """The encoder's states of every view, each run at its own width (the unimodal view is about half as long as
-    the others: stacked with them, a sixth of the encoder's work would be padding), one view under the other and
-    right-padded with zeros: (V*B, T_max, D) states and their (V*B, T_max) mask."""
-    encoder = model.get_encoder()
-    states = [encoder(input_ids=ids, attention_mask=mask).last_hidden_state for ids, mask in views]
-    width = max(state.shape[1] for state in states)
-    stacked = torch.cat([F.pad(state, (0, 0, 0, width - state.shape[1])) for state in states])
-    return stacked, torch.cat([F.pad(mask, (0, width - mask.shape[1])) for _, mask in views])
-
-
-def per_view_cross_entropy(logits: Tensor, labels: Tensor, views: int) -> Tensor:
-    """(V,): mean token cross-entropy of each view's block of rows (labels -100 ignored)."""
-    tokens = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    valid = labels.ne(IGNORE).float()
-    return torch.stack([t.sum() / m.sum().clamp(min=1) for t, m in
-                        zip(tokens.chunk(views), valid.chunk(views), strict=True)])
 
 
 def target_mean(states: Tensor, labels: Tensor) -> Tensor:
