@@ -167,7 +167,8 @@ def run_variants(args: argparse.Namespace, variants: dict[str, list[str]]) -> tu
                          "valid": results["valid"], "fallback": manifest["stages"]["pipeline"]["fallback"],
                          "train": {k: train.get(k) for k in ("steps", "epochs_run", "best_epoch", "train_seconds",
                                                               "samples_per_second", "target_tokens_per_second",
-                                                              "train_examples", "parameters")},
+                                                              "train_examples", "parameters",
+                                                              "resumed_from_step")},
                          "alignment": train.get("stages", {}).get("align")}
         if variant != "tiger-text" and "tiger-text" in rows:
             rows[variant]["vs_tiger_text"] = compare_runs(folder / "tiger-text", run.path, "test",

@@ -91,11 +91,12 @@ def step_profile(run: RunDir, batches: int = 6) -> dict[str, Any]:
 
 
 def cost(rows: dict[str, Any]) -> dict[str, Any]:
-    """Training seconds per step and per epoch (train examples / batch 128) of each row, against MGR-LF++."""
+    """Training seconds per step and per epoch (train examples / batch 128) of each row, against MGR-LF++.
+    A resumed row's train_seconds cover only the steps its last process ran (steps - resumed_from_step)."""
     out = {}
     for name, row in rows.items():
         train = row["train"]
-        per_step = train["train_seconds"] / max(train["steps"], 1)
+        per_step = train["train_seconds"] / max(train["steps"] - (train.get("resumed_from_step") or 0), 1)
         out[name] = {"seconds_per_step": round(per_step, 4), "train_examples": train["train_examples"],
                      "seconds_per_epoch": round(per_step * train["train_examples"] / 128, 1)}
     if "mgr-lfpp" in out:

@@ -18,14 +18,18 @@ from tests.unit.test_pipeline_fallback import text_only_run
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def mgr(monkeypatch):
-    """benchmarks/mgr.py, loaded by path (its folder stays off sys.path for other tests)."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))            # it imports its sibling `common`
-    spec = importlib.util.spec_from_file_location("benchmarks_mgr", ROOT / "benchmarks" / "mgr.py")
+def load_benchmark(name: str, monkeypatch):
+    """benchmarks/<name>.py, loaded by path (its folder stays off sys.path for other tests)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))            # it imports its siblings (`common`, `mgr`)
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def mgr(monkeypatch):
+    return load_benchmark("mgr", monkeypatch)
 
 
 def finished_run(folder: Path, config):
@@ -62,3 +66,13 @@ def test_a_row_with_other_settings_trains_afresh_without_its_old_results(tmp_pat
     mgr.ensure_row(run, other, "changed row")                       # as if killed at once: nothing written
     assert trained == [other]
     assert not (run.path / "results.json").exists() and not (run.path / "checkpoints").exists()
+
+
+def test_the_cost_of_a_resumed_row_counts_only_the_steps_its_last_process_timed(monkeypatch):
+    syngr = load_benchmark("syngr", monkeypatch)
+    train = {"steps": 800, "train_seconds": 400.0, "train_examples": 12800}
+    rows = {"mgr-lfpp": {"train": {**train, "resumed_from_step": 0}},
+            "syngr": {"train": {**train, "resumed_from_step": 400}}}       # 400 s for its last 400 steps
+    cost = syngr.cost(rows)
+    assert cost["mgr-lfpp"]["seconds_per_step"] == 0.5 and cost["syngr"]["seconds_per_step"] == 1.0
+    assert cost["syngr"]["seconds_per_epoch"] == 100.0 and cost["syngr"]["epoch_cost_vs_mgr_lfpp"] == 2.0
