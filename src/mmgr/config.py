@@ -171,6 +171,12 @@ class SynGRConfig(Section):
     synergy_weight: float = Field(0.1, ge=0.0, le=100.0,
                                   description="alpha of the synergy InfoNCE; 0 = ablation w/o SCL")
     temperature: float = Field(0.07, gt=0.0, le=100.0, description="tau of the synergy InfoNCE")
+    view_loss: Literal["mean", "sum"] = Field(
+        "mean", description="combine the views' cross-entropies by their mean (the authors' code: one forward over "
+                            "the stacked views) or their sum (the paper's formula as printed)")
+    masked_tokens: Literal["drop", "mask-token"] = Field(
+        "drop", description="drop: masked history tokens become padding outside the attention mask (the authors' "
+                            "code); mask-token: they become an attended <mask> token")
 
 
 TextTaskName = Literal["sid->title", "title->sid", "interests->sid", "sid->interests", "description->sid",

@@ -32,7 +32,7 @@ def built(backbone):
     for override in overrides:
         key, value = override.split("=", 1)
         setattr(config.model, key.split(".")[1], value)
-    return prep, config, BACKBONES.get(name).build(config.model, prep.layout.vocab, 0)
+    return prep, config, BACKBONES.get(name).build(config.model, prep.layout.vocab, 0, prep.layout.item_tokens.shape[1])
 
 
 def test_next_item_loss_is_finite_and_reaches_every_trainable_weight(backbone):
@@ -56,7 +56,8 @@ def test_weights_round_trip_through_the_weight_file(backbone):
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
-    fresh = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 1)
+    fresh = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 1,
+                                                         prep.layout.item_tokens.shape[1])
     load_state(fresh, unique_state(model))
     state = {k: v for k, v in fresh.state_dict().items()}
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

@@ -99,7 +99,8 @@ def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
 def test_loss_is_finite_and_trains_the_model(objective):
     prep, config = prepared(objective)
     data, _ = OBJECTIVES.get(objective).train_data(prep, config)
-    model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 0)
+    model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 0,
+                                                         prep.layout.item_tokens.shape[1])
     loss = data.loss(model, data.collate(data.batches(0)[0]))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()

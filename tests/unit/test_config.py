@@ -72,6 +72,16 @@ def test_every_shipped_recipe_validates():
         load_config(recipe)
 
 
+def test_shipped_t5_recipes_that_write_several_sids_per_item_see_how_recent_a_token_is():
+    """T5's relative-position buckets are exact only up to distance 7: with two SIDs per item the last item's codes
+    sit 6-11 tokens from the end, so multimodal T5 recipes add recency embeddings."""
+    recipes = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+    several = [load_config(r) for r in recipes]
+    several = [(r.name, c.model.recency_embeddings) for r, c in zip(recipes, several, strict=True)
+               if c.model.kind == "t5" and c.model.layout != "single"]
+    assert several and all(distances >= 16 for _, distances in several), several
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("training.batch_size=-1", "'training.batch_size': -1 is out of range; valid range: 1 to 1000000"),
     ("tokenizer.levels=0", "'tokenizer.levels': 0 is out of range; valid range: 1 to 8"),

@@ -49,7 +49,7 @@ def histories(vocab: Vocabulary, items: torch.Tensor, left: bool = False) -> tup
 @pytest.fixture(scope="module", params=[0, 4], ids=["no-user", "user-token"])
 def world(request):
     vocab = vocabulary(request.param)
-    model = ItemCausalLM(ModelConfig(**SIZES), vocab, seed=0).eval()
+    model = ItemCausalLM(ModelConfig(**SIZES), vocab, seed=0, item_width=len(LEVELS)).eval()
     items = catalog(vocab)
     return model, vocab, items, PrefixTrie.build(items, vocab_size=vocab.size)
 
@@ -91,7 +91,7 @@ def test_head_only_search_matches_the_no_cache_reference(world, left):
 
 def test_hidden_dropout_acts_in_training_only():
     vocab = vocabulary(0)
-    model = ItemCausalLM(ModelConfig(**SIZES, hidden_dropout=0.3), vocab, seed=0)
+    model = ItemCausalLM(ModelConfig(**SIZES, hidden_dropout=0.3), vocab, seed=0, item_width=len(LEVELS))
     ids, mask = histories(vocab, catalog(vocab))
     with torch.no_grad():
         assert not torch.equal(model.train()(ids, mask).logits, model(ids, mask).logits)
@@ -99,16 +99,22 @@ def test_hidden_dropout_acts_in_training_only():
 
 
 @pytest.mark.parametrize("switch_tokens", [True, False])
-def test_the_item_width_is_the_late_fusion_layouts(switch_tokens):
+def test_the_model_is_told_the_layouts_item_width(switch_tokens):
     from mmgr.layouts.base import LAYOUTS
+    from mmgr.training.generative import build_model
     from tests.contract.test_objectives import prepared
 
     prep, config = prepared("next-item")
     config.model.kind, config.model.switch_tokens = "item-causal", switch_tokens
-    layout = LAYOUTS.get("late-fusion").build(prep.codes, prep.layout.vocab, config.model, 4)
-    assert ItemCausalLM(config.model, prep.layout.vocab, 0).width == layout.item_tokens.shape[1]
+    prep.layout = LAYOUTS.get("late-fusion").build(prep.codes, prep.layout.vocab, config.model, 4)
+    assert build_model(config, prep).width == prep.layout.item_tokens.shape[1]
 
 
-def test_other_layouts_are_refused_with_the_alternative():
-    with pytest.raises(MmgrError, match="model.layout=single or late-fusion.*model.kind=t5"):
-        ItemCausalLM(ModelConfig(**SIZES, layout="bimodal", modalities=["text", "image"]), vocabulary(0), 0)
+def test_layouts_with_several_targets_are_refused_with_the_alternative():
+    from mmgr.training.generative import build_model
+    from tests.contract.test_objectives import prepared
+
+    prep, config = prepared("syngr")
+    config.model.kind = "item-causal"
+    with pytest.raises(MmgrError, match="one token tuple per item.*2 targets.*model.kind=t5"):
+        build_model(config, prep)

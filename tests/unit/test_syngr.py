@@ -136,11 +136,15 @@ def bimodal_batch():
     return vocab, {"input_ids": ids, "attention_mask": mask, "labels": torch.from_numpy(np.stack(labels))}
 
 
-def test_syngr_loss_is_the_sum_of_three_view_cross_entropies_and_the_weighted_synergy_term():
+@pytest.mark.parametrize(("view_loss", "masked_tokens"), [("mean", "drop"), ("sum", "mask-token")])
+def test_syngr_loss_combines_three_view_cross_entropies_and_the_weighted_synergy_term(view_loss, masked_tokens):
+    """The authors' code: the mean of the views' CEs, masked tokens dropped (padding, mask 0); the options: the sum,
+    an attended <mask>."""
     vocab, batch = bimodal_batch()
     model = build_t5(ModelConfig(d_model=16, num_layers=2, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32,
                                  dropout=0.0), vocab, seed=0)
-    cfg = SynGRConfig(mask_ratio=0.5, synergy_weight=0.3, temperature=0.2)
+    cfg = SynGRConfig(mask_ratio=0.5, synergy_weight=0.3, temperature=0.2, view_loss=view_loss,
+                      masked_tokens=masked_tokens)
     loss = SynGRLoss.for_vocabulary(vocab, cfg)
     parts = loss.parts(model, batch)
     # by hand: build each view, run the model on it alone, and combine
@@ -149,16 +153,20 @@ def test_syngr_loss_is_the_sum_of_three_view_cross_entropies_and_the_weighted_sy
     importance = token_importance(model, ids, mask)
     hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, 2), 0.5)
     assert hidden.any() and (kinds[hidden] >= 0).all()
-    masked = ids.masked_fill(hidden, vocab.token("<mask>"))
+    if masked_tokens == "drop":
+        masked = (ids.masked_fill(hidden, vocab.token("<pad>")), mask.masked_fill(hidden, 0))
+    else:
+        masked = (ids.masked_fill(hidden, vocab.token("<mask>")), mask)
     uni = unimodal_view(ids, mask, kinds, loss.task_kinds[ids[:, 0]])
     outs = [model(input_ids=i, attention_mask=m, labels=labels, output_hidden_states=True)
-            for i, m in ((ids, mask), (masked, mask), uni)]
+            for i, m in ((ids, mask), masked, uni)]
     for name, out in zip(("ce_original", "ce_masked", "ce_unimodal"), outs, strict=True):
         assert parts[name].item() == pytest.approx(out.loss.item(), abs=1e-5)
     z = [out.decoder_hidden_states[-1].mean(dim=1) for out in outs]          # every label is a real token here
     synergy = synergy_loss(z[0], z[1], z[2], 0.2)
     assert parts["synergy"].item() == pytest.approx(synergy.item(), abs=1e-5)
-    total = sum(out.loss for out in outs) + 0.3 * synergy
+    views = sum(out.loss for out in outs) / (3 if view_loss == "mean" else 1)
+    total = views + 0.3 * synergy
     assert parts["loss"].item() == pytest.approx(total.item(), abs=1e-4)
 
 

@@ -21,28 +21,18 @@ from transformers.modeling_outputs import CausalLMOutput
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
 
 from mmgr.config import ModelConfig
-from mmgr.errors import MmgrError
 from mmgr.models.causal import add_hidden_dropout, llama_config
 from mmgr.models.dropout import fast_dropout
 from mmgr.tokenizers.codes import Vocabulary
 
-ITEM_WIDTH = {   # tokens per item as the layout writes them (late fusion: a <switch> at every change of modality)
-    "single": lambda cfg, vocab: len(vocab.levels[cfg.modalities[0]]),
-    "late-fusion": lambda cfg, vocab: sum(len(vocab.levels[m]) for m in cfg.modalities)
-    + (len(cfg.modalities) - 1) * cfg.switch_tokens,
-}
-
 
 class ItemCausalLM(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int):
+    def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int):
         super().__init__()
-        if cfg.layout not in ITEM_WIDTH:
-            raise MmgrError(f"model.kind=item-causal reads one token tuple per item (model.layout="
-                            f"{' or '.join(ITEM_WIDTH)}), not model.layout={cfg.layout}; use model.kind=t5")
         config = llama_config(cfg, vocab, "model.kind=item-causal")
         torch.manual_seed(seed)
         self.body = LlamaModel(config)                        # its embed_tokens is the code-token table
-        self.width = ITEM_WIDTH[cfg.layout](cfg, vocab)       # L tokens per item
+        self.width = item_width                               # L tokens per item, as the layout writes it
         self.head_tokens = 1 + int(vocab.user_buckets > 0)    # <bos> [user]
         self.level = nn.Embedding(self.width, cfg.d_model)
         self.head_norm = LlamaRMSNorm(cfg.d_model)
@@ -136,5 +126,5 @@ class ItemStep:
         self.context, self.chosen = self.context[origin], self.chosen[origin]
 
 
-def build_item_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> ItemCausalLM:
-    return ItemCausalLM(cfg, vocab, seed)
+def build_item_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int) -> ItemCausalLM:
+    return ItemCausalLM(cfg, vocab, seed, item_width)

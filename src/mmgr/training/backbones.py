@@ -36,12 +36,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Backbone:
-    build: Callable[[ModelConfig, Vocabulary, int], nn.Module]
+    build: Callable[[ModelConfig, Vocabulary, int, int], nn.Module]  # (cfg, vocab, seed, tokens per history item)
     search: Callable[..., tuple[Tensor, Tensor]]                 # (model, input_ids, mask, trie, beam, top_k)
     prompt: Callable[[Vocabulary, np.ndarray], np.ndarray] | None  # layout history tokens -> model input
     next_item: Callable[[Prepared, Config], EncodedExamples]
     objectives: tuple[str, ...]                                  # the training objectives it supports
     words: Callable[[ModelConfig], str] = lambda cfg: cfg.words  # the subword tokenizer of text objectives
+    one_target: bool = False                                     # reads layouts with one target only (no prompts)
+
+
+def token_level(build: Callable[[ModelConfig, Vocabulary, int], nn.Module]
+                ) -> Callable[[ModelConfig, Vocabulary, int, int], nn.Module]:
+    """A builder of a model that reads tokens one by one (it needs no item width)."""
+    return lambda cfg, vocab, seed, item_width: build(cfg, vocab, seed)
 
 
 def prefix_next_item(prep: Prepared, config: Config) -> EncodedExamples:
@@ -54,11 +61,11 @@ def causal_next_item(prep: Prepared, config: Config) -> EncodedExamples:
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
-BACKBONES.register("t5")(Backbone(build_t5, constrained_beam_search, None, prefix_next_item,
+BACKBONES.register("t5")(Backbone(token_level(build_t5), constrained_beam_search, None, prefix_next_item,
                                   ("next-item", "translate", "infonce", "syngr")))
-BACKBONES.register("causal")(Backbone(build_causal, causal_beam_search, causal_prompt, causal_next_item,
+BACKBONES.register("causal")(Backbone(token_level(build_causal), causal_beam_search, causal_prompt, causal_next_item,
                                       ("next-item", "tmt")))
 BACKBONES.register("item-causal")(Backbone(build_item_causal, causal_beam_search, causal_prompt, causal_next_item,
-                                           ("next-item",)))
-BACKBONES.register("llm")(Backbone(build_pretrained, causal_beam_search, causal_prompt, causal_next_item,
+                                           ("next-item",), one_target=True))
+BACKBONES.register("llm")(Backbone(token_level(build_pretrained), causal_beam_search, causal_prompt, causal_next_item,
                                    ("next-item", "tmt"), lambda cfg: cfg.pretrained))

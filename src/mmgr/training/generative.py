@@ -42,7 +42,7 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
                         f"{', '.join(backbone.objectives)}); set training.alignment=none or model.kind=t5")
     prep = prepare(run, config, for_training=True)
     valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), config.training.eval_users, config.seed))
-    model = backbone.build(config.model, prep.layout.vocab, config.seed)
+    model = build_model(config, prep)
     if config.training.init_from:
         start_from(model, Path(config.training.init_from), prep)
 
@@ -73,6 +73,16 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
     return summary
 
 
+def build_model(config: Config, prep: Prepared) -> torch.nn.Module:
+    """The recipe's backbone for the run's layout (told how many tokens the layout writes per history item)."""
+    backbone, targets = BACKBONES.get(config.model.kind), list(prep.layout.targets)
+    if backbone.one_target and targets != ["item"]:
+        raise MmgrError(f"model.kind={config.model.kind} generates one token tuple per item; model.layout="
+                        f"{config.model.layout} asks for {len(targets)} targets ({', '.join(targets)}); use "
+                        "model.kind=t5")
+    return backbone.build(config.model, prep.layout.vocab, config.seed, prep.layout.item_tokens.shape[1])
+
+
 def start_from(model: torch.nn.Module, source: Path, prep: Prepared) -> None:
     """Initialise `model` from another run's weights (e.g. pretrained on other domains); the vocabulary must match.
     A stage that has a checkpoint of its own resumes from it instead."""
@@ -97,7 +107,7 @@ def load_model(run: RunDir, config: Config, prep: Prepared,
     if {key: info.get(key) for key in codes_info(prep)} != codes_info(prep):
         raise MmgrError(f"{run.path / BEST} was trained with another tokenizer or vocabulary "
                         f"(vocab {info.get('vocab_size')} vs {prep.layout.vocab.size}); re-run `mmgr train`")
-    model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, config.seed)
+    model = build_model(config, prep)
     load_state(model, tensors)
     check_pretrained(model, info, run.path / BEST)
     return model.to(device or compute_device(config.training.accelerator)).eval()

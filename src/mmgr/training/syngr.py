@@ -5,16 +5,18 @@ the next item's text SID, `<task:next:image>` -> its image SID). Inside each tra
 model:
 
 1. saliency: token importance of the original history (`models/saliency.py`), its dominant modality;
-2. three views sharing the target: original, masked (the dominant modality's top-r tokens -> `<mask>`), unimodal
-   (only the task's own modality's code tokens, plus the prompt and specials);
-3. loss = CE(original) + CE(masked) + CE(unimodal) + alpha * L_syn, with L_syn the 2-way InfoNCE
+2. three views sharing the target: original, masked (the dominant modality's top-r tokens dropped: padding outside
+   the attention mask, as in the authors' code; `masked_tokens=mask-token` writes an attended `<mask>` instead),
+   unimodal (only the task's own modality's code tokens, plus the prompt and specials);
+3. loss = mean(CE(original), CE(masked), CE(unimodal)) + alpha * L_syn (the authors' code averages the views'
+   cross-entropies; `view_loss=sum` adds them, as the paper's formula is printed), with L_syn the 2-way InfoNCE
    -log softmax([cos(z_mask, z_ori), cos(z_mask, z_uni)] / tau)[0] on z = the mean of the decoder's last hidden
    states over the target tokens. Each CE is the mean over the view's target tokens. Each view is a forward pass
    of its own, at its own width (the unimodal view is about half as long as the others).
 
 Ablations (`training.syngr`): masking=random (w/o SM), unimodal_view=false (w/o UN: no CE on the unimodal view,
-which stays the synergy loss's negative), synergy_weight=0 (w/o SCL). The random parts (w/o SM) draw from torch's
-global generator, like dropout.
+which stays the synergy loss's negative; the mean is then over two views), synergy_weight=0 (w/o SCL). The random
+parts (w/o SM) draw from torch's global generator, like dropout.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class SynGRLoss:
     token_kinds: Tensor       # (V,) modality index of every token id (-1: specials, prompts, users)
     task_kinds: Tensor        # (V,) for a next-SID task token, the modality it asks for (-1 otherwise)
     mask_token: int
+    pad_token: int
     modalities: int
     cfg: SynGRConfig
 
@@ -76,7 +79,7 @@ class SynGRLoss:
         for index, modality in enumerate(vocab.levels):
             tasks[vocab.task_token(next_sid_task(modality))] = index
         return cls(torch.from_numpy(token_modalities(vocab, np.arange(vocab.size))), torch.from_numpy(tasks),
-                   vocab.token("<mask>"), len(vocab.levels), cfg)
+                   vocab.token("<mask>"), vocab.token("<pad>"), len(vocab.levels), cfg)
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
         return self.parts(model, batch)["loss"]
@@ -89,7 +92,7 @@ class SynGRLoss:
         if (task < 0).any():
             raise MmgrError("syngr: every input must start with a next-SID task prompt (bimodal layout)")
         synergy = self.cfg.synergy_weight > 0
-        views = [(ids, mask), (self.masked(model, ids, mask, kinds), mask)]
+        views = [(ids, mask), self.masked(model, ids, mask, kinds)]
         if self.cfg.unimodal_view or synergy:
             views.append(unimodal_view(ids, mask, kinds, task))
         start = model.prepare_decoder_input_ids_from_labels(labels=labels)            # teacher forcing, no HF loss
@@ -97,25 +100,28 @@ class SynGRLoss:
                       output_hidden_states=synergy) for view_ids, view_mask in views]  # each view at its own width
         ce = [F.cross_entropy(out.logits.float().transpose(1, 2), labels, ignore_index=IGNORE) for out in outs]
         parts = {"ce_original": ce[0], "ce_masked": ce[1]}
-        loss = ce[0] + ce[1]
         if self.cfg.unimodal_view:
             parts["ce_unimodal"] = ce[2]
-            loss = loss + ce[2]
+        trained = torch.stack(list(parts.values()))
+        loss = trained.mean() if self.cfg.view_loss == "mean" else trained.sum()
         if synergy:
             z = [target_mean(out.decoder_hidden_states[-1], labels) for out in outs]     # 3 x (B, D)
             parts["synergy"] = synergy_loss(z[0], z[1], z[2], self.cfg.temperature)
             loss = loss + self.cfg.synergy_weight * parts["synergy"]
         return {**parts, "loss": loss}
 
-    def masked(self, model: nn.Module, ids: Tensor, mask: Tensor, kinds: Tensor) -> Tensor:
-        """The masked view's input ids: saliency (or random) top-r tokens of the dominant modality -> <mask>."""
+    def masked(self, model: nn.Module, ids: Tensor, mask: Tensor, kinds: Tensor) -> tuple[Tensor, Tensor]:
+        """The masked view (ids, mask): saliency (or random) top-r tokens of the dominant modality dropped (padding,
+        mask 0) or, with `masked_tokens=mask-token`, turned into an attended <mask>."""
         if self.cfg.masking == "saliency":
             importance = token_importance(model, ids, mask)
             hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, self.modalities),
                                 self.cfg.mask_ratio)
         else:
             hidden = random_mask(kinds, self.modalities, self.cfg.mask_ratio)
-        return ids.masked_fill(hidden, self.mask_token)
+        if self.cfg.masked_tokens == "drop":
+            return ids.masked_fill(hidden, self.pad_token), mask.masked_fill(hidden, 0)
+        return ids.masked_fill(hidden, self.mask_token), mask
 
 
 def unimodal_view(ids: Tensor, mask: Tensor, kinds: Tensor, keep_modality: Tensor) -> tuple[Tensor, Tensor]:
