@@ -3,12 +3,15 @@
 data import (unless the run has it) -> generated item texts the recipe reads (image captions, interest tags: for the
 text encoder's fields and for text objectives) -> features of every modality the method's codes need -> codes
 (fitted, or a published table from `tokenizer.tables`) -> train -> evaluate. Stages whose outputs exist and match
-the recipe are reused. A multimodal recipe on data that lacks a modality (Amazon Beauty has no images) falls back to the
+the recipe are reused; a trained model and its evaluation are reused (read, never rewritten) when the settings that
+decide them are unchanged. A multimodal recipe on data that lacks a modality (Amazon Beauty has no images) falls back to the
 modalities the data has, says so, and records the fallback in the manifest.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from mmgr.errors import MmgrError
 from mmgr.rundir import RunDir
 
 FEATURES_OF = {"text": ("text",), "image": ("image",), "fused": ("text", "image", "fused")}
+TRAINING_SECTIONS = ("seed", "data", "split", "encoders", "tokenizer", "model", "training")
+EVALUATION_SECTIONS = (*TRAINING_SECTIONS, "decoding")
 
 
 def run_recipe(config: Config, out: Path, progress: bool = True,
@@ -37,8 +42,37 @@ def run_recipe(config: Config, out: Path, progress: bool = True,
     if engine(config).needs_codes:
         for modality in config.model.modalities:
             ensure_codes(run, modality, config, progress, say)
-    trained = train_run(run, config, progress)
-    return {"train": trained, "results": evaluate_run(run, config, progress)}
+    trained = reused(run, "train", config, TRAINING_SECTIONS, say) or \
+        finished_stage(run, "train", config, TRAINING_SECTIONS, lambda: train_run(run, config, progress))
+    results = reused(run, "evaluate", config, EVALUATION_SECTIONS, say) or \
+        finished_stage(run, "evaluate", config, EVALUATION_SECTIONS, lambda: evaluate_run(run, config, progress))
+    return {"train": trained, "results": results}
+
+
+def settings_digest(config: Config, sections: tuple[str, ...]) -> str:
+    """sha256 of the config sections that decide a stage's output."""
+    dumped = config.model_dump(mode="json")
+    return hashlib.sha256(json.dumps({k: dumped[k] for k in sections}, sort_keys=True).encode()).hexdigest()
+
+
+def reused(run: RunDir, stage: str, config: Config, sections: tuple[str, ...],
+           say: Callable[[str], None]) -> dict[str, Any] | None:
+    """A finished stage's recorded output when it was made with these settings (read, never rewritten)."""
+    stages = run.manifest()["stages"]
+    made = stages.get(f"pipeline.{stage}", {}).get("settings_sha256")
+    if made is None or made != settings_digest(config, sections) or stage not in stages:
+        return None
+    say(f"{stage}: reusing the finished stage (same settings)")
+    return json.loads((run.path / "results.json").read_text()) if stage == "evaluate" else stages[stage]
+
+
+def finished_stage(run: RunDir, stage: str, config: Config, sections: tuple[str, ...],
+                   work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a stage and then record the settings it was made with (cleared first: a killed stage is never reused)."""
+    run.record(f"pipeline.{stage}", {"settings_sha256": None})
+    output = work()
+    run.record(f"pipeline.{stage}", {"settings_sha256": settings_digest(config, sections)})
+    return output
 
 
 def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
