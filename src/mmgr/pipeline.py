@@ -4,8 +4,8 @@ data import (unless the run has it) -> generated item texts the recipe reads (im
 text encoder's fields and for text objectives) -> features of every modality the method's codes need -> codes
 (fitted, or a published table from `tokenizer.tables`) -> train -> evaluate. Stages whose outputs exist and match
 the recipe are reused; a trained model and its evaluation are reused (read, never rewritten) when the settings that
-decide them are unchanged. A multimodal recipe on data that lacks a modality (Amazon Beauty has no images) falls back to the
-modalities the data has, says so, and records the fallback in the manifest.
+decide them are unchanged. A multimodal recipe on data that lacks a modality (Amazon Beauty has no images) falls
+back to the modalities the data has, says so, and records the fallback in the manifest.
 """
 
 from __future__ import annotations
