@@ -15,8 +15,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mmgr.errors import MmgrError
-from mmgr.serving.onboarding import NewItem, Onboarder, OnboardError, load_onboarded, record, replayed, save_onboarded
+from mmgr.errors import MmgrError, quoted
+from mmgr.serving.onboarding import (
+    ONBOARDED,
+    NewItem,
+    Onboarder,
+    OnboardError,
+    check_item_id,
+    kept_image,
+    load_onboarded,
+    record,
+    replayed,
+    save_onboarded,
+)
 from mmgr.training.stage import Ranker
 
 
@@ -67,24 +78,27 @@ class Recommender:
             return
         codes = getattr(self.ranker.data, "codes", {})
         rows = []
-        for entry in entries:
-            codes = replayed(codes, entry)
+        for number, entry in enumerate(entries, start=1):
+            codes = replayed(codes, entry, f"{self.onboarder.run.path / ONBOARDED}: entry {number}")
             rows.append(NewItem(**entry["item"]).table(self.onboarder.run))
         self.ranker = self.ranker.extended(self.onboarder.config, codes, pa.concat_tables(rows))
 
-    def onboard(self, item: NewItem) -> dict[str, Any]:
-        """Add a new item: codes from the run's encoders and tokenizers, recommendable at once, kept on disk."""
+    def onboard(self, item: NewItem, image: bytes | None = None) -> dict[str, Any]:
+        """Add a new item: codes from the run's encoders and tokenizers, recommendable at once, kept on disk (with
+        `image`, the checked bytes of the file `item.image` names, written only once the item is accepted)."""
         if self.onboarder is None:
             raise OnboardError("this server was started without onboarding")
-        if not item.item_id.strip() or not item.title.strip():
-            raise RequestError("a new item needs a non-empty item_id and title")
+        check_item_id(item.item_id)
+        if not item.title.strip():
+            raise RequestError("a new item needs a non-empty title")
         with self._lock:
             if item.item_id in self.index:
-                raise OnboardError(f"item id {item.item_id!r} is already in the catalog")
-            codes = self.onboarder.extend(getattr(self.ranker.data, "codes", {}), item)
-            ranker = self.ranker.extended(self.onboarder.config, codes, item.table(self.onboarder.run))
-            entry = record(item, codes)
-            save_onboarded(self.onboarder.run, [*load_onboarded(self.onboarder.run), entry])
+                raise OnboardError(f"item id {quoted(item.item_id)} is already in the catalog")
+            with kept_image(self.onboarder.run, item, image):
+                codes = self.onboarder.extend(getattr(self.ranker.data, "codes", {}), item)
+                ranker = self.ranker.extended(self.onboarder.config, codes, item.table(self.onboarder.run))
+                entry = record(item, codes)
+                save_onboarded(self.onboarder.run, [*load_onboarded(self.onboarder.run), entry])
             self.ranker = ranker
             self._index_catalog()
         return {"item_id": item.item_id, "index": self.index[item.item_id], "codes": entry["codes"],
@@ -110,7 +124,7 @@ class Recommender:
         if request.user_id is not None:
             row = self.users.get(request.user_id)
             if row is None:
-                raise RequestError(f"unknown user_id {request.user_id!r}; send their `history` instead")
+                raise RequestError(f"unknown user_id {quoted(request.user_id)}; send their `history` instead")
             return request.user_id, self.sequences[row]
         history = request.history or []
         if not history:
@@ -119,7 +133,7 @@ class Recommender:
             raise RequestError(f"history has {len(history)} items; at most {self.limits.max_history} are accepted")
         unknown = [item for item in history if item not in self.index]
         if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5
+            shown = ", ".join(quoted(u) for u in unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5
                                                                  else "")
             raise RequestError(f"unknown item ids: {shown}")
         return "", np.array([self.index[item] for item in history], dtype=np.int64)
