@@ -182,6 +182,30 @@ def test_concurrent_requests_are_batched_and_answered_as_alone(server):
     assert batch_count(server) - before < 12                               # some requests shared a beam search
 
 
+def test_a_request_batched_with_a_deeper_one_gets_its_answer_alone(trained):
+    import dataclasses
+
+    from mmgr.rundir import RunDir
+    from mmgr.serving.service import Recommender, Request
+    from mmgr.training.stage import load_ranker
+
+    run = RunDir(trained)
+    ranker = load_ranker(run, run.config())
+    narrow = dataclasses.replace(ranker, decoding=ranker.decoding.model_copy(update={"beam_size": 3}))
+    recommender = Recommender(narrow)                  # a narrow beam: a deeper search finds other items
+    shallow = [Request([f"i{i:04d}", f"i{i + 1:04d}"], k=3, exclude_seen=False) for i in range(1, 30, 3)]
+    alone = [recommender.recommend([request])[0] for request in shallow]
+    together = recommender.recommend([*shallow, Request(["i0001"], k=30)])
+    assert [ids(rows) for rows in together[:len(shallow)]] == [ids(rows) for rows in alone]
+    assert [r["score"] for rows in together[:len(shallow)] for r in rows] == pytest.approx(     # batched kernels
+        [r["score"] for rows in alone for r in rows], rel=1e-5)                                 # round differently
+    assert len(together[-1]) == 30
+
+
+def ids(rows: list[dict]) -> list[str]:
+    return [row["item_id"] for row in rows]
+
+
 def batch_count(url: str) -> float:
     line = next(x for x in httpx.get(f"{url}/metrics").text.splitlines() if x.startswith("mmgr_batch_size_count"))
     return float(line.split()[-1])

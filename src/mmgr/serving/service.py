@@ -2,8 +2,9 @@
 ranker (the same decoding path as `mmgr evaluate`), with every request checked and bad input named.
 
 A request gives a `history` of item ids (oldest first) or the `user_id` of a known user (their full history), `k`
-and `exclude_seen`. Requests decoded together are ranked with the largest `k` any of them needs (its own `k` plus the
-items it excludes), so a request's result does not depend on its batch while that stays within the beam size.
+and `exclude_seen`. A request needs its own `k` plus the items it excludes; requests decoded together are grouped by
+what the ranker searches for that many (`Ranker.batch_key`: the beam width) and each group ranked with its largest
+need, so a request's answer is the one it gets alone, whatever its batch.
 """
 
 from __future__ import annotations
@@ -139,31 +140,41 @@ class Recommender:
         return "", np.array([self.index[item] for item in history], dtype=np.int64)
 
     def recommend(self, requests: list[Request]) -> list[list[dict[str, Any]] | RequestError]:
-        """Ranked items per request (a RequestError in place of a refused request); one ranking for the batch."""
-        resolved: list[tuple[str, np.ndarray] | RequestError] = []
-        for request in requests:
+        """Ranked items per request (a RequestError in place of a refused request); one ranking per group of
+        requests that share a `Ranker.batch_key`."""
+        out: list[list[dict[str, Any]] | RequestError] = []
+        good: dict[int, tuple[str, np.ndarray]] = {}
+        for i, request in enumerate(requests):
             try:
-                resolved.append(self.history_of(request))
+                good[i] = self.history_of(request)
+                out.append([])
             except RequestError as exc:
-                resolved.append(exc)
-        good = [i for i, r in enumerate(resolved) if not isinstance(r, RequestError)]
-        out: list[list[dict[str, Any]] | RequestError] = [r if isinstance(r, RequestError) else [] for r in resolved]
-        if not good:
-            return out
-        depth = min(len(self.item_ids), max(requests[i].k + (len(set(resolved[i][1].tolist()))
-                                                             if requests[i].exclude_seen else 0) for i in good))
-        with self._lock:
-            items, scores = self.ranker.rank([resolved[i][0] for i in good], [resolved[i][1] for i in good], depth)
-        for row, i in enumerate(good):
-            seen = set(resolved[i][1].tolist()) if requests[i].exclude_seen else set()
-            ranked = [(int(item), float(score)) for item, score in zip(items[row], scores[row], strict=True)
-                      if item >= 0 and int(item) not in seen][:requests[i].k]
-            out[i] = [{"rank": r + 1, "item_id": self.item_ids[item], "title": self.titles[item], "score": score}
-                      for r, (item, score) in enumerate(ranked)]
+                out.append(exc)
+        groups: dict[int, list[int]] = {}
+        for i, (_, history) in good.items():
+            groups.setdefault(self.ranker.batch_key(self._need(requests[i], history)), []).append(i)
+        for group in groups.values():
+            depth = max(self._need(requests[i], good[i][1]) for i in group)
+            with self._lock:
+                items, scores = self.ranker.rank([good[i][0] for i in group], [good[i][1] for i in group], depth)
+            for row, i in enumerate(group):
+                out[i] = self._ranked(requests[i], good[i][1], items[row], scores[row])
         explained = [out[i] for i in good if self.explains(requests[i])]
         if explained:
             self._explain(explained)  # type: ignore[arg-type]
         return out
+
+    def _need(self, request: Request, history: np.ndarray) -> int:
+        """How many ranked items a request needs: its k plus the history items it leaves out."""
+        return min(len(self.item_ids), request.k + (len(set(history.tolist())) if request.exclude_seen else 0))
+
+    def _ranked(self, request: Request, history: np.ndarray, items: np.ndarray,
+                scores: np.ndarray) -> list[dict[str, Any]]:
+        seen = set(history.tolist()) if request.exclude_seen else set()
+        ranked = [(int(item), float(score)) for item, score in zip(items, scores, strict=True)
+                  if item >= 0 and int(item) not in seen][:request.k]
+        return [{"rank": r + 1, "item_id": self.item_ids[item], "title": self.titles[item], "score": score}
+                for r, (item, score) in enumerate(ranked)]
 
     def explains(self, request: Request) -> bool:
         return self.explain if request.explain is None else request.explain
