@@ -30,3 +30,8 @@ def format_location(path: Path | str | None, line: int | None, field: str | None
     if field is not None:
         where += f"field '{field}': "
     return where
+
+
+def quoted(text: str, limit: int = 80) -> str:
+    """`text` quoted for a message, cut to `limit` characters (then marked with ...)."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import io
 import json
+import shutil
+import struct
 import time
+import zlib
 
 import httpx
 import pytest
 
-from mmgr.serving.launch import start_server
+from mmgr.errors import MmgrError
+from mmgr.serving.launch import free_port, start_server, stop_server
 from tests.e2e.test_cli_data import mmgr
 from tests.e2e.test_cli_run import run_args
 
@@ -23,8 +28,22 @@ def trained(tmp_path_factory):
     return run
 
 
-def start(run, *options: str, env: dict | None = None):
-    return start_server(run, options, env)
+def start(run, *options: str, env: dict | None = None, log=None):
+    return start_server(run, options, env, log=log)
+
+
+def refusal(run, *options: str, env: dict | None = None) -> str:
+    """The error of a `mmgr serve` that refuses to start (a server that starts is stopped, and the test fails)."""
+    with pytest.raises(MmgrError) as refused:
+        process, _ = start(run, *options, env=env)
+        stop_server(process)
+    return str(refused.value)
+
+
+def copy_run(trained, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("serving"))
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +84,11 @@ def test_recommend_for_a_known_user_matches_the_cli(server, trained):
     ({"history": "i0001"}, "invalid request: history"),
     ({"history": ["i0001"], "colour": "red"}, "invalid request: colour"),
     ({"history": ["i0001"], "explain": True}, "cannot explain items"),          # a TIGER run writes no text
+    ({"history": ["i0001"], "k": True}, "invalid request: k"),                  # strict types, nothing coerced
+    ({"history": ["i0001"], "k": "5"}, "invalid request: k"),
+    ({"history": ["i0001"], "k": 5.0}, "invalid request: k"),
+    ({"history": ["i0001"], "exclude_seen": "no"}, "invalid request: exclude_seen"),
+    ({"history": ["i0001"], "explain": 0}, "invalid request: explain"),
 ])
 def test_bad_requests_get_a_422_with_a_message(server, body, message):
     response = httpx.post(f"{server}/recommend", json=body)
@@ -76,6 +100,45 @@ def test_malformed_json_and_oversized_bodies_are_4xx_never_500(server):
     assert response.status_code == 422 and "invalid request" in response.json()["error"]
     response = httpx.post(f"{server}/recommend", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+def test_a_body_that_is_not_json_gets_a_415(server):
+    response = httpx.post(f"{server}/recommend", content=b'{"history": ["i0001"]}',
+                          headers={"content-type": "text/plain"})
+    assert response.status_code == 415 and "application/json" in response.json()["error"]
+    form = httpx.post(f"{server}/recommend", data={"history": "i0001"})
+    assert form.status_code == 415
+
+
+def test_unknown_ids_are_echoed_cut_short(server):
+    long = "x" * 500_000
+    for reply in (httpx.post(f"{server}/recommend", json={"history": ["i0001", long]}),
+                  httpx.post(f"{server}/recommend", json={"user_id": long}),
+                  httpx.get(f"{server}/items/{'y' * 5000}")):
+        assert reply.status_code in (404, 422) and len(reply.content) < 300, reply.content[:300]
+        assert "x" * 80 + "'..." in reply.json()["error"] or "y" * 80 + "'..." in reply.json()["error"]
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with (almost) no pixel data: under 80 bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def picture(shade: int) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (shade, 0, 0)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_a_decompression_bomb_is_refused_with_a_4xx(server):
+    bomb = onboard(server, "bomb", "Huge picture", image=png(100_000, 100_000))
+    assert bomb.status_code in (413, 422) and "pixels" in bomb.json()["error"], bomb.text
 
 
 def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit(server):
@@ -119,22 +182,57 @@ def test_concurrent_requests_are_batched_and_answered_as_alone(server):
     assert batch_count(server) - before < 12                               # some requests shared a beam search
 
 
+def test_a_request_batched_with_a_deeper_one_gets_its_answer_alone(trained):
+    import dataclasses
+
+    from mmgr.rundir import RunDir
+    from mmgr.serving.service import Recommender, Request
+    from mmgr.training.stage import load_ranker
+
+    run = RunDir(trained)
+    ranker = load_ranker(run, run.config())
+    narrow = dataclasses.replace(ranker, decoding=ranker.decoding.model_copy(update={"beam_size": 3}))
+    recommender = Recommender(narrow)                  # a narrow beam: a deeper search finds other items
+    shallow = [Request([f"i{i:04d}", f"i{i + 1:04d}"], k=3, exclude_seen=False) for i in range(1, 30, 3)]
+    alone = [recommender.recommend([request])[0] for request in shallow]
+    together = recommender.recommend([*shallow, Request(["i0001"], k=30)])
+    assert [ids(rows) for rows in together[:len(shallow)]] == [ids(rows) for rows in alone]
+    assert [r["score"] for rows in together[:len(shallow)] for r in rows] == pytest.approx(     # batched kernels
+        [r["score"] for rows in alone for r in rows], rel=1e-5)                                 # round differently
+    assert len(together[-1]) == 30
+
+
+def ids(rows: list[dict]) -> list[str]:
+    return [row["item_id"] for row in rows]
+
+
 def batch_count(url: str) -> float:
     line = next(x for x in httpx.get(f"{url}/metrics").text.splitlines() if x.startswith("mmgr_batch_size_count"))
     return float(line.split()[-1])
 
 
-def test_api_key_guards_every_endpoint_but_health(trained):
-    process, url = start(trained, "--no-batching", env={"MMGR_API_KEY": "s3cret"})
+def test_api_key_guards_every_endpoint_but_health(trained, tmp_path):
+    log = tmp_path / "serve.log"
+    process, url = start(trained, "--no-batching", env={"MMGR_API_KEY": "s3cret"}, log=log)
     try:
         assert httpx.get(f"{url}/health").status_code == 200
         assert httpx.post(f"{url}/recommend", json={"history": ["i0001"]}).status_code == 401
         assert httpx.get(f"{url}/items/i0001").status_code == 401
+        latin = httpx.get(f"{url}/items/i0001", headers={"x-api-key": "s3cr\xe9t".encode("latin-1")})
+        assert latin.status_code == 401
         ok = httpx.post(f"{url}/recommend", json={"history": ["i0001"]}, headers={"x-api-key": "s3cret"})
         assert ok.status_code == 200 and len(ok.json()["items"]) == 10
     finally:
         process.terminate()
         process.wait(timeout=10)
+    assert "auth on" in log.read_text()
+
+
+def test_start_up_refuses_an_empty_key_and_an_open_host_without_one(trained):
+    empty = refusal(trained, env={"MMGR_API_KEY": ""})
+    assert "MMGR_API_KEY is set but empty" in empty and "Traceback" not in empty
+    exposed = refusal(trained, "--host", "0.0.0.0")
+    assert "--allow-no-auth" in exposed and "Traceback" not in exposed
 
 
 def test_batch_scoring_writes_every_request_and_names_bad_lines(trained, tmp_path):
@@ -182,13 +280,57 @@ def test_onboarded_item_is_recommendable_at_once_and_survives_a_restart(trained)
         process.wait(timeout=10)
 
 
+def test_refused_onboardings_write_no_image_and_orphans_are_swept_at_start(trained, tmp_path):
+    run, log = copy_run(trained, tmp_path), tmp_path / "serve.log"
+    images = run / "serving" / "images"
+    process, url = start(run, log=log)
+    try:
+        assert onboard(url, "pic", "A picture", image=picture(1)).status_code == 201
+        kept = sorted(images.iterdir())
+        assert onboard(url, "pic", "Same id", image=picture(2)).status_code == 409
+        assert onboard(url, "i0002", "A catalog id", image=picture(3)).status_code == 409
+        assert sorted(images.iterdir()) == kept and len(kept) == 1
+        for bad in ("a/b", "bell\x07", "x" * 201):
+            refused = onboard(url, bad, "A bad id", image=picture(4))
+            assert refused.status_code == 422 and "item_id" in refused.json()["error"], refused.text
+        assert onboard(url, "bomb", "Bomb", image=png(100_000, 100_000)).status_code == 422
+        assert sorted(images.iterdir()) == kept
+    finally:
+        stop_server(process)
+    assert "auth off" in log.read_text()
+    (images / "orphan.png").write_bytes(picture(5))
+    tokenizer = run / "tokenizers" / "text.json"
+    tokenizer.write_text(json.dumps({**json.loads(tokenizer.read_text()), "format_version": 99}))
+    process, url = start(run, log=log)
+    try:
+        assert "removed 1 orphan image" in log.read_text() and sorted(images.iterdir()) == kept
+        broken = onboard(url, "late", "Onboarded with a damaged tokenizer", image=picture(6))
+        assert broken.status_code == 422 and "RUN/tokenizers/text.json" in broken.json()["error"], broken.text
+        assert str(tmp_path) not in broken.text and sorted(images.iterdir()) == kept
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ('{"items": {"a": 1}}', "expected an object with an `items` list"),
+    ('{"items": [{"item": {"item_id": "x", "title": "X", "image": "../../../etc/passwd"}, "codes": {}, '
+     '"missing": {}}]}', "entry 1 ('x'): image '../../../etc/passwd' is not a file in serving/images/"),
+])
+def test_a_damaged_onboarding_file_stops_the_start_with_one_line(trained, tmp_path, content, message):
+    run = copy_run(trained, tmp_path)
+    (run / "serving").mkdir()
+    (run / "serving" / "onboarded.json").write_text(content)
+    refused = mmgr("serve", str(run), "--port", str(free_port()), check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert f"{run / 'serving' / 'onboarded.json'}: " in refused.stderr and message in refused.stderr, refused.stderr
+
+
 def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, tmp_path):
-    import shutil
     import signal
     import threading
 
-    run = tmp_path / "copy"
-    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("serving"))
+    run = copy_run(trained, tmp_path)
     outcomes = []
     for attempt, delay in enumerate((0.0, 0.05, 0.2, 0.5)):
         process, url = start(run)

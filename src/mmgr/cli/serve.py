@@ -21,24 +21,33 @@ def serve(
     max_k: int = typer.Option(100, min=1, help="Largest k a request may ask for."),
     max_history: int = typer.Option(1000, min=1, help="Longest history a request may send."),
     onboarding: bool = typer.Option(True, help="Accept new items (POST /items), kept in RUN/serving/."),
+    allow_no_auth: bool = typer.Option(False, "--allow-no-auth", help="Serve a --host other than loopback "
+                                       "without MMGR_API_KEY (anyone who reaches it may query and onboard)."),
 ) -> None:
     """Serve recommendations over HTTP: POST /recommend, POST /items (onboard), GET /items/{id}, /health, /metrics
-    (set MMGR_API_KEY to require an x-api-key header)."""
+    (set MMGR_API_KEY to require an x-api-key header; needed for a --host other than loopback)."""
     import uvicorn
 
-    from mmgr.serving.app import create_app
+    from mmgr.serving.app import API_KEY_ENV, api_key_from_env, check_exposure, create_app
     from mmgr.serving.batcher import BatchSettings
     from mmgr.serving.bundle import is_bundle, load_checked
-    from mmgr.serving.onboarding import Onboarder
+    from mmgr.serving.onboarding import IMAGES, Onboarder, sweep_images
     from mmgr.serving.service import Limits, Recommender
     from mmgr.training.stage import load_ranker
 
+    api_key = api_key_from_env()
+    check_exposure(host, api_key, allow_no_auth)
     run_dir = RunDir(run)
     config = run_dir.config()
     ranker = load_checked(run) if is_bundle(run) else load_ranker(run_dir, config)
     recommender = Recommender(ranker, Limits(max_k, max_history), Onboarder(run_dir, config) if onboarding else None)
-    app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms))
+    if onboarding:
+        swept = sweep_images(run_dir)
+        console.print(f"onboarding on: removed {swept} orphan image{'s' * (swept != 1)} from {IMAGES.as_posix()}")
+    app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms), api_key=api_key)
     console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items)")
+    console.print("auth on: x-api-key required on every endpoint but /health" if api_key else
+                  f"auth off: {API_KEY_ENV} is not set")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -1,15 +1,26 @@
-"""The HTTP recommender (FastAPI): `POST /recommend`, `GET /items/{id}`, `GET /health`, `GET /metrics`.
+"""The HTTP recommender (FastAPI): `POST /recommend`, `POST /items`, `GET /items/{id}`, `GET /health`,
+`GET /metrics`.
 
-Every request is validated (history length and `k` bounded, unknown ids named, body size limited) and answered
-with a 4xx and a message when it is wrong, never a 500. With `MMGR_API_KEY` set, every endpoint but `/health`
-needs the header `x-api-key`. Concurrent `/recommend` calls are micro-batched into one beam search.
+Every request is validated (a JSON body with strictly typed fields, history length and `k` bounded, unknown ids
+named, body size limited) and answered with a 4xx and a message when it is wrong. Messages quote ids cut to 80
+characters and never show a server path (the run folder reads RUN). A handler that fails unexpectedly is answered
+with a bare JSON 500 (the traceback goes to the server log) and counted in `/metrics` like any other answer.
+
+With `MMGR_API_KEY` set, every endpoint but `/health` needs the header `x-api-key` (compared in constant time).
+`mmgr serve` refuses an empty key, and a host other than loopback without a key unless told `--allow-no-auth`.
+Concurrent `/recommend` calls are micro-batched into one beam search.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
+import logging
 import os
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
@@ -20,19 +31,21 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mmgr.errors import MmgrError
+from mmgr.errors import MmgrError, quoted
 from mmgr.serving.batcher import BatchSettings, MicroBatcher
-from mmgr.serving.onboarding import MAX_IMAGE_BYTES, NewItem, OnboardError, store_image
+from mmgr.serving.onboarding import MAX_IMAGE_BYTES, NewItem, OnboardError, check_image
 from mmgr.serving.service import Recommender, RequestError
 from mmgr.serving.service import Request as RecommendRequest
 
 API_KEY_ENV = "MMGR_API_KEY"
 MAX_BODY_BYTES = 1 << 20
 MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES + (64 << 10)       # POST /items: one image and the item's fields
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/'\"`]+/)+[^\s/'\"`,;:)]*")
+log = logging.getLogger("mmgr.serving")
 
 
 class RecommendBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)       # "k": "5" or true is refused, not coerced
 
     history: list[str] | None = Field(None, description="item ids, oldest first")
     user_id: str | None = Field(None, description="a known user instead of a history")
@@ -81,24 +94,86 @@ def body_limit(path: str, max_body_bytes: int) -> int:
     return MAX_UPLOAD_BYTES if path == "/items" else max_body_bytes
 
 
+def api_key_from_env() -> str | None:
+    """MMGR_API_KEY, or None when unset; a key an HTTP header cannot carry (empty, surrounding spaces, not
+    printable ASCII) is an error rather than auth silently off or never matching."""
+    key = os.environ.get(API_KEY_ENV)
+    if key is None:
+        return None
+    if not key.strip():
+        raise MmgrError(f"{API_KEY_ENV} is set but empty: set a key to require x-api-key, or unset it to serve "
+                        "without auth")
+    if key != key.strip() or not (key.isascii() and key.isprintable()):
+        raise MmgrError(f"{API_KEY_ENV} must be printable ASCII without leading or trailing spaces (an x-api-key "
+                        "header could never match it)")
+    return key
+
+
+def check_exposure(host: str, api_key: str | None, allow_no_auth: bool) -> None:
+    """Refuse to serve a host other than loopback without a key, unless explicitly allowed."""
+    if api_key is None and not allow_no_auth and not is_loopback(host):
+        raise MmgrError(f"--host {host} is reachable from other machines and {API_KEY_ENV} is not set: set it to "
+                        "require an x-api-key header, or pass --allow-no-auth to serve without auth")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:                                   # a host name: it may resolve anywhere
+        return False
+
+
+def key_matches(given: str | None, api_key: str) -> bool:
+    """Constant-time comparison (the header arrives as latin-1 text)."""
+    return hmac.compare_digest((given or "").encode("latin-1"), api_key.encode("ascii"))
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a body of this content type is read as JSON (no content type is, as FastAPI reads it)."""
+    if content_type is None:
+        return True
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def public(message: str, run: Path | None) -> str:
+    """An error message fit for a client: paths in the run folder shown as RUN/..., any other server path hidden."""
+    if run is not None:
+        for root in {str(run), str(run.resolve())}:
+            message = re.sub(r"(?<![\w.~/-])" + re.escape(root.rstrip("/")) + "/", "RUN/", message)
+    return ABSOLUTE_PATH.sub("<server path>", message)
+
+
 def create_app(recommender: Recommender, batching: BatchSettings | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="mmgr", version="1")
     app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     metrics = Metrics()
     batcher: MicroBatcher[RecommendRequest, Any] = MicroBatcher(recommender.recommend, batching or BatchSettings(),
                                                                 metrics.batch.observe)
-    api_key = os.environ.get(API_KEY_ENV)
+    run = recommender.onboarder.run.path if recommender.onboarder is not None else None
+
+    def error(message: str, status: int) -> JSONResponse:
+        return JSONResponse({"error": public(message, run)}, status_code=status)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         started = time.perf_counter()
-        if api_key and request.url.path != "/health" and request.headers.get("x-api-key") != api_key:
-            response: Response = JSONResponse({"error": "missing or wrong x-api-key header"}, status_code=401)
-        elif int(request.headers.get("content-length") or 0) > body_limit(request.url.path, max_body_bytes):
-            response = JSONResponse({"error": "request body too large"}, status_code=413)
+        path = request.url.path
+        if api_key and path != "/health" and not key_matches(request.headers.get("x-api-key"), api_key):
+            response: Response = error("missing or wrong x-api-key header", 401)
+        elif int(request.headers.get("content-length") or 0) > body_limit(path, max_body_bytes):
+            response = error("request body too large", 413)
+        elif path == "/recommend" and request.method == "POST" and not is_json(request.headers.get("content-type")):
+            response = error("POST /recommend takes a JSON body (content-type: application/json)", 415)
         else:
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception:                  # noqa: BLE001 - answered and counted; the traceback goes to the log
+                log.exception("%s %s failed", request.method, path)
+                response = error("internal server error", 500)
         route = request.scope.get("route")
         endpoint = route.path if route is not None else "unmatched"
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
@@ -107,20 +182,20 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return error(str(exc.detail), exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
                              for e in exc.errors())
-        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+        return error(f"invalid request: {problems}", 422)
 
     @app.post("/recommend")
     async def recommend(body: RecommendBody) -> JSONResponse:
         result = await batcher.submit(RecommendRequest(body.history, body.user_id, body.k, body.exclude_seen,
                                                        explain=body.explain))
         if isinstance(result, RequestError):
-            return JSONResponse({"error": str(result)}, status_code=422)
+            return error(str(result), 422)
         return JSONResponse({"items": result})
 
     @app.post("/items")
@@ -129,17 +204,15 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
                       categories: str = Form("", max_length=2000, description="comma-separated"),
                       image: UploadFile | None = File(None)) -> JSONResponse:
         try:
-            stored = None
-            if image is not None:
-                data = await image.read(MAX_IMAGE_BYTES + 1)
-                stored = store_image(recommender.onboarder.run, data) if recommender.onboarder else None
+            data = await image.read(MAX_IMAGE_BYTES + 1) if image is not None else None
             item = NewItem(item_id, title, description, brand,
-                           [c.strip() for c in categories.split(",") if c.strip()], stored)
-            added = await asyncio.to_thread(recommender.onboard, item)
+                           [c.strip() for c in categories.split(",") if c.strip()],
+                           check_image(data) if data is not None else None)
+            added = await asyncio.to_thread(recommender.onboard, item, data)
         except OnboardError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=409)
-        except MmgrError as exc:                   # RequestError, or codes that do not fit the vocabulary
-            return JSONResponse({"error": str(exc)}, status_code=422)
+            return error(str(exc), 409)
+        except MmgrError as exc:                   # a bad id or image, or codes that do not fit the vocabulary
+            return error(str(exc), 422)
         return JSONResponse(added, status_code=201)
 
     @app.get("/items/{item_id}")
@@ -147,7 +220,7 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
         try:
             return JSONResponse(recommender.item(item_id))
         except KeyError:
-            return JSONResponse({"error": f"unknown item id {item_id!r}"}, status_code=404)
+            return error(f"unknown item id {quoted(item_id)}", 404)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -21,12 +22,14 @@ def free_port() -> int:
 
 
 def start_server(run: Path, options: list[str] | tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 timeout_s: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """(process, base URL) once GET /health answers; the server's stderr is in the error if it exits first."""
+                 timeout_s: float = 60.0, log: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """(process, base URL) once GET /health answers; the server's stderr is in the error if it exits first. Its
+    stdout (the start-up lines) goes to the file `log`, or nowhere."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "mmgr", "serve", str(run), "--host", "127.0.0.1",
-                                "--port", str(port), *options], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, **(env or {})})
+    with open(log, "w") if log else contextlib.nullcontext(subprocess.DEVNULL) as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "mmgr", "serve", str(run), "--host", "127.0.0.1",
+                                    "--port", str(port), *options], stdout=stdout, stderr=subprocess.PIPE,
+                                   text=True, env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -8,7 +8,12 @@ new codes must fit the run's vocabulary (the model has an embedding for every to
 
 Onboarded items live in `serving/onboarded.json` (the item's fields, codes and image file), rewritten atomically
 (temp file + rename) on every onboarding, so after a crash the catalog holds the whole item or none of it; a
-restarted server replays the file.
+restarted server replays the file (checked: a damaged file stops the start with a message naming it). An item's
+image is written to `serving/images/` only once the item is accepted, and removed again if recording it fails; an
+image no onboarded item refers to (a crash between the two) is swept at the next start.
+
+A new item's id is 1 to 200 characters, not blank, without `/` (`GET /items/{id}` could not reach it) and without
+control or other non-printing characters.
 """
 
 from __future__ import annotations
@@ -16,8 +21,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import unicodedata
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -25,7 +34,7 @@ import pyarrow as pa
 
 from mmgr.config import Config
 from mmgr.data.dataset import ITEM_SCHEMA
-from mmgr.errors import MmgrError
+from mmgr.errors import MmgrError, quoted
 from mmgr.io import write_bytes_atomic, write_json_atomic
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.codes import ModalityCodes
@@ -34,6 +43,10 @@ ONBOARDED = Path("serving") / "onboarded.json"
 IMAGES = Path("serving") / "images"
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 MAX_IMAGE_BYTES = 5 << 20
+MAX_IMAGE_PIXELS = 50_000_000          # width x height: a larger picture (or a header claiming one) is refused
+MAX_ITEM_ID = 200
+FIELD_TYPES = {"item_id": str, "title": str, "description": str, "brand": str, "categories": list,
+               "image": (str, type(None))}
 
 
 class OnboardError(MmgrError):
@@ -41,7 +54,7 @@ class OnboardError(MmgrError):
 
 
 class BadUpload(MmgrError):
-    """An uploaded image that is refused (the server answers 422)."""
+    """A new item refused as sent: a malformed id or image (the server answers 422)."""
 
 
 @dataclass
@@ -61,23 +74,67 @@ class NewItem:
                                       "has_text": True, "has_image": image is not None}], schema=ITEM_SCHEMA)
 
 
-def store_image(run: RunDir, data: bytes) -> str:
-    """Check an uploaded image (size, decodable, JPEG/PNG/WebP) and keep it in the run; returns its run path."""
+def check_item_id(item_id: str) -> None:
+    """Refuse an id that is blank, longer than MAX_ITEM_ID, has a `/` or a non-printing character."""
+    if not item_id.strip() or len(item_id) > MAX_ITEM_ID:
+        raise BadUpload(f"item_id must be 1 to {MAX_ITEM_ID} characters and not blank")
+    if "/" in item_id:
+        raise BadUpload(f"item_id {quoted(item_id)} has a '/', which GET /items cannot fetch")
+    if any(unicodedata.category(char).startswith("C") for char in item_id):
+        raise BadUpload(f"item_id {quoted(item_id)} has a control or other non-printing character")
+
+
+def check_image(data: bytes) -> str:
+    """Check an uploaded image (bytes, pixels, decodable, JPEG/PNG/WebP); returns the run path it will be kept
+    under, named by its content. Nothing is written here: see `kept_image`."""
     from PIL import Image, UnidentifiedImageError
 
     if len(data) > MAX_IMAGE_BYTES:
         raise BadUpload(f"image is {len(data)} bytes; at most {MAX_IMAGE_BYTES} are accepted")
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = image.format
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise BadUpload(f"image is not a readable picture ({exc})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                kind, pixels = image.format, image.width * image.height
+                if pixels > MAX_IMAGE_PIXELS:
+                    raise BadUpload(f"image is {image.width} x {image.height} pixels; at most {MAX_IMAGE_PIXELS} "
+                                    "pixels are accepted")
+                image.verify()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadUpload(f"image claims more than {MAX_IMAGE_PIXELS} pixels; at most that many are accepted") from None
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise BadUpload(f"image is not a readable picture (use {', '.join(IMAGE_FORMATS)})") from None
     if kind not in IMAGE_FORMATS:
         raise BadUpload(f"image format {kind} is not accepted (use {', '.join(IMAGE_FORMATS)})")
-    relative = IMAGES / (hashlib.sha256(data).hexdigest()[:24] + IMAGE_FORMATS[kind])
-    write_bytes_atomic(run.path / relative, data)
-    return relative.as_posix()
+    return (IMAGES / (hashlib.sha256(data).hexdigest()[:24] + IMAGE_FORMATS[kind])).as_posix()
+
+
+@contextmanager
+def kept_image(run: RunDir, item: NewItem, data: bytes | None) -> Iterator[None]:
+    """The item's image written for the block (when `data` is given and no earlier item shares the file), and
+    removed again if the block fails."""
+    path = run.path / item.image if item.image and data is not None else None
+    written = path is not None and not path.exists()
+    if written:
+        write_bytes_atomic(path, data)
+    try:
+        yield
+    except BaseException:
+        if written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+def sweep_images(run: RunDir) -> int:
+    """Delete the files of serving/images/ that no onboarded item refers to; returns how many."""
+    folder = run.path / IMAGES
+    if not folder.is_dir():
+        return 0
+    used = {entry["item"].get("image") for entry in load_onboarded(run)}
+    orphans = [path for path in folder.iterdir() if path.is_file() and (IMAGES / path.name).as_posix() not in used]
+    for path in orphans:
+        path.unlink()
+    return len(orphans)
 
 
 class Onboarder:
@@ -146,8 +203,37 @@ class Onboarder:
 
 
 def load_onboarded(run: RunDir) -> list[dict[str, Any]]:
+    """The onboarded items' records; a damaged file is an error naming it (and the entry)."""
     path = run.path / ONBOARDED
-    return json.loads(path.read_text())["items"] if path.is_file() else []
+    if not path.is_file():
+        return []
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MmgrError(f"{path}: not valid JSON ({exc}); restore it or move it away to start without the "
+                        "onboarded items") from None
+    entries = document.get("items") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise MmgrError(f"{path}: expected an object with an `items` list")
+    for number, entry in enumerate(entries, start=1):
+        check_entry(entry, f"{path}: entry {number}")
+    return entries
+
+
+def check_entry(entry: Any, where: str) -> None:
+    """Refuse a record that is not an item with codes, or whose image lies outside serving/images/."""
+    if not (isinstance(entry, dict) and all(isinstance(entry.get(key), dict) for key in ("item", "codes", "missing"))):
+        raise MmgrError(f"{where}: expected an object with `item`, `codes` and `missing` objects")
+    item = entry["item"]
+    typed = all(key in FIELD_TYPES and isinstance(value, FIELD_TYPES[key]) for key, value in item.items())
+    if not (typed and "item_id" in item and "title" in item and all(isinstance(c, str)
+                                                                    for c in item.get("categories", []))):
+        raise MmgrError(f"{where}: `item` needs string item_id and title, and may have only "
+                        f"{', '.join(FIELD_TYPES)} (categories a list of strings)")
+    image = item.get("image")
+    if image is not None and not in_images(image):
+        raise MmgrError(f"{where} ({quoted(item['item_id'])}): image {quoted(image)} is not a file in "
+                        f"{IMAGES.as_posix()}/")
 
 
 def save_onboarded(run: RunDir, records: list[dict[str, Any]]) -> None:
@@ -160,6 +246,20 @@ def record(item: NewItem, codes: dict[str, ModalityCodes]) -> dict[str, Any]:
             "missing": {m: bool(c.missing[-1]) for m, c in codes.items()}}
 
 
-def replayed(codes: dict[str, ModalityCodes], entry: dict[str, Any]) -> dict[str, ModalityCodes]:
-    """`codes` with a recorded item's rows appended."""
+def in_images(image: str) -> bool:
+    """Whether a recorded image path names a file directly in serving/images/."""
+    path = PurePosixPath(image)
+    return path.parent == PurePosixPath(IMAGES.as_posix()) and path.name not in ("", ".", "..")
+
+
+def replayed(codes: dict[str, ModalityCodes], entry: dict[str, Any], where: str) -> dict[str, ModalityCodes]:
+    """`codes` with a recorded item's rows appended; codes of other modalities or lengths are an error."""
+    if set(entry["codes"]) != set(codes) or set(entry["missing"]) != set(codes):
+        raise MmgrError(f"{where}: codes for {sorted(entry['codes'])}, this run has {sorted(codes)}")
+    for modality, existing in codes.items():
+        code, missing = entry["codes"][modality], entry["missing"][modality]
+        if not (isinstance(code, list) and len(code) == existing.codes.shape[1] and isinstance(missing, bool)
+                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in code)):
+            raise MmgrError(f"{where}: {modality} codes must be {existing.codes.shape[1]} non-negative integers "
+                            "and `missing` true or false")
     return {m: c.with_row(np.asarray(entry["codes"][m]), entry["missing"][m]) for m, c in codes.items()}

@@ -2,8 +2,9 @@
 ranker (the same decoding path as `mmgr evaluate`), with every request checked and bad input named.
 
 A request gives a `history` of item ids (oldest first) or the `user_id` of a known user (their full history), `k`
-and `exclude_seen`. Requests decoded together are ranked with the largest `k` any of them needs (its own `k` plus the
-items it excludes), so a request's result does not depend on its batch while that stays within the beam size.
+and `exclude_seen`. A request needs its own `k` plus the items it excludes; requests decoded together are grouped by
+what the ranker searches for that many (`Ranker.batch_key`: the beam width) and each group ranked with its largest
+need, so a request's answer is the one it gets alone, whatever its batch.
 """
 
 from __future__ import annotations
@@ -15,8 +16,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mmgr.errors import MmgrError
-from mmgr.serving.onboarding import NewItem, Onboarder, OnboardError, load_onboarded, record, replayed, save_onboarded
+from mmgr.errors import MmgrError, quoted
+from mmgr.serving.onboarding import (
+    ONBOARDED,
+    NewItem,
+    Onboarder,
+    OnboardError,
+    check_item_id,
+    kept_image,
+    load_onboarded,
+    record,
+    replayed,
+    save_onboarded,
+)
 from mmgr.training.stage import Ranker
 
 
@@ -67,24 +79,27 @@ class Recommender:
             return
         codes = getattr(self.ranker.data, "codes", {})
         rows = []
-        for entry in entries:
-            codes = replayed(codes, entry)
+        for number, entry in enumerate(entries, start=1):
+            codes = replayed(codes, entry, f"{self.onboarder.run.path / ONBOARDED}: entry {number}")
             rows.append(NewItem(**entry["item"]).table(self.onboarder.run))
         self.ranker = self.ranker.extended(self.onboarder.config, codes, pa.concat_tables(rows))
 
-    def onboard(self, item: NewItem) -> dict[str, Any]:
-        """Add a new item: codes from the run's encoders and tokenizers, recommendable at once, kept on disk."""
+    def onboard(self, item: NewItem, image: bytes | None = None) -> dict[str, Any]:
+        """Add a new item: codes from the run's encoders and tokenizers, recommendable at once, kept on disk (with
+        `image`, the checked bytes of the file `item.image` names, written only once the item is accepted)."""
         if self.onboarder is None:
             raise OnboardError("this server was started without onboarding")
-        if not item.item_id.strip() or not item.title.strip():
-            raise RequestError("a new item needs a non-empty item_id and title")
+        check_item_id(item.item_id)
+        if not item.title.strip():
+            raise RequestError("a new item needs a non-empty title")
         with self._lock:
             if item.item_id in self.index:
-                raise OnboardError(f"item id {item.item_id!r} is already in the catalog")
-            codes = self.onboarder.extend(getattr(self.ranker.data, "codes", {}), item)
-            ranker = self.ranker.extended(self.onboarder.config, codes, item.table(self.onboarder.run))
-            entry = record(item, codes)
-            save_onboarded(self.onboarder.run, [*load_onboarded(self.onboarder.run), entry])
+                raise OnboardError(f"item id {quoted(item.item_id)} is already in the catalog")
+            with kept_image(self.onboarder.run, item, image):
+                codes = self.onboarder.extend(getattr(self.ranker.data, "codes", {}), item)
+                ranker = self.ranker.extended(self.onboarder.config, codes, item.table(self.onboarder.run))
+                entry = record(item, codes)
+                save_onboarded(self.onboarder.run, [*load_onboarded(self.onboarder.run), entry])
             self.ranker = ranker
             self._index_catalog()
         return {"item_id": item.item_id, "index": self.index[item.item_id], "codes": entry["codes"],
@@ -110,7 +125,7 @@ class Recommender:
         if request.user_id is not None:
             row = self.users.get(request.user_id)
             if row is None:
-                raise RequestError(f"unknown user_id {request.user_id!r}; send their `history` instead")
+                raise RequestError(f"unknown user_id {quoted(request.user_id)}; send their `history` instead")
             return request.user_id, self.sequences[row]
         history = request.history or []
         if not history:
@@ -119,37 +134,47 @@ class Recommender:
             raise RequestError(f"history has {len(history)} items; at most {self.limits.max_history} are accepted")
         unknown = [item for item in history if item not in self.index]
         if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5
+            shown = ", ".join(quoted(u) for u in unknown[:5]) + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5
                                                                  else "")
             raise RequestError(f"unknown item ids: {shown}")
         return "", np.array([self.index[item] for item in history], dtype=np.int64)
 
     def recommend(self, requests: list[Request]) -> list[list[dict[str, Any]] | RequestError]:
-        """Ranked items per request (a RequestError in place of a refused request); one ranking for the batch."""
-        resolved: list[tuple[str, np.ndarray] | RequestError] = []
-        for request in requests:
+        """Ranked items per request (a RequestError in place of a refused request); one ranking per group of
+        requests that share a `Ranker.batch_key`."""
+        out: list[list[dict[str, Any]] | RequestError] = []
+        good: dict[int, tuple[str, np.ndarray]] = {}
+        for i, request in enumerate(requests):
             try:
-                resolved.append(self.history_of(request))
+                good[i] = self.history_of(request)
+                out.append([])
             except RequestError as exc:
-                resolved.append(exc)
-        good = [i for i, r in enumerate(resolved) if not isinstance(r, RequestError)]
-        out: list[list[dict[str, Any]] | RequestError] = [r if isinstance(r, RequestError) else [] for r in resolved]
-        if not good:
-            return out
-        depth = min(len(self.item_ids), max(requests[i].k + (len(set(resolved[i][1].tolist()))
-                                                             if requests[i].exclude_seen else 0) for i in good))
-        with self._lock:
-            items, scores = self.ranker.rank([resolved[i][0] for i in good], [resolved[i][1] for i in good], depth)
-        for row, i in enumerate(good):
-            seen = set(resolved[i][1].tolist()) if requests[i].exclude_seen else set()
-            ranked = [(int(item), float(score)) for item, score in zip(items[row], scores[row], strict=True)
-                      if item >= 0 and int(item) not in seen][:requests[i].k]
-            out[i] = [{"rank": r + 1, "item_id": self.item_ids[item], "title": self.titles[item], "score": score}
-                      for r, (item, score) in enumerate(ranked)]
+                out.append(exc)
+        groups: dict[int, list[int]] = {}
+        for i, (_, history) in good.items():
+            groups.setdefault(self.ranker.batch_key(self._need(requests[i], history)), []).append(i)
+        for group in groups.values():
+            depth = max(self._need(requests[i], good[i][1]) for i in group)
+            with self._lock:
+                items, scores = self.ranker.rank([good[i][0] for i in group], [good[i][1] for i in group], depth)
+            for row, i in enumerate(group):
+                out[i] = self._ranked(requests[i], good[i][1], items[row], scores[row])
         explained = [out[i] for i in good if self.explains(requests[i])]
         if explained:
             self._explain(explained)  # type: ignore[arg-type]
         return out
+
+    def _need(self, request: Request, history: np.ndarray) -> int:
+        """How many ranked items a request needs: its k plus the history items it leaves out."""
+        return min(len(self.item_ids), request.k + (len(set(history.tolist())) if request.exclude_seen else 0))
+
+    def _ranked(self, request: Request, history: np.ndarray, items: np.ndarray,
+                scores: np.ndarray) -> list[dict[str, Any]]:
+        seen = set(history.tolist()) if request.exclude_seen else set()
+        ranked = [(int(item), float(score)) for item, score in zip(items, scores, strict=True)
+                  if item >= 0 and int(item) not in seen][:request.k]
+        return [{"rank": r + 1, "item_id": self.item_ids[item], "title": self.titles[item], "score": score}
+                for r, (item, score) in enumerate(ranked)]
 
     def explains(self, request: Request) -> bool:
         return self.explain if request.explain is None else request.explain

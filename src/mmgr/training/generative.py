@@ -154,6 +154,10 @@ class GenerativeRanker:
         return rank_items(self.model, self.data.layout, user_ids, histories, self.data.tries, decoding,
                           search=self.backbone.search, prompt=self.backbone.prompt)
 
+    def batch_key(self, k: int) -> int:
+        """The beam width for `k`; with several decoding targets, `k` itself (fusion reads each list's first k)."""
+        return max(k, self.decoding.beam_size) if len(self.data.tries) == 1 else k
+
     def decoding_tables(self) -> dict[str, np.ndarray]:
         return dict(self.data.layout.targets)
 

@@ -115,6 +115,9 @@ class SASRecRanker:
     def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], k)
 
+    def batch_key(self, k: int) -> int:
+        return 0                                   # exact top-k: any k's list starts with a smaller k's
+
     def decoding_tables(self) -> dict[str, np.ndarray]:
         return {}                                  # ranks every item exactly: no trie
 

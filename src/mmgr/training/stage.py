@@ -33,6 +33,11 @@ class Ranker(Protocol):
         """(items int64[U, k], scores float32[U, k]) best first; -1 / -inf pad rows with fewer items."""
         ...
 
+    def batch_key(self, k: int) -> int:
+        """Requests whose `k` share a key can be ranked in one call with their largest k: each gets the first k
+        items of what it gets alone (a beam search's width for `k`; constant for an exact ranker)."""
+        ...
+
     def decoding_tables(self) -> dict[str, np.ndarray]:
         """Each decoding target's item token table (int64[N, L], what its trie holds); {} for item-id models."""
         ...

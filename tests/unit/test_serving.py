@@ -1,0 +1,128 @@
+"""Serving's pure pieces: item id and image checks, the onboarding file's checks, the orphan sweep, client-safe
+messages, start-up auth rules, and the app's answer to a handler that fails unexpectedly."""
+
+from __future__ import annotations
+
+import io
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from mmgr.errors import MmgrError, quoted
+from mmgr.rundir import RunDir
+from mmgr.serving.app import api_key_from_env, check_exposure, create_app, is_json, is_loopback, public
+from mmgr.serving.onboarding import BadUpload, check_image, check_item_id, load_onboarded, sweep_images
+
+
+def test_quoted_cuts_long_text():
+    assert quoted("abc") == "'abc'"
+    assert quoted("x" * 500_000) == repr("x" * 80) + "..."
+
+
+@pytest.mark.parametrize("item_id", ["", "   ", "a/b", "tab\there", "bell\x07", "zero\u200bwidth", "x" * 201])
+def test_item_ids_that_cannot_be_served_are_refused(item_id):
+    with pytest.raises(BadUpload, match="item_id"):
+        check_item_id(item_id)
+
+
+@pytest.mark.parametrize("item_id", ["new-mug", "Café crème 42", "x" * 200, "a b.c_d:e"])
+def test_printable_item_ids_without_a_slash_are_accepted(item_id):
+    check_item_id(item_id)
+
+
+def test_an_image_claiming_too_many_pixels_is_refused():
+    from PIL import Image
+
+    wide = io.BytesIO()
+    Image.new("L", (10_000, 5_001)).save(wide, format="PNG")      # past MAX_IMAGE_PIXELS, under PIL's own limit
+    with pytest.raises(BadUpload, match="pixels"):
+        check_image(wide.getvalue())
+    small = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(small, format="PNG")
+    assert check_image(small.getvalue()).startswith("serving/images/")
+
+
+def entry(item_id: str = "x", **item) -> dict:
+    return {"item": {"item_id": item_id, "title": "X", **item}, "codes": {}, "missing": {}}
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected an object with an `items` list"),
+    (json.dumps({"items": [entry(), 3]}), "entry 2: expected an object with `item`, `codes` and `missing`"),
+    (json.dumps({"items": [entry(colour="red")]}), "entry 1: `item` needs string item_id and title"),
+    (json.dumps({"items": [entry(categories="a,b")]}), "entry 1: `item` needs"),
+    (json.dumps({"items": [entry(title=None)]}), "entry 1: `item` needs"),
+    (json.dumps({"items": [entry(image="/etc/passwd")]}), "entry 1 ('x'): image '/etc/passwd' is not a file in"),
+    (json.dumps({"items": [entry(image="serving/images/../../model.safetensors")]}), "is not a file in"),
+    (json.dumps({"items": [entry(image="serving/images/..")]}), "is not a file in"),
+])
+def test_a_damaged_onboarding_file_is_an_error_naming_it(tmp_path, content, message):
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "serving" / "onboarded.json").write_text(content)
+    with pytest.raises(MmgrError, match="onboarded.json: ") as refused:
+        load_onboarded(RunDir(tmp_path))
+    assert message in str(refused.value)
+
+
+def test_sweep_removes_only_images_no_onboarded_item_refers_to(tmp_path):
+    images = tmp_path / "serving" / "images"
+    images.mkdir(parents=True)
+    for name in ("kept.png", "orphan.png", ".orphan.png.123.tmp"):
+        (images / name).write_bytes(b"x")
+    (tmp_path / "serving" / "onboarded.json").write_text(json.dumps(
+        {"items": [entry(image="serving/images/kept.png"), entry("y")]}))
+    assert sweep_images(RunDir(tmp_path)) == 2
+    assert [p.name for p in images.iterdir()] == ["kept.png"]
+    assert sweep_images(RunDir(tmp_path / "elsewhere")) == 0
+
+
+def test_public_messages_show_no_server_path(tmp_path):
+    run = tmp_path / "run"
+    message = f"{run}/tokenizers/text.json: bad; cache /home/me/.cache/hf/model.bin missing; use JPEG/PNG, GET /items"
+    shown = public(message, run)
+    assert shown == ("RUN/tokenizers/text.json: bad; cache <server path> missing; use JPEG/PNG, GET /items")
+    assert public(f"{tmp_path}/runx/a: no", run) == "<server path>: no"
+
+
+def test_an_empty_or_unusable_api_key_is_refused(monkeypatch):
+    monkeypatch.delenv("MMGR_API_KEY", raising=False)
+    assert api_key_from_env() is None
+    for bad, message in (("", "set but empty"), ("  ", "set but empty"), (" key", "printable ASCII"),
+                         ("kéy", "printable ASCII")):
+        monkeypatch.setenv("MMGR_API_KEY", bad)
+        with pytest.raises(MmgrError, match=message):
+            api_key_from_env()
+    monkeypatch.setenv("MMGR_API_KEY", "s3cret")
+    assert api_key_from_env() == "s3cret"
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True),
+                                                ("[::1]", True), ("localhost", True), ("0.0.0.0", False),
+                                                ("::", False), ("10.0.0.5", False), ("example.org", False)])
+def test_a_host_other_than_loopback_needs_a_key_or_an_explicit_flag(host, loopback):
+    assert is_loopback(host) is loopback
+    check_exposure(host, "s3cret", allow_no_auth=False)
+    check_exposure(host, None, allow_no_auth=True)
+    if not loopback:
+        with pytest.raises(MmgrError, match="--allow-no-auth"):
+            check_exposure(host, None, allow_no_auth=False)
+
+
+def test_json_content_types():
+    assert is_json(None) and is_json("application/json; charset=utf-8") and is_json("application/problem+json")
+    assert not is_json("text/plain") and not is_json("application/x-www-form-urlencoded")
+
+
+def test_a_handler_that_fails_unexpectedly_is_a_counted_json_500():
+    from fastapi.testclient import TestClient
+
+    def broken(item_id: str) -> dict:
+        raise RuntimeError(f"secret internals of {item_id} at /srv/runs/x/model.safetensors")
+
+    recommender = SimpleNamespace(recommend=lambda requests: [], onboarder=None, item=broken, item_ids=[], users={})
+    client = TestClient(create_app(recommender), raise_server_exceptions=False)     # type: ignore[arg-type]
+    reply = client.get("/items/i0001")
+    assert reply.status_code == 500 and reply.json() == {"error": "internal server error"}
+    assert 'mmgr_requests_total{endpoint="/items/{item_id}",status="500"} 1.0' in client.get("/metrics").text
