@@ -32,6 +32,7 @@ def run_recipe(config: Config, out: Path, progress: bool = True,
     from mmgr.training.stage import engine, evaluate_run, train_run
 
     run = _data(config, out, say)
+    before = run.manifest().get("config")
     dataset = Dataset.load(run.path, run.manifest()["dataset"]["name"])
     config, fallback = fit_to_data(config, dataset)
     if fallback:
@@ -42,9 +43,9 @@ def run_recipe(config: Config, out: Path, progress: bool = True,
     if engine(config).needs_codes:
         for modality in config.model.modalities:
             ensure_codes(run, modality, config, progress, say)
-    trained = reused(run, "train", config, TRAINING_SECTIONS, say) or \
+    trained = reused(run, "train", config, TRAINING_SECTIONS, before, say) or \
         finished_stage(run, "train", config, TRAINING_SECTIONS, lambda: train_run(run, config, progress))
-    results = reused(run, "evaluate", config, EVALUATION_SECTIONS, say) or \
+    results = reused(run, "evaluate", config, EVALUATION_SECTIONS, before, say) or \
         finished_stage(run, "evaluate", config, EVALUATION_SECTIONS, lambda: evaluate_run(run, config, progress))
     return {"train": trained, "results": results}
 
@@ -55,15 +56,30 @@ def settings_digest(config: Config, sections: tuple[str, ...]) -> str:
     return hashlib.sha256(json.dumps({k: dumped[k] for k in sections}, sort_keys=True).encode()).hexdigest()
 
 
-def reused(run: RunDir, stage: str, config: Config, sections: tuple[str, ...],
+def reused(run: RunDir, stage: str, config: Config, sections: tuple[str, ...], before: dict[str, Any] | None,
            say: Callable[[str], None]) -> dict[str, Any] | None:
-    """A finished stage's recorded output when it was made with these settings (read, never rewritten)."""
+    """A finished stage's recorded output when it was made with these settings (read, never rewritten). Runs made
+    before stages recorded their settings are matched by the config their manifest held (`before`)."""
     stages = run.manifest()["stages"]
-    made = stages.get(f"pipeline.{stage}", {}).get("settings_sha256")
-    if made is None or made != settings_digest(config, sections) or stage not in stages:
+    if stage not in stages or (stage == "evaluate" and not (run.path / "results.json").is_file()):
+        return None
+    if f"pipeline.{stage}" in stages:
+        made = stages[f"pipeline.{stage}"]["settings_sha256"]
+        if made != settings_digest(config, sections):
+            return None
+    elif before is None or not _same_config(before, config):
         return None
     say(f"{stage}: reusing the finished stage (same settings)")
     return json.loads((run.path / "results.json").read_text()) if stage == "evaluate" else stages[stage]
+
+
+def _same_config(recorded: dict[str, Any], config: Config) -> bool:
+    from mmgr.config import validate_config
+
+    try:
+        return validate_config(recorded) == config
+    except MmgrError:                               # recorded by a version whose settings no longer validate
+        return False
 
 
 def finished_stage(run: RunDir, stage: str, config: Config, sections: tuple[str, ...],

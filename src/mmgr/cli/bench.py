@@ -13,11 +13,16 @@ from mmgr.errors import MmgrError
 
 
 def bench(
-    recipes: list[Path] = typer.Option(..., "--recipes", "-r", help="Method recipes to compare: --recipes A.yaml "
-                                                                   "B.yaml C.yaml (or --recipes A.yaml -r B.yaml)."),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset recipe: a YAML file or a name in ./configs "
-                                                             "(synthetic, ml-100k, beauty, arts, scientific)."),
-    out: Path = typer.Option(Path("reports/bench"), "--out", "-o", help="Folder for the runs and the report."),
+    recipes: list[Path] = typer.Option(None, "--recipes", "-r", help="Method recipes to compare: --recipes A.yaml "
+                                                                    "B.yaml C.yaml (or --recipes A.yaml -r B.yaml)."),
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset recipe: a YAML file or a name in ./configs "
+                                                              "(synthetic, ml-100k, beauty, arts, scientific)."),
+    suite: Path = typer.Option(None, "--suite", "-s", help="A suite file (configs/suites/arts.yaml): dataset, "
+                                                           "rows, seeds, baseline; instead of --recipes/--dataset."),
+    runs: Path = typer.Option(None, "--runs", help="--suite: folder of the runs (default runs/suites/NAME); the "
+                                                   "summary and report go to --out."),
+    out: Path = typer.Option(None, "--out", "-o", help="Folder for the runs and the report (default reports/bench; "
+                                                       "--suite: benchmarks/results/suite-NAME)."),
     baseline: str = typer.Option(None, help="Recipe name every method is tested against (default: the first)."),
     args: list[str] = typer.Argument(None, metavar="[RECIPE.yaml]... [KEY=VALUE]...",
                                      help="More recipes after --recipes, then config overrides for every recipe, "
@@ -31,13 +36,35 @@ def bench(
     from mmgr.report.bench import bench as run_bench
     from mmgr.report.bench import summary_lines
 
+    command = "mmgr " + shlex.join(sys.argv[1:])
+    if suite is not None:
+        bench_suite(suite, out, runs, command, resamples, progress)
+        return
+    if not recipes or not dataset:
+        raise MmgrError("give --suite FILE, or --recipes and --dataset")
+    out = out or Path("reports/bench")
     more, overrides = split_arguments(args or [])
     paths = run_bench([*recipes, *more], dataset, out, baseline, overrides, resamples, progress,
-                      command="mmgr " + shlex.join(sys.argv[1:]),
+                      command=command,
                       say=lambda text: console.print(text, highlight=False))
     for line in summary_lines(paths["json"]):
         console.print(line, highlight=False)
     console.print(f"[green]wrote[/green] {paths['html']} and {paths['markdown']}")
+
+
+def bench_suite(path: Path, out: Path | None, runs: Path | None, command: str, resamples: int,
+                progress: bool) -> None:
+    from mmgr.report.suite import load_suite, run_suite
+
+    name = load_suite(path).name
+    out = out or Path("benchmarks/results") / f"suite-{name}"
+    summary = run_suite(path, out, runs or Path("runs/suites") / name, command, resamples, progress,
+                        say=lambda text: console.print(text, highlight=False))
+    for row in summary["rows"]:
+        m = row["metrics"]
+        console.print(f"{row['name']:<22} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  epochs "
+                      f"{row['epochs']}  converged {'yes' if row['converged'] else 'NO'}", highlight=False)
+    console.print(f"[green]wrote[/green] {out / 'summary.json'} and {out / 'report.html'}")
 
 
 def split_arguments(args: list[str]) -> tuple[list[Path], tuple[str, ...]]:

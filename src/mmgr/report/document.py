@@ -101,10 +101,23 @@ def metric_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                   for m in report["metric_names"]]
         test = report["significance"].get(r["name"], {}).get("ndcg@10")
         versus = "baseline" if test is None else (
-            f"{test['mean_difference']:+.4f} [{test['low']:+.4f}, {test['high']:+.4f}], p={test['p_value']:.3f}"
+            f"{test['mean_difference']:+.4f} [{test['low']:+.4f}, {test['high']:+.4f}], {p_text(test['p_value'])}"
             + (" *" if test["p_value"] < 0.05 else ""))
         cells.append([r["name"], str(r["users"]), *values, versus])
     return header, cells
+
+
+def p_text(p: float) -> str:
+    """A bootstrap p-value as a reader wants it: p<0.001 rather than p=0.000."""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def convergence_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per suite row: seeds, epochs, samples seen, training seconds, best epoch, converged."""
+    header = ["method", "description", "seeds", "epochs", "samples seen", "train s", "best epoch", "converged"]
+    return header, [[r["name"], r["description"], ", ".join(map(str, r["seeds"])), joined(r["epochs"]),
+                     joined(r["samples_seen"]), joined(r["train_seconds"]), joined(r["best_epoch"]),
+                     "yes" if r["converged"] else "NO"] for r in report["convergence"]]
 
 
 def published_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
@@ -151,6 +164,10 @@ def tokenizer_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, cells
 
 
+def joined(values: list[Any]) -> str:
+    return ", ".join(_number(v, 0) for v in values)
+
+
 def _number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "-"
 
@@ -162,6 +179,9 @@ def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], li
              metric_table(report)),
             ("published", f"Published numbers on this data ({report['published']['source']})"
              if report["published"] else "Published numbers", published_table(report)),
+            *([("convergence", "Budget and convergence per row (converged: validation flat over the last 20% of "
+                                "training; a row that did not converge is not a verdict)", convergence_table(report))]
+              if report.get("convergence") else []),
             ("training", "Methods and training cost", training_table(report)),
             *([("generated", "Generated item texts and their cost (captions, interest tags)", generated)]
               if generated[1] else []),

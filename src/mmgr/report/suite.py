@@ -1,0 +1,213 @@
+"""Experiments as data: `mmgr bench --suite configs/suites/NAME.yaml`.
+
+A suite file names a dataset recipe, settings shared by every row, the rows (recipes + overrides, one line of
+description, optional seeds of their own), the baseline row, the default seeds and, optionally, published numbers.
+Every (row, seed) runs with `mmgr run` in `RUNS/<row>-s<seed>` and is reused when it finished with the same
+settings. The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their standard
+deviation), its budget (epochs, samples seen, training seconds), whether it converged, and the paired bootstrap
+against the baseline on the users' seed-averaged metrics; `OUT/report.{md,html,json}` is the `mmgr bench` report
+of each row's first seed with a convergence table.
+
+Converged: the row's training ran its schedule to the end (or stopped early on patience) and validation was flat over
+its last `FLAT_SHARE` of steps: the best validation NDCG@10 reached there is at most `FLAT_TOLERANCE` (relative)
+above the best reached before. A row with fewer than two validations in either part cannot show it: not converged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mmgr.config import load_config
+from mmgr.errors import ConfigError, MmgrError
+from mmgr.evaluation import published
+from mmgr.evaluation.significance import paired_bootstrap
+from mmgr.io import write_json_atomic
+from mmgr.report import document
+from mmgr.report.runs import METRICS, method_of, summarize_run
+from mmgr.rundir import RunDir, git_commit
+
+FLAT_SHARE, FLAT_TOLERANCE = 0.2, 0.01
+COMPARED = ("ndcg@10", "hr@10")
+NAME = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
+
+
+class SuiteRow(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="row name: run folder and table row")
+    description: str = Field("", description="one line: what the row is, and its paper")
+    recipes: list[str] = Field(description="method recipes merged after the dataset recipe")
+    overrides: list[str] = Field(default_factory=list, description="key=value settings after the shared ones")
+    seeds: list[int] | None = Field(None, description="this row's seeds (default: the suite's)")
+
+
+class Suite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    dataset: str = Field(description="dataset recipe (YAML path)")
+    shared: list[str] = Field(default_factory=list, description="key=value settings of every row")
+    seeds: list[int] = Field([42], min_length=1)
+    baseline: str
+    rows: list[SuiteRow] = Field(min_length=1)
+    published: dict[str, dict[str, float]] = Field(default_factory=dict, description="row -> metric -> value")
+    published_source: str = ""
+
+    @model_validator(mode="after")
+    def _names(self) -> Suite:
+        names = [row.name for row in self.rows]
+        bad = [n for n in [self.name, *names] if not NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(f"name {bad[0]!r}: use lower-case letters, digits, '.', '+', '-' (it names folders)")
+        if len(set(names)) != len(names):
+            raise ValueError(f"two rows share a name: {sorted(n for n in names if names.count(n) > 1)[0]!r}")
+        if self.baseline not in names:
+            raise ValueError(f"baseline {self.baseline!r} is not a row ({', '.join(names)})")
+        return self
+
+    def seeds_of(self, row: SuiteRow) -> list[int]:
+        return row.seeds or self.seeds
+
+
+def load_suite(path: Path) -> Suite:
+    """The suite file, validated (errors name the file and the field)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        return Suite.model_validate(raw)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the suite file ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'suite'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: int = 10_000, progress: bool = True,
+              say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or reuse) every row and seed, then write OUT/summary.json and the report; returns the summary."""
+    from mmgr.pipeline import run_recipe
+
+    suite = load_suite(path)
+    folders: dict[str, list[Path]] = {}
+    for row in suite.rows:
+        for seed in suite.seeds_of(row):
+            folder = runs / f"{row.name}-s{seed}"
+            config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
+                                 [*suite.shared, *row.overrides, f"seed={seed}"])
+            say(f"{row.name} seed {seed}: {folder}")
+            with RunDir(folder).writing("bench"):
+                run_recipe(config, folder, progress, say)
+            folders.setdefault(row.name, []).append(folder)
+    summary = summarize(suite, folders, resamples, command)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "summary.json", summary)
+    report = document.build([summarize_run(name, paths[0]) for name, paths in folders.items()], suite.baseline, out,
+                            resamples, command)
+    report["convergence"] = summary["rows"]
+    document.write(report, out)
+    return summary
+
+
+def summarize(suite: Suite, folders: dict[str, list[Path]], resamples: int, command: str) -> dict[str, Any]:
+    """The suite's summary: one entry per row (see the module docstring)."""
+    base = per_user_means(folders[suite.baseline])
+    rows = []
+    for row in suite.rows:
+        paths = folders[row.name]
+        runs = [run_facts(p) for p in paths]
+        metrics = np.array([[r["metrics"][m] for m in METRICS] for r in runs])
+        mine = per_user_means(paths)
+        rows.append({
+            "name": row.name, "description": row.description, "recipe": [*row.recipes, *row.overrides],
+            "seeds": suite.seeds_of(row), "method": runs[0]["method"],
+            "metrics": dict(zip(METRICS, metrics.mean(axis=0).round(6).tolist(), strict=True)),
+            "metrics_sd": dict(zip(METRICS, metrics.std(axis=0, ddof=1 if len(runs) > 1 else 0).round(6).tolist(),
+                                   strict=True)),
+            "epochs": [r["epochs"] for r in runs], "samples_seen": [r["samples_seen"] for r in runs],
+            "train_seconds": [r["train_seconds"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
+            "validation": [r["validation"] for r in runs],
+            "converged": all(r["converged"] for r in runs),
+            "vs_baseline": None if row.name == suite.baseline else versus(base, mine, resamples),
+        })
+    return {"suite": suite.name, "description": suite.description, "dataset": runs[0]["dataset"]["name"],
+            "command": command, "commit": git_commit(), "device": _device(), "baseline": suite.baseline,
+            "convergence_rule": {"flat_share": FLAT_SHARE, "relative_tolerance": FLAT_TOLERANCE},
+            "published": published_rows(suite, runs[0]["dataset"]["stats"]),
+            "rows": rows}
+
+
+def run_facts(path: Path) -> dict[str, Any]:
+    """One evaluated run's test metrics, budget and convergence, read from its manifest and results."""
+    manifest = RunDir(path).manifest()
+    train = manifest["stages"]["train"]
+    results = json.loads((path / "results.json").read_text())
+    history = train.get("history", [])
+    last = history[-1] if history else {}
+    return {"dataset": manifest["dataset"], "method": method_of(manifest["config"]),
+            "metrics": {m: float(results["test"][m]) for m in METRICS},
+            "epochs": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
+            "samples_seen": last.get("samples"), "train_seconds": last.get("train_seconds", train.get("train_seconds")),
+            "validation": [[v["step"], round(v["valid_ndcg@10"], 6)] for v in history],
+            "converged": converged(history)}
+
+
+def published_rows(suite: Suite, stats: dict[str, Any]) -> dict[str, Any] | None:
+    """The suite's published numbers, else the published table whose dataset has exactly these statistics."""
+    if suite.published:
+        return {"source": suite.published_source, "rows": suite.published}
+    match = published.matching(stats)
+    return {"source": match.source, "rows": match.rows} if match else None
+
+
+def converged(history: list[dict[str, Any]]) -> bool:
+    """Validation flat over the last FLAT_SHARE of the steps (see the module docstring)."""
+    if not history:
+        return False
+    cut = history[-1]["step"] * (1 - FLAT_SHARE)
+    before = [v["valid_ndcg@10"] for v in history if v["step"] <= cut]
+    late = [v["valid_ndcg@10"] for v in history if v["step"] > cut]
+    if len(before) < 2 or len(late) < 2:
+        return False
+    return max(late) <= max(before) * (1 + FLAT_TOLERANCE)
+
+
+def per_user_means(paths: list[Path]) -> dict[str, dict[str, float]]:
+    """user -> metric -> mean over the runs (seeds) of the per-user test metric; runs must hold out the same items."""
+    tables = [{row["user_id"]: row for row in pq.read_table(p / "per_user_test.parquet",
+                                                             columns=["user_id", "target", *COMPARED]).to_pylist()}
+              for p in paths]
+    for path, table in zip(paths[1:], tables[1:], strict=True):
+        if table.keys() != tables[0].keys() or any(tables[0][u]["target"] != row["target"] for u, row in table.items()):
+            raise MmgrError(f"{path} holds out other test items than {paths[0]}; seeds must share the split")
+    return {user: {m: float(np.mean([t[user][m] for t in tables])) for m in COMPARED} for user in tables[0]}
+
+
+def versus(base: dict[str, dict[str, float]], mine: dict[str, dict[str, float]],
+           resamples: int) -> dict[str, dict[str, Any]]:
+    """Paired bootstrap of row - baseline on each compared metric over the users both evaluated."""
+    users = sorted(set(base) & set(mine))
+    out = {}
+    for metric in COMPARED:
+        test = paired_bootstrap(np.array([base[u][metric] for u in users]), np.array([mine[u][metric] for u in users]),
+                                resamples)
+        out[metric] = {"diff": round(test["mean_difference"], 6), "ci": [round(test["low"], 6),
+                                                                          round(test["high"], 6)],
+                       "p": test["p_value"], "users": test["users"]}
+    return out
+
+
+def _device() -> str:
+    from mmgr.devices import describe_device
+
+    return describe_device()

@@ -1,0 +1,56 @@
+"""`mmgr bench --suite`: rows x seeds from one YAML file, a summary of means, spreads, budgets, convergence and paired
+tests against the baseline, finished runs reused (read, never rewritten)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from tests.e2e.test_cli_data import mmgr
+from tests.e2e.test_cli_run import TINY
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("suite")
+    spec = {"name": "tiny", "dataset": "configs/synthetic.yaml",
+            "shared": [*TINY, f"encoders.cache_dir={folder / 'cache'}"], "seeds": [1], "baseline": "tiger",
+            "rows": [{"name": "tiger", "description": "TIGER", "recipes": ["configs/tiger.yaml"], "seeds": [1, 2]},
+                     {"name": "mgr-lf", "description": "MGR-LF", "recipes": ["configs/mgr-lf.yaml"]}]}
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    args = ["bench", "--suite", str(path), "--out", str(folder / "out"), "--runs", str(folder / "runs"),
+            "--no-progress", "--resamples", "200"]
+    return folder, args, mmgr(*args).stdout
+
+
+def test_summary_has_each_row_over_its_seeds_with_budget_convergence_and_paired_tests(suite):
+    folder, _, stdout = suite
+    summary = json.loads((folder / "out" / "summary.json").read_text())
+    assert summary["suite"] == "tiny" and summary["baseline"] == "tiger" and summary["command"].startswith("mmgr")
+    tiger, lf = summary["rows"]
+    assert [tiger["name"], lf["name"]] == ["tiger", "mgr-lf"] and tiger["seeds"] == [1, 2] and lf["seeds"] == [1]
+    per_seed = [json.loads((folder / "runs" / f"tiger-s{s}" / "results.json").read_text())["test"] for s in (1, 2)]
+    for metric in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"):
+        values = [r[metric] for r in per_seed]
+        assert tiger["metrics"][metric] == pytest.approx(np.mean(values), abs=1e-6)
+        assert tiger["metrics_sd"][metric] == pytest.approx(np.std(values, ddof=1), abs=1e-6)
+    assert tiger["vs_baseline"] is None and set(lf["vs_baseline"]) == {"ndcg@10", "hr@10"}
+    test = lf["vs_baseline"]["ndcg@10"]
+    assert test["ci"][0] <= test["diff"] <= test["ci"][1] and 0 <= test["p"] <= 1
+    assert len(tiger["epochs"]) == 2 and all(s > 0 for s in tiger["samples_seen"] + lf["samples_seen"])
+    assert isinstance(lf["converged"], bool) and "converged" in stdout
+    report = json.loads((folder / "out" / "report.json").read_text())
+    assert [r["name"] for r in report["convergence"]] == ["tiger", "mgr-lf"]
+    assert "Budget and convergence" in (folder / "out" / "report.md").read_text()
+
+
+def test_a_second_run_reuses_every_finished_row(suite):
+    folder, args, _ = suite
+    results = {p: p.read_bytes() for p in sorted((folder / "runs").glob("*/results.json"))}
+    again = mmgr(*args).stdout
+    assert again.count("train: reusing") == 3 and again.count("evaluate: reusing") == 3
+    assert {p: p.read_bytes() for p in results} == results
