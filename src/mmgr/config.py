@@ -15,13 +15,19 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from mmgr.config_base import Section
+from mmgr.config_base import Section, registered
 from mmgr.config_encoders import EncodersConfig
 from mmgr.config_errors import explain_errors
 from mmgr.errors import ConfigError
 
 SidModality = Literal["text", "image", "fused"]   # modalities with feature vectors, hence codes
-DataFormat = Literal["p5", "lcrec", "recbole", "amazon2014", "amazon2023", "generic", "synthetic"]
+DataFormat = registered("data format", "synthetic")   # a reader, or the built-in synthetic world
+TokenizerMethod = registered("tokenizer")
+ModelKind = registered("model kind")
+LayoutName = registered("layout")
+ObjectiveName = registered("training objective")
+AlignmentName = registered("alignment objective", "none")
+FusionRule = registered("fusion rule")
 
 
 class SyntheticConfig(Section):
@@ -76,7 +82,7 @@ class RQVAEConfig(Section):
 class TokenizerConfig(Section):
     """Semantic-ID tokenizer for one modality."""
 
-    method: Literal["rq-kmeans", "rq-vae"] = Field("rq-kmeans", description="residual k-means (faiss) or RQ-VAE")
+    method: TokenizerMethod = Field("rq-kmeans", description="residual k-means (faiss) or RQ-VAE")
     levels: int = Field(3, ge=1, le=8, description="code levels before collision handling")
     codebook_size: Annotated[int, Field(ge=2, le=65_536)] | list[Annotated[int, Field(ge=2, le=65_536)]] = Field(
         256, description="codes per level, or one size per level (e.g. [128, 64, 32]; TriAlignGR's CMSA)")
@@ -112,14 +118,14 @@ class ModelConfig(Section):
     """The sequence model. t5: encoder-decoder generating semantic IDs (TIGER size by default); sasrec: ID-based
     causal transformer with a full softmax over items."""
 
-    kind: Literal["t5", "causal", "item-causal", "llm", "sasrec"] = Field(
+    kind: ModelKind = Field(
         "t5", description="t5: encoder-decoder SID generator (TIGER); causal: decoder-only SID generator (a "
                           "target at every item position); item-causal: decoder-only over items (one position "
                           "per history item, the sum of its code embeddings; a small head writes the next "
                           "item's codes; single or late-fusion layout); llm: a pretrained causal LM "
                           "(model.pretrained) with the SID tokens appended to its vocabulary, trained with LoRA; "
                           "sasrec: the item-ID baseline")
-    layout: Literal["single", "late-fusion", "bimodal"] = Field(
+    layout: LayoutName = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
                               "codes); late-fusion = each modality's SID concatenated per item (MGR-LF); bimodal = "
                               "history items as text + image codes, the next item's SID generated per modality "
@@ -200,7 +206,7 @@ class TMTConfig(Section):
 class TrainingConfig(Section):
     """Optimisation, validation, checkpoints."""
 
-    objective: Literal["next-item", "syngr", "tmt"] = Field(
+    objective: ObjectiveName = Field(
         "next-item", description="loss of the main (validated) stage: next-item = cross-entropy of the next item's "
                                  "tokens; syngr = SynGR's three views + synergy loss (needs model.layout=bimodal); "
                                  "tmt = TriAlignGR's multitask training over SIDs and text (model.kind=causal)")
@@ -235,7 +241,7 @@ class TrainingConfig(Section):
         "auto", description="training step: compile = torch.compile of forward + backward (dynamic shapes; "
                             "eager stays the reference); auto = compile jobs of at least 2M samples on a GPU, eager "
                             "on a CPU (where the compiled step measured 5x slower)")
-    alignment: Literal["none", "translate", "infonce"] = Field(
+    alignment: AlignmentName = Field(
         "none", description="MGR-LF++ alignment stage before next-item training: translate = generate every item's "
                             "SID of one modality from its SID of the other (both directions); infonce = pooled "
                             "encoder states of an item's per-modality SIDs as positives, in-batch negatives")
@@ -251,7 +257,7 @@ class DecodingConfig(Section):
     beam_size: int = Field(20, ge=1, le=10_000, description="beams per user (>= top_k)")
     top_k: int = Field(20, ge=1, le=10_000, description="items returned per user (<= beam_size)")
     batch_size: int = Field(256, ge=1, le=1_000_000, description="users per decoding batch")
-    fusion: Literal["mean-bonus", "rrf", "max"] = Field(
+    fusion: FusionRule = Field(
         "mean-bonus", description="how several targets' ranked lists (model.layout=bimodal) become one: "
                                   "mean-bonus = an item in every list gets its mean length-normalised "
                                   "log-probability plus `fusion_bonus`, others keep theirs (SynGR); rrf = "

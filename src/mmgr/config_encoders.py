@@ -6,10 +6,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from mmgr.config_base import Section
+from mmgr.config_base import Section, registered
 
 TextField = Literal["title", "description", "brand", "categories", "caption", "interests"]
 Backend = Literal["offline", "transformers", "openai"]
+FeatureFusion = registered("feature fusion")
 
 
 class TextEncoderConfig(Section):
@@ -40,7 +41,7 @@ class ImageEncoderConfig(Section):
 class FusionConfig(Section):
     """Fused (early-fusion / CMSA) features from text + image features."""
 
-    method: Literal["concat", "projection", "joint"] = Field(
+    method: FeatureFusion = Field(
         "concat", description="concat: weighted concatenation of L2-normalised vectors; projection: text and image "
                               "projected into one space trained contrastively on items with both modalities; joint: "
                               "weighted mean of text and image vectors a CLIP model already put in one space")

@@ -1,5 +1,5 @@
-"""Every registered training objective passes the same checks: deterministic batches, padded labels that are never
-trained on, declared task prompts, and a finite loss whose gradient reaches the model."""
+"""Every registered training objective (main and alignment) passes the same checks: deterministic batches, padded
+labels that are never trained on, declared task prompts, and a finite loss whose gradient reaches the model."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ from mmgr.tokenizers.words import used_words
 from mmgr.training.backbones import BACKBONES
 from mmgr.training.data import IGNORE
 from mmgr.training.method import Prepared
-from mmgr.training.objectives import OBJECTIVES
+from mmgr.training.objectives import ALIGNMENTS, OBJECTIVES, Objective
 from mmgr.training.tasks import Task
 
 N = 30
 
 
 LAYOUT_OF = {"syngr": "bimodal"}          # objectives that need a particular layout (others: late fusion)
-KIND_OF = {"tmt": "causal"}               # objectives that need a particular backbone (others: t5)
+
+
+def registered(name: str) -> Objective:
+    return (ALIGNMENTS if name in ALIGNMENTS.names() else OBJECTIVES).get(name)
 
 
 def item_texts(config) -> dict[str, list[str | None]]:
@@ -40,7 +43,7 @@ def item_texts(config) -> dict[str, list[str | None]]:
 def prepared(objective: str) -> tuple[Prepared, object]:
     layout_name = LAYOUT_OF.get(objective, "late-fusion")
     config = load_config(overrides=[f"model.layout={layout_name}", "model.modalities=[text,image]",
-                                    f"model.kind={KIND_OF.get(objective, 't5')}",
+                                    f"model.kind={(registered(objective).backbones or ('t5',))[0]}",
                                     "model.switch_tokens=true", "model.d_model=16", "model.num_layers=1",
                                     "model.num_decoder_layers=1", "model.num_heads=2", "model.d_kv=8",
                                     "model.d_ff=32", "model.user_buckets=0", "training.batch_size=8",
@@ -51,8 +54,8 @@ def prepared(objective: str) -> tuple[Prepared, object]:
     image = ModalityCodes("image", np.stack([np.arange(N) % 5, np.arange(N) // 5, np.zeros(N, dtype=int)], 1),
                           [5, 6, 1], np.arange(N) < 3)                      # 3-level image SIDs, 3 items lack one
     codes = {"text": text, "image": image}
-    tasks = LAYOUTS.get(layout_name).tasks(["text", "image"]) + OBJECTIVES.get(objective).tasks(["text", "image"])
-    texts = item_texts(config) if OBJECTIVES.get(objective).text_fields(config) else {}
+    tasks = LAYOUTS.get(layout_name).tasks(["text", "image"]) + registered(objective).tasks(["text", "image"])
+    texts = item_texts(config) if registered(objective).text_fields(config) else {}
     words = used_words(config.model.words, [t for values in texts.values() for t in values if t])
     vocab = Vocabulary({m: list(c.with_missing_reserved().sizes) for m, c in codes.items()}, tasks, 0, words,
                        config.model.words if words else "")
@@ -64,14 +67,14 @@ def prepared(objective: str) -> tuple[Prepared, object]:
     return prep, config
 
 
-@pytest.fixture(params=OBJECTIVES.names())
+@pytest.fixture(params=[*OBJECTIVES.names(), *ALIGNMENTS.names()])
 def objective(request):
     return request.param
 
 
 def test_batches_are_deterministic_and_cover_every_example(objective):
     prep, config = prepared(objective)
-    data, count = OBJECTIVES.get(objective).train_data(prep, config)
+    data, count = registered(objective).train_data(prep, config)
     first = data.batches(0)
     assert [b.tolist() for b in first] == [b.tolist() for b in data.batches(0)] and count > 0
     rows = sum(len(data.collate(b)["labels"]) for b in first)
@@ -80,10 +83,10 @@ def test_batches_are_deterministic_and_cover_every_example(objective):
 
 def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
     prep, config = prepared(objective)
-    data, _ = OBJECTIVES.get(objective).train_data(prep, config)
+    data, _ = registered(objective).train_data(prep, config)
     vocab = prep.layout.vocab
     declared = LAYOUTS.get(LAYOUT_OF.get(objective, "late-fusion")).tasks(list(vocab.levels)) + \
-        OBJECTIVES.get(objective).tasks(list(vocab.levels))
+        registered(objective).tasks(list(vocab.levels))
     task_tokens = {vocab.task_token(t) for t in declared}
     for index in data.batches(0):
         batch = data.collate(index)
@@ -98,9 +101,9 @@ def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
 
 def test_loss_is_finite_and_trains_the_model(objective):
     prep, config = prepared(objective)
-    data, _ = OBJECTIVES.get(objective).train_data(prep, config)
+    data, _ = registered(objective).train_data(prep, config)
     model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 0,
-                                                         prep.layout.item_tokens.shape[1])
+                                                   prep.layout.item_tokens.shape[1])
     loss = data.loss(model, data.collate(data.batches(0)[0]))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
@@ -109,7 +112,7 @@ def test_loss_is_finite_and_trains_the_model(objective):
 
 def test_alignment_targets_are_the_other_modalitys_codes():
     prep, config = prepared("translate")
-    data, count = OBJECTIVES.get("translate").train_data(prep, config)
+    data, count = ALIGNMENTS.get("translate").train_data(prep, config)
     assert count == 2 * (N - 3)                                            # items with an image, both directions
     vocab, tokens = prep.layout.vocab, prep.layout.modality_tokens
     batch = data.collate(np.arange(count))

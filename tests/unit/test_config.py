@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from mmgr.config import Config, config_keys, load_config
 from mmgr.errors import ConfigError
+from mmgr.parts import PARTS
 
 
 def test_defaults_validate_and_round_trip():
@@ -45,6 +46,20 @@ def test_wrong_type_names_key_and_expected_type():
 def test_bad_literal_lists_choices():
     with pytest.raises(ConfigError, match="'p5'"):
         load_config(overrides=["data.format=csv"])
+
+
+@pytest.mark.parametrize(("key", "kind", "extra"), [
+    ("data.format", "data format", ["synthetic"]), ("encoders.fusion.method", "feature fusion", []),
+    ("tokenizer.method", "tokenizer", []), ("model.kind", "model kind", []), ("model.layout", "layout", []),
+    ("training.objective", "training objective", []), ("training.alignment", "alignment objective", ["none"]),
+    ("decoding.fusion", "fusion rule", []),
+])
+def test_an_unregistered_part_names_the_key_and_lists_the_registered_ones(key, kind, extra):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[f"{key}=nope"])
+    known = ", ".join(repr(name) for name in sorted([*PARTS[kind], *extra]))
+    assert f"'{key}': unknown {kind} 'nope'; known: {known}" in str(err.value)
+    assert all(load_config(overrides=[f"{key}={name}"]) for name in [*PARTS[kind], *extra])
 
 
 def test_malformed_override_and_recipe(tmp_path):

@@ -9,11 +9,12 @@ import typer
 
 from mmgr.cli.common import build_config, console, problems_table, stats_table, writes_run
 from mmgr.config import Config
+from mmgr.config_base import choices
 from mmgr.data.dataset import Dataset
 from mmgr.errors import MmgrError
 from mmgr.rundir import RunDir
 
-FORMATS = ("p5", "lcrec", "recbole", "amazon2014", "amazon2023", "generic", "synthetic")
+FORMATS = choices("data format", "synthetic")
 app = typer.Typer(help="Import, inspect and download datasets.", no_args_is_help=True)
 
 
@@ -23,9 +24,8 @@ def import_(
     args: list[str] = typer.Argument(None, metavar="[PATH] [KEY=VALUE]...",
                                      help="Input file or folder (not needed for --format synthetic), then config "
                                           "overrides such as data.kcore=5."),
-    format: str = typer.Option(None, "--format", "-f", help="p5, lcrec, recbole, amazon2014, amazon2023, generic, "
-                                                              "synthetic (detected from PATH's file names when "
-                                                              "omitted)."),
+    format: str = typer.Option(None, "--format", "-f", help=f"{', '.join(FORMATS)} (detected from PATH's file "
+                                                              "names when omitted)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory to create."),
     items: Path = typer.Option(None, help="Extra item table (p5 items.csv, generic items file)."),
     images: Path = typer.Option(None, help="Image folder keyed by item id."),

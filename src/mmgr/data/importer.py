@@ -7,7 +7,7 @@ from typing import Any
 
 from mmgr.config import Config, DataConfig
 from mmgr.data.dataset import Dataset
-from mmgr.data.formats import load_readers
+from mmgr.data.formats import READERS
 from mmgr.data.splits import leave_one_out
 from mmgr.errors import ConfigError, DataError
 from mmgr.rundir import RunDir
@@ -17,13 +17,12 @@ RAW_FOLDER = "raw"
 
 def read_dataset(cfg: DataConfig, workdir: Path) -> Dataset:
     """Read and clean the configured source (the synthetic world is generated into `workdir/raw`)."""
-    readers = load_readers()
     if cfg.format == "synthetic":
         from mmgr.data.synthetic import generate_world
 
         source = workdir / RAW_FOLDER
         generate_world(source, cfg.synthetic)
-        builder = readers.get("generic")(source, None, None)
+        builder = READERS.get("generic")(source, None, None)
         builder.name = "synthetic"
     else:
         if not cfg.path:
@@ -31,7 +30,7 @@ def read_dataset(cfg: DataConfig, workdir: Path) -> Dataset:
         source = Path(cfg.path)
         if not source.exists():
             raise DataError("not found", source)
-        builder = readers.get(cfg.format)(source, _optional(cfg.items), _optional(cfg.images))
+        builder = READERS.get(cfg.format)(source, _optional(cfg.items), _optional(cfg.images))
     return builder.build(kcore=cfg.kcore, dedup=cfg.dedup)
 
 

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,18 +22,16 @@ from mmgr.config_encoders import FusionConfig
 from mmgr.encoders.base import Features
 from mmgr.encoders.clip import PREFIX as CLIP_PREFIX
 from mmgr.errors import MmgrError
+from mmgr.registry import Registry
+
+Method = Callable[[Features, Features, FusionConfig, int], tuple[np.ndarray, dict]]   # -> (vectors, details)
+FEATURE_FUSIONS: Registry[Method] = Registry("feature fusion")
 
 
 def fuse(text: Features, image: Features, cfg: FusionConfig, seed: int = 0) -> Features:
     if text.vectors.shape[0] != image.vectors.shape[0]:
         raise MmgrError(f"text has {text.vectors.shape[0]} items but image has {image.vectors.shape[0]}")
-    if cfg.method == "concat":
-        vectors = np.concatenate([cfg.text_weight * _unit(text.vectors), cfg.image_weight * _unit(image.vectors)], 1)
-        detail: dict[str, object] = {}
-    elif cfg.method == "joint":
-        vectors, detail = _joint(text, image, cfg), {}
-    else:
-        vectors, detail = _projection(text, image, cfg, seed)
+    vectors, detail = FEATURE_FUSIONS.get(cfg.method)(text, image, cfg, seed)
     missing = text.missing & image.missing
     vectors[missing] = 0.0
     info = {"method": cfg.method, "text_model": text.model_id, "image_model": image.model_id,
@@ -47,14 +47,21 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def _joint(text: Features, image: Features, cfg: FusionConfig) -> np.ndarray:
+@FEATURE_FUSIONS.register("concat")
+def _concat(text: Features, image: Features, cfg: FusionConfig, seed: int) -> tuple[np.ndarray, dict]:
+    return np.concatenate([cfg.text_weight * _unit(text.vectors), cfg.image_weight * _unit(image.vectors)], 1), {}
+
+
+@FEATURE_FUSIONS.register("joint")
+def _joint(text: Features, image: Features, cfg: FusionConfig, seed: int) -> tuple[np.ndarray, dict]:
     if not text.model_id.startswith(CLIP_PREFIX) or text.model_id != image.model_id:
         raise MmgrError(f"fusion.method=joint needs text and image features from one CLIP model (text: "
                         f"{text.model_id}, image: {image.model_id}); set encoders.text.model=clip:NAME and "
                         "encoders.image.model=NAME, then encode both")
-    return _unit(cfg.text_weight * _unit(text.vectors) + cfg.image_weight * _unit(image.vectors))
+    return _unit(cfg.text_weight * _unit(text.vectors) + cfg.image_weight * _unit(image.vectors)), {}
 
 
+@FEATURE_FUSIONS.register("projection")
 def _projection(text: Features, image: Features, cfg: FusionConfig, seed: int) -> tuple[np.ndarray, dict]:
     both = ~text.missing & ~image.missing
     if both.sum() < 2:

@@ -1,6 +1,5 @@
 """Sequence layouts: how a history of items becomes encoder tokens and the next item decoder targets."""
 
-from mmgr.layouts import bimodal, late_fusion  # noqa: F401 - register "bimodal" and "late-fusion"
 from mmgr.layouts.base import LAYOUTS
 
 __all__ = ["LAYOUTS"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from safetensors.numpy import load_file
@@ -20,6 +20,9 @@ from safetensors.numpy import load_file
 from mmgr.errors import MmgrError
 from mmgr.io import write_arrays_atomic, write_json_atomic
 from mmgr.registry import Registry
+
+if TYPE_CHECKING:
+    from mmgr.config import TokenizerConfig
 
 FORMAT_VERSION = 1
 TOKENIZERS: Registry[type[SemanticTokenizer]] = Registry("tokenizer")
@@ -29,6 +32,11 @@ class SemanticTokenizer(ABC):
     """Base class; subclasses register with `@TOKENIZERS.register(name)` and set `name`."""
 
     name: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, cfg: TokenizerConfig, seed: int) -> SemanticTokenizer:
+        """An unfitted tokenizer with the settings of the config's `tokenizer` section."""
 
     @abstractmethod
     def fit(self, features: np.ndarray) -> SemanticTokenizer: ...
@@ -89,8 +97,6 @@ def load_tokenizer(stem: Path | str) -> SemanticTokenizer:
     if meta.get("format_version") != FORMAT_VERSION:
         raise MmgrError(f"{meta_path}: tokenizer format version {meta.get('format_version')} is not supported by this "
                         f"mmgr (expects {FORMAT_VERSION}); re-run `mmgr tokenize`")
-    from mmgr.tokenizers import rq_kmeans, rqvae  # noqa: F401 - register every tokenizer
-
     cls = TOKENIZERS.get(meta["tokenizer"])
     tokenizer = cls(**meta["params"])
     tokenizer.codebook_sizes_ = list(meta["state"]["codebook_sizes"])

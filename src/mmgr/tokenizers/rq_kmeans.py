@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
 
 from mmgr.tokenizers.base import TOKENIZERS, SemanticTokenizer, check_features, expand_sizes
+
+if TYPE_CHECKING:
+    from mmgr.config import TokenizerConfig
 
 
 @TOKENIZERS.register("rq-kmeans")
@@ -23,6 +26,10 @@ class RQKMeans(SemanticTokenizer):
         self.n_iter = n_iter
         self.normalize = normalize
         self.seed = seed
+
+    @classmethod
+    def from_settings(cls, cfg: TokenizerConfig, seed: int) -> RQKMeans:
+        return cls(cfg.levels, cfg.codebook_size, n_iter=cfg.n_iter, seed=seed)
 
     def get_params(self) -> dict[str, Any]:
         return {"levels": self.levels_setting, "codebook_size": self.codebook_size, "n_iter": self.n_iter,

@@ -22,7 +22,7 @@ seed give identical codes on the same machine and device.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -32,6 +32,9 @@ from torch import nn
 from mmgr.errors import MmgrError
 from mmgr.tokenizers.base import TOKENIZERS, SemanticTokenizer, check_features, expand_sizes
 from mmgr.tokenizers.collisions import collision_rate
+
+if TYPE_CHECKING:
+    from mmgr.config import TokenizerConfig
 
 GRADIENTS = ("ste", "rotation")
 CHUNK = 8192                 # items per inference forward pass
@@ -70,6 +73,10 @@ class RQVAE(SemanticTokenizer):
         self.seed = seed
         self.device = device
         self.precision = precision
+
+    @classmethod
+    def from_settings(cls, cfg: TokenizerConfig, seed: int) -> RQVAE:
+        return cls(levels=cfg.levels, codebook_size=cfg.codebook_size, seed=seed, **cfg.rqvae.model_dump())
 
     def get_params(self) -> dict[str, Any]:
         return {"levels": self.levels_setting, "codebook_size": self.codebook_size, "hidden": self.hidden,

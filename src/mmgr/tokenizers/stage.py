@@ -26,14 +26,7 @@ CODES_DIR, TOKENIZERS_DIR = "codes", "tokenizers"
 
 
 def make_tokenizer(cfg: TokenizerConfig, seed: int) -> SemanticTokenizer:
-    if cfg.method == "rq-kmeans":
-        from mmgr.tokenizers.rq_kmeans import RQKMeans
-
-        return RQKMeans(cfg.levels, cfg.codebook_size, n_iter=cfg.n_iter, seed=seed)
-    from mmgr.tokenizers import rqvae  # noqa: F401 - registers "rq-vae"
-
-    return TOKENIZERS.get("rq-vae")(levels=cfg.levels, codebook_size=cfg.codebook_size, seed=seed,
-                                    **cfg.rqvae.model_dump())
+    return TOKENIZERS.get(cfg.method).from_settings(cfg, seed)
 
 
 def fit_settings(cfg: TokenizerConfig) -> dict[str, Any]:

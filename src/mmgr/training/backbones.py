@@ -7,7 +7,8 @@
 - `item-causal`: the same sequences, examples and search, with one transformer position per history item
   (`models/item_causal.py`). Trains next-item.
 
-Both decode through the same prefix trie and beam step, with the same result contract.
+Both decode through the same prefix trie and beam step, with the same result contract. Each objective names the
+backbones that train it (`Objective.backbones`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class Backbone:
     search: Callable[..., tuple[Tensor, Tensor]]                 # (model, input_ids, mask, trie, beam, top_k)
     prompt: Callable[[Vocabulary, np.ndarray], np.ndarray] | None  # layout history tokens -> model input
     next_item: Callable[[Prepared, Config], EncodedExamples]
-    objectives: tuple[str, ...]                                  # the training objectives it supports
     words: Callable[[ModelConfig], str] = lambda cfg: cfg.words  # the subword tokenizer of text objectives
     one_target: bool = False                                     # reads layouts with one target only (no prompts)
 
@@ -61,11 +61,9 @@ def causal_next_item(prep: Prepared, config: Config) -> EncodedExamples:
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
-BACKBONES.register("t5")(Backbone(token_level(build_t5), constrained_beam_search, None, prefix_next_item,
-                                  ("next-item", "translate", "infonce", "syngr")))
-BACKBONES.register("causal")(Backbone(token_level(build_causal), causal_beam_search, causal_prompt, causal_next_item,
-                                      ("next-item", "tmt")))
+BACKBONES.register("t5")(Backbone(token_level(build_t5), constrained_beam_search, None, prefix_next_item))
+BACKBONES.register("causal")(Backbone(token_level(build_causal), causal_beam_search, causal_prompt, causal_next_item))
 BACKBONES.register("item-causal")(Backbone(build_item_causal, causal_beam_search, causal_prompt, causal_next_item,
-                                           ("next-item",), one_target=True))
+                                           one_target=True))
 BACKBONES.register("llm")(Backbone(token_level(build_pretrained), causal_beam_search, causal_prompt, causal_next_item,
-                                   ("next-item", "tmt"), lambda cfg: cfg.pretrained))
+                                   lambda cfg: cfg.pretrained))

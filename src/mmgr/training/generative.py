@@ -28,7 +28,7 @@ from mmgr.training.backbones import BACKBONES, Backbone
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.loop import BEST, NEXT_ITEM, fit, seeded_sample
 from mmgr.training.method import Prepared, codes_info, prepare, stages, with_new_items
-from mmgr.training.objectives import OBJECTIVES
+from mmgr.training.objectives import trains_on
 from mmgr.training.rundata import evaluate_splits
 from mmgr.training.stage import ENGINES, Engine
 from mmgr.training.tmt import describe_items, explained_fields
@@ -36,10 +36,7 @@ from mmgr.training.tmt import describe_items, explained_fields
 
 def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
     backbone = BACKBONES.get(config.model.kind)
-    unsupported = [s.objective for s in stages(config) if s.objective not in backbone.objectives]
-    if unsupported:
-        raise MmgrError(f"the {config.model.kind} backbone does not train {', '.join(unsupported)} (it trains "
-                        f"{', '.join(backbone.objectives)}); set training.alignment=none or model.kind=t5")
+    check_backbone(config)
     prep = prepare(run, config, for_training=True)
     valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), config.training.eval_users, config.seed))
     model = build_model(config, prep)
@@ -57,7 +54,7 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
     start = time.perf_counter()
     summary: dict[str, Any] = {"stages": {}}
     for stage in stages(config):
-        data, count = OBJECTIVES.get(stage.objective).train_data(prep, config)
+        data, count = stage.trains.train_data(prep, config)
         settings = config.training if stage.validated else config.training.model_copy(
             update={"epochs": config.training.alignment_epochs, "max_steps": None, "budget_minutes": None})
         output = run.path / (BEST if stage.validated else f"checkpoints/{stage.name}/final.safetensors")
@@ -81,6 +78,16 @@ def build_model(config: Config, prep: Prepared) -> torch.nn.Module:
                         f"{config.model.layout} asks for {len(targets)} targets ({', '.join(targets)}); use "
                         "model.kind=t5")
     return backbone.build(config.model, prep.layout.vocab, config.seed, prep.layout.item_tokens.shape[1])
+
+
+def check_backbone(config: Config) -> None:
+    """Refuse a recipe whose backbone does not train one of its stages' objectives, naming those that do."""
+    kind = config.model.kind
+    unsupported = [s for s in stages(config) if not trains_on(s.trains, kind)]
+    if unsupported:
+        needs = "; ".join(f"{s.objective} trains on model.kind={' or '.join(s.trains.backbones)}" for s in unsupported)
+        raise MmgrError(f"the {kind} backbone does not train {', '.join(s.objective for s in unsupported)} ({needs}); "
+                        "set training.alignment=none or another model.kind")
 
 
 def start_from(model: torch.nn.Module, source: Path, prep: Prepared) -> None:

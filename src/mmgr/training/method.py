@@ -31,7 +31,7 @@ from mmgr.tokenizers.stage import load_codes
 from mmgr.tokenizers.words import used_words
 from mmgr.training.backbones import BACKBONES
 from mmgr.training.loop import NEXT_ITEM
-from mmgr.training.objectives import OBJECTIVES
+from mmgr.training.objectives import ALIGNMENTS, OBJECTIVES, Objective
 from mmgr.training.rundata import RunData, load_run_data
 from mmgr.training.tasks import item_field_texts
 
@@ -41,7 +41,8 @@ VOCABULARY = "vocabulary.json"
 @dataclass
 class Stage:
     name: str             # checkpoint folder and log name
-    objective: str        # OBJECTIVES entry
+    objective: str        # the objective's registered name
+    trains: Objective     # the registered objective (an ALIGNMENTS entry for the alignment stage, else OBJECTIVES)
     validated: bool       # picks its weights by validation NDCG@10 (else keeps the final weights)
 
 
@@ -58,14 +59,14 @@ class Prepared(RunData):
 
 def stages(config: Config) -> list[Stage]:
     """The recipe's training stages in order."""
-    plan = [Stage("align", config.training.alignment, False)] if config.training.alignment != "none" else []
-    return [*plan, Stage(NEXT_ITEM, config.training.objective, True)]
+    alignment, objective = config.training.alignment, config.training.objective
+    plan = [Stage("align", alignment, ALIGNMENTS.get(alignment), False)] if alignment != "none" else []
+    return [*plan, Stage(NEXT_ITEM, objective, OBJECTIVES.get(objective), True)]
 
 
 def text_fields(config: Config) -> tuple[str, ...]:
     """The item text fields the recipe's objectives read."""
-    objectives = [OBJECTIVES.get(stage.objective) for stage in stages(config)]
-    return tuple(dict.fromkeys(field for objective in objectives for field in objective.text_fields(config)))
+    return tuple(dict.fromkeys(field for stage in stages(config) for field in stage.trains.text_fields(config)))
 
 
 def item_texts(run: RunDir, dataset: Dataset, config: Config) -> dict[str, list[str | None]]:
@@ -83,7 +84,7 @@ def build_vocabulary(codes: dict[str, ModalityCodes], config: Config,
         raise MmgrError(f"no {absent[0]} codes in this run; run `mmgr tokenize RUN --modality {absent[0]}` "
                         f"(have: {', '.join(codes) or 'none'})")
     tasks = LAYOUTS.get(config.model.layout).tasks(modalities) + tuple(
-        t for stage in stages(config) for t in OBJECTIVES.get(stage.objective).tasks(modalities))
+        t for stage in stages(config) for t in stage.trains.tasks(modalities))
     word_model = BACKBONES.get(config.model.kind).words(config.model)
     words = used_words(word_model, [t for values in (texts or {}).values() for t in values if t])
     return Vocabulary({m: list(codes[m].with_missing_reserved().sizes) for m in modalities}, tasks,

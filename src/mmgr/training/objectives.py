@@ -1,17 +1,23 @@
 """Training objectives of the generative path: what one stage trains on and with which loss.
 
+Main objectives (`training.objective`, the validated stage; `OBJECTIVES`):
+
 - `next-item`: the next item's tokens after each history (TIGER, MGR-EF/LF/LF++); the backbone says how its
   examples are cut (every prefix for T5, windows with a target at every item for the causal model).
-- `translate`: MGR-LF++ alignment; `<task:text->image> text SID <eos>` -> the item's image SID, and back, for every
-  item that has both modalities.
-- `infonce`: MGR-LF++ alignment variant; the mean-pooled encoder states of an item's text-SID and image-SID
-  sequences are positives, the other items of the batch negatives (symmetric InfoNCE).
 - `syngr`: SynGR's next-SID training with saliency-aware masking, three views and the synergy loss
   (`training/syngr.py`).
 - `tmt`: TriAlignGR's multitask training over SIDs and text, tasks sampled uniformly (`training/tmt.py`).
 
-An objective declares the task prompts it needs and the item text fields it reads (both go into the run's one
-vocabulary: prompt tokens, and the subword tokens of those texts) and builds `TrainData`.
+Alignment objectives (`training.alignment`, a stage before the main one; `ALIGNMENTS`):
+
+- `translate`: MGR-LF++ alignment; `<task:text->image> text SID <eos>` -> the item's image SID, and back, for every
+  item that has both modalities.
+- `infonce`: MGR-LF++ alignment variant; the mean-pooled encoder states of an item's text-SID and image-SID
+  sequences are positives, the other items of the batch negatives (symmetric InfoNCE).
+
+An objective declares the task prompts it needs, the item text fields it reads (both go into the run's one
+vocabulary: prompt tokens, and the subword tokens of those texts) and the backbones that train it, and builds
+`TrainData`.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 
 class Objective(Protocol):
     min_modalities: int         # modalities the objective needs (a recipe on data with fewer falls back to next-item)
+    backbones: tuple[str, ...] | None   # the `model.kind`s that train it; None: every backbone
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         """Task prompt tokens this objective writes (added to the run's vocabulary)."""
@@ -52,6 +59,12 @@ class Objective(Protocol):
 
 
 OBJECTIVES: Registry[Objective] = Registry("training objective")
+ALIGNMENTS: Registry[Objective] = Registry("alignment objective")
+
+
+def trains_on(objective: Objective, kind: str) -> bool:
+    """Whether backbone `kind` trains `objective`."""
+    return objective.backbones is None or kind in objective.backbones
 
 
 class SidsOnly:
@@ -64,6 +77,8 @@ class SidsOnly:
 
 
 class NextItem(SidsOnly):
+    backbones = None
+
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()
 
@@ -75,6 +90,8 @@ class NextItem(SidsOnly):
 
 
 class Translate(SidsOnly):
+    backbones = ("t5",)
+
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return tuple(f"{a}->{b}" for a in modalities for b in modalities if a != b)
 
@@ -92,6 +109,8 @@ class Translate(SidsOnly):
 
 
 class InfoNCE(SidsOnly):
+    backbones = ("t5",)         # pools encoder states
+
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()
 
@@ -148,8 +167,7 @@ def items_with_every_modality(prep: Prepared) -> np.ndarray:
 
 
 OBJECTIVES.register("next-item")(NextItem())
-OBJECTIVES.register("translate")(Translate())
-OBJECTIVES.register("infonce")(InfoNCE())
-
+ALIGNMENTS.register("translate")(Translate())
+ALIGNMENTS.register("infonce")(InfoNCE())
 OBJECTIVES.register("syngr")(SynGRObjective())
 OBJECTIVES.register("tmt")(TMTObjective())

@@ -1,14 +1,14 @@
 """`train`, `evaluate` and `recommend` on a run directory, for whichever engine the recipe's `model.kind` names.
 
-Each engine registers itself in `ENGINES`: `t5` and `causal` (the generative path of every SID method,
-`training/generative.py`) and `sasrec` (the ID-based baseline, `training/sasrec_stage.py`). Stage functions never
+Each engine registers itself in `ENGINES` (its module is loaded on first use, see `mmgr.parts`): `t5`, `causal`,
+`item-causal` and `llm` (the generative path of every SID method, `training/generative.py`) and `sasrec` (the
+ID-based baseline, `training/sasrec_stage.py`). Stage functions never
 branch on a model kind. An engine's `ranker` loads a trained run once and ranks the catalog for any histories: the
 one path behind `mmgr recommend`, batch scoring and the HTTP server.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,8 +19,6 @@ from mmgr.config import Config
 from mmgr.registry import Registry
 from mmgr.rundir import RunDir
 from mmgr.training.rundata import RunData, ranked_rows, user_row
-
-ENGINE_MODULES = ("mmgr.training.generative", "mmgr.training.sasrec_stage")
 
 
 class Ranker(Protocol):
@@ -65,8 +63,6 @@ ENGINES: Registry[Engine] = Registry("model kind")
 
 
 def engine(config: Config) -> Engine:
-    for module in ENGINE_MODULES:   # each registers its engine on first import
-        importlib.import_module(module)
     return ENGINES.get(config.model.kind)
 
 

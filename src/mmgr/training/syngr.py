@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 class SynGRObjective:
     min_modalities = 2
+    backbones = ("t5",)
 
     def text_fields(self, config: Config) -> tuple[str, ...]:
         return ()

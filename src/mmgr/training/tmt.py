@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 class TMTObjective:
     min_modalities = 1
+    backbones = ("causal", "llm")
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return get_args(TextTaskName)        # every text task's prompt: one vocabulary whatever subset is trained
@@ -45,9 +46,7 @@ class TMTObjective:
         return tuple(dict.fromkeys(f for name in config.training.tmt.tasks for f in Task.parse(name).fields))
 
     def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        from mmgr.training.backbones import BACKBONES
-
-        if "tmt" not in BACKBONES.get(config.model.kind).objectives:
+        if config.model.kind not in self.backbones:
             raise MmgrError(f"the tmt objective trains a causal model (model.kind=causal or llm), not "
                             f"{config.model.kind}")
         pools = task_pools(prep, config)

@@ -13,11 +13,4 @@ from mmgr.data.builder import DatasetBuilder
 from mmgr.registry import Registry
 
 Reader = Callable[[Path, Path | None, Path | None], DatasetBuilder]
-READERS: Registry[Reader] = Registry("data format")
-
-
-def load_readers() -> Registry[Reader]:
-    """Import every format module so each registers itself."""
-    from mmgr.data.formats import amazon, generic, lcrec, p5, recbole  # noqa: F401
-
-    return READERS
+READERS: Registry[Reader] = Registry("data format")   # each format module registers its reader(s)

@@ -1,0 +1,29 @@
+"""Every named part of mmgr: for each registry, which module registers which name.
+
+The one list of component names. `Registry.get(name)` imports the name's module on first use; config validation
+and `Registry.names()` read the names from here without importing any part (no torch). A module of the package
+registers exactly the names mapped to it; names registered from outside the package join this map at run time.
+"""
+
+from __future__ import annotations
+
+PARTS: dict[str, dict[str, str]] = {
+    "data format": {"amazon2014": "mmgr.data.formats.amazon", "amazon2023": "mmgr.data.formats.amazon",
+                    "generic": "mmgr.data.formats.generic", "lcrec": "mmgr.data.formats.lcrec",
+                    "p5": "mmgr.data.formats.p5", "recbole": "mmgr.data.formats.recbole"},
+    "feature fusion": {name: "mmgr.encoders.fusion" for name in ("concat", "projection", "joint")},
+    "tokenizer": {"rq-kmeans": "mmgr.tokenizers.rq_kmeans", "rq-vae": "mmgr.tokenizers.rqvae"},
+    "layout": {"single": "mmgr.layouts.base", "late-fusion": "mmgr.layouts.late_fusion",
+               "bimodal": "mmgr.layouts.bimodal"},
+    "model kind": {**{name: "mmgr.training.generative" for name in ("t5", "causal", "item-causal", "llm")},
+                   "sasrec": "mmgr.training.sasrec_stage"},
+    "backbone": {name: "mmgr.training.backbones" for name in ("t5", "causal", "item-causal", "llm")},
+    "training objective": {name: "mmgr.training.objectives" for name in ("next-item", "syngr", "tmt")},
+    "alignment objective": {name: "mmgr.training.objectives" for name in ("translate", "infonce")},
+    "fusion rule": {name: "mmgr.decoding.fusion" for name in ("mean-bonus", "rrf", "max")},
+}
+
+
+def part_names(kind: str) -> list[str]:
+    """The registered names of `kind`, sorted; nothing is imported."""
+    return sorted(PARTS[kind])
