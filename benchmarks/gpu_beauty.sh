@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # TIGER's task on Amazon Beauty on one GPU, to convergence within 10 minutes: the causal backbone on LETTER's
-# published SIDs (the best CPU combination, see README), a 7-minute training budget (training.budget_minutes),
+# published SIDs (the best CPU combination, see docs/benchmarks.md), a 7-minute training budget (training.budget_minutes),
 # early stopping on validation NDCG@10, then full-ranking test evaluation; writes
 # benchmarks/results/quality-amazon-beauty-2014-tiger-causal-letter-gpu.json with the GPU named in "device".
 #

@@ -1,0 +1,359 @@
+"""Rewrite the generated tables of README.md and docs/*.md from benchmarks/results/*.json.
+
+Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; the text between the two markers belongs
+to this script. Run `python docs/tables.py` after a benchmark writes its results, and commit both;
+`python docs/tables.py --check` exits 1, naming the stale files, when a table no longer matches its results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->)(.*?)(<!-- /table:\2 -->)", re.DOTALL)
+DASH = "—"
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name).read_text())
+
+
+def num(value: float | None, digits: int = 4) -> str:
+    return DASH if value is None else f"{value:.{digits}f}"
+
+
+def count(value: float | None) -> str:
+    return DASH if value is None else f"{round(value):,}"
+
+
+def p_text(p: float) -> str:
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def metric(metrics: dict[str, float], name: str) -> float | None:
+    """hr@k and recall@k are the same number with one target; results files use either name."""
+    if name in metrics:
+        return metrics[name]
+    other = name.replace("hr@", "recall@") if name.startswith("hr@") else name.replace("recall@", "hr@")
+    return metrics.get(other)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def code(text: str) -> str:
+    return f"`{text}`"
+
+
+# --- README: headline -------------------------------------------------------------------------------------------
+
+HEADLINE_METRICS = ["hr@5", "ndcg@5", "hr@10", "ndcg@10"]
+
+
+def budget(train: dict[str, Any] | None) -> str:
+    """Steps, epochs and minutes of training, as far as the file records them."""
+    if not train:
+        return DASH
+    parts = []
+    if train.get("steps") is not None:
+        parts.append(f"{train['steps']:,} steps")
+    if train.get("epochs_run") is not None:
+        epochs = train["epochs_run"]
+        parts.append("under 1 epoch" if epochs == 0 else f"{epochs} epochs")
+    if train.get("train_seconds") is not None:
+        parts.append(f"{train['train_seconds'] / 60:.0f} min")
+    return ", ".join(parts) or DASH
+
+
+def headline() -> str:
+    rows = []
+
+    def measured(dataset: str, label: str, file: str) -> dict[str, Any]:
+        data = load(file)
+        train = data.get("training") or data.get("train")
+        rows.append([dataset, label, *(num(metric(data["metrics"], m)) for m in HEADLINE_METRICS), budget(train),
+                     code(file)])
+        return data
+
+    def published(dataset: str, label: str, data: dict[str, Any], key: str, source: str) -> None:
+        values = data["reference"]["metrics"][key]     # the published numbers the results file compares against
+        rows.append([dataset, label, *(num(metric(values, m)) for m in HEADLINE_METRICS), "published", source])
+
+    beauty = measured("Beauty", "TIGER SIDs (LETTER), item-level causal backbone, hidden dropout 0.3",
+                      "quality-amazon-beauty-2014-tiger-item-causal-letter-hidden-dropout-full-hour.json")
+    published("Beauty", "TIGER (paper)", beauty, "tiger", "TIGER paper, Rajput et al. 2023")
+    sasrec = measured("Beauty", "SASRec-CE", "quality-amazon-beauty-2014-sasrec.json")
+    published("Beauty", "SASRec (TIGER's table)", sasrec, "tiger_table", "TIGER paper's SASRec row")
+    measured("Beauty", "TIGER, RQ-VAE SIDs, TIGER-size T5", "quality-amazon-beauty-2014-tiger.json")
+    arts = measured("Arts", "TIGER-text, MQL4GRec SIDs, small T5", "quality-amazon-arts-2018-mgr-tiger-text.json")
+    published("Arts", "TIGER (MACRec table)", arts, "tiger", "MACRec paper, Table 2")
+    header = ["data", "method", "HR@5", "NDCG@5", "HR@10", "NDCG@10", "training", "source"]
+    return table(header, rows)
+
+
+# --- docs/benchmarks.md -----------------------------------------------------------------------------------------
+
+def speed() -> str:
+    rows = []
+    text = load("encoders-amazon-beauty-2014-text-all-MiniLM-L6-v2.json")
+    rows.append(["text encoder (MiniLM), Beauty titles",
+                 f"{text['metrics']['items_per_second']:.0f} items/s for {text['metrics']['items']:,} items; "
+                 f"cache hit {text['metrics']['cache_hit_speedup']:.0f}x faster", code(text["command"])])
+    image = load("encoders-movielens-100k-posters-image-efficientnet-lite0.json")["metrics"]
+    graphs = image.get("by_graph", {})
+    rows.append(["image encoder (EfficientNet-Lite0), MovieLens posters",
+                 f"{graphs['compile']['items_per_second']:.0f} images/s compiled, "
+                 f"{graphs['eager']['items_per_second']:.0f} eager, {image['items']:,} images; "
+                 f"cache hit {image['cache_hit_speedup']:.0f}x",
+                 code(load("encoders-movielens-100k-posters-image-efficientnet-lite0.json")["command"])])
+    for file, what in [("encoders-movielens-100k-posters-caption-offline-describer.json", "offline captions"),
+                       ("encoders-amazon-scientific-2018-interests-gemma3-270m.json",
+                        "interest tags (gemma-3-270m), Scientific")]:
+        data = load(file)
+        rows.append([what, f"{data['metrics']['items_per_second']:.1f} items/s for {data['metrics']['items']} items",
+                     code(data["command"])])
+    for dataset, label in [("amazon-beauty-2014", "Beauty"), ("amazon-scientific-2018", "Scientific")]:
+        for method, name in [("rq-kmeans", "RQ-KMeans"), ("rq-vae", "RQ-VAE")]:
+            data = load(f"tokenizers-{dataset}-{method}-text.json")
+            m = data["metrics"]
+            rows.append([f"{name} 3 x 256, {label} text",
+                         f"fit {m['fit_seconds']:.1f} s; {100 * m['collision_rate_before']:.1f}% of items collide "
+                         f"before resolution, {100 * m['collision_rate_after']:.1f}% after", code(data["command"])])
+    for file, what in [("decoding-amazon-beauty-2014-tiger-beam20.json", "constrained beam search, T5 (beam 20)"),
+                       ("decoding-amazon-beauty-2014-causal-beam20.json",
+                        "constrained beam search, causal backbone (beam 20)")]:
+        data = load(file)
+        m = data["metrics"]
+        rows.append([what, f"{m['users_per_second']:.1f} users/s vs {m['hf_generate_users_per_second']:.1f} for HF "
+                           f"`generate` ({m['speedup_vs_hf_generate']:.1f}x) on {m['users']:,} Beauty users; same "
+                           f"top-10 order for {100 * m['top10_order_agreement']:.0f}% of users, "
+                           f"{m['returned_non_items']} non-items", code(data["command"])])
+    data = load("training-amazon-beauty-2014-tiger.json")
+    m = data["metrics"]
+    rows.append(["TIGER-size T5 training step, Beauty, batch 256",
+                 f"{m['samples_per_second']:.0f} samples/s eager, {m['compiled_samples_per_second']:.0f} compiled "
+                 f"({m['speedup_compiled_vs_eager']:.2f}x); peak {m['peak_memory_mb'] / 1024:.1f} GB",
+                 code(data["command"])])
+    return table(["what", "measured", "command"], rows)
+
+
+def beauty() -> str:
+    files = [("sasrec", "SASRec-CE"), ("tiger", "TIGER: RQ-VAE SIDs, TIGER-size T5"),
+             ("tiger-causal-letter", "causal backbone, LETTER SIDs"),
+             ("tiger-item-causal-letter", "item-level causal backbone, LETTER SIDs (35 min)"),
+             ("tiger-item-causal-letter-hidden-dropout", "+ hidden dropout 0.3 (35 min)"),
+             ("tiger-item-causal-letter-hidden-dropout-hour", "+ hidden dropout, 60 min, patience 6"),
+             ("tiger-item-causal-letter-hidden-dropout-no-early-stop", "+ hidden dropout, 55 min, no early stop"),
+             ("tiger-item-causal-letter-hidden-dropout-full-hour", "+ hidden dropout, 60 min, no early stop")]
+    rows, reference = [], None
+    for method, label in files:
+        data = load(f"quality-amazon-beauty-2014-{method}.json")
+        train = data.get("training") or {}
+        rows.append([label, *(num(metric(data["metrics"], m)) for m in HEADLINE_METRICS), budget(train),
+                     str(train.get("best_epoch", DASH)), code(data["command"])])
+        if method == "tiger-item-causal-letter-hidden-dropout-full-hour":
+            reference = data["reference"]
+    for key, label in [("tiger", "TIGER paper"), ("sasrec", "SASRec, TIGER's table")]:
+        rows.append([f"{label} (published)", *(num(metric(reference["metrics"][key], m)) for m in HEADLINE_METRICS),
+                     DASH, DASH, DASH])
+    return table(["row", "HR@5", "NDCG@5", "HR@10", "NDCG@10", "training", "best epoch", "command"], rows)
+
+
+def serve_load() -> str:
+    rows = []
+    for dataset in ("beauty", "synthetic"):
+        data = load(f"serve-{dataset}-load.json")
+        for point in data["metrics"]:
+            rows.append([dataset, point["batching"], str(point["concurrency"]), f"{point['requests_per_second']:.1f}",
+                         f"{point['p50_ms']:.0f}", f"{point['p99_ms']:.0f}", f"{point['mean_batch_size']:.1f}",
+                         str(point["errors"])])
+    return table(["bundle", "micro-batching", "clients", "requests/s", "p50 ms", "p99 ms", "mean batch", "errors"],
+                 rows)
+
+
+def fault() -> str:
+    m = load("serve-synthetic-fault.json")["metrics"]
+    keys = ["trials", "whole", "none", "damaged", "restart_failed", "acknowledged", "lost_after_ack", "recommend_ok",
+            "orphan_images"]
+    return table(keys, [[str(m[k]) for k in keys]])
+
+
+def fuzz() -> str:
+    m = load("fuzz.json")["metrics"]
+    keys = ["tried", "accepted", "rejected_named", "crashes", "silent_misreads"]
+    return table(keys, [[str(m[k]) for k in keys]])
+
+
+COMPARISON = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20"]
+
+
+def versus_text(test: dict[str, Any] | None, metric_name: str = "ndcg@10") -> str:
+    if not test:
+        return DASH
+    t = test["metrics"][metric_name]
+    return f"{t['mean_difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}], {p_text(t['p_value'])}"
+
+
+def comparison(file: str) -> Callable[[], str]:
+    """The rows of a benchmarks/mgr.py or benchmarks/syngr.py summary against TIGER-text."""
+
+    def render() -> str:
+        data = load(file)
+        rows = []
+        for name, row in data["metrics"]["rows"].items():
+            train = row.get("train") or {}
+            rows.append([name, *(num(row["test"][m]) for m in COMPARISON), versus_text(row.get("vs_tiger_text")),
+                         count(train.get("steps")), count(train.get("samples_per_second"))])
+        header = ["row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR@20",
+                  "NDCG@10 - TIGER-text [95% CI], p", "steps", "samples/s"]
+        return table(header, rows) + f"\n\nCommand: `{data['command']}`"
+
+    return render
+
+
+TRIALIGNGR_LABELS = {"tiger-text": "TIGER-text (T5)", "causal-text": "causal backbone, text SIDs, next-item only",
+                     "text-six": "TMT, text SIDs, six text tasks",
+                     "cmsa-mdim-six": "TMT, CMSA+MDIM SIDs, six text tasks",
+                     "trialigngr": "TriAlignGR: CMSA+MDIM SIDs, eight tasks",
+                     "trialigngr-llm": "TriAlignGR, gemma-3-270m + LoRA, eight tasks"}
+TRIALIGNGR_METRICS = ["hr@5", "hr@10", "ndcg@5", "ndcg@10"]
+
+
+def trialigngr(file: str, names: list[str] | None = None, ladder: bool = False) -> Callable[[], str]:
+    def render() -> str:
+        rows_in = load(file)["metrics"]["rows"]
+        rows, commands = [], []
+        for name, row in rows_in.items():
+            if names is not None and name not in names:
+                continue
+            if names is None and name.startswith("ladder-") != ladder:
+                continue
+            label = name if ladder else TRIALIGNGR_LABELS.get(name.split("-3k")[0], name)
+            if name.endswith("-3k"):
+                label += ", 3,000-step budget"
+            train = row.get("train") or {}
+            first = ["+ " + row["tasks"][-1] if row["tasks"] else "none"] if ladder else []
+            rows.append([label, *first, *(num(row["test"][m]) for m in TRIALIGNGR_METRICS), count(train.get("steps")),
+                         count(train.get("samples_per_second"))])
+            if row.get("command") and row["command"] not in commands:
+                commands.append(row["command"])
+        header = ["row", *(["tasks besides history -> next SID"] if ladder else []), "HR@5", "HR@10", "NDCG@5",
+                  "NDCG@10", "steps", "samples/s"]
+        return table(header, rows) + "\n\nCommands: " + "; ".join(f"`{c}`" for c in commands)
+
+    return render
+
+
+SUITE_METRICS = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"]
+
+
+def render_suite(summary: dict[str, Any] | None) -> str:
+    """A `mmgr bench --suite` summary.json as a table, then its published rows; `None`: not run yet."""
+    if summary is None:
+        return "Not run yet."
+    rows = []
+    for row in summary["rows"]:
+        cells = [row["name"]]
+        for m in SUITE_METRICS:
+            value = num(row["metrics"][m])
+            if len(row["seeds"]) > 1:
+                value += f" ± {row['metrics_sd'][m]:.4f}"
+            cells.append(value)
+        cells.append(" / ".join(str(e) if e is not None else DASH for e in row["epochs"]))
+        cells.append(" / ".join(count(s) for s in row["samples_seen"]))
+        cells.append("yes" if row["converged"] else "NO")
+        vs = (row.get("vs_baseline") or {}).get("ndcg@10")
+        cells.append(DASH if vs is None else f"{vs['diff']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}], "
+                                             f"{p_text(vs['p'])}")
+        rows.append(cells)
+    header = ["row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "epochs", "samples seen", "converged",
+              f"NDCG@10 - {summary['baseline']} [95% CI], p"]
+    parts = [table(header, rows)]
+    published = summary.get("published")
+    if published:
+        prows = [[f"{name} (published)", *(num(values.get(m)) for m in SUITE_METRICS)]
+                 for name, values in published["rows"].items()]
+        parts.append(table(["published row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"], prows))
+        parts.append(f"Published: {published['source']}.")
+    seeds = sorted({s for row in summary["rows"] for s in row["seeds"]})
+    parts.append(f"Dataset {summary['dataset']}, seeds {', '.join(map(str, seeds))}, device {summary['device']}, "
+                 f"commit {summary['commit'][:10]}: `{summary['command']}`")
+    return "\n\n".join(parts)
+
+
+def suite(name: str) -> Callable[[], str]:
+    def render() -> str:
+        path = RESULTS / f"suite-{name}" / "summary.json"
+        return render_suite(json.loads(path.read_text()) if path.exists() else None)
+
+    return render
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "headline": headline,
+    "speed": speed,
+    "beauty": beauty,
+    "serve-load": serve_load,
+    "serve-fault": fault,
+    "fuzz": fuzz,
+    "mgr-ml-100k": comparison("mgr-movielens-100k-posters-summary.json"),
+    "mgr-synthetic": comparison("mgr-synthetic-summary.json"),
+    "mgr-arts": comparison("mgr-amazon-arts-2018-summary.json"),
+    "syngr-arts": comparison("syngr-amazon-arts-2018-summary.json"),
+    "syngr-ml-100k": comparison("syngr-movielens-100k-posters-summary.json"),
+    "syngr-synthetic": comparison("syngr-synthetic-summary.json"),
+    "trialigngr-ml-100k": trialigngr("trialigngr-movielens-100k-posters-summary.json",
+                                     ["tiger-text", "causal-text", "text-six", "cmsa-mdim-six", "trialigngr",
+                                      "trialigngr-llm"]),
+    "trialigngr-ladder": trialigngr("trialigngr-movielens-100k-posters-summary.json", ladder=True),
+    "trialigngr-scientific": trialigngr("trialigngr-amazon-scientific-2018-summary.json"),
+    "trialigngr-beauty": trialigngr("trialigngr-amazon-beauty-2014-summary.json"),
+    "suite-arts": suite("arts"),
+}
+
+
+def documents() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def rewrite(text: str, where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in TABLES:
+            raise SystemExit(f"{where}: unknown table {name!r} (known: {', '.join(sorted(TABLES))})")
+        return f"{match.group(1)}\n\n{TABLES[name]()}\n\n{match.group(4)}"
+
+    return MARKER.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file is stale")
+    args = parser.parse_args(argv)
+    stale = []
+    for path in documents():
+        text = path.read_text()
+        new = rewrite(text, str(path.relative_to(ROOT)))
+        if new != text:
+            stale.append(path.relative_to(ROOT))
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print("stale generated tables (run `python docs/tables.py`): " + ", ".join(map(str, stale)), file=sys.stderr)
+        return 1
+    print(("stale: " if args.check else "rewrote: ") + (", ".join(map(str, stale)) or "nothing"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
