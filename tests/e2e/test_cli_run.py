@@ -59,6 +59,14 @@ def test_a_changed_decoding_setting_re_evaluates_without_retraining(lfpp_run, tm
     assert json.loads((copy / "manifest.json").read_text())["stages"]["train"] == trained
 
 
+def test_a_run_without_a_terminal_reports_progress_validations_and_a_summary_in_plain_lines(tmp_path):
+    args = [a for a in run_args("tiger", tmp_path / "run", tmp_path / "cache") if a != "--no-progress"]
+    log = mmgr(*args).stderr
+    assert re.search(r"training \(next-item\): \d+/\d+ \(100%\), [\d.]+/s in \d+m\d\ds", log), log
+    assert "validation: epoch 0, step" in log and "validation: epoch 1, step" in log
+    assert re.search(r"next-item done: \d+ steps \(schedule \d+\), 2 epochs, best epoch \d", log)
+
+
 def test_run_refuses_a_directory_holding_other_data(tmp_path):
     run = tmp_path / "r"
     mmgr("data", "import", "--format", "synthetic", "--out", str(run), "data.synthetic.n_items=40",

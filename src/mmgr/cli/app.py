@@ -37,6 +37,18 @@ app.command("export")(serve.export)
 app.command("bench")(bench.bench)
 
 
+def show_progress_lines() -> None:
+    """The `mmgr` logger's INFO lines (progress where stderr is no terminal, validations, stage summaries) on
+    stderr, plainly."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("mmgr")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 @app.callback(invoke_without_command=True)
 def _version(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
     if version:
@@ -45,6 +57,7 @@ def _version(version: bool = typer.Option(False, "--version", help="Print the ve
 
 
 def main() -> None:
+    show_progress_lines()
     try:
         app()
     except MmgrError as exc:

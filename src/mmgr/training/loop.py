@@ -173,6 +173,10 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
         logger.finalize("success")
     done = {key: state["seen"][key] - before[key] for key in before}
     seconds = max(done["seconds"], 1e-9)
+    if fabric.is_global_zero:
+        log.info("%s done: %d steps (schedule %d), %d epochs, best epoch %d (valid NDCG@10 %.4f), %.0f s of training "
+                 "in this invocation, %.0f samples/s", stage, state["step"], state["schedule_steps"], state["epoch"],
+                 state["best_epoch"], state["best_score"], done["seconds"], done["samples"] / seconds)
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
                      done["samples"] * fabric.world_size / seconds, done["tokens"] * fabric.world_size / seconds,
                      round(done["seconds"], 3), _peak_memory_mb(), resumed_from, graph, state["schedule_steps"],
@@ -221,6 +225,13 @@ class _StageEnd:
                                  "train_seconds": round(state["seen"]["seconds"], 3),
                                  "samples": state["seen"]["samples"], "target_tokens": state["seen"]["tokens"]})
         self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
+        if self.fabric.is_global_zero:
+            seen = state["seen"]
+            log.info("validation: epoch %d, step %d/%d, valid NDCG@10 %.4f%s (best %.4f at epoch %d), %s samples "
+                     "in %.0f s of training", state["epoch"], state["step"], state["schedule_steps"], score,
+                     " new best" if score > state["best_score"] else "", max(score, state["best_score"]),
+                     state["epoch"] if score > state["best_score"] else state["best_epoch"],
+                     f"{seen['samples']:,}", seen["seconds"])
         if score > state["best_score"]:
             state.update(best_score=score, best_epoch=state["epoch"], stale=0)
             if self.fabric.is_global_zero:
@@ -267,7 +278,9 @@ def _my_batches(order: list[Any], fabric: Fabric) -> list[Any]:
 def _loggers(log_dir: Path) -> list:
     from lightning.fabric.loggers import CSVLogger, TensorBoardLogger
 
-    loggers: list = [CSVLogger(str(log_dir), name="csv")]  # a new version per (resumed) invocation
+    loggers: list = [CSVLogger(str(log_dir), name="csv", flush_logs_every_n_steps=1)]  # a version per invocation;
+    # flushed at every logged row (Fabric's default flushes when (step + 1) % 100 == 0, which steps logged every 20
+    # never meet: the file stayed empty until the stage ended)
     with contextlib.suppress(ModuleNotFoundError):  # tensorboard is optional
         loggers.append(TensorBoardLogger(str(log_dir), name="tensorboard"))
     return loggers
