@@ -58,8 +58,9 @@ def summarize_run(name: str, path: Path, resamples: int = 1000, seed: int = 0) -
     stages = manifest["stages"]
     config = manifest["config"]
     fallback = stages.get("pipeline", {}).get("fallback")
+    data = {k: manifest["dataset"][k] for k in ("name", "fingerprint", "stats")}
     return RunSummary(
-        name, run.path, method_of(config), {k: manifest["dataset"][k] for k in ("name", "fingerprint", "stats")},
+        name, run.path, method_of(config, stages), data,
         results["protocol"], {m: float(results["test"][m]) for m in METRICS}, intervals, int(results["test"]["users"]),
         train_facts(stages.get("train", {})), stages.get("train", {}).get("history", []),
         training_losses(run.path / "logs" / "next-item"),
@@ -67,12 +68,25 @@ def summarize_run(name: str, path: Path, resamples: int = 1000, seed: int = 0) -
         figures_in(run.path), [f"fallback: {fallback}"] if fallback else [], generated_texts(stages))
 
 
-def method_of(config: dict[str, Any]) -> dict[str, Any]:
+def method_of(config: dict[str, Any], stages: dict[str, Any]) -> dict[str, Any]:
+    """What a run trained: engine, layout, modalities (`item ids` for models without codes), objective, alignment and
+    the codes it actually used (a fitted tokenizer's settings, or the imported table's shape)."""
     model, training = config["model"], config["training"]
-    return {"engine": model["kind"], "layout": model["layout"], "modalities": model["modalities"],
+    coded = [m for m in model["modalities"] if f"tokenize.{m}" in stages]
+    return {"engine": model["kind"], "layout": model["layout"],
+            "modalities": model["modalities"] if coded else ["item ids"],
             "objective": training["objective"], "alignment": training["alignment"],
-            "tokenizer": f"{config['tokenizer']['method']} {config['tokenizer']['levels']} x "
-                         f"{config['tokenizer']['codebook_size']}"}
+            "tokenizer": "; ".join(codes_label(m, stages[f"tokenize.{m}"], config["tokenizer"]) for m in coded)
+            or "- (item ids)"}
+
+
+def codes_label(modality: str, stage: dict[str, Any], tokenizer: dict[str, Any]) -> str:
+    """`text: imported 4 x 253-256 + collision level` or `text: rq-vae 3 x 256 + collision level`."""
+    sizes = stage.get("codebook_sizes") or [tokenizer["codebook_size"]] * tokenizer["levels"]
+    width = f"{min(sizes)}-{max(sizes)}" if min(sizes) != max(sizes) else str(sizes[0])
+    source = "imported" if "source" in stage else tokenizer["method"]
+    appended = "source" in stage or tokenizer["collisions"] == "append"
+    return f"{modality}: {source} {len(sizes)} x {width}{' + collision level' if appended else ''}"
 
 
 def generated_texts(stages: dict[str, Any]) -> dict[str, dict[str, Any]]:

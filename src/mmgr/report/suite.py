@@ -154,7 +154,7 @@ def run_facts(path: Path) -> dict[str, Any]:
     results = json.loads((path / "results.json").read_text())
     history = train.get("history", [])
     last = history[-1] if history else {}
-    return {"dataset": manifest["dataset"], "method": method_of(manifest["config"]),
+    return {"dataset": manifest["dataset"], "method": method_of(manifest["config"], manifest["stages"]),
             "metrics": {m: float(results["test"][m]) for m in METRICS},
             "epochs": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
             "samples_seen": last.get("samples"), "train_seconds": last.get("train_seconds", train.get("train_seconds")),
