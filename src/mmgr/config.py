@@ -163,6 +163,14 @@ class ModelConfig(Section):
     lora: LoRAConfig = Field(default_factory=LoRAConfig)
 
 
+class MultitaskConfig(Section):
+    """MQL4GRec's multitask training (`training.objective=mql4grec`, `model.layout=unimodal`)."""
+
+    cross_modal: bool = Field(True, description="also predict the next item's SID of the other modality from a "
+                                                "history in one modality")
+    translation: bool = Field(True, description="also translate each item's SID into its other modality's SID")
+
+
 class SynGRConfig(Section):
     """SynGR's training step (arXiv 2605.18920): saliency-aware masking, three views, the synergy loss."""
 
@@ -248,6 +256,7 @@ class TrainingConfig(Section):
     alignment_epochs: int = Field(5, ge=1, le=100_000, description="epochs of the alignment stage")
     alignment_temperature: float = Field(0.07, gt=0.0, le=100.0, description="infonce alignment: softmax temperature")
     syngr: SynGRConfig = Field(default_factory=SynGRConfig)
+    multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
     tmt: TMTConfig = Field(default_factory=TMTConfig)
 
 

@@ -35,6 +35,7 @@ BUILDERS = {  # small instances per registered layout; a new layout must be adde
     "late-fusion": lambda buckets: build("late-fusion", ["text", "image"], buckets),
     "late-fusion+switch": lambda buckets: build("late-fusion", ["text", "image"], buckets, switch_tokens=True),
     "bimodal": lambda buckets: build("bimodal", ["text", "image"], buckets),
+    "unimodal": lambda buckets: build("unimodal", ["text", "image"], buckets),
 }
 
 
@@ -101,13 +102,18 @@ def test_decoding_trie_maps_every_target_back_to_its_item(layout):
 
 
 def test_target_inputs_ask_for_their_target_and_keep_the_history(layout):
+    """A target's input is its task prompts, then the history: whole, or (unimodal histories) with only some
+    modalities' code tokens, in order, every user / <eos> token kept."""
     history = layout.encoder_tokens("u", np.array([3, 5]))
     inputs = {target: layout.target_input(target, history) for target in layout.targets}
     assert len({row.tobytes() for row in inputs.values()}) == len(inputs)      # each target asked differently
+    tasks = {layout.vocab.task_token(t) for t in layout.vocab.tasks}
+    kinds = token_modalities(layout.vocab, history)
     for row in inputs.values():
-        assert row.dtype == np.int64 and row[-len(history):].tolist() == history.tolist()
-        prompts = row[:len(row) - len(history)]
-        assert (token_modalities(layout.vocab, prompts) == -1).all()          # prompts are not code tokens
+        prompts = next((i for i, token in enumerate(row.tolist()) if token not in tasks), len(row))
+        rest, kept = row[prompts:].tolist(), set(token_modalities(layout.vocab, row[prompts:]).tolist())
+        assert row.dtype == np.int64 and rest == [t for t, k in zip(history.tolist(), kinds, strict=True) if k in kept]
+        assert kept - {-1} and -1 in kept                                       # some codes, and the <eos>
 
 
 def test_item_tokens_are_the_modalities_codes_in_order_with_switches(layout):

@@ -22,7 +22,7 @@ from mmgr.training.tasks import Task
 N = 30
 
 
-LAYOUT_OF = {"syngr": "bimodal"}          # objectives that need a particular layout (others: late fusion)
+LAYOUT_OF = {"syngr": "bimodal", "mql4grec": "unimodal"}   # layouts objectives need (others: late fusion)
 
 
 def registered(name: str) -> Objective:

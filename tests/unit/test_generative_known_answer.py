@@ -91,7 +91,8 @@ def trained_run(world: Path, out: Path, extra: list[str], missing_images: int = 
     ["model.kind=causal", "model.layout=single", "model.modalities=[text]"],                  # causal TIGER
     ["model.kind=causal", "model.layout=late-fusion", "model.modalities=[text,image]", "model.switch_tokens=true"],
     ["model.kind=item-causal", "model.layout=single", "model.modalities=[text]"],             # item-level causal
-], ids=["tiger", "mgr-lf", "causal-tiger", "causal-mgr-lf-switch", "item-causal-tiger"])
+    ["model.kind=item-causal", "model.layout=late-fusion", "model.modalities=[text,image]"],
+], ids=["tiger", "mgr-lf", "causal-tiger", "causal-mgr-lf-switch", "item-causal-tiger", "item-causal-mgr-lf"])
 def test_fixed_successor_is_learned(world: Path, tmp_path: Path, recipe: list[str]) -> None:
     run, summary = trained_run(world, tmp_path / "run", [*recipe, "training.epochs=12"])
     results = evaluate_run(run, run.config(), progress=False)
@@ -115,6 +116,20 @@ def test_syngr_learns_the_fixed_successor_from_fused_text_and_image_searches(syn
     assert summary["train_examples"] == 2 * sum(len(s) - 1 for s in prepare(run, run.config()).split.train)
     results = evaluate_run(run, run.config(), progress=False)
     assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8
+    assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
+
+
+def test_mql4grec_learns_the_fixed_successor_from_unimodal_histories_and_fused_lists(world: Path,
+                                                                                   tmp_path: Path) -> None:
+    run, summary = trained_run(world, tmp_path / "run", ["model.layout=unimodal", "model.modalities=[text,image]",
+                                                         "training.objective=mql4grec", "training.epochs=12"])
+    vocab = json.loads((run.path / "vocabulary.json").read_text())
+    assert vocab["tasks"] == ["seq:text->text", "seq:image->image", "seq:text->image", "seq:image->text",
+                              "text->image", "image->text"]
+    prefixes = sum(len(s) - 1 for s in prepare(run, run.config()).split.train)
+    assert summary["train_examples"] == 4 * prefixes + 2 * N_ITEMS           # four sequence tasks, two translations
+    results = evaluate_run(run, run.config(), progress=False)
+    assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8, (results["test"], summary["history"])
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
 
 

@@ -91,7 +91,7 @@ def test_config_accepts_a_new_objective_and_lists_it_when_refusing_a_name(new_ob
     assert load_config(overrides=[f"training.objective={new_objective}"]).training.objective == new_objective
     with pytest.raises(ConfigError) as err:
         load_config(overrides=["training.objective=next-itme"])
-    assert ("'training.objective': unknown training objective 'next-itme'; known: 'next-item', "
+    assert ("'training.objective': unknown training objective 'next-itme'; known: 'mql4grec', 'next-item', "
             f"'{new_objective}', 'syngr', 'tmt'") in str(err.value)
 
 

@@ -1,0 +1,68 @@
+"""MQL4GRec's layout (arXiv 2411.15087, as SynGR's released scripts train it): each decoding target is one
+modality's SID of the next item, asked for by a task prompt in front of the history written in that same modality:
+
+    input  = <task:seq:text->text>   [user] t(i_1) ... t(i_n) <eos>   ->  target t(i_{n+1})
+    input  = <task:seq:image->image> [user] v(i_1) ... v(i_n) <eos>   ->  target v(i_{n+1})
+
+Both ranked lists are fused at inference (`decoding.fusion`). `encoder_tokens` writes every modality of each history
+item (text codes then image codes, as the bimodal layout does); `source_input` keeps one modality's codes of it and
+puts the prompt of a task in front, so the multitask objective can also ask across modalities
+(`seq:text->image`: the next image SID from a text history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmgr.config import ModelConfig
+from mmgr.layouts.base import LAYOUTS, LayoutKind, history_item_tokens, item_code_tokens, with_user_and_eos
+from mmgr.layouts.late_fusion import concatenated_item_tokens
+from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+
+
+def sequence_task(source: str, target: str) -> str:
+    """The prompt that asks for the next item's `target` SID from a history written in `source` codes."""
+    return f"seq:{source}->{target}"
+
+
+@dataclass
+class UnimodalHistoryLayout:
+    vocab: Vocabulary
+    item_tokens: np.ndarray                   # (N, sum L_m): every modality of an item, as histories carry them
+    modality_tokens: dict[str, np.ndarray]    # the decoding targets, one per modality
+    max_history: int
+    user_token: bool = False
+    token_kinds: np.ndarray = field(init=False, repr=False)   # (V,) modality index per token id (-1: others)
+
+    def __post_init__(self) -> None:
+        self.token_kinds = self.vocab.modality_ids()
+
+    @property
+    def targets(self) -> dict[str, np.ndarray]:
+        return self.modality_tokens
+
+    def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
+        tokens = history_item_tokens(self.item_tokens, user_id, history, self.max_history)
+        return with_user_and_eos(self.vocab, user_id, tokens, self.user_token)
+
+    def target_input(self, target: str, tokens: np.ndarray) -> np.ndarray:
+        return self.source_input(target, target, tokens)
+
+    def source_input(self, source: str, target: str, tokens: np.ndarray) -> np.ndarray:
+        """`<task:seq:source->target>` + the `source` code tokens of `encoder_tokens` (and its user and <eos>)."""
+        kinds = self.token_kinds[tokens]                                    # -1: user, <eos>
+        kept = tokens[(kinds == list(self.vocab.levels).index(source)) | (kinds < 0)]
+        return np.concatenate([[self.vocab.task_token(sequence_task(source, target))], kept]).astype(np.int64)
+
+
+def build_unimodal(codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: ModelConfig,
+                   max_history: int) -> UnimodalHistoryLayout:
+    per_modality = item_code_tokens(codes, vocab)
+    item_tokens = concatenated_item_tokens(per_modality, vocab, False, "the unimodal-history layout")
+    return UnimodalHistoryLayout(vocab, item_tokens, per_modality, max_history, vocab.user_buckets > 0)
+
+
+LAYOUTS.register("unimodal")(LayoutKind(build_unimodal, lambda modalities: tuple(
+    sequence_task(m, m) for m in modalities)))
