@@ -28,6 +28,15 @@ def trained(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def multimodal(tmp_path_factory):
+    """A tiny late-fusion (text + image) run of the synthetic world, where every item has an image."""
+    folder = tmp_path_factory.mktemp("serve-lf")
+    run = folder / "run"
+    mmgr(*run_args("mgr-lf", run, folder / "cache"))
+    return run
+
+
 def start(run, *options: str, env: dict | None = None, log=None):
     return start_server(run, options, env, log=log)
 
@@ -359,3 +368,20 @@ def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, 
 def _try_onboard(url: str, item_id: str) -> None:
     with contextlib.suppress(httpx.TransportError):      # the server may die mid-request: that is the test
         onboard(url, item_id, f"Crash test item {item_id.split('-')[1]}")
+
+
+def test_an_item_without_an_image_joins_a_run_whose_items_all_have_images(multimodal):
+    import pyarrow.parquet as pq
+
+    assert all(pq.read_table(multimodal / "items.parquet", columns=["has_image"])["has_image"].to_pylist())
+    process, url = start(multimodal)
+    try:
+        added = onboard(url, "no-picture", "Plain linen towel", categories="bath")
+        assert added.status_code == 201, added.text
+        assert added.json()["missing"] == {"text": False, "image": True}
+        assert httpx.get(f"{url}/items/no-picture").json()["title"] == "Plain linen towel"
+        everything = httpx.post(f"{url}/recommend", json={"history": ["i0001"], "k": 41, "exclude_seen": False})
+        assert "no-picture" in ids(everything.json()["items"])                  # in the trie, decodable
+        assert httpx.post(f"{url}/recommend", json={"history": ["no-picture"], "k": 3}).status_code == 200
+    finally:
+        stop_server(process)

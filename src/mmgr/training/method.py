@@ -76,7 +76,10 @@ def item_texts(run: RunDir, dataset: Dataset, config: Config) -> dict[str, list[
 
 
 def build_vocabulary(codes: dict[str, ModalityCodes], config: Config,
-                     texts: dict[str, list[str | None]] | None = None) -> Vocabulary:
+                     texts: dict[str, list[str | None]] | None = None, legacy: bool = False) -> Vocabulary:
+    """The run's vocabulary. A multimodal run reserves every modality's missing code, so an item onboarded later
+    without an image (say) fits; `legacy` gives the vocabulary of runs trained before that (reserved only where an
+    item missed the modality), which such runs still load."""
     modalities = config.model.modalities
     absent = [m for m in modalities if m not in codes]
     if absent:
@@ -86,7 +89,8 @@ def build_vocabulary(codes: dict[str, ModalityCodes], config: Config,
         t for stage in stages(config) for t in OBJECTIVES.get(stage.objective).tasks(modalities))
     word_model = BACKBONES.get(config.model.kind).words(config.model)
     words = used_words(word_model, [t for values in (texts or {}).values() for t in values if t])
-    return Vocabulary({m: list(codes[m].with_missing_reserved().sizes) for m in modalities}, tasks,
+    always = len(modalities) > 1 and not legacy
+    return Vocabulary({m: list(codes[m].with_missing_reserved(always).sizes) for m in modalities}, tasks,
                       config.model.user_buckets, words, word_model if words else "")
 
 
@@ -105,7 +109,7 @@ def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared
         if not path.is_file():
             raise MmgrError(f"{path}: no vocabulary; run `mmgr train {run.path}` first")
         vocab = Vocabulary.load(path)
-        if vocab != built:
+        if vocab != built and vocab != build_vocabulary(codes, config, texts, legacy=True):
             raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
                             f"{dict(vocab.levels)}; the codes and recipe now give {built.size}, "
                             f"{dict(built.levels)}); re-run `mmgr train`")
