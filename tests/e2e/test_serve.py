@@ -397,6 +397,39 @@ def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, 
     assert kept == [f"crash-{i}" for i, o in enumerate(outcomes) if o == 200]
 
 
+@pytest.mark.parametrize("recipe", ["trained", "multimodal"])
+def test_an_exact_copy_of_a_popular_item_ranks_next_to_it(request, recipe, tmp_path):
+    from collections import Counter
+    from pathlib import Path
+
+    import numpy as np
+
+    from mmgr.rundir import RunDir
+    from mmgr.serving.onboarding import NewItem, Onboarder, check_image
+    from mmgr.serving.service import Recommender, Request
+    from mmgr.training.stage import load_ranker
+
+    run = RunDir(copy_run(request.getfixturevalue(recipe), tmp_path))
+    recommender = Recommender(load_ranker(run, run.config()), onboarder=Onboarder(run, run.config()))
+    items, sequences = recommender.ranker.data.dataset.items.to_pylist(), recommender.sequences
+    compared = 0
+    for popular, _ in Counter(int(i) for s in sequences for i in s).most_common(5):
+        original = items[popular]
+        image = Path(original["image"]).read_bytes()
+        copy = NewItem(f"copy-{original['item_id']}", original["title"], original["description"], original["brand"],
+                       original["categories"], check_image(image))
+        recommender.onboard(copy, image)
+        for sequence in sequences:
+            ends = np.nonzero(sequence == popular)[0]
+            if len(ends):
+                history = [recommender.item_ids[i] for i in sequence[:ends[-1] + 1]]
+                order = ids(recommender.recommend([Request(history, k=50, exclude_seen=False)])[0])
+                if order.index(original["item_id"]) < 10:
+                    compared += 1
+                    assert order.index(copy.item_id) <= order.index(original["item_id"]) + 1, (history, order)
+    assert compared >= 8
+
+
 def test_two_servers_on_one_run_share_its_onboarded_items_safely(trained, tmp_path):
     run = copy_run(trained, tmp_path)
     (first, a), (second, b) = start(run), start(run)
