@@ -125,8 +125,21 @@ def test_mmgr_serve_runs_a_bundle_and_onboards_into_it(runs, tmp_path):
         assert httpx.get(f"{url}/items/new-1").json()["title"] == "a brand new thing"
     finally:
         stop_server(process)
-    assert (bundle / "serving" / "onboarded.json").is_file()
+    assert (bundle / "serving" / "onboarded.sqlite").is_file()
     load_bundle(bundle, onboarding=False)                          # live state is not a checked part
+
+
+def test_items_onboarded_into_a_run_travel_with_its_bundle(runs, tmp_path):
+    from mmgr.serving.onboarding import NewItem, Onboarder
+    from mmgr.serving.service import Recommender
+    from mmgr.training.stage import load_ranker
+
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(runs["a"][0], run.path, ignore=shutil.ignore_patterns("serving"))
+    Recommender(load_ranker(run, run.config()), onboarder=Onboarder(run, run.config())).onboard(
+        NewItem("new-1", "a brand new thing"))
+    mmgr("export", str(run.path), "--out", str(tmp_path / "out.bundle"))
+    assert load_bundle(tmp_path / "out.bundle").item("new-1")["title"] == "a brand new thing"
 
 
 def test_mmgr_serve_refuses_a_damaged_bundle_with_a_message(runs, tmp_path):

@@ -16,6 +16,7 @@ import pytest
 
 from mmgr.errors import MmgrError
 from mmgr.serving.launch import free_port, start_server, stop_server
+from mmgr.serving.store import STORE, Store
 from tests.e2e.test_cli_data import mmgr
 from tests.e2e.test_cli_run import run_args
 
@@ -25,6 +26,15 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("serve")
     run = folder / "run"
     mmgr(*run_args("tiger", run, folder / "cache"), "model.user_buckets=20")
+    return run
+
+
+@pytest.fixture(scope="module")
+def multimodal(tmp_path_factory):
+    """A tiny late-fusion (text + image) run of the synthetic world, where every item has an image."""
+    folder = tmp_path_factory.mktemp("serve-lf")
+    run = folder / "run"
+    mmgr(*run_args("mgr-lf", run, folder / "cache"))
     return run
 
 
@@ -326,6 +336,37 @@ def test_a_damaged_onboarding_file_stops_the_start_with_one_line(trained, tmp_pa
     assert f"{run / 'serving' / 'onboarded.json'}: " in refused.stderr and message in refused.stderr, refused.stderr
 
 
+def test_a_corrupt_onboarding_database_stops_the_start_with_one_line(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    (run / "serving").mkdir()
+    (run / STORE).write_bytes(b"not a database, just some bytes" * 100)
+    refused = mmgr("serve", str(run), "--port", str(free_port()), check=False)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert f"{run / STORE}: not an onboarding database" in refused.stderr, refused.stderr
+
+
+def test_items_of_an_onboarded_json_are_imported_once(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    process, url = start(run)
+    try:
+        assert onboard(url, "old-mug", "Norvik ceramic mug").status_code == 201
+    finally:
+        stop_server(process)
+    recorded = [entry for _, entry in Store(run / STORE).since(0)]
+    for path in run.joinpath("serving").glob("onboarded.sqlite*"):
+        path.unlink()
+    (run / "serving" / "onboarded.json").write_text(json.dumps({"format_version": 1, "items": recorded}))
+    for _ in range(2):                                          # imported at the first start, not again
+        process, url = start(run)
+        try:
+            assert httpx.get(f"{url}/items/old-mug").json()["title"] == "Norvik ceramic mug"
+            assert httpx.get(f"{url}/health").json()["items"] == 41
+        finally:
+            stop_server(process)
+        assert not (run / "serving" / "onboarded.json").exists()
+        assert (run / "serving" / "onboarded.json.imported").is_file()
+
+
 def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, tmp_path):
     import signal
     import threading
@@ -352,10 +393,90 @@ def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, 
         finally:
             process.terminate()
             process.wait(timeout=10)
-    kept = json.loads((run / "serving" / "onboarded.json").read_text())["items"] if 200 in outcomes else []
-    assert [entry["item"]["item_id"] for entry in kept] == [f"crash-{i}" for i, o in enumerate(outcomes) if o == 200]
+    kept = [entry["item"]["item_id"] for _, entry in Store(run / STORE).since(0)]
+    assert kept == [f"crash-{i}" for i, o in enumerate(outcomes) if o == 200]
+
+
+@pytest.mark.parametrize("recipe", ["trained", "multimodal"])
+def test_an_exact_copy_of_a_popular_item_ranks_next_to_it(request, recipe, tmp_path):
+    from collections import Counter
+    from pathlib import Path
+
+    import numpy as np
+
+    from mmgr.rundir import RunDir
+    from mmgr.serving.onboarding import NewItem, Onboarder, check_image
+    from mmgr.serving.service import Recommender, Request
+    from mmgr.training.stage import load_ranker
+
+    run = RunDir(copy_run(request.getfixturevalue(recipe), tmp_path))
+    recommender = Recommender(load_ranker(run, run.config()), onboarder=Onboarder(run, run.config()))
+    items, sequences = recommender.ranker.data.dataset.items.to_pylist(), recommender.sequences
+    compared = 0
+    for popular, _ in Counter(int(i) for s in sequences for i in s).most_common(5):
+        original = items[popular]
+        image = Path(original["image"]).read_bytes()
+        copy = NewItem(f"copy-{original['item_id']}", original["title"], original["description"], original["brand"],
+                       original["categories"], check_image(image))
+        recommender.onboard(copy, image)
+        for sequence in sequences:
+            ends = np.nonzero(sequence == popular)[0]
+            if len(ends):
+                history = [recommender.item_ids[i] for i in sequence[:ends[-1] + 1]]
+                order = ids(recommender.recommend([Request(history, k=50, exclude_seen=False)])[0])
+                if order.index(original["item_id"]) < 10:
+                    compared += 1
+                    assert order.index(copy.item_id) <= order.index(original["item_id"]) + 1, (history, order)
+    assert compared >= 8
+
+
+def test_two_servers_on_one_run_share_its_onboarded_items_safely(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    (first, a), (second, b) = start(run), start(run)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            twins = list(pool.map(lambda url: onboard(url, "twin", "Twin ceramic mug"), (a, b)))
+            assert sorted(r.status_code for r in twins) == [201, 409], [r.text for r in twins]
+            assert "twin" in next(r for r in twins if r.status_code == 409).json()["error"]
+            jobs = [(url, f"mug-{i}", f"Norvik ceramic mug {i}") for i, url in enumerate([a, b] * 4)]
+            replies = list(pool.map(lambda job: onboard(*job), jobs))
+        assert [r.status_code for r in replies] == [201] * len(jobs), [r.text for r in replies]
+        added = {"twin": next(r for r in twins if r.status_code == 201).json()}
+        added |= {job[1]: reply.json() for job, reply in zip(jobs, replies, strict=True)}
+        assert len({tuple(entry["codes"]["text"]) for entry in added.values()}) == len(added)   # no shared tuple
+        for url, other in ((a, b), (b, a)):                      # each serves what the other onboarded, at once
+            theirs = [job[1] for job in jobs if job[0] == other]
+            assert all(httpx.get(f"{url}/items/{item}").status_code == 200 for item in theirs)
+            reply = httpx.post(f"{url}/recommend", json={"history": theirs, "k": 49, "exclude_seen": False})
+            assert reply.status_code == 200 and set(added) <= set(ids(reply.json()["items"])), reply.text
+    finally:
+        stop_server(first)
+        stop_server(second)
+    process, url = start(run)                                   # the next start replays every acknowledged item
+    try:
+        assert httpx.get(f"{url}/health").json()["items"] == 40 + len(added)
+        assert all(httpx.get(f"{url}/items/{item}").status_code == 200 for item in added)
+    finally:
+        stop_server(process)
 
 
 def _try_onboard(url: str, item_id: str) -> None:
     with contextlib.suppress(httpx.TransportError):      # the server may die mid-request: that is the test
         onboard(url, item_id, f"Crash test item {item_id.split('-')[1]}")
+
+
+def test_an_item_without_an_image_joins_a_run_whose_items_all_have_images(multimodal):
+    import pyarrow.parquet as pq
+
+    assert all(pq.read_table(multimodal / "items.parquet", columns=["has_image"])["has_image"].to_pylist())
+    process, url = start(multimodal)
+    try:
+        added = onboard(url, "no-picture", "Plain linen towel", categories="bath")
+        assert added.status_code == 201, added.text
+        assert added.json()["missing"] == {"text": False, "image": True}
+        assert httpx.get(f"{url}/items/no-picture").json()["title"] == "Plain linen towel"
+        everything = httpx.post(f"{url}/recommend", json={"history": ["i0001"], "k": 41, "exclude_seen": False})
+        assert "no-picture" in ids(everything.json()["items"])                  # in the trie, decodable
+        assert httpx.post(f"{url}/recommend", json={"history": ["no-picture"], "k": 3}).status_code == 200
+    finally:
+        stop_server(process)

@@ -73,6 +73,20 @@ def test_missing_modality_policy_reserves_a_code_and_keeps_tuples_unique():
     assert len({tuple(r) for r in policy.codes.tolist()}) == 4 and policy.missing.tolist() == codes.missing.tolist()
     complete = ModalityCodes("text", codes.codes, [4, 4, 2], np.zeros(4, dtype=bool))
     assert complete.with_missing_reserved() is complete                 # nothing changes without missing items
+    reserved = complete.with_missing_reserved(always=True)              # a multimodal run's vocabulary
+    assert reserved.sizes == [5, 5, 2] and reserved.codes.tolist() == complete.codes.tolist()
+    later = complete.with_row(np.zeros(3), missing=True).with_missing_reserved(always=True)
+    assert later.sizes == reserved.sizes and later.codes[-1].tolist() == [4, 4, 0]   # an item onboarded without it
+
+
+def test_a_vocabulary_without_the_missing_code_names_the_fix():
+    from mmgr.layouts.base import item_code_tokens
+
+    complete = ModalityCodes("image", np.array([[1, 2, 0], [0, 0, 0]]), [4, 4, 2], np.zeros(2, dtype=bool))
+    later = {"image": complete.with_row(np.zeros(3), missing=True)}
+    assert item_code_tokens(later, Vocabulary({"image": [5, 5, 2]}))["image"].shape == (3, 3)
+    with pytest.raises(MmgrError, match="no code for a missing image.*re-run `mmgr train`"):
+        item_code_tokens(later, Vocabulary({"image": [4, 4, 2]}))          # trained before the reservation
 
 
 def test_published_tables_match_their_documented_collisions(shared_data):

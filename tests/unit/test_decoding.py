@@ -155,6 +155,26 @@ def test_beam_as_wide_as_the_catalog_is_exhaustive(model, trie):
     torch.testing.assert_close(scores, best, atol=1e-4, rtol=1e-5)
 
 
+def test_an_onboarded_collision_code_scores_as_its_best_catalog_sibling(model, items):
+    prefix = items[0, :2].tolist()
+    taken = {row[2] for row in items.tolist() if row[:2] == prefix}
+    copy = [*prefix, next(t for t in range(21, 29) if t not in taken)]     # a catalog item's semantic ID, new code
+    fresh = [12, 20, 21]                                                   # a prefix no catalog item has
+    catalog = PrefixTrie.build(items, vocab_size=VOCAB)
+    onboarded = PrefixTrie.build(torch.cat([items, torch.tensor([copy, fresh])]), vocab_size=VOCAB)
+    trie = onboarded.borrowing(len(items), depths=[2])
+    ids, mask = histories()
+    n = trie.num_items
+    found, scores = constrained_beam_search(model, ids, mask, trie, beam_size=n, top_k=n)
+    by_item = torch.full((len(ids), n), float("nan")).scatter_(1, found, scores)         # (B, N)
+    own = sequence_log_probs(model, ids, mask, trie.item_tokens[None].expand(len(ids), n, 3))
+    torch.testing.assert_close(by_item[:, :-2], own[:, :-2], atol=1e-4, rtol=1e-5)        # catalog items unchanged
+    siblings = [i for i, row in enumerate(items.tolist()) if row[:2] == prefix]
+    torch.testing.assert_close(by_item[:, -2], own[:, siblings].amax(dim=1), atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(by_item[:, -1], own[:, -1], atol=1e-4, rtol=1e-5)          # no sibling: its own
+    assert catalog.borrow is None and trie.to("cpu").borrow_depths == (2,)
+
+
 def test_top_k_beyond_the_catalog_pads(model):
     items = torch.tensor([[11, 13, 21], [11, 14, 22], [12, 15, 23], [5, 15, 23]])
     trie = PrefixTrie.build(items, vocab_size=VOCAB)

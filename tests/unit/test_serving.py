@@ -1,5 +1,5 @@
-"""Serving's pure pieces: item id and image checks, the onboarding file's checks, the orphan sweep, client-safe
-messages, start-up auth rules, and the app's answer to a handler that fails unexpectedly."""
+"""Serving's pure pieces: item id and image checks, the onboarding file's and database's checks, the orphan sweep,
+client-safe messages, start-up auth rules, and the app's answer to a handler that fails unexpectedly."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from mmgr.errors import MmgrError, quoted
 from mmgr.rundir import RunDir
 from mmgr.serving.app import api_key_from_env, check_exposure, create_app, is_json, is_loopback, public
-from mmgr.serving.onboarding import BadUpload, check_image, check_item_id, load_onboarded, sweep_images
+from mmgr.serving.onboarding import BadUpload, OnboardError, check_image, check_item_id, load_onboarded, sweep_images
+from mmgr.serving.store import Store
 
 
 def test_quoted_cuts_long_text():
@@ -71,11 +72,52 @@ def test_sweep_removes_only_images_no_onboarded_item_refers_to(tmp_path):
     images.mkdir(parents=True)
     for name in ("kept.png", "orphan.png", ".orphan.png.123.tmp"):
         (images / name).write_bytes(b"x")
-    (tmp_path / "serving" / "onboarded.json").write_text(json.dumps(
-        {"items": [entry(image="serving/images/kept.png"), entry("y")]}))
-    assert sweep_images(RunDir(tmp_path)) == 2
+    assert sweep_images(RunDir(tmp_path), {"serving/images/kept.png"}) == 2
     assert [p.name for p in images.iterdir()] == ["kept.png"]
-    assert sweep_images(RunDir(tmp_path / "elsewhere")) == 0
+    assert sweep_images(RunDir(tmp_path / "elsewhere"), set()) == 0
+
+
+def test_the_store_refuses_a_taken_id_or_tuple_and_keeps_the_order(tmp_path):
+    store = Store(tmp_path / "serving" / "onboarded.sqlite")
+    with store.writing():
+        first = store.add(entry("a", image="serving/images/a.png"), {"item": [1, 2, 3]})
+    with store.writing():
+        second = store.add(entry("b"), {"item": [1, 2, 4]})
+    for item_id, tokens, taken in (("a", [5, 5, 5], "its id"), ("c", [1, 2, 4], "its token tuple")):
+        with pytest.raises(OnboardError, match=f"item '{item_id}': {taken}"), store.writing():
+            store.add(entry(item_id), {"item": tokens})
+    again = Store(tmp_path / "serving" / "onboarded.sqlite")            # another server on the run
+    assert [(seq, e["item"]["item_id"]) for seq, e in again.since(0)] == [(first, "a"), (second, "b")]
+    assert again.last() == second and again.since(second) == [] and again.images() == {"serving/images/a.png"}
+
+
+@pytest.mark.parametrize(("record", "message"), [
+    ("{oops", "item 'x' (seq 1): its record is not valid JSON"),
+    (json.dumps(entry("x", image="/etc/passwd")), "item 'x' (seq 1) ('x'): image '/etc/passwd' is not a file in"),
+    (json.dumps(entry("y")), "item 'x' (seq 1): its record is of item 'y'"),
+])
+def test_a_damaged_store_record_is_an_error_naming_the_file_and_item(tmp_path, record, message):
+    import sqlite3
+
+    path = tmp_path / "onboarded.sqlite"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO items (item_id, record) VALUES ('x', ?)", (record,))
+    with pytest.raises(MmgrError, match="onboarded.sqlite: ") as refused:
+        Store(path).since(0)
+    assert message in str(refused.value)
+
+
+def test_a_file_that_is_not_the_store_is_refused_naming_it(tmp_path):
+    import sqlite3
+
+    garbage, other = tmp_path / "garbage.sqlite", tmp_path / "other.sqlite"
+    garbage.write_bytes(b"not a database" * 100)
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE items (x)")
+    for path in (garbage, other):
+        with pytest.raises(MmgrError, match=f"{path}: not an onboarding database"):
+            Store(path)
 
 
 def test_public_messages_show_no_server_path(tmp_path):

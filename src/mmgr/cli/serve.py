@@ -31,7 +31,7 @@ def serve(
     from mmgr.serving.app import API_KEY_ENV, api_key_from_env, check_exposure, create_app
     from mmgr.serving.batcher import BatchSettings
     from mmgr.serving.bundle import is_bundle, load_checked
-    from mmgr.serving.onboarding import IMAGES, Onboarder, sweep_images
+    from mmgr.serving.onboarding import IMAGES, Onboarder
     from mmgr.serving.service import Limits, Recommender
     from mmgr.training.stage import load_ranker
 
@@ -42,7 +42,7 @@ def serve(
     ranker = load_checked(run) if is_bundle(run) else load_ranker(run_dir, config)
     recommender = Recommender(ranker, Limits(max_k, max_history), Onboarder(run_dir, config) if onboarding else None)
     if onboarding:
-        swept = sweep_images(run_dir)
+        swept = recommender.sweep_images()
         console.print(f"onboarding on: removed {swept} orphan image{'s' * (swept != 1)} from {IMAGES.as_posix()}")
     app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms), api_key=api_key)
     console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items)")

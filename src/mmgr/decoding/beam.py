@@ -39,7 +39,8 @@ def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask:
     input_ids, attention_mask: (B, S) histories as tokens, left- or right-padded. Returns item indices (B, top_k)
     int64 (rows of `trie.item_tokens`; -1 pads a row when fewer than `top_k` items can be reached) and their sequence
     log-probabilities (B, top_k) float32 (-inf for padding): sums of log_softmax over the whole vocabulary, i.e. the
-    model's unconstrained probability of the item's tuple. Every returned index is a real item.
+    model's unconstrained probability of the item's tuple (an onboarded item's collision code scored as its best
+    catalog sibling's: `PrefixTrie.borrowing`). Every returned index is a real item.
 
     Users are decoded `chunk_size` at a time, grouped by history length with the padding columns that a whole group
     shares cut off (less encoder and cross-attention work, intermediates that stay in cache); results come back in
@@ -88,6 +89,7 @@ def search_trie(step: Step, trie: PrefixTrie, batch: int, beam_size: int, start:
         logits = step(tokens).float()                                       # (B * k, V)
         log_probs = logits[:, low:low + width] - logits.logsumexp(dim=-1, keepdim=True)  # (B * k, W)
         children = trie.children_window(nodes.reshape(-1), depth)          # (B * k, W)
+        log_probs = trie.borrowed(nodes.reshape(-1), depth, log_probs, children)   # onboarded items' collision codes
         candidates = scores[..., None] + log_probs.view(batch, beams, width)  # (B, k, W)
         candidates = candidates.masked_fill(children.view(batch, beams, width) < 0, float("-inf"))
         keep = min(beam_size, beams * width)

@@ -7,6 +7,10 @@ the prefixes of length 1, 2, ... L (the leaves, one per item). Internal node `n`
 is the child reached by token `t`, or -1. A last all -1 row stands for "no node" (id -1, a leaf, or out of range), so
 every lookup is a plain gather with no Python walk at decode time.
 
+A trie with onboarded items (`borrowing`) also marks, at the collision levels, the children that only onboarded
+items reach: the search scores such a child as its parent's best child that a catalog item reaches (see
+`borrowed`).
+
 Memory: (internal nodes + 1) x (widest window) int32 values; Amazon Beauty (12k items, 4 levels of 256 codes) is about
 20k x 256 x 4 B = 20 MB.
 
@@ -17,7 +21,7 @@ Memory: (internal nodes + 1) x (widest window) int32 values; Amazon Beauty (12k 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -37,6 +41,8 @@ class PrefixTrie:
     window_size: tuple[int, ...]   # (L,): width of the token window of each depth
     leaf_item: Tensor          # (num_nodes,) int64: item index of a leaf node, -1 for internal nodes
     vocab_size: int            # width of the masks `allowed_mask` returns (>= largest token id + 1)
+    borrow: Tensor | None = None        # like `children`, bool: the child borrows its best catalog sibling's score
+    borrow_depths: tuple[int, ...] = ()  # the depths where some child does
 
     @classmethod
     def build(cls, item_tokens: Tensor, vocab_size: int | None = None) -> PrefixTrie:
@@ -96,8 +102,42 @@ class PrefixTrie:
         """The same trie with its tensors on `device`."""
         move = {name: getattr(self, name).to(device) for name in ("item_tokens", "children", "node_window",
                                                                    "leaf_item")}
+        borrow = self.borrow.to(device) if self.borrow is not None else None
         return PrefixTrie(**move, depth_start=self.depth_start, window_start=self.window_start,
-                          window_size=self.window_size, vocab_size=self.vocab_size)
+                          window_size=self.window_size, vocab_size=self.vocab_size, borrow=borrow,
+                          borrow_depths=self.borrow_depths)
+
+    # ---- onboarded items -----------------------------------------------------------------------------------------
+
+    def borrowing(self, catalog: int, depths: Sequence[int]) -> PrefixTrie:
+        """This trie where, at each of `depths` (collision levels), a child that only items from row `catalog` on
+        reach (onboarded items: never a training target) is scored by the search as its parent's best child that a
+        catalog item reaches. A collision code only tells apart items with one semantic ID; the model gives a code
+        it never saw under that ID almost no probability, which would bury every onboarded item that shares a
+        catalog item's semantic ID."""
+        borrow = torch.zeros(self.children.shape, dtype=torch.bool)
+        items = self.item_tokens.cpu()
+        nodes = torch.zeros(len(items), dtype=torch.int64)
+        trie = self.to("cpu")
+        for depth in range(self.depth):
+            child = trie.step(nodes, items[:, depth])
+            if depth in depths:
+                known = torch.zeros(self.num_nodes, dtype=torch.bool)
+                known[child[:catalog]] = True
+                new = ~known[child]
+                borrow[nodes[new], items[new, depth] - trie.node_window[nodes[new]]] = True
+            nodes = child
+        return replace(trie, borrow=borrow, borrow_depths=tuple(d for d in depths if d < self.depth)).to(self.device)
+
+    def borrowed(self, nodes: Tensor, depth: int, log_probs: Tensor, children: Tensor) -> Tensor:
+        """`log_probs` (R, W) of the children of `nodes` (R,) at `depth`, a borrowing child's replaced by the best
+        of its catalog siblings' (kept when it has none)."""
+        if depth not in self.borrow_depths or self.borrow is None:
+            return log_probs
+        borrow = self.borrow[self._rows(nodes), :self.window_size[depth]]       # (R, W)
+        catalog = (children >= 0) & ~borrow
+        best = log_probs.masked_fill(~catalog, float("-inf")).amax(dim=1, keepdim=True)   # (R, 1)
+        return torch.where(borrow & torch.isfinite(best), best, log_probs)
 
     # ---- tensor lookups (no Python loop over nodes) --------------------------------------------------------------
 

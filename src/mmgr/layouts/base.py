@@ -83,6 +83,10 @@ def item_code_tokens(codes: dict[str, ModalityCodes], vocab: Vocabulary) -> dict
     if missing:
         raise MmgrError(f"no {', '.join(missing)} codes in this run; run `mmgr tokenize RUN --modality "
                         f"{missing[0]}` (have: {', '.join(codes) or 'none'})")
+    for m in vocab.levels:
+        if codes[m].missing.any() and vocab.levels[m][0] <= codes[m].sizes[0]:
+            raise MmgrError(f"this run's vocabulary has no code for a missing {m} (it was trained before multimodal "
+                            f"runs reserved one): re-run `mmgr train` to add items without {m}")
     return {m: vocab.encode(m, codes[m].with_missing_reserved().codes) for m in vocab.levels}
 
 

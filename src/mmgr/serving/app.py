@@ -218,12 +218,13 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
     @app.get("/items/{item_id}")
     async def item(item_id: str) -> JSONResponse:
         try:
-            return JSONResponse(recommender.item(item_id))
+            return JSONResponse(await asyncio.to_thread(recommender.item, item_id))
         except KeyError:
             return error(f"unknown item id {quoted(item_id)}", 404)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        await asyncio.to_thread(recommender.refresh)
         return {"status": "ok", "items": len(recommender.item_ids), "users": len(recommender.users)}
 
     @app.get("/metrics")

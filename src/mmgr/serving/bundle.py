@@ -28,14 +28,14 @@ import numpy as np
 from mmgr.errors import MmgrError
 from mmgr.io import read_arrays, sha256_file, write_arrays_atomic, write_json_atomic
 from mmgr.rundir import MANIFEST, RunDir, now_iso
-from mmgr.serving.onboarding import ONBOARDED
+from mmgr.serving.store import STORE, Store
 
 FORMAT, FORMAT_VERSION = "mmgr-bundle", 1
 BUNDLE = "bundle.json"
 FILES = (MANIFEST, "items.parquet", "sequences.parquet", "model.safetensors", "vocabulary.json", "results.json")
 FOLDERS = ("codes", "tokenizers")
 TRIE = "trie"
-LIVE = ONBOARDED.parts[0]        # serving/: onboarded items, state, not a checked part
+LIVE = STORE.parts[0]            # serving/: onboarded items, state, not a checked part
 
 
 class BundleError(MmgrError):
@@ -69,9 +69,17 @@ def _assemble(run: RunDir, ranker: Any, folder: Path) -> dict[str, Any]:
     for name in FILES:
         if (run.path / name).is_file():
             shutil.copy2(run.path / name, folder / name)
-    for name in (*FOLDERS, LIVE):                     # the items onboarded so far travel with the model
+    for name in FOLDERS:
         if (run.path / name).is_dir():
             shutil.copytree(run.path / name, folder / name)
+    if (run.path / LIVE).is_dir():                    # the items onboarded so far travel with the model
+        shutil.copytree(run.path / LIVE, folder / LIVE, ignore=shutil.ignore_patterns(f"{STORE.name}*"))
+    if (run.path / STORE).is_file():                  # a consistent copy, even while a server onboards
+        store = Store(run.path / STORE)
+        try:
+            store.backup(folder / STORE)
+        finally:
+            store.close()
     for target, tokens in ranker.decoding_tables().items():
         write_arrays_atomic(folder / TRIE / f"{target}.safetensors", {"tokens": np.ascontiguousarray(tokens)},
                             {"target": target})

@@ -6,11 +6,11 @@ with the run's fitted tokenizers (`tokenizers/<modality>`), and its collision re
 moves it to its next-nearest free last-level code. An item without an image gets the missing-modality code. The
 new codes must fit the run's vocabulary (the model has an embedding for every token); otherwise it is refused.
 
-Onboarded items live in `serving/onboarded.json` (the item's fields, codes and image file), rewritten atomically
-(temp file + rename) on every onboarding, so after a crash the catalog holds the whole item or none of it; a
-restarted server replays the file (checked: a damaged file stops the start with a message naming it). An item's
-image is written to `serving/images/` only once the item is accepted, and removed again if recording it fails; an
-image no onboarded item refers to (a crash between the two) is swept at the next start.
+Onboarded items live in `serving/onboarded.sqlite` (`mmgr.serving.store`: one transaction per item, shared by every
+server on the run); a restarted server replays them. An item's image is written to `serving/images/` inside that
+transaction, and removed again if it fails; an image no onboarded item refers to (a crash between the two) is swept
+at the next start. Items of an `onboarded.json` (where earlier versions kept them, rewritten on every onboarding) are
+imported into the database once, checked as before, and the file renamed to `onboarded.json.imported`.
 
 A new item's id is 1 to 200 characters, not blank, without `/` (`GET /items/{id}` could not reach it) and without
 control or other non-printing characters.
@@ -35,11 +35,11 @@ import pyarrow as pa
 from mmgr.config import Config
 from mmgr.data.dataset import ITEM_SCHEMA
 from mmgr.errors import MmgrError, quoted
-from mmgr.io import write_bytes_atomic, write_json_atomic
+from mmgr.io import write_bytes_atomic
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.codes import ModalityCodes
 
-ONBOARDED = Path("serving") / "onboarded.json"
+LEGACY = Path("serving") / "onboarded.json"
 IMAGES = Path("serving") / "images"
 IMAGE_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 MAX_IMAGE_BYTES = 5 << 20
@@ -125,12 +125,11 @@ def kept_image(run: RunDir, item: NewItem, data: bytes | None) -> Iterator[None]
         raise
 
 
-def sweep_images(run: RunDir) -> int:
-    """Delete the files of serving/images/ that no onboarded item refers to; returns how many."""
+def sweep_images(run: RunDir, used: set[str]) -> int:
+    """Delete the files of serving/images/ that are not in `used` (the onboarded items' images); returns how many."""
     folder = run.path / IMAGES
     if not folder.is_dir():
         return 0
-    used = {entry["item"].get("image") for entry in load_onboarded(run)}
     orphans = [path for path in folder.iterdir() if path.is_file() and (IMAGES / path.name).as_posix() not in used]
     for path in orphans:
         path.unlink()
@@ -203,8 +202,8 @@ class Onboarder:
 
 
 def load_onboarded(run: RunDir) -> list[dict[str, Any]]:
-    """The onboarded items' records; a damaged file is an error naming it (and the entry)."""
-    path = run.path / ONBOARDED
+    """The records of an `onboarded.json` (to import); a damaged file is an error naming it (and the entry)."""
+    path = run.path / LEGACY
     if not path.is_file():
         return []
     try:
@@ -236,12 +235,8 @@ def check_entry(entry: Any, where: str) -> None:
                         f"{IMAGES.as_posix()}/")
 
 
-def save_onboarded(run: RunDir, records: list[dict[str, Any]]) -> None:
-    write_json_atomic(run.path / ONBOARDED, {"format_version": 1, "items": records})
-
-
 def record(item: NewItem, codes: dict[str, ModalityCodes]) -> dict[str, Any]:
-    """What the onboarding file keeps of an item: its fields and its codes per modality (the last rows)."""
+    """What the onboarding database keeps of an item: its fields and its codes per modality (the last rows)."""
     return {"item": asdict(item), "codes": {m: c.codes[-1].tolist() for m, c in codes.items()},
             "missing": {m: bool(c.missing[-1]) for m, c in codes.items()}}
 

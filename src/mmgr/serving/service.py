@@ -5,6 +5,9 @@ A request gives a `history` of item ids (oldest first) or the `user_id` of a kno
 and `exclude_seen`. A request needs its own `k` plus the items it excludes; requests decoded together are grouped by
 what the ranker searches for that many (`Ranker.batch_key`: the beam width) and each group ranked with its largest
 need, so a request's answer is the one it gets alone, whatever its batch.
+
+With onboarding, the run's onboarded items (`mmgr.serving.store`) are replayed at start, and before each answer the
+ones other servers on the run added since (`refresh`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pyarrow as pa
 
 from mmgr.errors import MmgrError, quoted
 from mmgr.serving.onboarding import (
-    ONBOARDED,
+    LEGACY,
     NewItem,
     Onboarder,
     OnboardError,
@@ -27,8 +30,9 @@ from mmgr.serving.onboarding import (
     load_onboarded,
     record,
     replayed,
-    save_onboarded,
+    sweep_images,
 )
+from mmgr.serving.store import STORE, Store
 from mmgr.training.stage import Ranker
 
 
@@ -61,8 +65,11 @@ class Recommender:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()          # one decoding or onboarding at a time (the model is not re-entrant)
-        if self.onboarder is not None:
-            self._replay(load_onboarded(self.onboarder.run))
+        self._seq = 0                          # the newest stored onboarded item this server has applied
+        self.store = Store(self.onboarder.run.path / STORE) if self.onboarder is not None else None
+        if self.store is not None:
+            self._import_json()
+            self._catch_up()
         self._index_catalog()
 
     def _index_catalog(self) -> None:
@@ -73,39 +80,79 @@ class Recommender:
         self.users = {user: row for row, user in enumerate(self.ranker.data.user_ids)}
         self.sequences = self.ranker.data.dataset.item_sequences()
 
-    def _replay(self, entries: list[dict[str, Any]]) -> None:
-        """Apply the items onboarded before a restart (their recorded codes; nothing is re-encoded)."""
-        if not entries or self.onboarder is None:
-            return
+    def refresh(self) -> None:
+        """Apply the items that other servers on this run onboarded since this one last looked."""
+        if self.store is not None and self.store.last() > self._seq:
+            with self._lock:
+                self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Replay the stored items after `_seq` (their recorded codes; nothing is re-encoded)."""
+        rows = self.store.since(self._seq)
+        if rows:
+            where = f"{self.store.path}: item"
+            self.ranker = self._with([(f"{where} {quoted(e['item']['item_id'])} (seq {n})", e) for n, e in rows])
+            self._seq = rows[-1][0]
+            self._index_catalog()
+
+    def _with(self, entries: list[tuple[str, dict[str, Any]]]) -> Ranker:
+        """The ranker with recorded items appended; `entries` are (where it is recorded, record)."""
         codes = getattr(self.ranker.data, "codes", {})
-        rows = []
-        for number, entry in enumerate(entries, start=1):
-            codes = replayed(codes, entry, f"{self.onboarder.run.path / ONBOARDED}: entry {number}")
-            rows.append(NewItem(**entry["item"]).table(self.onboarder.run))
-        self.ranker = self.ranker.extended(self.onboarder.config, codes, pa.concat_tables(rows))
+        for where, entry in entries:
+            codes = replayed(codes, entry, where)
+        rows = pa.concat_tables([NewItem(**entry["item"]).table(self.onboarder.run) for _, entry in entries])
+        return self.ranker.extended(self.onboarder.config, codes, rows)
+
+    def _import_json(self) -> None:
+        """Move the items of an `onboarded.json` (how earlier versions kept them) into the store, once; the file is
+        then renamed `onboarded.json.imported`."""
+        path = self.onboarder.run.path / LEGACY
+        if not path.is_file():
+            return
+        entries = load_onboarded(self.onboarder.run)
+        with self.store.writing():
+            if entries and not self.store.flag(LEGACY.name):
+                self._catch_up()
+                tables = self._with([(f"{path}: entry {n}", e) for n, e in enumerate(entries, 1)]).decoding_tables()
+                for row, entry in enumerate(entries, start=-len(entries)):          # the last rows of every table
+                    self.store.add(entry, {target: table[row].tolist() for target, table in tables.items()})
+                self.store.set_flag(LEGACY.name)
+        path.rename(path.with_name(path.name + ".imported"))
+
+    def sweep_images(self) -> int:
+        """Delete the images in serving/images/ that no onboarded item refers to; returns how many."""
+        if self.store is None:
+            return 0
+        with self.store.writing():                  # no other server is between writing an image and its item
+            return sweep_images(self.onboarder.run, self.store.images())
 
     def onboard(self, item: NewItem, image: bytes | None = None) -> dict[str, Any]:
-        """Add a new item: codes from the run's encoders and tokenizers, recommendable at once, kept on disk (with
-        `image`, the checked bytes of the file `item.image` names, written only once the item is accepted)."""
-        if self.onboarder is None:
+        """Add a new item: codes from the run's encoders and tokenizers, recommendable at once, kept in the store
+        (with `image`, the checked bytes of the file `item.image` names, written in the item's transaction and
+        removed if it fails)."""
+        if self.onboarder is None or self.store is None:
             raise OnboardError("this server was started without onboarding")
         check_item_id(item.item_id)
         if not item.title.strip():
             raise RequestError("a new item needs a non-empty title")
-        with self._lock:
+        with self._lock, self.store.writing():
+            self._catch_up()                        # what other servers onboarded decides this item's codes
             if item.item_id in self.index:
                 raise OnboardError(f"item id {quoted(item.item_id)} is already in the catalog")
             with kept_image(self.onboarder.run, item, image):
                 codes = self.onboarder.extend(getattr(self.ranker.data, "codes", {}), item)
                 ranker = self.ranker.extended(self.onboarder.config, codes, item.table(self.onboarder.run))
                 entry = record(item, codes)
-                save_onboarded(self.onboarder.run, [*load_onboarded(self.onboarder.run), entry])
-            self.ranker = ranker
+                seq = self.store.add(entry, {target: table[-1].tolist()
+                                             for target, table in ranker.decoding_tables().items()})
+                self.store.commit()
+            self.ranker, self._seq = ranker, seq
             self._index_catalog()
         return {"item_id": item.item_id, "index": self.index[item.item_id], "codes": entry["codes"],
                 "missing": entry["missing"]}
 
     def item(self, item_id: str) -> dict[str, Any]:
+        self.refresh()
         row = self.index.get(item_id)
         if row is None:
             raise KeyError(item_id)
@@ -142,6 +189,7 @@ class Recommender:
     def recommend(self, requests: list[Request]) -> list[list[dict[str, Any]] | RequestError]:
         """Ranked items per request (a RequestError in place of a refused request); one ranking per group of
         requests that share a `Ranker.batch_key`."""
+        self.refresh()
         out: list[list[dict[str, Any]] | RequestError] = []
         good: dict[int, tuple[str, np.ndarray]] = {}
         for i, request in enumerate(requests):

@@ -48,11 +48,13 @@ class ModalityCodes:
         return ModalityCodes(self.modality, np.vstack([self.codes, np.asarray(code, dtype=np.int64)[None]]),
                              list(self.sizes), np.append(self.missing, missing), self.info)
 
-    def with_missing_reserved(self) -> ModalityCodes:
+    def with_missing_reserved(self, always: bool = False) -> ModalityCodes:
         """The missing-modality policy: an item without this modality gets a reserved "missing" code (one past the
         codebook) at every level but the last, and at the last level its rank among the missing items, so its
-        tuple says "unknown" instead of borrowing a real item's codes, and stays unique (decodable)."""
-        if not self.missing.any():
+        tuple says "unknown" instead of borrowing a real item's codes, and stays unique (decodable). With `always`,
+        the sizes hold the reserved code even when no item misses the modality (a multimodal run's vocabulary: an
+        item onboarded later without it must fit)."""
+        if not self.missing.any() and (not always or self.codes.shape[1] < 2):
             return self
         if self.codes.shape[1] < 2:
             raise MmgrError(f"{self.modality}: items without this modality need at least 2 code levels")

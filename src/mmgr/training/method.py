@@ -55,6 +55,7 @@ class Prepared(RunData):
     layout: Layout
     tries: dict[str, PrefixTrie]
     texts: dict[str, list[str | None]]
+    onboarded: int = 0               # the last items of the catalog were onboarded after training
 
 
 def stages(config: Config) -> list[Stage]:
@@ -77,7 +78,10 @@ def item_texts(run: RunDir, dataset: Dataset, config: Config) -> dict[str, list[
 
 
 def build_vocabulary(codes: dict[str, ModalityCodes], config: Config,
-                     texts: dict[str, list[str | None]] | None = None) -> Vocabulary:
+                     texts: dict[str, list[str | None]] | None = None, legacy: bool = False) -> Vocabulary:
+    """The run's vocabulary. A multimodal run reserves every modality's missing code, so an item onboarded later
+    without an image (say) fits; `legacy` gives the vocabulary of runs trained before that (reserved only where an
+    item missed the modality), which such runs still load."""
     modalities = config.model.modalities
     absent = [m for m in modalities if m not in codes]
     if absent:
@@ -87,7 +91,8 @@ def build_vocabulary(codes: dict[str, ModalityCodes], config: Config,
         t for stage in stages(config) for t in stage.trains.tasks(modalities))
     word_model = BACKBONES.get(config.model.kind).words(config.model)
     words = used_words(word_model, [t for values in (texts or {}).values() for t in values if t])
-    return Vocabulary({m: list(codes[m].with_missing_reserved().sizes) for m in modalities}, tasks,
+    always = len(modalities) > 1 and not legacy
+    return Vocabulary({m: list(codes[m].with_missing_reserved(always).sizes) for m in modalities}, tasks,
                       config.model.user_buckets, words, word_model if words else "")
 
 
@@ -106,19 +111,38 @@ def prepare(run: RunDir, config: Config, for_training: bool = False) -> Prepared
         if not path.is_file():
             raise MmgrError(f"{path}: no vocabulary; run `mmgr train {run.path}` first")
         vocab = Vocabulary.load(path)
-        if vocab != built:
+        if vocab != built and vocab != build_vocabulary(codes, config, texts, legacy=True):
             raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
                             f"{dict(vocab.levels)}; the codes and recipe now give {built.size}, "
                             f"{dict(built.levels)}); re-run `mmgr train`")
     return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config), texts)
 
 
-def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, config: Config
+def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, config: Config, onboarded: int = 0
             ) -> tuple[Layout, dict[str, PrefixTrie]]:
-    """The recipe's layout over `codes` and one decoding trie per target."""
+    """The recipe's layout over `codes` and one decoding trie per target; with `onboarded` items (the last ones),
+    their collision codes borrow their catalog siblings' scores (`PrefixTrie.borrowing`)."""
     layout = LAYOUTS.get(config.model.layout).build(codes, vocab, config.model, config.split.max_history)
-    return layout, {name: PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
-                    for name, tokens in layout.targets.items()}
+    tries = {}
+    for name, tokens in layout.targets.items():
+        trie = PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
+        if onboarded:
+            trie = trie.borrowing(len(tokens) - onboarded, collision_depths(tokens[0], vocab, codes))
+        tries[name] = trie
+    return layout, tries
+
+
+def collision_depths(tokens: np.ndarray, vocab: Vocabulary, codes: dict[str, ModalityCodes]) -> list[int]:
+    """Positions of an item's target tokens that hold a collision code (a modality's `append` level)."""
+    depths = []
+    for depth, token in enumerate(tokens.tolist()):
+        try:
+            modality, level, _ = vocab.decode(token)
+        except MmgrError:                                  # a special or subword token
+            continue
+        if codes[modality].info.get("collisions") == "append" and level == len(vocab.levels[modality]) - 1:
+            depths.append(depth)
+    return depths
 
 
 def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> Prepared:
@@ -127,7 +151,9 @@ def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCode
     dataset = Dataset(prep.dataset.name, pa.concat_tables([prep.dataset.items, items.cast(ITEM_SCHEMA)]),
                       prep.dataset.sequences)
     texts = {field: [*values, *[None] * items.num_rows] for field, values in prep.texts.items()}
-    return Prepared(dataset, prep.user_ids, prep.split, codes, *compose(codes, prep.layout.vocab, config), texts)
+    onboarded = prep.onboarded + items.num_rows
+    return Prepared(dataset, prep.user_ids, prep.split, codes, *compose(codes, prep.layout.vocab, config, onboarded),
+                    texts, onboarded)
 
 
 def codes_info(prep: Prepared) -> dict[str, Any]:
