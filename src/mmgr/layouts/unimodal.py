@@ -1,4 +1,4 @@
-"""MQL4GRec's layout (arXiv 2411.15087, as SynGR's released scripts train it): each decoding target is one
+"""MQL4GRec's layout (arXiv 2504.05314, ICLR 2025, as SynGR's released scripts train it): each decoding target is one
 modality's SID of the next item, asked for by a task prompt in front of the history written in that same modality:
 
     input  = <task:seq:text->text>   [user] t(i_1) ... t(i_n) <eos>   ->  target t(i_{n+1})

@@ -1,4 +1,4 @@
-"""MQL4GRec's multitask training (arXiv 2411.15087; the recipe SynGR's released scripts train), registered as
+"""MQL4GRec's multitask training (arXiv 2504.05314, ICLR 2025; the recipe SynGR's released scripts train), registered as
 `training.objective: mql4grec` on the `unimodal` layout:
 
 1. next-item in each modality: `<task:seq:text->text>` + text history -> next text SID, and the same for images
