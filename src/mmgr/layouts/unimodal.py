@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmgr.config import ModelConfig
-from mmgr.layouts.base import LAYOUTS, LayoutKind, history_item_tokens, item_code_tokens, with_user_and_eos
+from mmgr.layouts.base import LAYOUTS, LayoutKind, item_code_tokens
+from mmgr.layouts.bimodal import BimodalLayout
 from mmgr.layouts.late_fusion import concatenated_item_tokens
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 
@@ -28,24 +29,13 @@ def sequence_task(source: str, target: str) -> str:
 
 
 @dataclass
-class UnimodalHistoryLayout:
-    vocab: Vocabulary
-    item_tokens: np.ndarray                   # (N, sum L_m): every modality of an item, as histories carry them
-    modality_tokens: dict[str, np.ndarray]    # the decoding targets, one per modality
-    max_history: int
-    user_token: bool = False
+class UnimodalHistoryLayout(BimodalLayout):
+    """The bimodal layout's items, targets and histories, each target asked from the history in its own modality."""
+
     token_kinds: np.ndarray = field(init=False, repr=False)   # (V,) modality index per token id (-1: others)
 
     def __post_init__(self) -> None:
         self.token_kinds = self.vocab.modality_ids()
-
-    @property
-    def targets(self) -> dict[str, np.ndarray]:
-        return self.modality_tokens
-
-    def encoder_tokens(self, user_id: str, history: np.ndarray) -> np.ndarray:
-        tokens = history_item_tokens(self.item_tokens, user_id, history, self.max_history)
-        return with_user_and_eos(self.vocab, user_id, tokens, self.user_token)
 
     def target_input(self, target: str, tokens: np.ndarray) -> np.ndarray:
         return self.source_input(target, target, tokens)
