@@ -2,6 +2,6 @@
 `compare`."""
 
 from mmgr.api import Recommender, RunResult, compare, evaluate, load, run
+from mmgr.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Recommender", "RunResult", "__version__", "compare", "evaluate", "load", "run"]

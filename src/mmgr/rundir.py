@@ -23,10 +23,10 @@ try:
 except ImportError:  # not POSIX (Windows): run directories are not locked
     fcntl = None  # type: ignore[assignment]
 
-import mmgr
 from mmgr.config import Config, load_config
 from mmgr.errors import MmgrError
 from mmgr.io import write_json_atomic
+from mmgr.version import __version__
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -43,7 +43,7 @@ def now_iso() -> str:
 def git_commit() -> str | None:
     """The commit of the mmgr source tree, when it is a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(mmgr.__file__).parent, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
                              text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -68,7 +68,7 @@ class RunDir:
         run = cls(path)
         run.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(run.manifest_path, {
-            "mmgr_version": mmgr.__version__, "git_commit": git_commit(), "created": now_iso(),
+            "mmgr_version": __version__, "git_commit": git_commit(), "created": now_iso(),
             "seed": config.seed, "config": config.model_dump(mode="json"), "stages": {},
         })
         return run

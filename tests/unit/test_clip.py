@@ -11,7 +11,8 @@ from mmgr.config_encoders import FusionConfig, ImageEncoderConfig, TextEncoderCo
 from mmgr.encoders.base import Features, encode_items
 from mmgr.encoders.clip import ClipImageEncoder, ClipTextEncoder
 from mmgr.encoders.fusion import fuse
-from mmgr.encoders.image import load_image_array, make_image_encoder
+from mmgr.encoders.image import load_image_array
+from mmgr.encoders.image_models import make_image_encoder
 from mmgr.errors import MmgrError
 from tests.unit.test_encoders_models import items_table, solid
 

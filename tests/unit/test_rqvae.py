@@ -10,7 +10,9 @@ import torch
 
 from mmgr.errors import MmgrError
 from mmgr.tokenizers.base import load_tokenizer
-from mmgr.tokenizers.rqvae import RQVAE, collision_rate, rotate_to, sinkhorn_assign, utilization
+from mmgr.tokenizers.collisions import collision_rate
+from mmgr.tokenizers.rqvae import RQVAE, utilization
+from mmgr.tokenizers.rqvae_network import rotate_to, sinkhorn_assign
 
 SMALL = {"levels": 2, "codebook_size": [8, 8], "hidden": [32], "e_dim": 8, "epochs": 12, "batch_size": 100}
 

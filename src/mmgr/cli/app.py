@@ -11,10 +11,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from mmgr import __version__
 from mmgr.cli import analyze, bench, data, encode, quickstart, run, serve, tokenize, train
 from mmgr.cli.common import err_console, writes_run
 from mmgr.errors import MmgrError
+from mmgr.version import __version__
 
 app = typer.Typer(name="mmgr", help="Multimodal generative recommendation, from raw files to served "
                                     "recommendations.", no_args_is_help=True, pretty_exceptions_enable=False)

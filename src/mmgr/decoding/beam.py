@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mmgr.decoding.trie import NO_NODE, DictTrie, PrefixTrie
-from mmgr.models.kvcache import cache_argument, returned_cache
+from mmgr.kvcache import cache_argument, returned_cache
 from mmgr.models.modes import eval_mode
 
 Decoder = Literal["auto", "t5", "hf"]

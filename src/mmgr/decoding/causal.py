@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from mmgr.decoding.beam import search_trie, top_items
 from mmgr.decoding.trie import NO_NODE, PrefixTrie
-from mmgr.models.kvcache import cache_argument, layer_keys_values, returned_cache
+from mmgr.kvcache import cache_argument, layer_keys_values, returned_cache
 from mmgr.models.modes import eval_mode
 
 CausalDecoder = Literal["auto", "llama", "hf"]

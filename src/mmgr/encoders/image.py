@@ -176,15 +176,6 @@ class EfficientNetLite0(PrefetchingImageEncoder):
         return pooled[:rows].numpy(), logits[:rows].softmax(-1).numpy()
 
 
-def make_image_encoder(cfg: ImageEncoderConfig, images: int = 0) -> PrefetchingImageEncoder:
-    """The configured image model, for a job of about `images` images."""
-    if cfg.model == "efficientnet-lite0":
-        return EfficientNetLite0(cfg, images)
-    from mmgr.encoders.clip import ClipImageEncoder
-
-    return ClipImageEncoder(cfg)
-
-
 def resolve_graph(graph: str, bf16: bool, images: int) -> str:
     """`auto`: torch.compile when it pays (bf16, a C++ compiler, and enough images to amortise the ~40 s first
     compile: measured +15-20% images/s on 2 cores), else eager."""

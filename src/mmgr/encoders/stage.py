@@ -124,7 +124,7 @@ def item_encoder(modality: str, config: Config, items: pa.Table):
         from mmgr.encoders.text import SentenceTextEncoder
 
         return SentenceTextEncoder(config.encoders.text)
-    from mmgr.encoders.image import make_image_encoder
+    from mmgr.encoders.image_models import make_image_encoder
 
     return make_image_encoder(config.encoders.image, images=sum(items["has_image"].to_pylist()))
 

@@ -28,21 +28,11 @@ from torch.nn import functional as F
 
 from mmgr.config import ModelConfig
 from mmgr.errors import MmgrError
-from mmgr.models.kvcache import cache_argument, output_with_cache, returned_cache
+from mmgr.kvcache import cache_argument, output_with_cache, returned_cache
 from mmgr.tokenizers.codes import Vocabulary
 
-OFFLINE_LM = "gemma-3-270m"
 LLM_INSTALL = "pip install 'mmgr[llm]'"
 OWN_SPECIALS = {"<bos>": "bos_token_id", "<eos>": "eos_token_id", "<pad>": "pad_token_id", "<unk>": "unk_token_id"}
-
-
-def resolve_pretrained(name: str) -> str:
-    """A local folder for the offline default (converted from its GGUF package on first use); other names pass."""
-    if name != OFFLINE_LM:
-        return name
-    from mmgr.encoders.local_lm import offline_model_folder
-
-    return str(offline_model_folder())
 
 
 def token_names(vocab: Vocabulary) -> list[str]:
@@ -160,7 +150,7 @@ def load_lm(name: str) -> tuple[Any, nn.Module]:
     """(tokenizer, causal LM in float32) of `model.pretrained`; failures say what to install or set."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mmgr.encoders.local_lm import quiet_loading
+    from mmgr.encoders.local_lm import OFFLINE_LM, quiet_loading, resolve_pretrained
 
     source = resolve_pretrained(name)
     try:

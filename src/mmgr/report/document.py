@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmgr import __version__
 from mmgr.devices import describe_device
 from mmgr.errors import MmgrError
 from mmgr.evaluation import published
@@ -19,6 +18,7 @@ from mmgr.io import write_bytes_atomic, write_json_atomic
 from mmgr.report.figures import curves_figure, metrics_figure
 from mmgr.report.runs import METRICS, RunSummary
 from mmgr.rundir import git_commit, now_iso
+from mmgr.version import __version__
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mmgr.tokenizers.rqvae import RESTART_POOL, RQNetwork, distances, rotate_to, sinkhorn_assign
+from mmgr.tokenizers.rqvae_network import RESTART_POOL, RQNetwork, distances, rotate_to, sinkhorn_assign
 
 if TYPE_CHECKING:
     from mmgr.tokenizers.rqvae import RQVAE

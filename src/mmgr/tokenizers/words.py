@@ -24,8 +24,8 @@ def subword_tokenizer(name: str):
     """The Hugging Face tokenizer `name` (offline packages for the default MiniLM and gemma-3-270m names)."""
     from transformers import AutoTokenizer
 
+    from mmgr.encoders.local_lm import resolve_pretrained
     from mmgr.encoders.text import resolve_model
-    from mmgr.models.pretrained import resolve_pretrained
 
     try:
         return AutoTokenizer.from_pretrained(resolve_model(resolve_pretrained(name)))
