@@ -51,7 +51,7 @@ def bench_text() -> None:
     metrics["model_load_seconds"] = load
     write_result("encoders", "amazon-beauty-2014", "text-all-MiniLM-L6-v2", metrics, wall_seconds=wall,
                  config=cfg.model_dump(), reference={
-                     "source": "DESIGN.md: all-MiniLM-L6-v2 measured on this machine kind; issue #3 target",
+                     "source": "DESIGN.md: all-MiniLM-L6-v2 measured on this machine kind; the project's target",
                      "metrics": {"items_per_second": 177, "target_items_per_second": 150}})
 
 
@@ -76,7 +76,7 @@ def bench_image() -> None:
     write_result("encoders", "movielens-100k-posters", "image-efficientnet-lite0", metrics, wall_seconds=wall,
                  config=ImageEncoderConfig(graph="compile").model_dump(), reference={
                      "source": "DESIGN.md: EfficientNet-Lite0 model-only (bf16, channels_last) on this machine kind; "
-                               "issue #3 target is end to end including JPEG decoding (after loading the model); "
+                               "the target is end to end including JPEG decoding (after loading the model); "
                                "metrics are torch.compile's, by_graph compares it with the eager model in the same "
                                "run (model_load_seconds includes compiling and the first batch)",
                      "metrics": {"model_only_items_per_second": 117, "target_items_per_second": 60}})

@@ -1,5 +1,5 @@
 """Fuzzing the readers with a fixed seeded budget: every reader (p5, lcrec, recbole, recbole benchmark splits,
-amazon2014, amazon2023, generic) and the SID-table import, each on its small valid source from `tests/fuzzing.py`
+amazon2014, amazon2023, generic) and the SID-table import, each on its small valid source from `mmgr/fuzzing`
 mutated seed by seed (seeds 0 .. N-1). Per reader: cases tried, accepted (with the sequences a careful reading
 gives), rejected with a named error, crashes (tracebacks, errors naming no file, a run left behind), silent misreads
 and refused benign mutations (target: 0 of the last three), plus counts per mutation and the first failures.
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
 import common  # noqa: E402
 
+from mmgr import fuzzing  # noqa: E402
 from mmgr.io import write_json_atomic  # noqa: E402
 from mmgr.rundir import git_commit  # noqa: E402
-from tests import fuzzing  # noqa: E402
 
 FAILURES = ("crash", "misread", "benign_rejected")
 
@@ -68,7 +68,7 @@ def main() -> None:
         fuzzing.cleanup()
     totals = {key: sum(r[key] for r in readers.values())
               for key in ("tried", "accepted", "rejected_named", "crashes", "silent_misreads", "benign_rejected")}
-    result = {"benchmark": "fuzz", "dataset": "small generated sources (tests/fuzzing.py)",
+    result = {"benchmark": "fuzz", "dataset": "small generated sources (mmgr.fuzzing)",
               "method": "seeded mutations", "metrics": totals, "readers": readers,
               "mutations": sorted(fuzzing.MUTATIONS),
               "benign_mutations": sorted(fuzzing.BENIGN), "seeds": f"0..{args.cases - 1} per reader",

@@ -7,7 +7,7 @@
 #   MMGR_SHARED_DATA=/path/to/shared/data benchmarks/gpu_beauty.sh [MINUTES] [--recipe R] [KEY=VALUE ...]
 #   benchmarks/gpu_beauty.sh 0.2 training.accelerator=cpu --tag cpu-smoke     # the tiny CPU check of this script
 # --recipe configs/tiger-item-causal.yaml trains the item-level causal backbone instead (the better one on 2 CPU
-# cores, session 9); its results file is quality-amazon-beauty-2014-tiger-item-causal-letter-gpu.json.
+# cores); its results file is quality-amazon-beauty-2014-tiger-item-causal-letter-gpu.json.
 #
 # Install first (on a GPU machine without the constraints file, so pip takes a CUDA build of torch):
 #   pip install -e ".[all]"

@@ -44,3 +44,23 @@ def clip_dir(tmp_path_factory):
     CLIPModel(config).save_pretrained(path)
     CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models (a module asks with `pytestmark = pytest.mark.usefixtures("one_thread")`): one thread avoids
+    OpenMP spin-waits (30x slower on a busy 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/e2e (the CLI and servers as a user runs them) carry the `e2e` marker: `pytest -m "not e2e and
+    not slow"` is the fast loop."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)

@@ -11,7 +11,7 @@ import torch
 from mmgr.training.backbones import BACKBONES
 from mmgr.training.checkpoint import load_state, unique_state
 from mmgr.training.objectives import OBJECTIVES
-from tests.contract.test_objectives import prepared
+from tests.helpers import prepared
 
 
 @pytest.fixture(params=BACKBONES.names())
@@ -20,7 +20,7 @@ def backbone(request, tmp_path_factory) -> tuple[str, list[str]]:
     if request.param != "llm":
         return request.param, []
     pytest.importorskip("peft", reason="model.kind=llm needs peft: pip install 'mmgr[llm]'")
-    from tests.unit.test_pretrained_lm import save_tiny_lm
+    from tests.helpers import save_tiny_lm
 
     return "llm", [f"model.pretrained={save_tiny_lm(tmp_path_factory.mktemp('lm'), 'llama')}"]
 

@@ -7,64 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmgr.config import load_config
-from mmgr.data.splits import leave_one_out
-from mmgr.decoding.trie import PrefixTrie
 from mmgr.layouts import LAYOUTS
-from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
-from mmgr.tokenizers.words import used_words
 from mmgr.training.backbones import BACKBONES
 from mmgr.training.data import IGNORE
-from mmgr.training.method import Prepared
-from mmgr.training.objectives import ALIGNMENTS, OBJECTIVES, Objective
-from mmgr.training.tasks import Task
-
-N = 30
-
-
-LAYOUT_OF = {"syngr": "bimodal", "mql4grec": "unimodal"}   # layouts objectives need (others: late fusion)
-
-
-def registered(name: str) -> Objective:
-    return (ALIGNMENTS if name in ALIGNMENTS.names() else OBJECTIVES).get(name)
-
-
-def item_texts(config) -> dict[str, list[str | None]]:
-    """Titles, interest tags and visual descriptions for the text objectives (some items lack some)."""
-    fields = {f for name in config.training.tmt.tasks for f in Task.parse(name).fields}
-    values = {"title": [f"movie number {i}" for i in range(N)],
-              "interests": [f"likes {'comedy' if i % 2 else 'drama'}; era {i % 3}" if i % 4 else None
-                            for i in range(N)],
-              "visdesc": [f"a poster in {'red' if i % 3 else 'blue'}" if i >= 3 else None for i in range(N)],
-              "description": [None] * N}
-    return {f: values[f] for f in fields}
-
-
-def prepared(objective: str) -> tuple[Prepared, object]:
-    layout_name = LAYOUT_OF.get(objective, "late-fusion")
-    config = load_config(overrides=[f"model.layout={layout_name}", "model.modalities=[text,image]",
-                                    f"model.kind={(registered(objective).backbones or ('t5',))[0]}",
-                                    "model.switch_tokens=true", "model.d_model=16", "model.num_layers=1",
-                                    "model.num_decoder_layers=1", "model.num_heads=2", "model.d_kv=8",
-                                    "model.d_ff=32", "model.user_buckets=0", "training.batch_size=8",
-                                    "split.max_history=4"])
-    rng = np.random.default_rng(0)
-    grid = np.array([(a, b) for a in range(6) for b in range(6)])
-    text = ModalityCodes("text", grid[rng.permutation(36)[:N]], [6, 6], np.zeros(N, dtype=bool))
-    image = ModalityCodes("image", np.stack([np.arange(N) % 5, np.arange(N) // 5, np.zeros(N, dtype=int)], 1),
-                          [5, 6, 1], np.arange(N) < 3)                      # 3-level image SIDs, 3 items lack one
-    codes = {"text": text, "image": image}
-    tasks = LAYOUTS.get(layout_name).tasks(["text", "image"]) + registered(objective).tasks(["text", "image"])
-    texts = item_texts(config) if registered(objective).text_fields(config) else {}
-    words = used_words(config.model.words, [t for values in texts.values() for t in values if t])
-    vocab = Vocabulary({m: list(c.with_missing_reserved().sizes) for m, c in codes.items()}, tasks, 0, words,
-                       config.model.words if words else "")
-    layout = LAYOUTS.get(layout_name).build(codes, vocab, config.model, 4)
-    sequences = [rng.integers(0, N, size=int(rng.integers(4, 9))) for _ in range(20)]
-    prep = Prepared(None, [f"u{i}" for i in range(20)], leave_one_out(sequences, 4), codes, layout,
-                    {name: PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
-                     for name, tokens in layout.targets.items()}, texts)
-    return prep, config
+from mmgr.training.objectives import ALIGNMENTS, OBJECTIVES
+from tests.helpers import LAYOUT_OF, N, prepared, registered
 
 
 @pytest.fixture(params=[*OBJECTIVES.names(), *ALIGNMENTS.names()])

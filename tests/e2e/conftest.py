@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_cli_data import mmgr
+from tests.helpers import mmgr
 
 
 @pytest.fixture(scope="session")

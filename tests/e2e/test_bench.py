@@ -8,8 +8,7 @@ import json
 import pytest
 
 from tests import browser
-from tests.e2e.test_cli_data import mmgr
-from tests.e2e.test_cli_run import TINY
+from tests.helpers import TINY, mmgr
 
 RECIPES = ("tiger", "sasrec", "mgr-lf")
 

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.e2e.test_cli_data import mmgr
-from tests.e2e.test_cli_run import TINY
+from tests.helpers import TINY, mmgr
 
 
 @pytest.fixture(scope="module")

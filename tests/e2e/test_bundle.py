@@ -17,8 +17,7 @@ from mmgr.serving.bundle import BUNDLE, BundleError, load_bundle
 from mmgr.serving.launch import start_server, stop_server
 from mmgr.serving.service import Request
 from mmgr.training.stage import recommend
-from tests.e2e.test_cli_data import mmgr
-from tests.e2e.test_cli_run import run_args
+from tests.helpers import mmgr, run_args
 
 
 @pytest.fixture(scope="module")

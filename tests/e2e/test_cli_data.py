@@ -4,23 +4,16 @@ clear message with a non-zero exit and no run left behind."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import mmgr
 
 PUBLISHED = {  # dataset folder, format, (users, items, interactions)
     "beauty": ("amazon-beauty-2014", "p5", (22363, 12101, 198502)),
     "ml-100k": ("movielens-100k-posters", "recbole", (943, 1682, 100000)),
     "scientific": ("amazon-scientific-2018", "lcrec", (8317, 4344, 58492)),
 }
-
-
-def mmgr(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "mmgr", *args], capture_output=True, text=True, timeout=300)
-    if check and result.returncode != 0:
-        raise AssertionError(f"mmgr {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-    return result
 
 
 @pytest.mark.parametrize("name", PUBLISHED)

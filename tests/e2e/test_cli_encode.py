@@ -7,7 +7,7 @@ import json
 
 from safetensors import safe_open
 
-from tests.e2e.test_cli_data import mmgr
+from tests.helpers import mmgr
 
 
 def test_text_image_fused_caption_features(encoded_run):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from mmgr.cli.app import app
 from mmgr.rundir import RunDir
-from tests.e2e.test_cli_data import mmgr
+from tests.helpers import mmgr
 
 BOX = str.maketrans({c: " " for c in "│╭╮╰╯─"})
 

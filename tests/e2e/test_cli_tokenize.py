@@ -7,7 +7,7 @@ import json
 import pytest
 from safetensors import safe_open
 
-from tests.e2e.test_cli_data import mmgr
+from tests.helpers import mmgr
 
 
 def codes_of(run, modality):

@@ -8,7 +8,7 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from tests.e2e.test_cli_data import mmgr
+from tests.helpers import mmgr
 
 TINY_T5 = ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1", "model.num_heads=2",
            "model.d_kv=16", "model.d_ff=64", "model.user_buckets=50", "training.epochs=2", "training.batch_size=64",

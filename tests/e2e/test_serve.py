@@ -17,8 +17,7 @@ import pytest
 from mmgr.errors import MmgrError
 from mmgr.serving.launch import free_port, start_server, stop_server
 from mmgr.serving.store import STORE, Store
-from tests.e2e.test_cli_data import mmgr
-from tests.e2e.test_cli_run import run_args
+from tests.helpers import mmgr, run_args
 
 
 @pytest.fixture(scope="module")

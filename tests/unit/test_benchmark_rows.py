@@ -13,7 +13,7 @@ import pytest
 from mmgr.config import load_config
 from mmgr.pipeline import fit_to_data
 from mmgr.rundir import RunDir
-from tests.unit.test_pipeline_fallback import text_only_run
+from tests.helpers import text_only_run
 
 ROOT = Path(__file__).resolve().parents[2]
 

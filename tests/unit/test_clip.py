@@ -14,7 +14,7 @@ from mmgr.encoders.fusion import fuse
 from mmgr.encoders.image import load_image_array
 from mmgr.encoders.image_models import make_image_encoder
 from mmgr.errors import MmgrError
-from tests.unit.test_encoders_models import items_table, solid
+from tests.helpers import items_table, solid
 
 
 def test_image_tower_preprocesses_like_the_model_config(tmp_path, clip_dir):

@@ -11,20 +11,12 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from mmgr.decoding import DictTrie, PrefixTrie, constrained_beam_search, reference_beam_search, sequence_log_probs
 from mmgr.models.seq2seq import RecencyEmbedding
+from tests.helpers import histories, make_items
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 VOCAB = 60
-LEVELS = ((5, 13), (13, 21), (21, 29), (29, 33))   # token window [low, high) of each level
 
-
-def make_items(depth: int = 3, n: int = 50, seed: int = 0) -> torch.Tensor:
-    """Unique random tuples sharing prefixes, plus first tokens with only one (12) and two (11) completions."""
-    g = torch.Generator().manual_seed(seed)
-    columns = [torch.randint(5, 11, (n,), generator=g)]
-    columns += [torch.randint(low, high, (n,), generator=g) for low, high in LEVELS[1:depth]]
-    items = torch.unique(torch.stack(columns, dim=1), dim=0)
-    rare = torch.tensor([[11, 13, 21, 29], [11, 14, 22, 30], [12, 15, 23, 31]])[:, :depth]
-    items = torch.cat([items, rare])
-    return items[torch.randperm(len(items), generator=g)]
 
 
 def tiny_t5(seed: int = 0, **overrides) -> T5ForConditionalGeneration:
@@ -32,29 +24,6 @@ def tiny_t5(seed: int = 0, **overrides) -> T5ForConditionalGeneration:
     config = T5Config(vocab_size=VOCAB, d_model=32, d_ff=64, num_layers=2, num_decoder_layers=2, num_heads=4, d_kv=8,
                       dropout_rate=0.1, pad_token_id=0, decoder_start_token_id=0, eos_token_id=2, **overrides)
     return T5ForConditionalGeneration(config).eval()
-
-
-def histories(batch: int = 5, seed: int = 1, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random token histories of different lengths, right- (or left-) padded with 0."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(2, 10, (batch,), generator=g)
-    lengths[0] = 10
-    ids = torch.zeros(batch, 10, dtype=torch.int64)
-    mask = torch.zeros(batch, 10, dtype=torch.int64)
-    for row, length in enumerate(lengths.tolist()):
-        span = slice(10 - length, 10) if left else slice(0, length)
-        ids[row, span] = torch.randint(5, 33, (length,), generator=g)
-        mask[row, span] = 1
-    return ids, mask
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids OpenMP spin-waits (30x slower on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,9 @@ from mmgr.decoding import PrefixTrie
 from mmgr.decoding.causal import causal_beam_search, left_align, reference_causal_beam_search
 from mmgr.models.causal import build_causal
 from mmgr.tokenizers.codes import Vocabulary
-from tests.unit.test_decoding import histories, make_items, one_thread  # noqa: F401 - autouse fixture
+from tests.helpers import histories, make_items
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 VOCAB = Vocabulary({"text": [4, 8, 8, 8, 4, 20]})            # 5 specials + 52 code tokens >= the 33 used here
 

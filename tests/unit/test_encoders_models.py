@@ -1,7 +1,6 @@
 """The offline text and image models, the fusion options and the offline captioner, on real weights."""
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
@@ -13,14 +12,7 @@ from mmgr.encoders.fusion import fuse
 from mmgr.encoders.image import EfficientNetLite0, _load_lite0, fold_batchnorms, load_image_array
 from mmgr.encoders.text import SentenceTextEncoder, item_texts
 from mmgr.errors import ConfigError
-
-
-def items_table(**columns):
-    n = len(next(iter(columns.values())))
-    base = {"item_id": [str(i) for i in range(n)], "title": [""] * n, "description": [""] * n, "brand": [""] * n,
-            "categories": [[] for _ in range(n)], "image": [None] * n, "has_text": [True] * n,
-            "has_image": [False] * n}
-    return pa.table({**base, **columns})
+from tests.helpers import items_table, solid
 
 
 def test_item_text_fields_and_template():
@@ -42,11 +34,6 @@ def test_text_model_loads_offline_and_embeds_meaning(text_encoder):
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
-
-
-def solid(path, colour, size=(80, 60)):
-    Image.new("RGB", size, colour).save(path)
-    return str(path)
 
 
 def test_image_preprocessing_shape_and_centre_crop(tmp_path):

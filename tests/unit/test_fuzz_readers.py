@@ -1,10 +1,10 @@
-"""Property-based fuzzing of every reader and of the SID-table import (issue 13).
+"""Property-based fuzzing of every reader and of the SID-table import.
 
 Each case mutates one file of a small valid source (truncation, byte flips, invalid UTF-8, NUL bytes, quotes, extra
 or missing columns, duplicate, unknown, negative or huge ids, empty fields, very long lines, wrong JSON types,
 duplicate JSON keys, header damage; BOM, CRLF, trailing blank lines and extra spaces must change nothing) and
 imports it. The property: the import succeeds with exactly the sequences a careful reading gives
-(`tests/fuzzing.py`), or raises `MmgrError` naming the file and leaves no run directory; never a traceback, never
+(`mmgr.fuzzing`), or raises `MmgrError` naming the file and leaves no run directory; never a traceback, never
 a silent misread.
 
 The default run tries a small seeded budget per reader; `pytest -m slow tests/unit/test_fuzz_readers.py` runs a
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests import fuzzing
+from mmgr import fuzzing
 
 SOURCES = fuzzing.sources()
 DEFAULT_BUDGET, SLOW_BUDGET = 25, 400

@@ -5,7 +5,6 @@ must rank the right item first."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -21,60 +20,15 @@ from mmgr.errors import MmgrError
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.models.seq2seq import build_t5
 from mmgr.rundir import RunDir
-from mmgr.tokenizers.codes import ModalityCodes
 from mmgr.training.checkpoint import load_state, load_weights
 from mmgr.training.method import prepare
 from mmgr.training.stage import evaluate_run, train_run
-
-N_ITEMS, N_USERS, CYCLES = 60, 240, 4
-SMALL_T5 = ["model.d_model=64", "model.num_layers=2", "model.num_decoder_layers=2", "model.num_heads=4",
-            "model.d_kv=16", "model.d_ff=128", "model.dropout=0.0", "model.user_buckets=0",
-            "training.batch_size=64", "training.lr=0.005", "training.warmup_steps=10", "training.weight_decay=0.0",
-            "training.precision=32-true", "training.accelerator=cpu", "training.eval_users=0",
-            "training.patience=100", "split.max_history=4", "decoding.beam_size=10", "decoding.top_k=10"]
-
-
-def successor_table() -> np.ndarray:
-    """successor[i]: the item after i (the catalog split into `CYCLES` random cycles)."""
-    order = np.random.default_rng(0).permutation(N_ITEMS)
-    successor = np.empty(N_ITEMS, dtype=np.int64)
-    for cycle in np.array_split(order, CYCLES):
-        successor[cycle] = np.roll(cycle, -1)
-    return successor
+from tests.helpers import N_ITEMS, SMALL_T5, write_codes, write_successor_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     return write_successor_world(tmp_path_factory.mktemp("successor"), [f"item {i}" for i in range(N_ITEMS)])
-
-
-def write_successor_world(folder: Path, titles: list[str]) -> Path:
-    """interactions.csv (each user walks the successor cycles from a random item) and items.csv with `titles`."""
-    successor, rng = successor_table(), np.random.default_rng(1)
-    rows = [["user_id", "item_id", "timestamp"]]
-    for user in range(N_USERS):
-        item = int(rng.integers(N_ITEMS))
-        for t in range(int(rng.integers(5, 9))):
-            rows.append([f"u{user}", f"i{item:02d}", t])
-            item = int(successor[item])
-    with open(folder / "interactions.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows(rows)
-    with open(folder / "items.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["item_id", "title"], *([f"i{i:02d}", title] for i, title in enumerate(titles))])
-    return folder
-
-
-def write_codes(run: RunDir, missing_images: int = 0) -> None:
-    """Arbitrary distinct 2-level text and image SIDs (8 x 8 codes), independent of each other."""
-    fingerprint = run.manifest()["dataset"]["fingerprint"]
-    grid = np.array([(a, b) for a in range(8) for b in range(8)])
-    for seed, modality in enumerate(("text", "image")):
-        codes = grid[np.random.default_rng(10 + seed).permutation(64)[:N_ITEMS]]
-        missing = np.zeros(N_ITEMS, dtype=bool)
-        if modality == "image":
-            missing[:missing_images] = True
-        ModalityCodes(modality, codes, [8, 8], missing).save(run.path / "codes" / f"{modality}.safetensors",
-                                                             fingerprint)
 
 
 def trained_run(world: Path, out: Path, extra: list[str], missing_images: int = 0) -> tuple[RunDir, dict]:

@@ -14,7 +14,8 @@ from mmgr.decoding.causal import causal_beam_search, left_align, reference_causa
 from mmgr.errors import MmgrError
 from mmgr.models.item_causal import ItemCausalLM, ItemStep
 from mmgr.tokenizers.codes import Vocabulary
-from tests.unit.test_decoding import one_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 LEVELS = [6, 6, 5]
 SIZES = {"kind": "item-causal", "d_model": 32, "num_layers": 2, "num_heads": 4, "d_kv": 8, "d_ff": 64,
@@ -102,7 +103,7 @@ def test_hidden_dropout_acts_in_training_only():
 def test_the_model_is_told_the_layouts_item_width(switch_tokens):
     from mmgr.layouts.base import LAYOUTS
     from mmgr.training.generative import build_model
-    from tests.contract.test_objectives import prepared
+    from tests.helpers import prepared
 
     prep, config = prepared("next-item")
     config.model.kind, config.model.switch_tokens = "item-causal", switch_tokens
@@ -112,7 +113,7 @@ def test_the_model_is_told_the_layouts_item_width(switch_tokens):
 
 def test_layouts_with_several_targets_are_refused_with_the_alternative():
     from mmgr.training.generative import build_model
-    from tests.contract.test_objectives import prepared
+    from tests.helpers import prepared
 
     prep, config = prepared("syngr")
     config.model.kind = "item-causal"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmgr.training.multitask import multitask_examples
-from tests.contract.test_objectives import N, prepared
+from tests.helpers import N, prepared
 
 
 def test_every_task_writes_its_prompt_the_sources_codes_and_the_targets_sid():

@@ -3,15 +3,14 @@ with other settings than the recipe's are re-made, not reused."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
 from mmgr.config import load_config
-from mmgr.data.importer import import_into_run
 from mmgr.errors import MmgrError
 from mmgr.pipeline import fit_to_data
+from tests.helpers import text_only_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,17 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def text_only(tmp_path_factory):
     """A catalog with titles and no images (like Amazon Beauty)."""
     return text_only_run(tmp_path_factory.mktemp("textonly"))[1]
-
-
-def text_only_run(folder: Path):
-    with open(folder / "interactions.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["user_id", "item_id", "timestamp"],
-                                  *([f"u{u}", f"i{(u + t) % 9}", t] for u in range(12) for t in range(4))])
-    with open(folder / "items.csv", "w", newline="") as fh:
-        csv.writer(fh).writerows([["item_id", "title"], *([f"i{i}", f"item {i}"] for i in range(9))])
-    config = load_config(overrides=["data.format=generic", f"data.path={folder}"])
-    run, dataset, _ = import_into_run(config, folder / "run")
-    return run, dataset
 
 
 def test_trialigngr_keeps_its_objective_on_text_only_data(text_only):

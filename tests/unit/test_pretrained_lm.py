@@ -25,32 +25,11 @@ from mmgr.tokenizers.codes import Vocabulary
 from mmgr.tokenizers.words import WordCodec, used_words
 from mmgr.training.checkpoint import load_state, unique_state
 from mmgr.training.tasks import task_prompt
+from tests.helpers import save_tiny_lm
 
 pytest.importorskip("peft", reason="model.kind=llm needs peft: pip install 'mmgr[llm]'")
 TEXTS = ["red lamp", "blue chair (1995)", "green mug"]
 SAMPLE = "A blue lamp, (1995) - sold out!"
-
-
-def save_tiny_lm(folder: Path, arch: str, seed: int = 0) -> Path:
-    """A tiny random causal LM of architecture `arch` with MiniLM's tokenizer, saved as a transformers folder."""
-    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM
-
-    from mmgr.encoders.text import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("all-MiniLM-L6-v2"))
-    torch.manual_seed(seed)
-    if arch == "llama":       # untied output layer: the appended tokens get output rows of their own
-        lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                          head_dim=8, tie_word_embeddings=False))
-    else:                     # tied, scaled embeddings, a sliding-window layer narrower than the prompts
-        lm = Gemma3ForCausalLM(Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1,
-                                                head_dim=8, sliding_window=4,
-                                                layer_types=["sliding_attention", "full_attention"]))
-    lm.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module", params=["llama", "gemma3"])
@@ -219,7 +198,7 @@ def test_lora_on_a_pretrained_lm_learns_the_fixed_next_item(tmp_path):
     from mmgr.training.checkpoint import load_weights
     from mmgr.training.loop import BEST
     from mmgr.training.stage import evaluate_run, train_run
-    from tests.unit.test_generative_known_answer import SMALL_T5, write_codes, write_successor_world
+    from tests.helpers import SMALL_T5, write_codes, write_successor_world
 
     lm = save_tiny_lm(tmp_path / "lm", "llama")
     (tmp_path / "world").mkdir()

@@ -1,4 +1,4 @@
-"""Published layouts and id maps (issue 13): P5 `sequential.txt` / a file PATH / `datamaps.json` users, LC-Rec and
+"""Published layouts and id maps: P5 `sequential.txt` / a file PATH / `datamaps.json` users, LC-Rec and
 MQL4GRec `X.item2id` / `X.user2id`, RecBole benchmark split files, format detection, strict decoding and quoting,
 SID tables in every published spelling, checked against the run."""
 

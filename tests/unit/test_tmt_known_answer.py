@@ -23,7 +23,7 @@ from mmgr.tokenizers.words import WordCodec
 from mmgr.training.stage import evaluate_run, load_ranker, train_run
 from mmgr.training.tasks import task_prompt
 from mmgr.training.tmt import explained_fields
-from tests.unit.test_generative_known_answer import N_ITEMS, SMALL_T5, write_codes, write_successor_world
+from tests.helpers import N_ITEMS, SMALL_T5, write_codes, write_successor_world
 
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "silver", "golden")
 NOUNS = ("lamp", "chair", "mug", "watch", "boot", "kettle")

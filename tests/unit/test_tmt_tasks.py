@@ -20,7 +20,7 @@ from mmgr.training.data import IGNORE
 from mmgr.training.objectives import OBJECTIVES
 from mmgr.training.tasks import Task, task_prompt, task_sequence
 from mmgr.training.tmt import task_pools
-from tests.contract.test_objectives import item_texts, prepared
+from tests.helpers import item_texts, prepared
 
 WORDS = "all-MiniLM-L6-v2"
 TEXTS = ["Toy Story (1995)", "a blue poster with a cowboy", "likes animation, family movie nights; cartoons",

@@ -20,7 +20,7 @@ from mmgr.training.budget import (
     Schedule,
     resolve_graph,
 )
-from tests.unit.test_training_resume import settings, toy_examples, train, weights
+from tests.helpers import settings, toy_examples, train, weights
 
 
 def test_schedule_warms_up_linearly_then_decays_to_zero_over_its_total():
@@ -137,7 +137,7 @@ def test_graph_auto_compiles_only_large_jobs_on_an_accelerator():
 def recorded_losses(folder, graph: str) -> tuple[list[float], loop.FitResult]:
     """Per-step training losses of the tiny T5 (no dropout, fp32) trained eagerly or compiled."""
     from mmgr.models.seq2seq import build_t5
-    from tests.unit.test_training_resume import TINY, VOCAB
+    from tests.helpers import TOY_MODEL, VOCAB
 
     losses: list[float] = []
 
@@ -146,7 +146,7 @@ def recorded_losses(folder, graph: str) -> tuple[list[float], loop.FitResult]:
         losses.append(float(value.detach()))
         return value
 
-    model = build_t5(TINY.model_copy(update={"dropout": 0.0}), VOCAB, seed=0)
+    model = build_t5(TOY_MODEL.model_copy(update={"dropout": 0.0}), VOCAB, seed=0)
     base = loop.bucketed_train_data(toy_examples(), 16, seed=1)
     data = loop.TrainData(base.batches, base.collate, loss)
     result = loop.fit(folder, model, data, settings(epochs=2, graph=graph), validate=None, weights_info={},

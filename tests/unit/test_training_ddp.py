@@ -11,11 +11,11 @@ from safetensors.torch import load_file, save_file
 
 import mmgr.training.loop as loop
 from mmgr.models.seq2seq import build_t5
-from tests.unit.test_training_resume import TINY, VOCAB, settings, toy_examples
+from tests.helpers import TOY_MODEL, VOCAB, settings, toy_examples
 
 
 def train_on_rank(fabric: Fabric, folder) -> None:
-    model = build_t5(TINY, VOCAB, seed=0)
+    model = build_t5(TOY_MODEL, VOCAB, seed=0)
     data = loop.bucketed_train_data(toy_examples(), 16, seed=1)
     result = loop.fit(folder, model, data, settings(devices=2), validate=lambda m: 0.0, weights_info={},
                       fabric=fabric, progress=False)
@@ -28,7 +28,7 @@ def test_two_process_ddp_ranks_agree(tmp_path):
     fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp_spawn", precision="32-true")
     fabric.launch(train_on_rank, tmp_path)
     ranks = [load_file(str(tmp_path / f"rank{r}.st")) for r in (0, 1)]
-    start = build_t5(TINY, VOCAB, seed=0).state_dict()
+    start = build_t5(TOY_MODEL, VOCAB, seed=0).state_dict()
     assert any(not torch.equal(ranks[0][k], start[k]) for k in start)          # it trained
     for key, value in ranks[0].items():
         torch.testing.assert_close(ranks[1][key], value, rtol=0, atol=0)      # gradients were all-reduced

@@ -8,39 +8,11 @@ import torch
 from transformers import T5ForConditionalGeneration
 
 import mmgr.training.loop as loop
-from mmgr.config import ModelConfig, TrainingConfig
 from mmgr.errors import MmgrError
 from mmgr.models.seq2seq import build_t5
-from mmgr.tokenizers.codes import Vocabulary
 from mmgr.training.checkpoint import load_weights
 from mmgr.training.data import EncodedExamples, epoch_order, length_batches
-
-VOCAB = Vocabulary({"text": [8, 8]})
-TINY = ModelConfig(d_model=16, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32, user_buckets=0)
-
-
-def toy_examples(n: int = 96) -> EncodedExamples:
-    rng = np.random.default_rng(0)
-    base = len(VOCAB.specials)
-    inputs = [rng.integers(base, VOCAB.size, size=rng.integers(2, 9)) for _ in range(n)]
-    labels = np.stack([[base + int(x[0]) % 8, base + 8 + int(x[-1]) % 8] for x in inputs])
-    return EncodedExamples(inputs, labels, np.zeros(n, dtype=np.int64), np.arange(n))
-
-
-def settings(**changes) -> TrainingConfig:
-    return TrainingConfig(**{"epochs": 3, "batch_size": 16, "lr": 3e-3, "warmup_steps": 2, "precision": "32-true",
-                             "accelerator": "cpu", "checkpoint_every": 4, "patience": 10, **changes})
-
-
-def train(folder, validate=lambda model: 0.0, **changes):
-    model = build_t5(TINY, VOCAB, seed=0)
-    data = loop.bucketed_train_data(toy_examples(), 16, seed=1)
-    result = loop.fit(folder, model, data, settings(**changes), validate=validate, weights_info={}, progress=False)
-    return model, result
-
-
-def weights(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+from tests.helpers import TOY_MODEL, VOCAB, toy_examples, train, weights
 
 
 def test_batches_are_length_bucketed_and_epoch_orders_reproducible():
@@ -106,7 +78,7 @@ def test_loss_goes_down(tmp_path):
 
     with torch.no_grad():
         trained = model(**collate(examples, np.arange(96))).loss.item()
-        fresh = build_t5(TINY, VOCAB, seed=0).eval()(**collate(examples, np.arange(96))).loss.item()
+        fresh = build_t5(TOY_MODEL, VOCAB, seed=0).eval()(**collate(examples, np.arange(96))).loss.item()
     assert trained < fresh * 0.8
 
 
