@@ -47,7 +47,8 @@ TRAIN = {
 }
 MODES = {"on": ["--max-wait-ms", "5", "--max-batch", "32"], "off": ["--no-batching"]}
 CONCURRENCY = (1, 8, 32)
-TARGET = {"source": "serving latency target", "p99_ms_at_8_clients_batching_on": 50, "requests_per_second_at_32_clients": 100}
+TARGET = {"source": "serving latency target", "p99_ms_at_8_clients_batching_on": 50,
+          "requests_per_second_at_32_clients": 100}
 WARMUP = 5
 
 
