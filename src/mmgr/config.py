@@ -323,7 +323,9 @@ def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"invalid {source}:\n" + explain_errors(exc.errors(), Config)) from None
 
 
-def _read_recipe(path: Path) -> dict[str, Any]:
+def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's settings; `extends: OTHER.yaml` (a path relative to the recipe's folder, or a list of them) merges
+    those recipes first, in order, and this one over them."""
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -334,7 +336,14 @@ def _read_recipe(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of keys to values, got {type(raw).__name__}")
-    return raw
+    parents = raw.pop("extends", [])
+    merged: dict[str, Any] = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        resolved = (path.parent / str(parent)).resolve()
+        if resolved in seen or resolved == path.resolve():
+            raise ConfigError(f"{path}: `extends: {parent}` leads back to itself")
+        merged = merge(merged, _read_recipe(resolved, (*seen, path.resolve())))
+    return merge(merged, raw)
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

@@ -4,6 +4,7 @@ from typing import get_args
 
 import annotated_types
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from mmgr.config import Config, config_keys, load_config
@@ -171,3 +172,25 @@ def test_codebook_size_per_level():
         load_config(overrides=["tokenizer.codebook_size=[8,1,4]"])
     with pytest.raises(ConfigError, match=r"expected int or a list of int, got 'many'"):
         load_config(overrides=["tokenizer.codebook_size=many"])
+
+
+def test_a_recipe_extends_another_and_overrides_it(tmp_path):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "base.yaml").write_text("model:\n  d_model: 96\n  num_layers: 3\ntraining:\n  lr: 0.004\n")
+    (tmp_path / "child.yaml").write_text("extends: parts/base.yaml\nmodel:\n  num_layers: 5\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert (config.model.d_model, config.model.num_layers, config.training.lr) == (96, 5, 0.004)
+
+
+def test_a_recipe_that_extends_itself_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_shipped_t5_recipes_share_one_setup_instead_of_copying_it():
+    root = Path(__file__).resolve().parents[2] / "configs"
+    methods = [p for p in sorted(root.glob("*.yaml")) if "data" not in (yaml.safe_load(p.read_text()) or {})]
+    t5 = [p for p in methods if load_config(p).model.kind == "t5"]
+    assert t5 and all("extends: parts/t5.yaml" in p.read_text() for p in t5), [p.name for p in t5]
