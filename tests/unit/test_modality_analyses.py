@@ -41,3 +41,36 @@ def test_breakdown_by_user_kind():
     out = by_user_kind(rows, {"a": "text", "b": "text", "c": "image"})
     assert out == {"image": {"users": 1, "hr@10": 1.0, "ndcg@10": 1.0},
                    "text": {"users": 2, "hr@10": 0.5, "ndcg@10": 0.25}}
+
+
+def test_analyses_choose_runs_by_their_manifest_not_their_name(tmp_path):
+    """Runs named anything: the fused/text/image single-SID runs are compared, the late-fusion run gets the
+    correspondence analysis; a late-fusion run named like TIGER does not fool it."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mmgr.evaluation.modality import analyse_runs
+    from mmgr.tokenizers.codes import ModalityCodes
+
+    base = tmp_path / "base"
+    for modality, seed in (("text", 0), ("image", 1)):
+        codes = np.random.default_rng(seed).integers(0, 4, size=(6, 2))
+        ModalityCodes(modality, codes, [4, 4], np.zeros(6, dtype=bool)).save(
+            base / "codes" / f"{modality}.safetensors", "f")
+    layouts = {"alpha": ("single", ["text"]), "beta": ("single", ["image"]), "tiger-text": ("late-fusion",
+                                                                                           ["text", "image"])}
+    runs = {}
+    for name, (layout, modalities) in layouts.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "manifest.json").write_text(json.dumps(
+            {"config": {"model": {"kind": "t5", "layout": layout, "modalities": modalities}}}))
+        pq.write_table(pa.table({"user_id": ["u0", "u1"], "target": [1, 2], "ranked": [[1, 3], [0, 2]],
+                                 **{m: [1.0, 0.0] for m in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20")}}),
+                       folder / "per_user_test.parquet")
+        runs[name] = folder
+    out = analyse_runs(runs, base)
+    assert list(out["top10_overlap"]) == ["alpha vs beta"]
+    assert list(out["correspondence"]) == ["tiger-text"]

@@ -2,10 +2,11 @@
 
 - Dominance of early fusion: adjusted mutual information between the fused SID and each unimodal SID, level by
   level (semantic levels; the collision level is left out), and the overlap of the top-K items predicted by the
-  fused, text-only and image-only models.
-- Correspondence of late fusion: for the top-1 generated tuple, how often its text part is right while its image
-  part is wrong, and the reverse (a part is "right" when its semantic codes equal the target item's), over the
-  users whose target item has both modalities (the reserved "missing" tuple would count as a right image part).
+  fused, text-only and image-only models (each run's kind is read from its manifest, never from its name).
+- Correspondence of late fusion (runs trained with the late-fusion layout): for the top-1 generated tuple, how often
+  its text part is right while its image part is wrong, and the reverse (a part is "right" when its semantic codes
+  equal the target item's), over the users whose target item has both modalities (the reserved "missing" tuple
+  would count as a right image part).
 - On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
 
 Everything is computed from the runs' per-user Parquet files and codes; nothing is re-decoded.
@@ -23,7 +24,6 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from mmgr.tokenizers.codes import ModalityCodes
 
-LATE_FUSION_PREFIX = "mgr-lf"
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20")
 
 
@@ -33,6 +33,24 @@ def semantic_codes(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     codes = ModalityCodes.load(path)
     return (codes.codes[:, :-1] if codes.info.get("collisions") == "append" else codes.codes), codes.missing
+
+
+def model_settings(run: Path) -> dict[str, Any]:
+    """The `model` section a run was trained with (its manifest), {} when it has none."""
+    manifest = run / "manifest.json"
+    return json.loads(manifest.read_text()).get("config", {}).get("model", {}) if manifest.is_file() else {}
+
+
+def layout_of(run: Path) -> str | None:
+    return model_settings(run).get("layout")
+
+
+def one_sid(run: Path) -> str | None:
+    """The modality of a run that generates one SID of one modality (TIGER-text/-image, MGR-EF's fused), else None."""
+    model = model_settings(run)
+    modalities = model.get("modalities", [])
+    single = model.get("layout") == "single" and model.get("kind") != "sasrec" and len(modalities) == 1
+    return modalities[0] if single else None
 
 
 def code_ami(fused: np.ndarray, other: np.ndarray) -> list[float]:
@@ -89,9 +107,10 @@ def analyse_runs(runs: dict[str, Path], base: Path) -> dict[str, Any]:
         out["fused_sid_ami"] = {m: code_ami(codes["fused"], codes[m]) for m in ("text", "image")
                                 if codes[m] is not None}
     rows = {name: per_user(path) for name, path in runs.items() if (path / "per_user_test.parquet").is_file()}
-    pairs = [("mgr-ef", "tiger-text"), ("mgr-ef", "tiger-image"), ("tiger-text", "tiger-image")]
-    overlap = {f"{a} vs {b}": topk_overlap(rows[a]["ranked"], rows[b]["ranked"]) for a, b in pairs
-               if a in rows and b in rows}
+    single = {one_sid(runs[name]): name for name in rows if one_sid(runs[name])}     # SID modality -> run
+    pairs = [("fused", "text"), ("fused", "image"), ("text", "image")]
+    overlap = {f"{single[a]} vs {single[b]}": topk_overlap(rows[single[a]]["ranked"], rows[single[b]]["ranked"])
+               for a, b in pairs if a in single and b in single}
     if overlap:
         out["top10_overlap"] = overlap
     if codes["text"] is not None and codes["image"] is not None:
@@ -99,7 +118,7 @@ def analyse_runs(runs: dict[str, Path], base: Path) -> dict[str, Any]:
         complete = ~(loaded["text"][1] | loaded["image"][1])             # items with both modalities
         out["correspondence"] = {}
         for name, row in rows.items():
-            if name.startswith(LATE_FUSION_PREFIX):   # users whose target has both (no shared "missing" tuple)
+            if layout_of(runs[name]) == "late-fusion":   # users whose target has both (no shared "missing" tuple)
                 targets = np.array(row["target"])
                 keep = complete[targets]
                 top1 = np.array([r[0] if r else -1 for r in row["ranked"]])[keep]
