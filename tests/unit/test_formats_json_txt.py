@@ -83,6 +83,13 @@ def test_lcrec_without_item_file_flags_missing_text(tmp_path):
     assert dataset.problems["items with interactions but no metadata (kept, text missing)"]["count"] == 3
 
 
+def test_a_codes_only_source_states_once_that_no_item_has_an_image_or_text(tmp_path):
+    problems = read_lcrec(write_lcrec(tmp_path, {"0": [0, 1, 2], "1": [2, 1]})).build().problems
+    assert problems["no item has an image (the source gives none; image SIDs can come from a table)"]["count"] == 3
+    assert problems["no item has text (the source gives none; text SIDs can come from a table)"]["count"] == 3
+    assert not any(name.startswith("items without an image") for name in problems)
+
+
 def test_lcrec_bad_input(tmp_path):
     with pytest.raises(DataError, match=r"Toy.inter.json: field '0': user '0': expected a list"):
         read_lcrec(write_lcrec(tmp_path / "a", {"0": 5}))

@@ -86,6 +86,9 @@ class DatasetBuilder:
                             "data.kcore)", self.source or self.name)
         items = self._catalog(sequences)
         check_images(items, self.problems)
+        if not any(r.title or r.description or r.brand or r.categories for r in items):
+            self.problems.add("no item has text (the source gives none; text SIDs can come from a table)",
+                              count=len(items))
         return Dataset(self.name, _items_table(items), _sequences_table(sequences, items, self._user_index),
                        self.problems.as_dict())
 

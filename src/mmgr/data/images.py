@@ -67,7 +67,12 @@ def image_inputs(items: pa.Table) -> list[str | None]:
 
 
 def check_images(items: list[ItemRecord], problems: Problems) -> None:
-    """Verify local images decode (URLs are kept as they are); mask (None) and count the rest."""
+    """Verify local images decode (URLs are kept as they are); mask (None) and count the rest. A source that gives no
+    item an image (a codes-only or text-only dataset) is one fact, not a problem per item."""
+    if items and all(record.image is None for record in items):
+        problems.add("no item has an image (the source gives none; image SIDs can come from a table)",
+                     count=len(items))
+        return
     for record in items:
         if record.image is None:
             problems.add("items without an image (image modality masked)", f"item {record.item_id!r}")
