@@ -55,8 +55,9 @@ def test_bad_requests_are_explained(encoded_run, tmp_path):
 def test_import_published_table(shared_data, tmp_path):
     run = tmp_path / "sci"
     mmgr("data", "import", "--format", "lcrec", str(shared_data / "amazon-scientific-2018"), "--out", str(run))
-    mmgr("tokenize", str(run), "--modality", "text", "--import",
-         str(shared_data / "amazon-scientific-2018/indexes/letter_native.Scientific.index.json"))
+    said = mmgr("tokenize", str(run), "--modality", "text", "--import",
+                str(shared_data / "amazon-scientific-2018/indexes/letter_native.Scientific.index.json")).stdout
+    assert "appended: level 5 of size" in said and "largest code seen" in said      # what the import did, said
     codes = codes_of(run, "text")
     assert codes.shape == (4344, 5) and len({tuple(r) for r in codes.tolist()}) == 4344
     assert (codes[:, 4] > 0).any()   # colliding items were told apart by the extra code

@@ -67,8 +67,12 @@ def import_codes(run: RunDir, modality: str, table: Path, align: Literal["item_i
     raw = read_index(table, dataset.items["item_id"].to_pylist(), align, dataset.source_indices())
     sizes = [int(raw[:, level].max()) + 1 for level in range(raw.shape[1])]
     resolved, extra = append_level(raw, capacity=1)
+    colliding = int(round(collision_rate(raw) * len(raw)))
     report = {"source": str(table), "align": align, "items": int(len(raw)), "levels": raw.shape[1],
               "codebook_sizes": sizes,
+              "codebook_sizes_from": "the largest code seen at each level + 1 (a table states no codebook sizes)",
+              "collision_level": f"appended: level {raw.shape[1] + 1} of size {extra} numbers the {colliding} items "
+                                 "that share their tuple with another",
               "collision_rate_before": collision_rate(raw), "collision_rate_after": collision_rate(resolved),
               "distinct_tuples_before": int(len({tuple(r) for r in raw.tolist()})),
               "utilisation": [float(len(np.unique(raw[:, lv])) / sizes[lv]) for lv in range(raw.shape[1])]}
@@ -104,7 +108,8 @@ def _fingerprint(run: RunDir) -> str:
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
-    keys = ("tokenizer", "collisions", "items", "levels", "codebook_sizes", "collision_rate_before",
+    keys = ("tokenizer", "collisions", "items", "levels", "codebook_sizes", "codebook_sizes_from", "collision_level",
+            "collision_rate_before",
             "collision_rate_after", "utilisation", "reconstruction_cosine", "fit_seconds", "warnings", "source",
             "align")
     return {k: report[k] for k in keys if k in report}
