@@ -5,22 +5,28 @@ from __future__ import annotations
 import pytest
 
 from mmgr.errors import ConfigError
-from mmgr.report.suite import converged, load_suite
+from mmgr.report.suite import converged, late_gain, load_suite
 
 
 def history(*scores: float) -> list[dict]:
     return [{"step": 100 * (i + 1), "valid_ndcg@10": s} for i, s in enumerate(scores)]
 
 
-@pytest.mark.parametrize(("scores", "expected"), [
-    ((.01, .03, .05, .06, .07, .08, .08, .08, .0805, .0801), True),    # last 20%: +0.6% over the best before
-    ((.01, .03, .05, .06, .07, .08, .08, .08, .085, .09), False),       # still climbing
-    ((.01, .03, .05, .06, .07, .08, .07, .06, .05, .04), True),         # past its best: flat (worse) late
-    ((.05, .06), False),                                                 # too few validations to tell
-    ((), False),
+@pytest.mark.parametrize(("scores", "users", "expected"), [
+    ((.01, .03, .05, .06, .07, .08, .08, .08, .0805, .0801), 0, True),     # last 20%: +0.6% over the best before
+    ((.01, .03, .05, .06, .07, .08, .08, .08, .085, .09), 100_000, False),  # still climbing, beyond the noise
+    ((.01, .03, .05, .06, .07, .08, .08, .08, .083, .085), 2_000, True),    # +.005: within one SE (.0061) of 2,000
+    ((.01, .03, .05, .06, .07, .08, .07, .06, .05, .04), 0, True),          # past its best: flat (worse) late
+    ((.05, .06), 2_000, False),                                               # too few validations to tell
+    ((), 2_000, False),
 ])
-def test_converged_means_validation_flat_over_the_last_fifth(scores, expected):
-    assert converged(history(*scores)) is expected
+def test_converged_means_validation_flat_over_the_last_fifth_within_its_noise(scores, users, expected):
+    assert converged(history(*scores), users) is expected
+
+
+def test_the_late_gain_is_reported():
+    assert late_gain(history(.01, .03, .05, .06, .07, .08, .08, .08, .085, .09)) == pytest.approx(.01)
+    assert late_gain(history()) is None
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -9,13 +9,16 @@ against the baseline on the users' seed-averaged metrics; `OUT/report.{md,html,j
 of each row's first seed with a convergence table.
 
 Converged: the row's training ran its schedule to the end (or stopped early on patience) and validation was flat over
-its last `FLAT_SHARE` of steps: the best validation NDCG@10 reached there is at most `FLAT_TOLERANCE` (relative)
-above the best reached before. A row with fewer than two validations in either part cannot show it: not converged.
+its last `FLAT_SHARE` of steps: the best validation NDCG@10 reached there exceeds the best reached before by no more
+than the validation's noise, the larger of `FLAT_TOLERANCE` (relative) and one standard error of a mean of per-user
+NDCG over the validation users (bounded by sqrt(m (1 - m) / users) for values in [0, 1] with mean m). The gain is
+reported beside (`late_gain`). A row with fewer than two validations in either part cannot show it: not converged.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -137,12 +140,13 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], resamples: int, comm
             "epochs": [r["epochs"] for r in runs], "samples_seen": [r["samples_seen"] for r in runs],
             "train_seconds": [r["train_seconds"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
             "validation": [r["validation"] for r in runs],
-            "converged": all(r["converged"] for r in runs),
+            "converged": all(r["converged"] for r in runs), "late_gain": [r["late_gain"] for r in runs],
             "vs_baseline": None if row.name == suite.baseline else versus(base, mine, resamples),
         })
     return {"suite": suite.name, "description": suite.description, "dataset": runs[0]["dataset"]["name"],
             "command": command, "commit": git_commit(), "device": _device(), "baseline": suite.baseline,
-            "convergence_rule": {"flat_share": FLAT_SHARE, "relative_tolerance": FLAT_TOLERANCE},
+            "convergence_rule": {"flat_share": FLAT_SHARE, "relative_tolerance": FLAT_TOLERANCE,
+                                 "noise": "one standard error bound sqrt(m (1 - m) / validation users)"},
             "published": published_rows(suite, runs[0]["dataset"]["stats"]),
             "rows": rows}
 
@@ -159,7 +163,8 @@ def run_facts(path: Path) -> dict[str, Any]:
             "epochs": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
             "samples_seen": last.get("samples"), "train_seconds": last.get("train_seconds", train.get("train_seconds")),
             "validation": [[v["step"], round(v["valid_ndcg@10"], 6)] for v in history],
-            "converged": converged(history)}
+            "converged": converged(history, train.get("validation_users", 0)),
+            "late_gain": late_gain(history)}
 
 
 def published_rows(suite: Suite, stats: dict[str, Any]) -> dict[str, Any] | None:
@@ -170,16 +175,27 @@ def published_rows(suite: Suite, stats: dict[str, Any]) -> dict[str, Any] | None
     return {"source": match.source, "rows": match.rows} if match else None
 
 
-def converged(history: list[dict[str, Any]]) -> bool:
-    """Validation flat over the last FLAT_SHARE of the steps (see the module docstring)."""
-    if not history:
-        return False
-    cut = history[-1]["step"] * (1 - FLAT_SHARE)
-    before = [v["valid_ndcg@10"] for v in history if v["step"] <= cut]
-    late = [v["valid_ndcg@10"] for v in history if v["step"] > cut]
+def split_history(history: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+    """Validation NDCG@10 before and within the last FLAT_SHARE of the steps."""
+    cut = history[-1]["step"] * (1 - FLAT_SHARE) if history else 0
+    return ([v["valid_ndcg@10"] for v in history if v["step"] <= cut],
+            [v["valid_ndcg@10"] for v in history if v["step"] > cut])
+
+
+def late_gain(history: list[dict[str, Any]]) -> float | None:
+    """Best validation NDCG@10 of the last FLAT_SHARE of the steps minus the best before (None: too few)."""
+    before, late = split_history(history)
+    return round(max(late) - max(before), 6) if before and late else None
+
+
+def converged(history: list[dict[str, Any]], users: int) -> bool:
+    """Validation flat over the last FLAT_SHARE of the steps, within its noise (see the module docstring)."""
+    before, late = split_history(history)
     if len(before) < 2 or len(late) < 2:
         return False
-    return max(late) <= max(before) * (1 + FLAT_TOLERANCE)
+    best = max(before)
+    noise = math.sqrt(best * (1 - best) / users) if users > 0 else 0.0
+    return max(late) - best <= max(FLAT_TOLERANCE * best, noise)
 
 
 def per_user_means(paths: list[Path]) -> dict[str, dict[str, float]]:
