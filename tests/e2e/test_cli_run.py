@@ -90,3 +90,15 @@ def test_syngr_recipe_runs_and_recommends_from_fused_searches(tmp_path):
     assert manifest["config"]["training"]["objective"] == "syngr" and manifest["stages"]["pipeline"]["fallback"] is None
     shown = mmgr("recommend", str(run), "--user", "u0003", "--k", "5").stdout
     assert len(set(re.findall(r"i\d{4}", shown))) == 5, shown                 # five distinct items
+
+
+def test_quickstart_runs_every_stage_through_the_runner_and_replaces_its_folder(tmp_path):
+    out = tmp_path / "quick"
+    small = ["data.synthetic.n_items=60", "data.synthetic.n_users=80", "training.epochs=2",
+             f"encoders.cache_dir={tmp_path / 'cache'}"]
+    said = mmgr("quickstart", "--out", str(out), "--no-progress", *small).stdout
+    assert "data: importing synthetic" in said and "codes text: fitting rq-kmeans" in said and "done" in said
+    assert json.loads((out / "results.json").read_text())["test"]["users"] == 80
+    (out / "stale.txt").write_text("from an earlier quickstart")
+    mmgr("quickstart", "--out", str(out), "--no-progress", *small)               # a second run starts afresh
+    assert not (out / "stale.txt").exists() and (out / "results.json").is_file()

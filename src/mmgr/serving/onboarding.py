@@ -183,22 +183,17 @@ class Onboarder:
         return self._tokenizers[modality]
 
     def _resolve(self, modality: str, existing: ModalityCodes, features: np.ndarray) -> np.ndarray:
-        tokenizer = self._tokenizer(modality)
-        raw = tokenizer.transform(features)[0]                                     # (L,)
-        levels = len(raw)
-        taken = existing.codes[~existing.missing]
-        if existing.codes.shape[1] == levels + 1:                                  # `append`: number it
-            extra = int((taken[:, :levels] == raw).all(axis=1).sum())
-            if extra >= existing.sizes[-1]:
-                raise OnboardError(f"{modality}: {extra} items already share this item's code {raw.tolist()}; the "
-                                   f"extra level holds {existing.sizes[-1]}: retokenize to add it")
-            return np.append(raw, extra)
-        owners = {tuple(r) for r in taken.tolist()}
-        for candidate in tokenizer.candidates(features, existing.sizes[-1])[0].tolist():   # `reassign`
-            code = np.append(raw[:-1], candidate)
-            if tuple(code.tolist()) not in owners:
-                return code
-        raise OnboardError(f"{modality}: every last-level code under {raw[:-1].tolist()} is taken")
+        """The new item's code by the tested rule of fitted tokenizers (`tokenizers.pipeline.assign_new`), with the
+        collision rule the run's codes were made with, unique against the catalog items that have this modality."""
+        from mmgr.tokenizers.pipeline import assign_new
+
+        present = ~existing.missing
+        catalog = ModalityCodes(modality, existing.codes[present], existing.sizes, existing.missing[present],
+                                existing.info)
+        try:
+            return assign_new(self._tokenizer(modality), catalog, features, existing.info["collisions"])[0]
+        except MmgrError as exc:                         # the disambiguation level is full, or no free code is left
+            raise OnboardError(f"{modality}: {exc}") from None
 
 
 def load_onboarded(run: RunDir) -> list[dict[str, Any]]:
