@@ -271,12 +271,15 @@ def render_suite(summary: dict[str, Any] | None) -> str:
             cells.append(value)
         cells.append(" / ".join(str(e) if e is not None else DASH for e in row["epochs"]))
         cells.append(" / ".join(count(s) for s in row["samples_seen"]))
-        cells.append("yes" if row["converged"] else "NO")
+        cells.append(" / ".join(f"{s / 60:.0f}" for s in row["train_seconds"]))
+        gains = [g for g in row.get("late_gain", []) if g is not None]
+        cells.append(("yes" if row["converged"] else "NO") + (f" ({gains[0]:+.4f})" if gains else ""))
         vs = (row.get("vs_baseline") or {}).get("ndcg@10")
         cells.append(DASH if vs is None else f"{vs['diff']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}], "
                                              f"{p_text(vs['p'])}")
         rows.append(cells)
-    header = ["row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "epochs", "samples seen", "converged",
+    header = ["row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "epochs", "samples seen", "training min",
+              "converged (late gain)",
               f"NDCG@10 - {summary['baseline']} [95% CI], p"]
     parts = [table(header, rows)]
     published = summary.get("published")

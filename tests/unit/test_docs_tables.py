@@ -47,7 +47,7 @@ def suite_summary() -> dict:
              "train_seconds": [3000.0, 2990.0], "converged": True, "vs_baseline": None},
             {"name": "late", "description": "late fusion", "seeds": [1, 2], "metrics": {**metrics, "ndcg@10": 0.041},
              "metrics_sd": {m: 0.002 for m in metrics}, "epochs": [30, 31], "samples_seen": [700000, 710000],
-             "train_seconds": [4200.0, 4200.0], "converged": False,
+             "train_seconds": [4200.0, 4200.0], "converged": False, "late_gain": [0.004, 0.003],
              "vs_baseline": {"ndcg@10": {"diff": 0.003, "ci": [0.001, 0.005], "p": 0.0},
                              "hr@10": {"diff": 0.004, "ci": [-0.001, 0.009], "p": 0.12}}},
         ],
@@ -61,8 +61,8 @@ def test_suite_renderer_on_a_hand_made_summary():
     text_row = next(line for line in lines if line.startswith("| text |"))
     late_row = next(line for line in lines if line.startswith("| late |"))
     assert "0.0380 ± 0.0010" in text_row and "50 / 49" in text_row and "1,152,000 / 1,150,000" in text_row
-    assert "| yes |" in text_row and text_row.rstrip().endswith("| — |")
-    assert "| NO |" in late_row and "0.0410 ± 0.0020" in late_row
+    assert "| yes |" in text_row and text_row.rstrip().endswith("| — |") and "| 50 / 50 |" in text_row
+    assert "| NO (+0.0040) |" in late_row and "0.0410 ± 0.0020" in late_row and "| 70 / 70 |" in late_row
     assert "+0.0030 [+0.0010, +0.0050], p<0.001" in late_row and "p=0.000" not in text
     assert "NDCG@10 - text [95% CI], p" in text
     published = next(line for line in lines if line.startswith("| tiger (published) |"))

@@ -112,6 +112,7 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
             with RunDir(folder).writing("bench"):
                 run_recipe(config, folder, progress, say)
             folders.setdefault(row.name, []).append(folder)
+    command = command.replace(f"{Path.cwd()}/", "")                       # results files name no machine paths
     summary = summarize(suite, folders, resamples, command)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "summary.json", summary)
