@@ -37,13 +37,15 @@ def bench(
     from mmgr.report.bench import summary_lines
 
     command = "mmgr " + shlex.join(sys.argv[1:])
+    more, overrides = split_arguments(args or [])
     if suite is not None:
-        bench_suite(suite, out, runs, command, resamples, progress)
+        if more:
+            raise MmgrError("--suite takes its rows from the suite file; give no recipes beside it")
+        bench_suite(suite, out, runs, command, resamples, progress, overrides)
         return
     if not recipes or not dataset:
         raise MmgrError("give --suite FILE, or --recipes and --dataset")
     out = out or Path("reports/bench")
-    more, overrides = split_arguments(args or [])
     paths = run_bench([*recipes, *more], dataset, out, baseline, overrides, resamples, progress,
                       command=command,
                       say=lambda text: console.print(text, highlight=False))
@@ -53,13 +55,13 @@ def bench(
 
 
 def bench_suite(path: Path, out: Path | None, runs: Path | None, command: str, resamples: int,
-                progress: bool) -> None:
+                progress: bool, overrides: tuple[str, ...]) -> None:
     from mmgr.report.suite import load_suite, run_suite
 
     name = load_suite(path).name
     out = out or Path("benchmarks/results") / f"suite-{name}"
     summary = run_suite(path, out, runs or Path("runs/suites") / name, command, resamples, progress,
-                        say=lambda text: console.print(text, highlight=False))
+                        say=lambda text: console.print(text, highlight=False), overrides=overrides)
     for row in summary["rows"]:
         m = row["metrics"]
         console.print(f"{row['name']:<22} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  epochs "

@@ -97,8 +97,9 @@ def load_suite(path: Path) -> Suite:
 
 
 def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: int = 10_000, progress: bool = True,
-              say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or reuse) every row and seed, then write OUT/summary.json and the report; returns the summary."""
+              say: Callable[[str], None] = print, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run (or reuse) every row and seed, then write OUT/summary.json and the report; returns the summary.
+    `overrides` (key=value) apply to every row after its own (e.g. training.accelerator=cpu for a smoke test)."""
     from mmgr.pipeline import run_recipe
 
     suite = load_suite(path)
@@ -107,7 +108,7 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
         for seed in suite.seeds_of(row):
             folder = runs / f"{row.name}-s{seed}"
             config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
-                                 [*suite.shared, *row.overrides, f"seed={seed}"])
+                                 [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
             say(f"{row.name} seed {seed}: {folder}")
             with RunDir(folder).writing("bench"):
                 run_recipe(config, folder, progress, say)
