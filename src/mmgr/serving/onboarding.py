@@ -187,11 +187,12 @@ class Onboarder:
         collision rule the run's codes were made with, unique against the catalog items that have this modality."""
         from mmgr.tokenizers.pipeline import assign_new
 
+        tokenizer = self._tokenizer(modality)             # a damaged tokenizer is the run's problem (422), not a clash
         present = ~existing.missing
         catalog = ModalityCodes(modality, existing.codes[present], existing.sizes, existing.missing[present],
                                 existing.info)
         try:
-            return assign_new(self._tokenizer(modality), catalog, features, existing.info["collisions"])[0]
+            return assign_new(tokenizer, catalog, features, existing.info["collisions"])[0]
         except MmgrError as exc:                         # the disambiguation level is full, or no free code is left
             raise OnboardError(f"{modality}: {exc}") from None
 
