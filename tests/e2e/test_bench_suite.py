@@ -30,6 +30,8 @@ def test_summary_has_each_row_over_its_seeds_with_budget_convergence_and_paired_
     folder, _, stdout = suite
     summary = json.loads((folder / "out" / "summary.json").read_text())
     assert summary["suite"] == "tiny" and summary["baseline"] == "tiger" and summary["command"].startswith("mmgr")
+    assert summary["benchmark"] == "suite" and summary["method"] == "tiger+mgr-lf" and set(summary["metrics"]) == {
+        "tiger", "mgr-lf"} and summary["device"] and "commit" in summary
     tiger, lf = summary["rows"]
     assert [tiger["name"], lf["name"]] == ["tiger", "mgr-lf"] and tiger["seeds"] == [1, 2] and lf["seeds"] == [1]
     per_seed = [json.loads((folder / "runs" / f"tiger-s{s}" / "results.json").read_text())["test"] for s in (1, 2)]

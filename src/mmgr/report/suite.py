@@ -145,7 +145,9 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], resamples: int, comm
             "converged": all(r["converged"] for r in runs), "late_gain": [r["late_gain"] for r in runs],
             "vs_baseline": None if row.name == suite.baseline else versus(base, mine, resamples),
         })
-    return {"suite": suite.name, "description": suite.description, "dataset": runs[0]["dataset"]["name"],
+    return {"benchmark": "suite", "method": "+".join(row["name"] for row in rows),
+            "metrics": {row["name"]: row["metrics"] for row in rows},      # every results file's keys (DESIGN.md)
+            "suite": suite.name, "description": suite.description, "dataset": runs[0]["dataset"]["name"],
             "command": command, "commit": git_commit(), "device": _device(), "baseline": suite.baseline,
             "convergence_rule": {"flat_share": FLAT_SHARE, "relative_tolerance": FLAT_TOLERANCE,
                                  "noise": "one standard error bound sqrt(m (1 - m) / validation users)"},
