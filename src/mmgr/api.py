@@ -127,15 +127,6 @@ class Recommender:
 
 def load(run_or_bundle: str | Path, onboarding: bool = True) -> Recommender:
     """The recommender of a trained run directory or an exported bundle (what `mmgr serve` answers with)."""
-    from mmgr.rundir import RunDir
-    from mmgr.serving.bundle import is_bundle, load_checked
-    from mmgr.serving.onboarding import Onboarder
-    from mmgr.serving.service import Limits
-    from mmgr.serving.service import Recommender as Service
-    from mmgr.training.stage import load_ranker
+    from mmgr.serving.bundle import load_recommender
 
-    path = Path(run_or_bundle)
-    folder = RunDir(path)
-    config = folder.config()
-    ranker = load_checked(path) if is_bundle(path) else load_ranker(folder, config)
-    return Recommender(Service(ranker, Limits(), Onboarder(folder, config) if onboarding else None))
+    return Recommender(load_recommender(Path(run_or_bundle), onboarding=onboarding))

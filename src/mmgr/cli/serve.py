@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from mmgr.cli.common import console
-from mmgr.rundir import RunDir
 
 
 def serve(
@@ -30,17 +29,13 @@ def serve(
 
     from mmgr.serving.app import API_KEY_ENV, api_key_from_env, check_exposure, create_app
     from mmgr.serving.batcher import BatchSettings
-    from mmgr.serving.bundle import is_bundle, load_checked
-    from mmgr.serving.onboarding import IMAGES, Onboarder
-    from mmgr.serving.service import Limits, Recommender
-    from mmgr.training.stage import load_ranker
+    from mmgr.serving.bundle import load_recommender
+    from mmgr.serving.onboarding import IMAGES
+    from mmgr.serving.service import Limits
 
     api_key = api_key_from_env()
     check_exposure(host, api_key, allow_no_auth)
-    run_dir = RunDir(run)
-    config = run_dir.config()
-    ranker = load_checked(run) if is_bundle(run) else load_ranker(run_dir, config)
-    recommender = Recommender(ranker, Limits(max_k, max_history), Onboarder(run_dir, config) if onboarding else None)
+    recommender = load_recommender(run, Limits(max_k, max_history), onboarding)
     if onboarding:
         swept = recommender.sweep_images()
         console.print(f"onboarding on: removed {swept} orphan image{'s' * (swept != 1)} from {IMAGES.as_posix()}")

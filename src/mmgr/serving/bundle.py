@@ -94,13 +94,25 @@ def _assemble(run: RunDir, ranker: Any, folder: Path) -> dict[str, Any]:
 def load_bundle(path: Path, **options: Any):
     """The checked bundle as a `Recommender` (options: `limits`, `onboarding`); raises BundleError naming what
     differs when its parts do not match."""
+    return _recommender(Path(path), load_checked(Path(path)), options.get("limits"), options.get("onboarding", True))
+
+
+def load_recommender(path: Path, limits: Any = None, onboarding: bool = True):
+    """The `Recommender` of a trained run directory or of a checked bundle: what `mmgr serve` and `mmgr.load`
+    answer with (`limits`: a `serving.service.Limits`, default limits when None)."""
+    from mmgr.training.stage import load_ranker
+
+    path = Path(path)
+    ranker = load_checked(path) if is_bundle(path) else load_ranker(RunDir(path), RunDir(path).config())
+    return _recommender(path, ranker, limits, onboarding)
+
+
+def _recommender(path: Path, ranker: Any, limits: Any, onboarding: bool):
     from mmgr.serving.onboarding import Onboarder
     from mmgr.serving.service import Limits, Recommender
 
-    ranker = load_checked(Path(path))
     run = RunDir(path)
-    onboarder = Onboarder(run, run.config()) if options.get("onboarding", True) else None
-    return Recommender(ranker, options.get("limits") or Limits(), onboarder)
+    return Recommender(ranker, limits or Limits(), Onboarder(run, run.config()) if onboarding else None)
 
 
 def load_checked(path: Path):
