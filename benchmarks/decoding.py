@@ -68,14 +68,14 @@ def encode_histories(batch: list[np.ndarray], item_tokens: np.ndarray) -> tuple[
 
 def trained_setup(run_path: Path, users: int, batch_size: int, seed: int):
     """(model, trie, batches, description) of a trained TIGER run: test histories of `users` random users."""
+    from mmgr.inference.generative import load_model
+    from mmgr.inference.prepared import load_prepared
     from mmgr.layouts.base import pad_batch
     from mmgr.rundir import RunDir
-    from mmgr.training.generative import load_model
-    from mmgr.training.method import prepare
 
     run = RunDir(run_path)
     config = run.config()
-    prep = prepare(run, config)
+    prep = load_prepared(run, config)
     model = load_model(run, config, prep, device="cpu")
     test = prep.split.test
     chosen = np.random.default_rng(seed).choice(len(test), size=min(users, len(test)), replace=False)

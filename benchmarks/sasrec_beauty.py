@@ -20,8 +20,8 @@ from common import SHARED_DATA, write_result
 
 from mmgr.config import Config, load_config
 from mmgr.data.importer import import_into_run
+from mmgr.engines.sasrec import evaluate_sasrec_run, train_sasrec_run
 from mmgr.rundir import RunDir
-from mmgr.training.sasrec_stage import evaluate_sasrec_run, train_sasrec_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = "amazon-beauty-2014"

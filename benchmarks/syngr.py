@@ -29,16 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import mgr  # noqa: E402
 
+from mmgr.engines.method import stage_data  # noqa: E402
 from mmgr.evaluation.modality import analyse_runs, per_user, plot_summary  # noqa: E402
 from mmgr.evaluation.protocol import subset  # noqa: E402
 from mmgr.evaluation.significance import compare_runs  # noqa: E402
 from mmgr.evaluation.synergy import attention_shares, pid_estimate, plot_attention_shares  # noqa: E402
+from mmgr.inference.generative import load_model  # noqa: E402
+from mmgr.inference.prepared import load_prepared  # noqa: E402
 from mmgr.models.saliency import token_importance  # noqa: E402
+from mmgr.objectives.base import OBJECTIVES  # noqa: E402
 from mmgr.rundir import RunDir  # noqa: E402
-from mmgr.training.generative import load_model  # noqa: E402
 from mmgr.training.loop import seeded_sample  # noqa: E402
-from mmgr.training.method import prepare  # noqa: E402
-from mmgr.training.objectives import OBJECTIVES  # noqa: E402
 
 SYNGR = ["model.layout=bimodal", "model.modalities=[text,image]", "model.switch_tokens=false",
          "training.alignment=none", "training.objective=syngr"]
@@ -57,7 +58,7 @@ REFERENCE = {**(mgr.REFERENCES["amazon-arts-2018"]), "syngr_target": {
 def attention(run: RunDir, users: int, seed: int) -> dict[str, Any]:
     """Per-user share of SynGR's history attention on text tokens (validation users), with summary numbers."""
     config = run.config()
-    prep = prepare(run, config)
+    prep = load_prepared(run, config)
     model = load_model(run, config, prep, device="cpu")
     valid = subset(prep.split.valid, seeded_sample(len(prep.split.valid), users, seed))
     shares = attention_shares(model, prep.layout, [prep.user_ids[u] for u in valid.users.tolist()],
@@ -71,9 +72,9 @@ def step_profile(run: RunDir, batches: int = 6) -> dict[str, Any]:
     """Seconds per SynGR training step (forward + backward of the three views, bf16 autocast as in training) and
     of its saliency pass alone, on the run's first training batches."""
     config = run.config()
-    prep = prepare(run, config)
+    prep = load_prepared(run, config)
     model = load_model(run, config, prep, device="cpu").train()   # a CPU measurement
-    data, _ = OBJECTIVES.get("syngr").train_data(prep, config)
+    data, _ = stage_data(OBJECTIVES.get("syngr"), prep, config)
     step, saliency = [], []
     for index in data.batches(0)[:batches]:
         batch = data.collate(index)

@@ -25,10 +25,10 @@ from common import SHARED_DATA, write_result
 from mmgr.config import Config, load_config, validate_config
 from mmgr.data.importer import import_into_run
 from mmgr.encoders.stage import encode_run
+from mmgr.engines.base import evaluate_run, train_run
 from mmgr.evaluation import published
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.stage import import_codes, tokenize_run
-from mmgr.training.stage import evaluate_run, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = [f"{m}@{k}" for k in (1, 5, 10, 20) for m in ("recall", "hr", "ndcg", "mrr")]

@@ -36,10 +36,10 @@ import common  # noqa: E402
 
 from mmgr.config import load_config  # noqa: E402
 from mmgr.data.importer import import_into_run  # noqa: E402
+from mmgr.engines.base import evaluate_run, train_run  # noqa: E402
 from mmgr.rundir import RunDir  # noqa: E402
 from mmgr.tokenizers.codes import ModalityCodes  # noqa: E402
 from mmgr.tokenizers.stage import import_codes  # noqa: E402
-from mmgr.training.stage import evaluate_run, train_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["model.d_model=128", "model.num_layers=4", "model.num_decoder_layers=4", "model.num_heads=4",

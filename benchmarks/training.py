@@ -27,11 +27,11 @@ import torch
 from tiger_beauty import prepared
 from transformers import T5ForConditionalGeneration
 
+from mmgr.engines.method import prepare_training
 from mmgr.models.seq2seq import build_t5, t5_config
 from mmgr.rundir import RunDir
 from mmgr.training.data import collate, encode_examples, length_batches, prefix_examples
 from mmgr.training.loop import TrainData, fit, model_loss
-from mmgr.training.method import prepare
 
 REFERENCE = {"source": "DESIGN.md: other implementations on this machine kind (2 cores, TIGER size, Beauty, batch 256)",
              "metrics": {"genrec_bf16_samples_per_second": 54, "genrec_fp32_samples_per_second": 31.5,
@@ -54,7 +54,7 @@ def main() -> None:
     wall = time.perf_counter()
     run = RunDir(args.run) if args.run else prepared()
     config = run.config()
-    prep = prepare(run, config, for_training=True)   # (re)writes the run's vocabulary, as `mmgr train` would
+    prep = prepare_training(run, config)   # (re)writes the run's vocabulary, as `mmgr train` would
     users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
     examples = encode_examples(prep.layout, prep.user_ids, users, histories, targets)
     batch_size = config.training.batch_size

@@ -44,9 +44,9 @@ from mmgr.config import Config  # noqa: E402
 from mmgr.encoders.features import load_features  # noqa: E402
 from mmgr.evaluation.sid_map import first_code_purity, item_map, plot_item_map  # noqa: E402
 from mmgr.evaluation.significance import compare_runs  # noqa: E402
+from mmgr.inference.ranker import load_ranker  # noqa: E402
 from mmgr.rundir import RunDir  # noqa: E402
 from mmgr.tokenizers.codes import ModalityCodes  # noqa: E402
-from mmgr.training.stage import load_ranker  # noqa: E402
 
 ROOT = mgr.ROOT
 CAUSAL = ["model.kind=causal", "model.layout=single"]

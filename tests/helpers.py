@@ -18,15 +18,16 @@ from mmgr.config import ModelConfig, TrainingConfig, load_config
 from mmgr.data.importer import import_into_run
 from mmgr.data.splits import leave_one_out
 from mmgr.decoding.trie import PrefixTrie
+from mmgr.engines.method import settings_of
+from mmgr.inference.prepared import Prepared
 from mmgr.layouts import LAYOUTS
 from mmgr.models.seq2seq import build_t5
+from mmgr.objectives.base import ALIGNMENTS, OBJECTIVES, Objective
+from mmgr.objectives.tasks import Task
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 from mmgr.tokenizers.words import used_words
 from mmgr.training.data import EncodedExamples
-from mmgr.training.method import Prepared
-from mmgr.training.objectives import ALIGNMENTS, OBJECTIVES, Objective
-from mmgr.training.tasks import Task
 
 
 def mmgr(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -84,7 +85,8 @@ def prepared(objective: str) -> tuple[Prepared, object]:
                           [5, 6, 1], np.arange(N) < 3)                      # 3-level image SIDs, 3 items lack one
     codes = {"text": text, "image": image}
     tasks = LAYOUTS.get(layout_name).tasks(["text", "image"]) + registered(objective).tasks(["text", "image"])
-    texts = item_texts(config) if registered(objective).text_fields(config) else {}
+    fields = registered(objective).text_fields(settings_of(config, registered(objective)))
+    texts = item_texts(config) if fields else {}
     words = used_words(config.model.words, [t for values in texts.values() for t in values if t])
     vocab = Vocabulary({m: list(c.with_missing_reserved().sizes) for m, c in codes.items()}, tasks, 0, words,
                        config.model.words if words else "")

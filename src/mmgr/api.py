@@ -77,8 +77,8 @@ def run(recipes: str | Path | Sequence[str | Path], out: str | Path, progress: b
 
 def evaluate(run_dir: str | Path, progress: bool = False) -> dict[str, Any]:
     """Evaluate a trained run on its validation and test users (`mmgr evaluate`); returns results.json."""
+    from mmgr.engines.base import evaluate_run
     from mmgr.rundir import RunDir
-    from mmgr.training.stage import evaluate_run
 
     folder = RunDir(Path(run_dir))
     with folder.writing("evaluate"):

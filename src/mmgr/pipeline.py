@@ -29,7 +29,7 @@ EVALUATION_SECTIONS = (*TRAINING_SECTIONS, "decoding")
 def run_recipe(config: Config, out: Path, progress: bool = True,
                say: Callable[[str], None] = print) -> dict[str, Any]:
     """Every stage of `config` in run directory `out`; returns {"train": summary, "results": results.json}."""
-    from mmgr.training.stage import engine, evaluate_run, train_run
+    from mmgr.engines.base import engine, evaluate_run, train_run
 
     run = _data(config, out, say)
     before = run.manifest().get("config")
@@ -112,7 +112,7 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
     model = {"modalities": kept}
     training = {}
     if len(kept) == 1:
-        from mmgr.training.objectives import OBJECTIVES
+        from mmgr.objectives.base import OBJECTIVES
 
         model.update(layout="single", switch_tokens=False)
         training.update(alignment="none")
@@ -131,7 +131,7 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
 def generated_texts(config: Config) -> list[str]:
     """The generated item texts (`caption`, `interests`) the recipe reads, in the order they are made (interest
     mining reads the captions)."""
-    from mmgr.training.method import text_fields
+    from mmgr.engines.method import text_fields
 
     wanted = set(config.encoders.text.fields) if {"text", "fused"} & set(config.model.modalities) else set()
     wanted |= {"caption" if field == "visdesc" else field for field in text_fields(config)}

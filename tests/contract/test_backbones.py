@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mmgr.training.backbones import BACKBONES
-from mmgr.training.checkpoint import load_state, unique_state
-from mmgr.training.objectives import OBJECTIVES
+from mmgr.backbones import BACKBONES
+from mmgr.engines.method import stage_data
+from mmgr.objectives.base import OBJECTIVES
+from mmgr.weights import load_state, unique_state
 from tests.helpers import prepared
 
 
@@ -41,7 +42,7 @@ def test_next_item_loss_is_finite_and_reaches_every_trainable_weight(backbone):
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.1)
-    data, count = OBJECTIVES.get("next-item").train_data(prep, config)
+    data, count = stage_data(OBJECTIVES.get("next-item"), prep, config)
     loss = data.loss(model, data.collate(data.batches(0)[0]))
     assert count > 0 and loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from mmgr.backbones import BACKBONES
+from mmgr.engines.method import stage_data
 from mmgr.layouts import LAYOUTS
-from mmgr.training.backbones import BACKBONES
+from mmgr.objectives.base import ALIGNMENTS, OBJECTIVES
 from mmgr.training.data import IGNORE
-from mmgr.training.objectives import ALIGNMENTS, OBJECTIVES
 from tests.helpers import LAYOUT_OF, N, prepared, registered
 
 
@@ -21,7 +22,7 @@ def objective(request):
 
 def test_batches_are_deterministic_and_cover_every_example(objective):
     prep, config = prepared(objective)
-    data, count = registered(objective).train_data(prep, config)
+    data, count = stage_data(registered(objective), prep, config)
     first = data.batches(0)
     assert [b.tolist() for b in first] == [b.tolist() for b in data.batches(0)] and count > 0
     rows = sum(len(data.collate(b)["labels"]) for b in first)
@@ -30,7 +31,7 @@ def test_batches_are_deterministic_and_cover_every_example(objective):
 
 def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
     prep, config = prepared(objective)
-    data, _ = registered(objective).train_data(prep, config)
+    data, _ = stage_data(registered(objective), prep, config)
     vocab = prep.layout.vocab
     declared = LAYOUTS.get(LAYOUT_OF.get(objective, "late-fusion")).tasks(list(vocab.levels)) + \
         registered(objective).tasks(list(vocab.levels))
@@ -48,7 +49,7 @@ def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
 
 def test_loss_is_finite_and_trains_the_model(objective):
     prep, config = prepared(objective)
-    data, _ = registered(objective).train_data(prep, config)
+    data, _ = stage_data(registered(objective), prep, config)
     model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 0,
                                                    prep.layout.item_tokens.shape[1])
     loss = data.loss(model, data.collate(data.batches(0)[0]))
@@ -59,7 +60,7 @@ def test_loss_is_finite_and_trains_the_model(objective):
 
 def test_alignment_targets_are_the_other_modalitys_codes():
     prep, config = prepared("translate")
-    data, count = ALIGNMENTS.get("translate").train_data(prep, config)
+    data, count = stage_data(ALIGNMENTS.get("translate"), prep, config)
     assert count == 2 * (N - 3)                                            # items with an image, both directions
     vocab, tokens = prep.layout.vocab, prep.layout.modality_tokens
     batch = data.collate(np.arange(count))

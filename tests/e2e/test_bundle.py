@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from mmgr.errors import MmgrError
+from mmgr.inference.ranker import recommend
 from mmgr.io import sha256_file, write_json_atomic
 from mmgr.rundir import RunDir
 from mmgr.serving.bundle import BUNDLE, BundleError, load_bundle
 from mmgr.serving.launch import start_server, stop_server
 from mmgr.serving.service import Request
-from mmgr.training.stage import recommend
 from tests.helpers import mmgr, run_args
 
 
@@ -129,9 +129,9 @@ def test_mmgr_serve_runs_a_bundle_and_onboards_into_it(runs, tmp_path):
 
 
 def test_items_onboarded_into_a_run_travel_with_its_bundle(runs, tmp_path):
+    from mmgr.inference.ranker import load_ranker
     from mmgr.serving.onboarding import NewItem, Onboarder
     from mmgr.serving.service import Recommender
-    from mmgr.training.stage import load_ranker
 
     run = RunDir(tmp_path / "run")
     shutil.copytree(runs["a"][0], run.path, ignore=shutil.ignore_patterns("serving"))

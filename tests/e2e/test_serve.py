@@ -194,9 +194,9 @@ def test_concurrent_requests_are_batched_and_answered_as_alone(server):
 def test_a_request_batched_with_a_deeper_one_gets_its_answer_alone(trained):
     import dataclasses
 
+    from mmgr.inference.ranker import load_ranker
     from mmgr.rundir import RunDir
     from mmgr.serving.service import Recommender, Request
-    from mmgr.training.stage import load_ranker
 
     run = RunDir(trained)
     ranker = load_ranker(run, run.config())
@@ -403,10 +403,10 @@ def test_an_exact_copy_of_a_popular_item_ranks_next_to_it(request, recipe, tmp_p
 
     import numpy as np
 
+    from mmgr.inference.ranker import load_ranker
     from mmgr.rundir import RunDir
     from mmgr.serving.onboarding import NewItem, Onboarder, check_image
     from mmgr.serving.service import Recommender, Request
-    from mmgr.training.stage import load_ranker
 
     run = RunDir(copy_run(request.getfixturevalue(recipe), tmp_path))
     recommender = Recommender(load_ranker(run, run.config()), onboarder=Onboarder(run, run.config()))

@@ -16,13 +16,13 @@ from mmgr.config import load_config
 from mmgr.data.importer import import_into_run
 from mmgr.decoding.beam import constrained_beam_search
 from mmgr.decoding.trie import PrefixTrie
+from mmgr.engines.base import evaluate_run, train_run
 from mmgr.errors import MmgrError
+from mmgr.inference.prepared import load_prepared
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.models.seq2seq import build_t5
 from mmgr.rundir import RunDir
-from mmgr.training.checkpoint import load_state, load_weights
-from mmgr.training.method import prepare
-from mmgr.training.stage import evaluate_run, train_run
+from mmgr.weights import load_state, load_weights
 from tests.helpers import N_ITEMS, SMALL_T5, write_codes, write_successor_world
 
 
@@ -67,7 +67,7 @@ def test_syngr_learns_the_fixed_successor_from_fused_text_and_image_searches(syn
     run, summary = syngr_run
     vocab = json.loads((run.path / "vocabulary.json").read_text())
     assert vocab["tasks"] == ["next:text", "next:image"]
-    assert summary["train_examples"] == 2 * sum(len(s) - 1 for s in prepare(run, run.config()).split.train)
+    assert summary["train_examples"] == 2 * sum(len(s) - 1 for s in load_prepared(run, run.config()).split.train)
     results = evaluate_run(run, run.config(), progress=False)
     assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
@@ -80,7 +80,7 @@ def test_mql4grec_learns_the_fixed_successor_from_unimodal_histories_and_fused_l
     vocab = json.loads((run.path / "vocabulary.json").read_text())
     assert vocab["tasks"] == ["seq:text->text", "seq:image->image", "seq:text->image", "seq:image->text",
                               "text->image", "image->text"]
-    prefixes = sum(len(s) - 1 for s in prepare(run, run.config()).split.train)
+    prefixes = sum(len(s) - 1 for s in load_prepared(run, run.config()).split.train)
     assert summary["train_examples"] == 4 * prefixes + 2 * N_ITEMS           # four sequence tasks, two translations
     results = evaluate_run(run, run.config(), progress=False)
     assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8, (results["test"], summary["history"])
@@ -122,7 +122,7 @@ def test_infonce_alignment_pulls_each_items_two_sids_together(world: Path, tmp_p
         "training.alignment_epochs=40", "training.epochs=1"])
     assert summary["stages"]["align"]["objective"] == "infonce"
     config = run.config()
-    prep = prepare(run, config)
+    prep = load_prepared(run, config)
     model = aligned_model(run, config, prep)
     first, second = (pooled_states(model, prep.layout.modality_tokens[m], prep.layout.vocab) for m in ("text",
                                                                                                       "image"))
@@ -147,7 +147,7 @@ def pooled_states(model: torch.nn.Module, tokens: np.ndarray, vocab) -> torch.Te
 def translation_accuracy(run: RunDir, task: str) -> float:
     """Share of items (with both modalities) whose target-modality SID the aligned model decodes first."""
     config = run.config()
-    prep = prepare(run, config)
+    prep = load_prepared(run, config)
     model = aligned_model(run, config, prep)
     source, target = task.split("->")
     items = np.flatnonzero(~prep.codes["image"].missing)

@@ -67,3 +67,22 @@ def test_no_folder_imports_itself_through_others():
 
 def test_the_check_finds_a_cycle():
     assert cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def reachable(graph: dict[str, set[str]], starts: list[str]) -> set[str]:
+    """Every module `starts` import, directly or through others."""
+    seen, todo = set(), list(starts)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += graph.get(module, ())
+    return seen
+
+
+def test_inference_and_serving_import_no_training_code():
+    graph = module_graph()
+    starts = [m for m in graph if m.startswith(("mmgr.inference", "mmgr.serving"))]
+    training = {m for m in reachable(graph, starts) if m.startswith(("mmgr.training", "mmgr.engines",
+                                                                      "mmgr.objectives"))}
+    assert starts and training == set()

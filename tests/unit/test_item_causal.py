@@ -101,8 +101,8 @@ def test_hidden_dropout_acts_in_training_only():
 
 @pytest.mark.parametrize("switch_tokens", [True, False])
 def test_the_model_is_told_the_layouts_item_width(switch_tokens):
+    from mmgr.inference.generative import build_model
     from mmgr.layouts.base import LAYOUTS
-    from mmgr.training.generative import build_model
     from tests.helpers import prepared
 
     prep, config = prepared("next-item")
@@ -112,7 +112,7 @@ def test_the_model_is_told_the_layouts_item_width(switch_tokens):
 
 
 def test_layouts_with_several_targets_are_refused_with_the_alternative():
-    from mmgr.training.generative import build_model
+    from mmgr.inference.generative import build_model
     from tests.helpers import prepared
 
     prep, config = prepared("syngr")

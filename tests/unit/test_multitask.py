@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmgr.training.multitask import multitask_examples
+from mmgr.objectives.multitask import multitask_examples
 from tests.helpers import N, prepared
 
 
 def test_every_task_writes_its_prompt_the_sources_codes_and_the_targets_sid():
     prep, config = prepared("mql4grec")
     layout, vocab = prep.layout, prep.layout.vocab
-    examples = multitask_examples(prep, config)
+    examples = multitask_examples(prep, config.split.max_history, config.training.multitask)
     prefixes = sum(len(s) - 1 for s in prep.split.train)
     both = int((~prep.codes["image"].missing).sum())
     assert len(examples) == 4 * prefixes + 2 * both
@@ -39,7 +39,7 @@ def test_every_task_writes_its_prompt_the_sources_codes_and_the_targets_sid():
 def test_switches_drop_their_tasks(switches, tasks):
     prep, config = prepared("mql4grec")
     config.training.multitask = config.training.multitask.model_copy(update=switches)
-    examples = multitask_examples(prep, config)
+    examples = multitask_examples(prep, config.split.max_history, config.training.multitask)
     prefixes = sum(len(s) - 1 for s in prep.split.train)
     sequence_tasks = 2 if switches.get("cross_modal") is False else 4
     translations = 0 if switches.get("translation") is False else 2 * int((~prep.codes["image"].missing).sum())

@@ -20,11 +20,11 @@ from mmgr.decoding import PrefixTrie
 from mmgr.decoding.causal import causal_beam_search, reference_causal_beam_search
 from mmgr.decoding.text import generate_text
 from mmgr.errors import MmgrError
+from mmgr.layouts.base import task_prompt
 from mmgr.models.pretrained import build_pretrained, extend_tokenizer, load_lm, token_names
 from mmgr.tokenizers.codes import Vocabulary
 from mmgr.tokenizers.words import WordCodec, used_words
-from mmgr.training.checkpoint import load_state, unique_state
-from mmgr.training.tasks import task_prompt
+from mmgr.weights import load_state, unique_state
 from tests.helpers import save_tiny_lm
 
 pytest.importorskip("peft", reason="model.kind=llm needs peft: pip install 'mmgr[llm]'")
@@ -195,9 +195,8 @@ def test_lora_on_a_pretrained_lm_learns_the_fixed_next_item(tmp_path):
     of a frozen LM rank the right next item; validation and evaluation decode the same way; the weights file holds
     only what trained."""
     from mmgr.data.importer import import_into_run
-    from mmgr.training.checkpoint import load_weights
-    from mmgr.training.loop import BEST
-    from mmgr.training.stage import evaluate_run, train_run
+    from mmgr.engines.base import evaluate_run, train_run
+    from mmgr.weights import BEST, load_weights
     from tests.helpers import SMALL_T5, write_codes, write_successor_world
 
     lm = save_tiny_lm(tmp_path / "lm", "llama")

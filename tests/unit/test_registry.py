@@ -18,12 +18,13 @@ import mmgr
 from mmgr.config import load_config
 from mmgr.data.importer import import_into_run
 from mmgr.decoding.fusion import FUSIONS
+from mmgr.engines.base import train_run
 from mmgr.errors import ConfigError
+from mmgr.objectives.base import OBJECTIVES
+from mmgr.objectives.next_item import NextItem
 from mmgr.parts import PARTS
 from mmgr.registry import Registry
 from mmgr.tokenizers.codes import ModalityCodes
-from mmgr.training.objectives import OBJECTIVES, NextItem
-from mmgr.training.stage import train_run
 
 NEW_OBJECTIVE = "next-item-again"
 TINY = ["data.format=synthetic", "data.synthetic.n_items=40", "data.synthetic.n_users=30",

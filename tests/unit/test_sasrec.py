@@ -13,9 +13,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import mmgr.training.sasrec_stage as sasrec_module
+import mmgr.engines.sasrec as sasrec_module
 from mmgr.config import ModelConfig, load_config
 from mmgr.data.importer import import_into_run
+from mmgr.engines.base import train_run
+from mmgr.engines.sasrec import evaluate_sasrec_run, train_sasrec_run
+from mmgr.inference.sasrec import load_sasrec
 from mmgr.models.sasrec import (
     SASRec,
     build_sasrec,
@@ -25,9 +28,7 @@ from mmgr.models.sasrec import (
     rank_all_items,
 )
 from mmgr.rundir import RunDir
-from mmgr.training.checkpoint import load_state, load_weights, save_weights
-from mmgr.training.sasrec_stage import evaluate_sasrec_run, load_sasrec, train_sasrec_run
-from mmgr.training.stage import train_run
+from mmgr.weights import load_state, load_weights, save_weights
 
 N_ITEMS = 12
 TINY = ["model.kind=sasrec", "model.d_model=32", "model.num_layers=1", "model.num_heads=2", "model.d_ff=64",

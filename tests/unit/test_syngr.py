@@ -16,8 +16,8 @@ from mmgr.layouts import LAYOUTS
 from mmgr.layouts.base import pad_batch
 from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
 from mmgr.models.seq2seq import build_t5
+from mmgr.objectives.syngr import SynGRLoss, synergy_loss, unimodal_view
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
-from mmgr.training.syngr import SynGRLoss, synergy_loss, unimodal_view
 
 T, V, P = 0, 1, -1          # token kinds: text code, image code, prompt/special/padding
 

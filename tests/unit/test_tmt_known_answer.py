@@ -16,13 +16,13 @@ from mmgr.cli.app import app
 from mmgr.config import load_config
 from mmgr.data.importer import import_into_run
 from mmgr.decoding.causal import causal_beam_search
+from mmgr.engines.base import evaluate_run, train_run
 from mmgr.errors import MmgrError
-from mmgr.layouts.base import pad_batch
+from mmgr.inference.explain import explained_fields
+from mmgr.inference.ranker import load_ranker
+from mmgr.layouts.base import pad_batch, task_prompt
 from mmgr.rundir import RunDir
 from mmgr.tokenizers.words import WordCodec
-from mmgr.training.stage import evaluate_run, load_ranker, train_run
-from mmgr.training.tasks import task_prompt
-from mmgr.training.tmt import explained_fields
 from tests.helpers import N_ITEMS, SMALL_T5, write_codes, write_successor_world
 
 COLOURS = ("red", "blue", "green", "yellow", "purple", "orange", "black", "white", "silver", "golden")
@@ -96,8 +96,11 @@ def test_runs_without_sid_to_text_tasks_refuse_to_explain(tmt_run):
     without = dataclasses.replace(ranker, explains=())        # what a next-item (or title->sid only) run loads
     with pytest.raises(MmgrError, match="cannot explain items"):
         without.explain([0])
-    assert explained_fields(load_config(overrides=TMT)) == ("title",)
-    assert explained_fields(load_config(overrides=["training.objective=next-item"])) == ()
+    vocab = ranker.data.layout.vocab                            # holds every text task's prompt
+    assert explained_fields(load_config(overrides=TMT), vocab) == ("title",)
+    assert explained_fields(load_config(overrides=["training.tmt.tasks=[title->sid]"]), vocab) == ()
+    sids_only = dataclasses.replace(vocab, tasks=())           # a next-item run's vocabulary: no task prompts
+    assert explained_fields(load_config(overrides=["training.objective=next-item"]), sids_only) == ()
 
 
 def test_post_recommend_explains_on_request(tmt_run):

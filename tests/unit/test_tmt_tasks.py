@@ -12,14 +12,17 @@ import pytest
 
 from mmgr.config import TextTaskName, load_config
 from mmgr.decoding.text import generate_text
+from mmgr.engines.generative import check_backbone
+from mmgr.engines.method import stage_data
 from mmgr.errors import MmgrError
+from mmgr.layouts.base import task_prompt
 from mmgr.models.causal import build_causal
+from mmgr.objectives.base import OBJECTIVES
+from mmgr.objectives.tasks import Task, task_sequence
+from mmgr.objectives.tmt import task_pools
 from mmgr.tokenizers.codes import Vocabulary
 from mmgr.tokenizers.words import WordCodec, used_words
 from mmgr.training.data import IGNORE
-from mmgr.training.objectives import OBJECTIVES
-from mmgr.training.tasks import Task, task_prompt, task_sequence
-from mmgr.training.tmt import task_pools
 from tests.helpers import item_texts, prepared
 
 WORDS = "all-MiniLM-L6-v2"
@@ -103,7 +106,7 @@ def test_unknown_task_names_are_refused():
 
 def test_batches_mix_tasks_sampled_uniformly():
     prep, config = prepared("tmt")
-    data, per_epoch = OBJECTIVES.get("tmt").train_data(prep, config)
+    data, per_epoch = stage_data(OBJECTIVES.get("tmt"), prep, config)
     vocab = prep.layout.vocab
     task_of = {vocab.task_token(t): t for t in vocab.tasks}
     seen = []
@@ -121,16 +124,16 @@ def test_a_task_no_item_can_fill_drops_out_with_a_note(caplog):
     prep, config = prepared("tmt")
     prep.texts["visdesc"] = [None] * len(prep.texts["visdesc"])
     with caplog.at_level(logging.WARNING):
-        pools = task_pools(prep, config)
+        pools = task_pools(prep, config.split.max_history, config.training.tmt)
     assert "visdesc->sid" not in pools and "visdesc->title" not in pools and "sid->title" in pools
     assert "visdesc->sid (no item has visdesc)" in caplog.text
 
 
 def test_tmt_needs_the_causal_backbone():
-    prep, config = prepared("tmt")
-    config.model.kind = "t5"
-    with pytest.raises(MmgrError, match="model.kind=causal"):
-        OBJECTIVES.get("tmt").train_data(prep, config)
+    _, config = prepared("tmt")
+    config.model.kind, config.training.objective = "t5", "tmt"
+    with pytest.raises(MmgrError, match="tmt trains on model.kind=causal or llm"):
+        check_backbone(config)
 
 
 def test_generated_text_uses_only_allowed_tokens_and_stops_at_eos():

@@ -10,8 +10,8 @@ from transformers import T5ForConditionalGeneration
 import mmgr.training.loop as loop
 from mmgr.errors import MmgrError
 from mmgr.models.seq2seq import build_t5
-from mmgr.training.checkpoint import load_weights
 from mmgr.training.data import EncodedExamples, epoch_order, length_batches
+from mmgr.weights import load_weights
 from tests.helpers import TOY_MODEL, VOCAB, toy_examples, train, weights
 
 

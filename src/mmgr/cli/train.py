@@ -29,7 +29,7 @@ def train(
 ) -> None:
     """Train the recommender; a killed run resumes from its last checkpoint when started again."""
     run_dir = require_run(run)
-    from mmgr.training.stage import train_run
+    from mmgr.engines.base import train_run
 
     summary = train_run(run_dir, run_config(run_dir, recipe, overrides), progress)
     console.print(stats_table("train", {k: v for k, v in summary.items() if k not in ("history", "stages")}))
@@ -42,7 +42,7 @@ def evaluate(
 ) -> None:
     """Full-ranking HR/NDCG/MRR@{1,5,10,20} on validation and test; writes results.json and per-user Parquet."""
     run_dir = require_run(run)
-    from mmgr.training.stage import evaluate_run
+    from mmgr.engines.base import evaluate_run
 
     results = evaluate_run(run_dir, run_dir.config(overrides or []), progress)
     for split in ("valid", "test"):
@@ -66,11 +66,11 @@ def recommend(
     run_dir = require_run(run)
     if (user is None) == (input_file is None) or (input_file is None) != (output is None):
         raise MmgrError("give --user USER, or --input REQUESTS.jsonl --output RECS.jsonl")
-    from mmgr.training.stage import recommend as recommend_items
+    from mmgr.inference.ranker import recommend as recommend_items
     if input_file is not None:
+        from mmgr.inference.ranker import load_ranker
         from mmgr.serving.batch import score_file
         from mmgr.serving.service import Recommender
-        from mmgr.training.stage import load_ranker
 
         recommender = Recommender(load_ranker(run_dir, run_dir.config()), explain=explain)
         console.print(stats_table("recommend", score_file(recommender, input_file, output, k, progress=progress)))

@@ -115,6 +115,11 @@ def prompt(vocab: Vocabulary, task: str, tokens: np.ndarray) -> np.ndarray:
     return np.concatenate([[vocab.task_token(task)], tokens, [vocab.token("<eos>")]]).astype(np.int64)
 
 
+def task_prompt(vocab: Vocabulary, task: str, source: np.ndarray) -> np.ndarray:
+    """<bos> <task:NAME> source <eos>: what the model continues with the task's answer."""
+    return np.concatenate([[vocab.token("<bos>")], prompt(vocab, task, source)]).astype(np.int64)
+
+
 def token_modalities(vocab: Vocabulary, tokens: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Per-token modality index (vocabulary order; -1 for specials, task prompts, user tokens and padding)."""
     ids = vocab.modality_ids()

@@ -1,7 +1,7 @@
 """SASRec (Kang & McAuley 2018), ID-based, trained with a full softmax cross-entropy over the catalog
 ("SASRec-CE"): the classic sequential baseline, evaluated by the same leave-one-out full-ranking protocol, metrics
 and result files as the generative T5 path. This module is the model and its batching and ranking; the run stages
-(train / evaluate / recommend) are in `mmgr.training.sasrec_stage`.
+(train / evaluate / recommend) are in `mmgr.engines.sasrec` and `mmgr.inference.sasrec`.
 
 Model: item embedding (row 0 = padding, item i -> token i + 1), learned position embedding aligned to the right
 (the newest item always sits at position `max_history - 1`, so extra left padding changes nothing), `num_layers`

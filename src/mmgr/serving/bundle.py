@@ -49,7 +49,7 @@ def is_bundle(path: Path) -> bool:
 def export_bundle(run_path: Path, out: Path) -> dict[str, Any]:
     """Copy a trained run's serving parts into `out` (a new folder) and describe them in bundle.json. The bundle is
     assembled in a temporary sibling folder and renamed into place, so `out` is a whole bundle or absent."""
-    from mmgr.training.stage import load_ranker
+    from mmgr.inference.ranker import load_ranker
 
     run, out = RunDir(run_path), Path(out)
     if out.exists():
@@ -100,7 +100,7 @@ def load_bundle(path: Path, **options: Any):
 def load_recommender(path: Path, limits: Any = None, onboarding: bool = True):
     """The `Recommender` of a trained run directory or of a checked bundle: what `mmgr serve` and `mmgr.load`
     answer with (`limits`: a `serving.service.Limits`, default limits when None)."""
-    from mmgr.training.stage import load_ranker
+    from mmgr.inference.ranker import load_ranker
 
     path = Path(path)
     ranker = load_checked(path) if is_bundle(path) else load_ranker(RunDir(path), RunDir(path).config())
@@ -117,7 +117,7 @@ def _recommender(path: Path, ranker: Any, limits: Any, onboarding: bool):
 
 def load_checked(path: Path):
     """The bundle's ranker, after every check (see the module docstring)."""
-    from mmgr.training.stage import load_ranker
+    from mmgr.inference.ranker import load_ranker
 
     description = read_description(path)
     check_parts(path, description)
@@ -161,7 +161,7 @@ def check_parts(path: Path, description: dict[str, Any]) -> None:
 
 def check_vocabulary(path: Path, description: dict[str, Any]) -> None:
     """vocabulary.json is the one exported and the one model.safetensors was trained with."""
-    from mmgr.training.checkpoint import weights_info
+    from mmgr.weights import weights_info
 
     if not (path / "vocabulary.json").is_file():
         return                                               # item-id models (SASRec) have no vocabulary
@@ -198,7 +198,7 @@ def check_tries(path: Path, tables: dict[str, np.ndarray]) -> None:
 
 
 def vocabulary_digest(path: Path) -> str:
-    """The digest a model records of its vocabulary (see `training.method.codes_info`)."""
+    """The digest a model records of its vocabulary (see `inference.prepared.codes_info`)."""
     from mmgr.tokenizers.codes import Vocabulary
 
     file = path / "vocabulary.json"

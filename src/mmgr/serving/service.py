@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from mmgr.errors import MmgrError, quoted
+from mmgr.inference.ranker import Ranker
 from mmgr.serving.onboarding import (
     LEGACY,
     NewItem,
@@ -33,7 +34,6 @@ from mmgr.serving.onboarding import (
     sweep_images,
 )
 from mmgr.serving.store import STORE, Store
-from mmgr.training.stage import Ranker
 
 
 class RequestError(MmgrError):

@@ -1,7 +1,7 @@
 """`tokenize` stage: fit a tokenizer on a run's features of one modality (or import a published SID table) and
 write `tokenizers/<modality>.{json,safetensors}`, `codes/<modality>.safetensors`, the diagnostics
 (`tokenizers/<modality>.diagnostics.{json,png}`). The run's token vocabulary is built from these codes by
-`mmgr train` (see `mmgr.training.method`)."""
+`mmgr train` (see `mmgr.engines.method`)."""
 
 from __future__ import annotations
 

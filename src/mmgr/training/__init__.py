@@ -1,1 +1,2 @@
-"""Training: examples and batches, the loop (Lightning Fabric), resumable checkpoints."""
+"""The generic training loop (Lightning Fabric), its examples and batches, budgets and resumable checkpoints; what
+is trained is an objective's (`mmgr.objectives`), for an engine (`mmgr.engines`)."""

@@ -33,10 +33,10 @@ from mmgr.devices import resolve_precision
 from mmgr.errors import MmgrError
 from mmgr.progress import progress_bar
 from mmgr.training.budget import Schedule, clock_budget, resolve_graph
-from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint, save_weights
+from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint
 from mmgr.training.data import BATCHING, EncodedExamples, collate, length_batches
+from mmgr.weights import BEST, save_weights
 
-BEST = "model.safetensors"
 NEXT_ITEM = "next-item"
 log = logging.getLogger(__name__)
 

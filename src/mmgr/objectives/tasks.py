@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from mmgr.encoders.text import as_text
 from mmgr.errors import MmgrError
-from mmgr.layouts.base import Layout, prompt
+from mmgr.layouts.base import Layout, task_prompt
 from mmgr.tokenizers.codes import Vocabulary
 from mmgr.training.data import IGNORE
 
@@ -68,11 +68,6 @@ def item_field_texts(items: pa.Table, fields: tuple[str, ...]) -> dict[str, list
         joined = [", ".join(v for v in value if v) if isinstance(value, list) else as_text(value) for value in values]
         texts[field] = [text or None for text in joined]
     return texts
-
-
-def task_prompt(vocab: Vocabulary, task: str, source: np.ndarray) -> np.ndarray:
-    """<bos> <task:NAME> source <eos>: what the model continues with the task's answer."""
-    return np.concatenate([[vocab.token("<bos>")], prompt(vocab, task, source)]).astype(np.int64)
 
 
 def task_sequence(vocab: Vocabulary, task: Task, source: np.ndarray, target: np.ndarray

@@ -1,92 +1,27 @@
-"""Training objectives of the generative path: what one stage trains on and with which loss.
+"""MGR-LF++ alignment objectives (`training.alignment`, a stage before next-item; T5 only):
 
-Main objectives (`training.objective`, the validated stage; `OBJECTIVES`):
-
-- `next-item`: the next item's tokens after each history (TIGER, MGR-EF/LF/LF++); the backbone says how its
-  examples are cut (every prefix for T5, windows with a target at every item for the causal model).
-- `syngr`: SynGR's next-SID training with saliency-aware masking, three views and the synergy loss
-  (`training/syngr.py`).
-- `tmt`: TriAlignGR's multitask training over SIDs and text, tasks sampled uniformly (`training/tmt.py`).
-
-Alignment objectives (`training.alignment`, a stage before the main one; `ALIGNMENTS`):
-
-- `translate`: MGR-LF++ alignment; `<task:text->image> text SID <eos>` -> the item's image SID, and back, for every
-  item that has both modalities.
-- `infonce`: MGR-LF++ alignment variant; the mean-pooled encoder states of an item's text-SID and image-SID
-  sequences are positives, the other items of the batch negatives (symmetric InfoNCE).
-
-An objective declares the task prompts it needs, the item text fields it reads (both go into the run's one
-vocabulary: prompt tokens, and the subword tokens of those texts) and the backbones that train it, and builds
-`TrainData`.
+- `translate`: `<task:text->image> text SID <eos>` -> the item's image SID, and back, for every item that has both
+  modalities.
+- `infonce`: the mean-pooled encoder states of an item's text-SID and image-SID sequences are positives, the other
+  items of the batch negatives (symmetric InfoNCE).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mmgr.config import Config
 from mmgr.errors import MmgrError
 from mmgr.layouts.base import pad_batch, prompt
-from mmgr.registry import Registry
+from mmgr.objectives.base import ALIGNMENTS, Batching, SidsOnly
 from mmgr.training.data import EncodedExamples, epoch_order
 from mmgr.training.loop import TrainData, bucketed_train_data
-from mmgr.training.syngr import SynGRObjective
-from mmgr.training.tmt import TMTObjective
 
 if TYPE_CHECKING:
-    from mmgr.training.method import Prepared
-
-
-class Objective(Protocol):
-    min_modalities: int         # modalities the objective needs (a recipe on data with fewer falls back to next-item)
-    backbones: tuple[str, ...] | None   # the `model.kind`s that train it; None: every backbone
-
-    def tasks(self, modalities: list[str]) -> tuple[str, ...]:
-        """Task prompt tokens this objective writes (added to the run's vocabulary)."""
-        ...
-
-    def text_fields(self, config: Config) -> tuple[str, ...]:
-        """Item text fields the objective reads and writes (their subword tokens join the vocabulary)."""
-        ...
-
-    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        """The stage's batches, collation and loss, and its number of training examples."""
-        ...
-
-
-OBJECTIVES: Registry[Objective] = Registry("training objective")
-ALIGNMENTS: Registry[Objective] = Registry("alignment objective")
-
-
-def trains_on(objective: Objective, kind: str) -> bool:
-    """Whether backbone `kind` trains `objective`."""
-    return objective.backbones is None or kind in objective.backbones
-
-
-class SidsOnly:
-    """Objectives over SID tokens alone."""
-
-    min_modalities = 1
-
-    def text_fields(self, config: Config) -> tuple[str, ...]:
-        return ()
-
-
-class NextItem(SidsOnly):
-    backbones = None
-
-    def tasks(self, modalities: list[str]) -> tuple[str, ...]:
-        return ()
-
-    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        from mmgr.training.backbones import BACKBONES
-
-        examples = BACKBONES.get(config.model.kind).next_item(prep, config)
-        return bucketed_train_data(examples, config.training.batch_size, config.seed), len(examples)
+    from mmgr.inference.prepared import Prepared
 
 
 class Translate(SidsOnly):
@@ -95,7 +30,7 @@ class Translate(SidsOnly):
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return tuple(f"{a}->{b}" for a in modalities for b in modalities if a != b)
 
-    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
+    def train_data(self, prep: Prepared, batching: Batching, settings: None) -> tuple[TrainData, int]:
         items = items_with_every_modality(prep)
         tokens, vocab = prep.layout.modality_tokens, prep.layout.vocab
         inputs, labels, targets = [], [], []
@@ -105,16 +40,17 @@ class Translate(SidsOnly):
             labels += list(tokens[target][items])
             targets.append(items)
         examples = EncodedExamples(inputs, labels, np.concatenate(targets), np.zeros(len(inputs), dtype=np.int64))
-        return bucketed_train_data(examples, config.training.batch_size, config.seed), len(examples)
+        return bucketed_train_data(examples, batching.batch_size, batching.seed), len(examples)
 
 
 class InfoNCE(SidsOnly):
     backbones = ("t5",)         # pools encoder states
+    settings = "alignment_temperature"
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()
 
-    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
+    def train_data(self, prep: Prepared, batching: Batching, settings: float) -> tuple[TrainData, int]:
         vocab = prep.layout.vocab
         if len(vocab.levels) != 2:
             raise MmgrError(f"infonce alignment pairs two modalities' SIDs, got {', '.join(vocab.levels)}")
@@ -122,7 +58,7 @@ class InfoNCE(SidsOnly):
         eos = vocab.token("<eos>")
         first, second = (np.concatenate([t, np.full((len(t), 1), eos)], axis=1)
                          for t in prep.layout.modality_tokens.values())
-        batch_size, seed, temperature = config.training.batch_size, config.seed, config.training.alignment_temperature
+        batch_size, seed, temperature = batching.batch_size, batching.seed, settings
 
         def batches(epoch: int) -> list[np.ndarray]:          # in-batch negatives: a new mix of items each epoch
             order = items[epoch_order(len(items), seed, epoch)]
@@ -166,8 +102,5 @@ def items_with_every_modality(prep: Prepared) -> np.ndarray:
     return np.flatnonzero(present)
 
 
-OBJECTIVES.register("next-item")(NextItem())
 ALIGNMENTS.register("translate")(Translate())
 ALIGNMENTS.register("infonce")(InfoNCE())
-OBJECTIVES.register("syngr")(SynGRObjective())
-OBJECTIVES.register("tmt")(TMTObjective())

@@ -2,7 +2,7 @@
 
 One causal model, one autoregressive cross-entropy over eight tasks by default: history -> next SID (the causal
 backbone's next-item windows, a target at every item position) and the text tasks of `training.tmt.tasks`
-(`mmgr.training.tasks`): SID -> title, title -> SID, interests -> SID, SID -> interests, history -> next title,
+(`mmgr.objectives.tasks`): SID -> title, title -> SID, interests -> SID, SID -> interests, history -> next title,
 VisDesc -> SID, VisDesc -> title. Each training sample picks its task uniformly at random, then an example of that
 task uniformly; batches mix tasks (grouped by length, padded to their real length). An epoch is
 `tasks x next-item windows` samples, so the next-item windows are seen about once per epoch. A task that no item
@@ -16,19 +16,16 @@ import logging
 from typing import TYPE_CHECKING, get_args
 
 import numpy as np
-import torch
 
-from mmgr.config import Config, TextTaskName
-from mmgr.decoding.text import generate_text
-from mmgr.errors import MmgrError
-from mmgr.layouts.base import Layout
+from mmgr.config import TextTaskName, TMTConfig
+from mmgr.objectives.base import OBJECTIVES, Batching
+from mmgr.objectives.tasks import Task, side_tokens, task_sequence
 from mmgr.tokenizers.words import WordCodec
 from mmgr.training.data import EncodedExamples, causal_examples, collate, prefix_examples
 from mmgr.training.loop import TrainData
-from mmgr.training.tasks import Task, side_tokens, task_prompt, task_sequence
 
 if TYPE_CHECKING:
-    from mmgr.training.method import Prepared
+    from mmgr.inference.prepared import Prepared
 
 NEXT_SID = "history->sid"
 GROUP_BATCHES = 32          # batches sorted by length together (mixed tasks, little padding)
@@ -38,18 +35,16 @@ log = logging.getLogger(__name__)
 class TMTObjective:
     min_modalities = 1
     backbones = ("causal", "llm")
+    settings = "tmt"
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return get_args(TextTaskName)        # every text task's prompt: one vocabulary whatever subset is trained
 
-    def text_fields(self, config: Config) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(f for name in config.training.tmt.tasks for f in Task.parse(name).fields))
+    def text_fields(self, settings: TMTConfig) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f for name in settings.tasks for f in Task.parse(name).fields))
 
-    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        if config.model.kind not in self.backbones:
-            raise MmgrError(f"the tmt objective trains a causal model (model.kind=causal or llm), not "
-                            f"{config.model.kind}")
-        pools = task_pools(prep, config)
+    def train_data(self, prep: Prepared, batching: Batching, settings: TMTConfig) -> tuple[TrainData, int]:
+        pools = task_pools(prep, batching.max_history, settings)
         examples = EncodedExamples([x for p in pools.values() for x in p.inputs],
                                    [y for p in pools.values() for y in p.labels],
                                    np.concatenate([p.targets for p in pools.values()]),
@@ -58,7 +53,7 @@ class TMTObjective:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         lengths = np.fromiter((len(x) for x in examples.inputs), dtype=np.int64, count=len(examples))
         per_epoch = len(pools) * len(pools[NEXT_SID])
-        batch_size, seed = config.training.batch_size, config.seed
+        batch_size, seed = batching.batch_size, batching.seed
 
         def batches(epoch: int) -> list[np.ndarray]:
             rng = np.random.default_rng([seed, epoch])
@@ -71,38 +66,16 @@ class TMTObjective:
         return TrainData(batches, lambda index: collate(examples, index)), per_epoch
 
 
-def explained_fields(config: Config) -> tuple[str, ...]:
-    """The text fields a tmt run's model writes from an item's SID (its `sid->FIELD` tasks); () for other runs."""
-    if config.training.objective != "tmt":
-        return ()
-    return tuple(task.target for task in map(Task.parse, config.training.tmt.tasks) if task.source == "sid")
-
-
-def describe_items(model: torch.nn.Module, layout: Layout, items: list[int], fields: tuple[str, ...],
-                   max_text_tokens: int) -> list[dict[str, str]]:
-    """Per item, the model's text for each field from the prompt `<task:sid->FIELD> SID`."""
-    vocab = layout.vocab
-    codec = WordCodec(vocab, max_text_tokens)
-    out: list[dict[str, str]] = [{} for _ in items]
-    for field in fields:
-        prompts = [task_prompt(vocab, f"sid->{field}", layout.item_tokens[item]) for item in items]
-        written = generate_text(model, prompts, codec.allowed(), vocab.token("<eos>"), vocab.token("<pad>"),
-                                max_text_tokens + 1)
-        for row, tokens in zip(out, written, strict=True):
-            row[field] = codec.decode(tokens)
-    return out
-
-
-def task_pools(prep: Prepared, config: Config) -> dict[str, EncodedExamples]:
+def task_pools(prep: Prepared, max_history: int, settings: TMTConfig) -> dict[str, EncodedExamples]:
     """Every task's examples as causal (input_ids, labels) pairs, the next-item windows first."""
     layout, vocab = prep.layout, prep.layout.vocab
-    codec = WordCodec(vocab, config.training.tmt.max_text_tokens)
+    codec = WordCodec(vocab, settings.max_text_tokens)
     texts = {field: encoded_texts(codec, values) for field, values in prep.texts.items()}
-    pools = {NEXT_SID: causal_examples(layout, prep.user_ids, prep.split.train, config.split.max_history)}
+    pools = {NEXT_SID: causal_examples(layout, prep.user_ids, prep.split.train, max_history)}
     dropped = []
-    for name in config.training.tmt.tasks:
+    for name in settings.tasks:
         task = Task.parse(name)
-        pool = (history_pool if task.source == "history" else item_pool)(prep, task, texts, config)
+        pool = (history_pool if task.source == "history" else item_pool)(prep, task, texts, max_history)
         if len(pool):
             pools[name] = pool
         else:
@@ -121,7 +94,7 @@ def encoded_texts(codec: WordCodec, values: list[str | None]) -> list[np.ndarray
 
 
 def item_pool(prep: Prepared, task: Task, texts: dict[str, list[np.ndarray | None]],
-              config: Config) -> EncodedExamples:
+              max_history: int) -> EncodedExamples:
     """One example per item that has both sides of `task`."""
     inputs, labels, items = [], [], []
     for item in range(len(prep.layout.item_tokens)):
@@ -137,9 +110,9 @@ def item_pool(prep: Prepared, task: Task, texts: dict[str, list[np.ndarray | Non
 
 
 def history_pool(prep: Prepared, task: Task, texts: dict[str, list[np.ndarray | None]],
-                 config: Config) -> EncodedExamples:
+                 max_history: int) -> EncodedExamples:
     """One example per training position whose next item has the target text: the history's SIDs -> its text."""
-    users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
+    users, histories, targets = prefix_examples(prep.split.train, max_history)
     inputs, labels, kept = [], [], []
     for row, (user, history, item) in enumerate(zip(users.tolist(), histories, targets.tolist(), strict=True)):
         target = side_tokens(prep.layout, texts, task.target, item)
@@ -162,3 +135,6 @@ def length_grouped(index: np.ndarray, lengths: np.ndarray, batch_size: int,
         group = group[np.argsort(lengths[group], kind="stable")]
         batches += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+OBJECTIVES.register("tmt")(TMTObjective())

@@ -18,23 +18,24 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmgr.config import Config
+from mmgr.config import MultitaskConfig
 from mmgr.errors import MmgrError
 from mmgr.layouts.base import prompt
 from mmgr.layouts.unimodal import UnimodalHistoryLayout, sequence_task
+from mmgr.objectives.base import OBJECTIVES, Batching
 from mmgr.training.data import EncodedExamples, prefix_examples
 from mmgr.training.loop import TrainData, bucketed_train_data
-from mmgr.training.objectives import OBJECTIVES
 
 if TYPE_CHECKING:
-    from mmgr.training.method import Prepared
+    from mmgr.inference.prepared import Prepared
 
 
 class MultitaskObjective:
     min_modalities = 2
     backbones = ("t5",)
+    settings = "multitask"
 
-    def text_fields(self, config: Config) -> tuple[str, ...]:
+    def text_fields(self, settings: MultitaskConfig) -> tuple[str, ...]:
         return ()
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
@@ -42,18 +43,17 @@ class MultitaskObjective:
         pairs = [(a, b) for a in modalities for b in modalities if a != b]
         return (*(sequence_task(a, b) for a, b in pairs), *(f"{a}->{b}" for a, b in pairs))
 
-    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        examples = multitask_examples(prep, config)
-        return bucketed_train_data(examples, config.training.batch_size, config.seed), len(examples)
+    def train_data(self, prep: Prepared, batching: Batching, settings: MultitaskConfig) -> tuple[TrainData, int]:
+        examples = multitask_examples(prep, batching.max_history, settings)
+        return bucketed_train_data(examples, batching.batch_size, batching.seed), len(examples)
 
 
-def multitask_examples(prep: Prepared, config: Config) -> EncodedExamples:
+def multitask_examples(prep: Prepared, max_history: int, settings: MultitaskConfig) -> EncodedExamples:
     """Steps 1-3 of the module docstring as one list of examples."""
     layout = prep.layout
     if not isinstance(layout, UnimodalHistoryLayout) or len(layout.vocab.levels) != 2:
         raise MmgrError("the mql4grec objective trains on two modalities' SIDs with model.layout=unimodal")
-    settings = config.training.multitask
-    users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
+    users, histories, targets = prefix_examples(prep.split.train, max_history)
     tokens = [layout.encoder_tokens(prep.user_ids[u], h) for u, h in zip(users.tolist(), histories, strict=True)]
     modalities = list(layout.vocab.levels)
     pairs = [(a, b) for a in modalities for b in modalities if a == b or settings.cross_modal]

@@ -1,24 +1,22 @@
-"""`train`, `evaluate` and `recommend` on a run directory, for whichever engine the recipe's `model.kind` names.
+"""What a trained run serves: a `Ranker` loaded once that ranks the catalog for any histories. The one path behind
+`mmgr recommend`, `mmgr evaluate`, validation, batch scoring and the HTTP server.
 
-Each engine registers itself in `ENGINES` (its module is loaded on first use, see `mmgr.parts`): `t5`, `causal`,
-`item-causal` and `llm` (the generative path of every SID method, `training/generative.py`) and `sasrec` (the
-ID-based baseline, `training/sasrec_stage.py`). Stage functions never
-branch on a model kind. An engine's `ranker` loads a trained run once and ranks the catalog for any histories: the
-one path behind `mmgr recommend`, batch scoring and the HTTP server.
+Each model kind registers the loader of its ranker in `RANKERS` (`inference/generative.py` for `t5`, `causal`,
+`item-causal` and `llm`; `inference/sasrec.py` for `sasrec`); its module is loaded on first use (`mmgr.parts`).
+Nothing here imports training code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from mmgr.config import Config
+from mmgr.inference.rundata import RunData, ranked_rows, user_row
 from mmgr.registry import Registry
 from mmgr.rundir import RunDir
-from mmgr.training.rundata import RunData, ranked_rows, user_row
 
 
 class Ranker(Protocol):
@@ -51,31 +49,11 @@ class Ranker(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Engine:
-    train: Callable[[RunDir, Config, bool], dict[str, Any]]
-    evaluate: Callable[..., dict[str, Any]]                    # (run, config, progress) -> results
-    ranker: Callable[[RunDir, Config], Ranker]
-    needs_codes: bool = True                                   # reads semantic IDs (False: item-ID models)
-
-
-ENGINES: Registry[Engine] = Registry("model kind")
-
-
-def engine(config: Config) -> Engine:
-    return ENGINES.get(config.model.kind)
-
-
-def train_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
-    return engine(config).train(run, config, progress)
-
-
-def evaluate_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
-    return engine(config).evaluate(run, config, progress)
+RANKERS: Registry[Callable[[RunDir, Config], Ranker]] = Registry("ranker")
 
 
 def load_ranker(run: RunDir, config: Config) -> Ranker:
-    return engine(config).ranker(run, config)
+    return RANKERS.get(config.model.kind)(run, config)
 
 
 def recommend(run: RunDir, config: Config, user_id: str, k: int, explain: bool = False) -> list[dict[str, Any]]:

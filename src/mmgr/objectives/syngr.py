@@ -29,40 +29,40 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mmgr.config import Config, SynGRConfig
+from mmgr.config import SynGRConfig
 from mmgr.errors import MmgrError
 from mmgr.layouts.base import token_modalities
 from mmgr.layouts.bimodal import next_sid_task
 from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
+from mmgr.objectives.base import OBJECTIVES, Batching
+from mmgr.objectives.next_item import next_item_examples
 from mmgr.tokenizers.codes import Vocabulary
 from mmgr.training.data import IGNORE
 from mmgr.training.loop import TrainData, bucketed_train_data
 
 if TYPE_CHECKING:
-    from mmgr.training.method import Prepared
+    from mmgr.inference.prepared import Prepared
 
 
 class SynGRObjective:
     min_modalities = 2
     backbones = ("t5",)
+    settings = "syngr"
 
-    def text_fields(self, config: Config) -> tuple[str, ...]:
+    def text_fields(self, settings: SynGRConfig) -> tuple[str, ...]:
         return ()
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()                                   # the bimodal layout declares the two next-SID tasks
 
-    def train_data(self, prep: Prepared, config: Config) -> tuple[TrainData, int]:
-        from mmgr.training.backbones import BACKBONES
-
+    def train_data(self, prep: Prepared, batching: Batching, settings: SynGRConfig) -> tuple[TrainData, int]:
         vocab = prep.layout.vocab
         if list(prep.layout.targets) != list(vocab.levels) or len(vocab.levels) != 2:
             raise MmgrError(f"the syngr objective trains a next-SID task per modality of two; set model.layout="
                             f"bimodal and two model.modalities (got layout targets {', '.join(prep.layout.targets)})")
-        examples = BACKBONES.get(config.model.kind).next_item(prep, config)
-        data = bucketed_train_data(examples, config.training.batch_size, config.seed)
-        return TrainData(data.batches, data.collate, SynGRLoss.for_vocabulary(vocab, config.training.syngr)), \
-            len(examples)
+        examples = next_item_examples(prep, batching)
+        data = bucketed_train_data(examples, batching.batch_size, batching.seed)
+        return TrainData(data.batches, data.collate, SynGRLoss.for_vocabulary(vocab, settings)), len(examples)
 
 
 @dataclass
@@ -147,3 +147,6 @@ def synergy_loss(z_original: Tensor, z_masked: Tensor, z_unimodal: Tensor, tempe
     logits = torch.stack([F.cosine_similarity(z_masked.float(), z_original.float(), dim=-1),
                           F.cosine_similarity(z_masked.float(), z_unimodal.float(), dim=-1)], dim=1) / temperature
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.int64, device=logits.device))
+
+
+OBJECTIVES.register("syngr")(SynGRObjective())

@@ -1,4 +1,4 @@
-"""Sequence-model backbones of the generative engine (`model.kind`), one registry entry each:
+"""Sequence-model backbones of the generative path (`model.kind`), one registry entry each:
 
 - `t5`: encoder-decoder (TIGER); the history is the encoder input, the next item's tokens the decoder target.
   Next-item examples are every prefix of every training sequence. Trains every objective.
@@ -7,20 +7,22 @@
 - `item-causal`: the same sequences, examples and search, with one transformer position per history item
   (`models/item_causal.py`). Trains next-item.
 
-Both decode through the same prefix trie and beam step, with the same result contract. Each objective names the
-backbones that train it (`Objective.backbones`).
+- `llm`: a pretrained causal LM with LoRA adapters (`models/pretrained.py`), read like `causal`.
+
+All decode through the same prefix trie and beam step, with the same result contract. A backbone says how it is
+built, searched and prompted and whether it reads decoder-only sequences (how next-item examples are cut); each
+objective names the backbones that train it (`Objective.backbones`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from torch import Tensor, nn
 
-from mmgr.config import Config, ModelConfig
+from mmgr.config import ModelConfig
 from mmgr.decoding.beam import constrained_beam_search
 from mmgr.decoding.causal import causal_beam_search
 from mmgr.models.causal import build_causal, causal_prompt
@@ -29,10 +31,6 @@ from mmgr.models.pretrained import build_pretrained
 from mmgr.models.seq2seq import build_t5
 from mmgr.registry import Registry
 from mmgr.tokenizers.codes import Vocabulary
-from mmgr.training.data import EncodedExamples, causal_examples, encode_examples, prefix_examples
-
-if TYPE_CHECKING:
-    from mmgr.training.method import Prepared
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class Backbone:
     build: Callable[[ModelConfig, Vocabulary, int, int], nn.Module]  # (cfg, vocab, seed, tokens per history item)
     search: Callable[..., tuple[Tensor, Tensor]]                 # (model, input_ids, mask, trie, beam, top_k)
     prompt: Callable[[Vocabulary, np.ndarray], np.ndarray] | None  # layout history tokens -> model input
-    next_item: Callable[[Prepared, Config], EncodedExamples]
+    decoder_only: bool                                           # one sequence, a target at every item position
     words: Callable[[ModelConfig], str] = lambda cfg: cfg.words  # the subword tokenizer of text objectives
     one_target: bool = False                                     # reads layouts with one target only (no prompts)
 
@@ -51,19 +49,10 @@ def token_level(build: Callable[[ModelConfig, Vocabulary, int], nn.Module]
     return lambda cfg, vocab, seed, item_width: build(cfg, vocab, seed)
 
 
-def prefix_next_item(prep: Prepared, config: Config) -> EncodedExamples:
-    users, histories, targets = prefix_examples(prep.split.train, config.split.max_history)
-    return encode_examples(prep.layout, prep.user_ids, users, histories, targets)
-
-
-def causal_next_item(prep: Prepared, config: Config) -> EncodedExamples:
-    return causal_examples(prep.layout, prep.user_ids, prep.split.train, config.split.max_history)
-
-
 BACKBONES: Registry[Backbone] = Registry("backbone")
-BACKBONES.register("t5")(Backbone(token_level(build_t5), constrained_beam_search, None, prefix_next_item))
-BACKBONES.register("causal")(Backbone(token_level(build_causal), causal_beam_search, causal_prompt, causal_next_item))
-BACKBONES.register("item-causal")(Backbone(build_item_causal, causal_beam_search, causal_prompt, causal_next_item,
+BACKBONES.register("t5")(Backbone(token_level(build_t5), constrained_beam_search, None, False))
+BACKBONES.register("causal")(Backbone(token_level(build_causal), causal_beam_search, causal_prompt, True))
+BACKBONES.register("item-causal")(Backbone(build_item_causal, causal_beam_search, causal_prompt, True,
                                            one_target=True))
-BACKBONES.register("llm")(Backbone(token_level(build_pretrained), causal_beam_search, causal_prompt, causal_next_item,
+BACKBONES.register("llm")(Backbone(token_level(build_pretrained), causal_beam_search, causal_prompt, True,
                                    lambda cfg: cfg.pretrained))

@@ -1,0 +1,113 @@
+"""A trained generative run, composed for decoding: its data, codes, saved vocabulary, the recipe's layout over the
+codes and one prefix trie per decoding target. Training builds and saves the vocabulary (`engines/method.py`);
+everything else reads `vocabulary.json` and refuses codes that no longer fit it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mmgr.config import Config
+from mmgr.data.dataset import ITEM_SCHEMA, Dataset
+from mmgr.decoding.trie import PrefixTrie
+from mmgr.errors import MmgrError
+from mmgr.inference.rundata import RunData, load_run_data
+from mmgr.layouts import LAYOUTS
+from mmgr.layouts.base import Layout
+from mmgr.rundir import RunDir
+from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+from mmgr.tokenizers.stage import load_codes
+
+VOCABULARY = "vocabulary.json"
+
+
+@dataclass
+class Prepared(RunData):
+    """`RunData` plus the method's codes, layout, one decoding trie per target of the layout, and the item texts
+    its objectives read (field -> text per item; training only, empty for decoding)."""
+
+    codes: dict[str, ModalityCodes]
+    layout: Layout
+    tries: dict[str, PrefixTrie]
+    texts: dict[str, list[str | None]]
+    onboarded: int = 0               # the last items of the catalog were onboarded after training
+
+
+def code_levels(codes: dict[str, ModalityCodes], modalities: list[str], legacy: bool = False
+                ) -> dict[str, list[int]]:
+    """Each modality's code level sizes in the vocabulary. A multimodal run reserves every modality's missing
+    code, so an item onboarded later without an image (say) fits; `legacy` gives the levels of runs trained
+    before that (reserved only where an item missed the modality), which such runs still load."""
+    absent = [m for m in modalities if m not in codes]
+    if absent:
+        raise MmgrError(f"no {absent[0]} codes in this run; run `mmgr tokenize RUN --modality {absent[0]}` "
+                        f"(have: {', '.join(codes) or 'none'})")
+    always = len(modalities) > 1 and not legacy
+    return {m: list(codes[m].with_missing_reserved(always).sizes) for m in modalities}
+
+
+def load_prepared(run: RunDir, config: Config) -> Prepared:
+    """The run composed for decoding with its saved vocabulary; refused when its codes no longer fit it."""
+    data = load_run_data(run, config)
+    codes = load_codes(run)
+    path = run.path / VOCABULARY
+    if not path.is_file():
+        raise MmgrError(f"{path}: no vocabulary; run `mmgr train {run.path}` first")
+    vocab = Vocabulary.load(path)
+    modalities = config.model.modalities
+    levels = {m: list(sizes) for m, sizes in vocab.levels.items()}
+    if levels not in (code_levels(codes, modalities), code_levels(codes, modalities, legacy=True)):
+        raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
+                        f"levels {levels}; the codes now give {code_levels(codes, modalities)}); re-run `mmgr train`")
+    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config), {})
+
+
+def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, config: Config, onboarded: int = 0
+            ) -> tuple[Layout, dict[str, PrefixTrie]]:
+    """The recipe's layout over `codes` and one decoding trie per target; with `onboarded` items (the last ones),
+    their collision codes borrow their catalog siblings' scores (`PrefixTrie.borrowing`)."""
+    layout = LAYOUTS.get(config.model.layout).build(codes, vocab, config.model, config.split.max_history)
+    tries = {}
+    for name, tokens in layout.targets.items():
+        trie = PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
+        if onboarded:
+            trie = trie.borrowing(len(tokens) - onboarded, collision_depths(tokens[0], vocab, codes))
+        tries[name] = trie
+    return layout, tries
+
+
+def collision_depths(tokens: np.ndarray, vocab: Vocabulary, codes: dict[str, ModalityCodes]) -> list[int]:
+    """Positions of an item's target tokens that hold a collision code (a modality's `append` level)."""
+    depths = []
+    for depth, token in enumerate(tokens.tolist()):
+        try:
+            modality, level, _ = vocab.decode(token)
+        except MmgrError:                                  # a special or subword token
+            continue
+        if codes[modality].info.get("collisions") == "append" and level == len(vocab.levels[modality]) - 1:
+            depths.append(depth)
+    return depths
+
+
+def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> Prepared:
+    """`prep` with catalog rows `items` appended and `codes` (every item's, the new ones last) in place of its codes;
+    the vocabulary stays the run's (codes that do not fit it are refused)."""
+    dataset = Dataset(prep.dataset.name, pa.concat_tables([prep.dataset.items, items.cast(ITEM_SCHEMA)]),
+                      prep.dataset.sequences)
+    texts = {field: [*values, *[None] * items.num_rows] for field, values in prep.texts.items()}
+    onboarded = prep.onboarded + items.num_rows
+    return Prepared(dataset, prep.user_ids, prep.split, codes, *compose(codes, prep.layout.vocab, config, onboarded),
+                    texts, onboarded)
+
+
+def codes_info(prep: Prepared) -> dict[str, Any]:
+    """Identity of the item codes and vocabulary a model is trained on: a model never decodes with others."""
+    tokens = np.ascontiguousarray(prep.layout.item_tokens)
+    return {"vocab_size": prep.layout.vocab.size, "item_tokens_shape": list(tokens.shape),
+            "item_tokens_sha256": hashlib.sha256(tokens.tobytes()).hexdigest(),
+            "vocabulary_sha256": prep.layout.vocab.digest()}
