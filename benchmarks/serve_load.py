@@ -25,7 +25,8 @@ deltas over the setting); the client's and the server's CPU shares are their pro
 all threads) over the setting's wall seconds (1.0 = one core busy throughout): a client share near 1 means the
 client, not the server, bounds the numbers. Each target (`TARGETS`: p99 <= 50 ms at 8 clients and >= 150 requests/s
 at 32 clients, batching on, no errors; stated for `beauty-item-causal`) is written met or not met. Writes
-<out>/serve-<dataset>-load.json.
+<out>/serve-<dataset>-load.json. For the targets, on otherwise idle cores (200 requests at 150/s is 1.3 s, too short
+for a p99): `python benchmarks/serve_load.py --dataset beauty-item-causal --requests 2000`.
 """
 
 from __future__ import annotations
