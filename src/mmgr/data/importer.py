@@ -34,9 +34,13 @@ def read_dataset(cfg: DataConfig, workdir: Path) -> Dataset:
     return builder.build(kcore=cfg.kcore, dedup=cfg.dedup)
 
 
-def import_into_run(config: Config, out: Path) -> tuple[RunDir, Dataset, dict[str, Any]]:
-    """Create the run directory, import the data, write tables + manifest; returns the recorded summary."""
-    dataset = read_dataset(config.data, Path(out))  # fails before anything of the run is written
+def import_into_run(config: Config, out: Path, dataset: Dataset | None = None
+                    ) -> tuple[RunDir, Dataset, dict[str, Any]]:
+    """Create the run directory, import the data, write tables + manifest; returns the recorded summary. A given
+    `dataset` (read from `config.data` and then changed, e.g. items held out by benchmarks/cold_start.py) is saved
+    in place of reading the source again."""
+    if dataset is None:
+        dataset = read_dataset(config.data, Path(out))  # fails before anything of the run is written
     files = dataset.save(Path(out))
     split = leave_one_out(dataset.item_sequences(), config.split.max_history)
     summary = {"name": dataset.name, "format": config.data.format, "source": config.data.path,
