@@ -53,7 +53,8 @@ class ItemCausalLM(nn.Module):
         counts = (attention_mask.sum(dim=1) - head).clamp(min=0) // width           # (B,)
         mask = torch.arange(head + items, device=x.device)[None] < (head + counts)[:, None]  # (B, H + N)
         positions = torch.arange(head + items, device=x.device)[None].expand(len(x), -1)
-        states = self.body(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions).last_hidden_state
+        states = self.body(inputs_embeds=x, attention_mask=mask.long(), position_ids=positions,
+                           use_cache=False).last_hidden_state            # no key/value cache: read once
         return states, counts
 
     def head(self, context: Tensor, level: Tensor | int, chosen: Tensor) -> Tensor:
