@@ -27,13 +27,13 @@ def command() -> str:
 
 def write_result(benchmark: str, dataset: str, method: str, metrics: dict[str, Any], *, wall_seconds: float,
                  config: dict[str, Any], reference: dict[str, Any] | None = None, split: str | None = None,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Write benchmarks/results/<benchmark>-<dataset>-<method>.json."""
+                 extra: dict[str, Any] | None = None, out: Path | None = None) -> Path:
+    """Write <out>/<benchmark>-<dataset>-<method>.json (`out`: benchmarks/results by default)."""
     result = {"benchmark": benchmark, "dataset": dataset, "method": method, "split": split, "metrics": metrics,
               "reference": reference, "device": describe_device(), "wall_seconds": round(wall_seconds, 3),
               "command": command(), "config": config, "commit": git_commit(),
               "created": datetime.now(UTC).isoformat(timespec="seconds"), **(extra or {})}
-    path = RESULTS / f"{benchmark}-{dataset}-{method}.json"
+    path = Path(out or RESULTS) / f"{benchmark}-{dataset}-{method}.json"
     write_json_atomic(path, _relative(result))
     print(f"wrote {path}")
     return path
