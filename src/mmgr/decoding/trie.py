@@ -162,16 +162,20 @@ class PrefixTrie:
 
     def _copied(self, device: torch.device | str) -> PrefixTrie:
         """This trie on its own copy of the buffers, on `device`, without the cells of nodes that are not its own
-        (another trie's, written after this one was made)."""
+        (another trie's, written after this one was made: only an older trie has such cells)."""
+        newest = self._newest()
         cells = min(self.buffers.cells, len(self.children)) if self.buffers is not None else len(self.children)
-        children = self.children.to("cpu", copy=True)
-        stale = (children >= 0) & ~self._own(children)
-        children[stale] = NO_NODE
-        borrow = self.borrow.to("cpu", copy=True) & ~stale if self.borrow is not None else None
-        items = _grown(self.item_tokens.cpu(), _spare(self.num_items), 0)
+        children = self.children.to(device, copy=True)
+        borrow = self.borrow.to(device, copy=True) if self.borrow is not None else None
+        if not newest:
+            stale = (children >= 0) & ~self._own(children)
+            children[stale] = NO_NODE
+            if borrow is not None:
+                borrow &= ~stale
+        items = self.buffers.items if newest else _grown(self.item_tokens.cpu(), _spare(self.num_items), 0)
         sentinel = self.buffers.sentinel if self.buffers is not None else 0
-        buffers = _Buffers(items.to(device), children.to(device), self.rows.to(device, copy=True),
-                           borrow.to(device) if borrow is not None else None, cells, sentinel)
+        buffers = _Buffers(items.to(device, copy=True), children, self.rows.to(device, copy=True), borrow, cells,
+                           sentinel)
         return replace(self, item_tokens=buffers.items[:self.num_items], children=buffers.children,
                        rows=buffers.rows, borrow=buffers.borrow, buffers=buffers, version=0)
 
