@@ -14,7 +14,7 @@ read masks the cells outside the row. Every lookup is a gather, with no Python w
 
 Memory: one int32 cell per (node, token of its row) plus 3 int64 per internal node, with 1/8 spare capacity. A
 depth is dense when that costs at most `DENSE_RATIO` times its compact rows. (A dense (nodes x widest window) table
-of 1M items whose largest collision group is 820 needs 2.4 GB; this layout about 120 MB.)
+of 1M items whose largest collision group is 820 needs 2.4 GB; this layout 132 MB, spare capacity included.)
 
 Adding items (`extended`) writes into the spare capacity of the same buffers (a row that must grow is copied to the
 end of the table; a full table is copied into a larger one, with the row table whose moved rows point into it), so
