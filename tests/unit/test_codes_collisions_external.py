@@ -11,6 +11,7 @@ from mmgr.errors import DataError, MmgrError
 from mmgr.tokenizers.codes import SPECIALS, ModalityCodes, Vocabulary
 from mmgr.tokenizers.collisions import append_level, collision_rate, reassign
 from mmgr.tokenizers.external import read_index
+from mmgr.tokenizers.pipeline import appended_codes, appended_codes_reference
 
 
 def test_collision_rate_counts_items_sharing_a_tuple():
@@ -21,6 +22,23 @@ def test_append_numbers_each_group_and_keeps_headroom():
     codes, size = append_level(np.array([[0, 1], [0, 1], [0, 2], [0, 1]]), capacity=4)
     assert codes[:, -1].tolist() == [0, 1, 0, 2] and size == 6       # max(4, 2 * largest group of 3)
     assert collision_rate(codes) == 0
+
+
+def test_new_items_are_numbered_after_the_catalog_items_that_share_their_codes():
+    rng = np.random.default_rng(0)
+    semantic = rng.integers(0, 3, size=(300, 3))                     # 27 tuples: many shared
+    resolved, size = append_level(semantic, capacity=4)
+    existing = ModalityCodes("text", resolved, [3, 3, 3, size], np.zeros(300, dtype=bool))
+    unseen = np.array([[3, 3, 3], [3, 4, 3], [4, 3, 3], [4, 4, 4], [3, 3, 4]])
+    raw = np.concatenate([semantic[:20], semantic[:5], unseen])                  # repeated and unseen tuples
+    numbers = appended_codes(existing, raw)
+    assert numbers.tolist() == appended_codes_reference(existing, raw).tolist()
+    assert numbers[-5:].tolist() == [0] * 5 and numbers[0] == (semantic == semantic[0]).all(axis=1).sum()
+    full = ModalityCodes("text", resolved, [3, 3, 3, int(resolved[:, -1].max()) + 1], existing.missing)
+    largest = semantic[resolved[:, -1].argmax()][None]
+    for assign in (appended_codes, appended_codes_reference):
+        with pytest.raises(MmgrError, match="capacity of the disambiguation level"):
+            assign(full, largest)
 
 
 def test_reassign_moves_later_items_to_their_next_free_code():

@@ -67,12 +67,13 @@ def test_trie_maps_tuples_to_items_and_back(items, trie):
     assert trie.lookup(torch.tensor([[5, 13, 28], [0, 0, 0], [12, 15, 22]])).tolist()[1:] == [-1, -1]
     padded = torch.stack([items[3], torch.zeros(3, dtype=torch.int64)])[None]    # (1, 2, L)
     assert torch.equal(trie.tokens_of(torch.tensor([[3, -1]])), padded)
-    leaves = torch.arange(trie.depth_start[-2], trie.num_nodes)
-    assert sorted(trie.items_of(leaves).tolist()) == list(range(len(items)))
-    assert (trie.items_of(torch.arange(trie.depth_start[-2])) == -1).all()
-    assert trie.depth_start[:3] == (0, 1, 1 + len(set(items[:, 0].tolist())))
-    moved = trie.to("cpu")
-    assert torch.equal(moved.children, trie.children) and moved.window_size == trie.window_size
+    leaves = trie.step(trie.step(trie.step(torch.zeros(len(items), dtype=torch.int64), items[:, 0]), items[:, 1]),
+                       items[:, 2])
+    assert trie.items_of(leaves).tolist() == list(range(len(items)))
+    assert (trie.items_of(torch.arange(trie.num_internal)) == -1).all()
+    prefixes = {tuple(row[:d]) for row in items.tolist() for d in range(3)}
+    assert trie.num_internal == len(prefixes) and trie.num_nodes == len(prefixes) + len(items)
+    assert trie.to("cpu") is trie
 
 
 def test_trie_rejects_shared_tuples_and_bad_shapes():
@@ -82,6 +83,103 @@ def test_trie_rejects_shared_tuples_and_bad_shapes():
         PrefixTrie.build(torch.zeros(0, 3, dtype=torch.int64))
     with pytest.raises(ValueError, match="vocab_size"):
         PrefixTrie.build(torch.tensor([[5, 60]]), vocab_size=60)
+
+
+def assert_matches_reference(trie: PrefixTrie, items: torch.Tensor) -> None:
+    """Every prefix of `items` (and random ones): children windows and allowed tokens as the dict trie of `items`
+    gives them, and every item found by its tuple."""
+    reference, depth = DictTrie(items.tolist()), items.shape[1]
+    g = torch.Generator().manual_seed(3)
+    prefixes = {tuple(row[:d]) for row in items.tolist() for d in range(depth)}
+    prefixes |= {tuple(torch.randint(0, VOCAB, (d,), generator=g).tolist()) for d in range(depth) for _ in range(20)}
+    for prefix in sorted(prefixes):
+        node = torch.zeros(1, dtype=torch.int64)
+        for token in prefix:
+            node = trie.step(node, torch.tensor([token]))
+        allowed = reference.allowed_tokens_reference(prefix)
+        assert trie.allowed_mask(node)[0].nonzero()[:, 0].tolist() == allowed
+        window = trie.children_window(node, len(prefix))[0]
+        assert ((window >= 0).nonzero()[:, 0] + trie.window_start[len(prefix)]).tolist() == allowed
+    assert trie.lookup(items).tolist() == list(range(len(items))) and trie.num_items == len(items)
+
+
+def borrowed_scores(trie: PrefixTrie, items: torch.Tensor, depth: int) -> list[list[float]]:
+    """What `borrowed` makes of distinct scores (the window's column numbers) at every prefix of length `depth`."""
+    out = []
+    for prefix in sorted({tuple(row[:depth]) for row in items.tolist()}):
+        node = torch.zeros(1, dtype=torch.int64)
+        for token in prefix:
+            node = trie.step(node, torch.tensor([token]))
+        children = trie.children_window(node, depth)
+        scores = torch.arange(children.shape[1], dtype=torch.float32)[None]
+        out.append(trie.borrowed(node, depth, scores, children)[0].tolist())
+    return out
+
+
+def wide_collision_items() -> torch.Tensor:
+    """2,000 semantic IDs of one item each (collision code 0) and one of 600 items: a 600-token collision window."""
+    single = [[i // 50, 40 + i % 50, 100] for i in range(2000)]
+    group = [[0, 40, 100 + code] for code in range(1, 600)]
+    return torch.tensor(single + group)
+
+
+def test_a_wide_collision_group_widens_only_its_own_row():
+    items = wide_collision_items()
+    trie = PrefixTrie.build(items)
+    assert trie.window_size == (40, 50, 600)
+    assert trie.nbytes < 300_000            # (internal nodes x widest window) int32 cells alone would be 4.9 MB
+    assert trie.lookup(items).tolist() == list(range(len(items)))
+    windows = trie.children_window(trie.step(trie.step(torch.zeros(2, dtype=torch.int64), items[[0, 1], 0]),
+                                             items[[0, 1], 1]), 2)
+    assert (windows[0] >= 0).sum() == 600 and (windows[1] >= 0).nonzero()[:, 0].tolist() == [0]
+
+
+@pytest.mark.parametrize("depth", [3, 4])
+def test_extended_tries_are_the_trie_of_every_item(depth):
+    items = make_items(depth)
+    catalog, added = items[:30], items[30:]
+    base = PrefixTrie.build(catalog, vocab_size=VOCAB)
+    one_by_one = base
+    for row in added:
+        one_by_one = one_by_one.extended(row[None], borrow_depths=[depth - 1])
+    for trie in (base.extended(added, borrow_depths=[depth - 1]), one_by_one):
+        assert_matches_reference(trie, items)
+        rebuilt = PrefixTrie.build(items, vocab_size=VOCAB).borrowing(len(catalog), [depth - 1])
+        assert trie.window_start == rebuilt.window_start and trie.window_size == rebuilt.window_size
+        assert trie.borrow_depths == (depth - 1,)
+        assert borrowed_scores(trie, items, depth - 1) == borrowed_scores(rebuilt, items, depth - 1)
+    assert_matches_reference(base, catalog)                       # the trie it grew from is unchanged
+
+
+def test_a_wide_collision_level_grows_in_place_and_older_tries_keep_their_items():
+    items = wide_collision_items()
+    base = PrefixTrie.build(items, vocab_size=4000)
+    grown = base.extended(torch.tensor([[0, 40, 700], [39, 89, 101], [39, 90, 100]]), borrow_depths=[2])
+    assert grown.children.data_ptr() == base.children.data_ptr()  # written in place: no rebuild
+    assert grown.window_size == (40, 51, 601)
+    everything = torch.cat([items, grown.item_tokens[len(items):]])
+    assert grown.lookup(everything).tolist() == list(range(len(everything)))
+    assert base.lookup(everything).tolist() == [*range(len(items)), -1, -1, -1]
+    other = base.extended(torch.tensor([[0, 40, 750]]))            # an older trie: extended on its own copy
+    assert other.lookup(torch.tensor([[0, 40, 750], [0, 40, 700]])).tolist() == [len(items), -1]
+    assert grown.lookup(torch.tensor([[0, 40, 750], [0, 40, 700]])).tolist() == [-1, len(items)]
+    many = grown
+    for code in range(701, 3701):                                  # past the spare capacity: buffers grow
+        many = many.extended(torch.tensor([[1, 41, code]]), borrow_depths=[2])
+    assert many.children.data_ptr() != base.children.data_ptr()
+    assert many.lookup(torch.tensor([[1, 41, 3700], [0, 40, 700]])).tolist() == [many.num_items - 1, len(items)]
+    assert grown.lookup(torch.tensor([[1, 41, 701]])).tolist() == [-1]
+    assert grown.lookup(everything).tolist() == list(range(len(everything)))      # rows moved in newer buffers
+
+
+def test_extending_refuses_taken_tuples_and_tokens_outside_the_vocabulary(trie, items):
+    with pytest.raises(ValueError, match="share a token tuple"):
+        trie.extended(items[:1])
+    with pytest.raises(ValueError, match="share a token tuple"):
+        trie.extended(torch.tensor([[12, 20, 21], [12, 20, 21]]))
+    with pytest.raises(ValueError, match="token ids in"):
+        trie.extended(torch.tensor([[12, 20, VOCAB]]))
+    assert trie.extended(torch.zeros(0, 3, dtype=torch.int64)) is trie
 
 
 def test_hf_prefix_function_allows_trie_children_and_a_dead_end(trie):
@@ -124,14 +222,18 @@ def test_beam_as_wide_as_the_catalog_is_exhaustive(model, trie):
     torch.testing.assert_close(scores, best, atol=1e-4, rtol=1e-5)
 
 
-def test_an_onboarded_collision_code_scores_as_its_best_catalog_sibling(model, items):
+@pytest.mark.parametrize("made", ["rebuilt", "extended"])
+def test_an_onboarded_collision_code_scores_as_its_best_catalog_sibling(model, items, made):
     prefix = items[0, :2].tolist()
     taken = {row[2] for row in items.tolist() if row[:2] == prefix}
     copy = [*prefix, next(t for t in range(21, 29) if t not in taken)]     # a catalog item's semantic ID, new code
     fresh = [12, 20, 21]                                                   # a prefix no catalog item has
     catalog = PrefixTrie.build(items, vocab_size=VOCAB)
-    onboarded = PrefixTrie.build(torch.cat([items, torch.tensor([copy, fresh])]), vocab_size=VOCAB)
-    trie = onboarded.borrowing(len(items), depths=[2])
+    if made == "rebuilt":
+        onboarded = PrefixTrie.build(torch.cat([items, torch.tensor([copy, fresh])]), vocab_size=VOCAB)
+        trie = onboarded.borrowing(len(items), depths=[2])
+    else:
+        trie = catalog.extended(torch.tensor([copy, fresh]), borrow_depths=[2])
     ids, mask = histories()
     n = trie.num_items
     found, scores = constrained_beam_search(model, ids, mask, trie, beam_size=n, top_k=n)

@@ -168,3 +168,24 @@ def test_a_handler_that_fails_unexpectedly_is_a_counted_json_500():
     reply = client.get("/items/i0001")
     assert reply.status_code == 500 and reply.json() == {"error": "internal server error"}
     assert 'mmgr_requests_total{endpoint="/items/{item_id}",status="500"} 1.0' in client.get("/metrics").text
+
+
+def catalog_ranker(count: int) -> SimpleNamespace:
+    """What the Recommender reads of a ranker's data: a catalog of `count` items (i0, i1, ...), one user."""
+    import pyarrow as pa
+
+    items = pa.table({"item_id": [f"i{n}" for n in range(count)], "title": [f"item {n}" for n in range(count)]})
+    dataset = SimpleNamespace(items=items, item_sequences=lambda: [[0]])
+    return SimpleNamespace(data=SimpleNamespace(dataset=dataset, user_ids=["u0"]))
+
+
+def test_onboarded_rows_are_indexed_without_reindexing_the_catalog():
+    from mmgr.serving.service import Recommender
+
+    recommender = Recommender(catalog_ranker(3))                      # type: ignore[arg-type]
+    ids, index = recommender.item_ids, recommender.index
+    assert ids == ["i0", "i1", "i2"] and index == {"i0": 0, "i1": 1, "i2": 2} and recommender.users == {"u0": 0}
+    recommender.ranker = catalog_ranker(5)                            # two items onboarded: rows appended
+    recommender._index_new_rows()
+    assert recommender.item_ids is ids and recommender.index is index   # the catalog's entries were kept as they were
+    assert ids == ["i0", "i1", "i2", "i3", "i4"] and index["i4"] == 4 and recommender.titles[3] == "item 3"

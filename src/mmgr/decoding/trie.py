@@ -1,18 +1,33 @@
-"""The catalog's semantic IDs as a prefix trie, built once into tensors for constrained decoding.
+"""The catalog's semantic IDs as a prefix trie, built once into tensors for constrained decoding, and extended in
+place when items are added.
 
-Every item is a unique tuple of L token ids. Node ids number the distinct prefixes, depth by depth: the root is 0, then
-the prefixes of length 1, 2, ... L (the leaves, one per item). Internal node `n` at depth `d` has one row of
-`children`, a dense table over the token window `[window_start[d], window_start[d] + window_size[d])` of that depth
-(the code tokens of level d are contiguous in `mmgr.tokenizers.codes.Vocabulary`): `children[n, t - window_start[d]]`
-is the child reached by token `t`, or -1. A last all -1 row stands for "no node" (id -1, a leaf, or out of range), so
-every lookup is a plain gather with no Python walk at decode time.
+Every item is a unique tuple of L token ids. Internal nodes (prefixes of length 0 .. L-1) have ids from 0: the root,
+then, at build, the prefixes depth by depth (sorted), then the nodes that added items create, in turn. The leaf of
+item i is node `LEAF + i`. Each internal node `n` owns a row of the flat `children` table, `rows[n] = (start, first
+token, width)`: `children[start + t - first]` is the child reached by token `t` (for `first <= t < first + width`),
+or -1. The code tokens of level d are contiguous in `mmgr.tokenizers.codes.Vocabulary`, so a depth's tokens lie in
+one window `[window_start[d], window_start[d] + window_size[d])`, the slice of the logits the search reads. At a
+*dense* depth every row spans the whole window (the codebook levels, where nodes use most codes), so a node's
+children over the window are one contiguous read; elsewhere a row spans only its own children's tokens (a node whose
+children are collision codes 0..k-1 costs k cells, however wide the largest collision group makes the window), and a
+read masks the cells outside the row. Every lookup is a gather, with no Python walk at decode time.
 
-A trie with onboarded items (`borrowing`) also marks, at the collision levels, the children that only onboarded
-items reach: the search scores such a child as its parent's best child that a catalog item reaches (see
-`borrowed`).
+Memory: one int32 cell per (node, token of its row) plus 3 int64 per internal node, with 1/8 spare capacity. A
+depth is dense when that costs at most `DENSE_RATIO` times its compact rows. (A dense (nodes x widest window) table
+of 1M items whose largest collision group is 820 needs 2.4 GB; this layout 132 MB, spare capacity included.)
 
-Memory: (internal nodes + 1) x (widest window) int32 values; Amazon Beauty (12k items, 4 levels of 256 codes) is about
-20k x 256 x 4 B = 20 MB.
+Adding items (`extended`) writes into the spare capacity of the same buffers (a row that must grow is copied to the
+end of the table; a full table is copied into a larger one, with the row table whose moved rows point into it), so
+onboarding an item costs O(L), not a rebuild. Every trie sharing buffers still reads exactly its own items: a cell
+counts as a child only when it names one of the trie's own nodes (internal id < its `num_internal`, or the leaf of
+an item < its `num_items`); cells are only written from -1, and rows only grow (a depth stays dense for a trie while
+its window is the trie's). Only the newest trie of buffers writes in place; extending an older one first copies the
+buffers without the cells it does not own. Writes are not synchronised with reads: a caller that shares tries
+between threads runs `extended` apart from searches (the Recommender holds its lock for both).
+
+A trie with onboarded items (`borrowing`, or `extended` with `borrow_depths`) also marks, at the collision levels,
+the children that only onboarded items reach: the search scores such a child as its parent's best child that a
+catalog item reaches (see `borrowed`).
 
 `DictTrie` is the readable pure-Python reference (nested dicts), used in tests and as Hugging Face `generate`'s
 `prefix_allowed_tokens_fn`.
@@ -21,12 +36,44 @@ Memory: (internal nodes + 1) x (widest window) int32 values; Amazon Beauty (12k 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
 NO_NODE = -1
+LEAF = 1 << 30                 # the leaf of item i is node LEAF + i; internal node ids stay below LEAF
+MIN_SPARE = 1024               # spare capacity (cells, internal nodes, items) of a new or grown buffer, at least
+DENSE_RATIO = 4                # a depth's rows span its whole window when that costs at most 4x its compact rows
+
+
+class _Buffers:
+    """The storage that tries built from one another share: tensors with spare capacity past the used part. The
+    first `sentinel` cells stay -1, and at least as many spare cells follow the used ones, so a window-wide read
+    from a row's window start (at most `sentinel` cells before the row) stays inside the table."""
+
+    def __init__(self, items: Tensor, children: Tensor, rows: Tensor, borrow: Tensor | None, cells: int,
+                 sentinel: int) -> None:
+        self.items = items              # (item capacity, L) int64; rows past the trie's items are unused
+        self.children = children        # (cell capacity,) int32; cells from `cells` on are -1
+        self.rows = rows                # (internal capacity, 3) int64: start, first token, width per internal node
+        self.borrow = borrow            # (cell capacity,) bool, or None
+        self.cells = cells              # cells in use (new rows are written from here)
+        self.sentinel = sentinel        # -1 cells before the first row
+        self.version = 0                # bumped by every extension: only the trie holding the newest one writes
+
+
+def _spare(used: int) -> int:
+    return used + max(MIN_SPARE, used // 8)
+
+
+def _grown(tensor: Tensor, size: int, fill: int | bool) -> Tensor:
+    """`tensor` copied into a larger one of `size` rows, the new rows set to `fill`."""
+    out = torch.full((size, *tensor.shape[1:]), fill, dtype=tensor.dtype)
+    out[:len(tensor)] = tensor
+    return out
 
 
 @dataclass(frozen=True)
@@ -34,40 +81,53 @@ class PrefixTrie:
     """Prefix trie of item token tuples as tensors (see the module docstring for the layout)."""
 
     item_tokens: Tensor        # (N, L) int64: token ids of each item
-    children: Tensor           # (num_internal + 1, W) int32: child node id per (node, token - window start), or -1
-    node_window: Tensor        # (num_internal + 1,) int64: first token id of the window of each internal node
-    depth_start: tuple[int, ...]   # (L + 2,): first node id of each depth 0..L, then the number of nodes
+    children: Tensor           # (C,) int32: the rows of the internal nodes, back to back (spare cells -1)
+    rows: Tensor               # (I', 3) int64 per internal node: start of its row, its first token, its width
+    num_internal: int          # internal nodes: ids 0 .. num_internal - 1 (`rows` has spare rows after them)
     window_start: tuple[int, ...]  # (L,): first token id allowed at each depth
     window_size: tuple[int, ...]   # (L,): width of the token window of each depth
-    leaf_item: Tensor          # (num_nodes,) int64: item index of a leaf node, -1 for internal nodes
     vocab_size: int            # width of the masks `allowed_mask` returns (>= largest token id + 1)
+    dense_depths: tuple[int, ...] = ()   # depths whose rows all span the depth's window
     borrow: Tensor | None = None        # like `children`, bool: the child borrows its best catalog sibling's score
     borrow_depths: tuple[int, ...] = ()  # the depths where some child does
+    buffers: _Buffers | None = field(default=None, compare=False, repr=False)   # shared storage (writes)
+    version: int = field(default=0, compare=False, repr=False)                  # buffers.version when made
 
     @classmethod
     def build(cls, item_tokens: Tensor, vocab_size: int | None = None) -> PrefixTrie:
         """Trie of `item_tokens` (N, L) (unique rows of non-negative token ids; row i is item i)."""
         items = torch.as_tensor(item_tokens).detach().to("cpu", torch.int64)
         _check_items(items)
-        num_items, depth = items.shape
         top = int(items.max()) + 1
         vocab_size = top if vocab_size is None else vocab_size
         if vocab_size < top:
             raise ValueError(f"vocab_size {vocab_size} is smaller than the largest item token + 1 ({top})")
-
-        node_of, depth_start = _number_prefixes(items)                  # (N, L + 1), (L + 2,)
-        lows = items.min(dim=0).values                                   # (L,)
-        sizes = items.max(dim=0).values - lows + 1                       # (L,)
-        num_internal = depth_start[depth]
-        children = torch.full((num_internal + 1, int(sizes.max())), NO_NODE, dtype=torch.int32)
-        node_window = torch.zeros(num_internal + 1, dtype=torch.int64)
-        for d in range(depth):
-            children[node_of[:, d], items[:, d] - lows[d]] = node_of[:, d + 1].to(torch.int32)
-            node_window[depth_start[d]:depth_start[d + 1]] = lows[d]
-        leaf_item = torch.full((depth_start[-1],), NO_NODE, dtype=torch.int64)
-        leaf_item[node_of[:, depth]] = torch.arange(num_items)
-        return cls(items, children, node_window, tuple(depth_start), tuple(lows.tolist()), tuple(sizes.tolist()),
-                   leaf_item, vocab_size)
+        tokens = items.numpy()
+        order = np.lexsort(tokens.T[::-1])                               # rows in lexicographic order
+        ordered = tokens[order]
+        fresh = _fresh_prefixes(ordered)                                 # (N, L)
+        shared = len(tokens) - int(fresh[:, -1].sum())
+        if shared:
+            raise ValueError(f"{shared} items share a token tuple with another item; resolve collisions first "
+                             "(mmgr.tokenizers.collisions)")
+        nodes, num_internal = _node_ids(fresh, order)                    # (N, L + 1)
+        low, size = tokens.min(axis=0), tokens.max(axis=0) - tokens.min(axis=0) + 1
+        spans = [_spans(ordered, fresh, d) for d in range(tokens.shape[1])]
+        dense = tuple(d for d, span in enumerate(spans) if len(span) * size[d] <= DENSE_RATIO * span[:, 1].sum())
+        for d in dense:
+            spans[d][:] = (low[d], size[d])
+        sentinel = int(size.max())
+        rows = _laid_out(np.concatenate(spans), sentinel)                # (I, 3)
+        cells = int(rows[-1, 0] + rows[-1, 2])
+        children = np.full(_spare(cells) + sentinel, NO_NODE, dtype=np.int32)
+        for d in range(tokens.shape[1]):
+            first = fresh[:, d]                                          # one row per child of depth d + 1
+            parent = rows[nodes[first, d]]
+            children[parent[:, 0] + ordered[first, d] - parent[:, 1]] = nodes[first, d + 1]
+        buffers = _Buffers(_grown(items, _spare(len(items)), 0), torch.from_numpy(children),
+                           _grown(torch.from_numpy(rows), _spare(num_internal), 0), None, cells, sentinel)
+        return cls(buffers.items[:len(items)], buffers.children, buffers.rows, num_internal, tuple(low.tolist()),
+                   tuple(size.tolist()), vocab_size, dense, buffers=buffers)
 
     # ---- sizes ---------------------------------------------------------------------------------------------------
 
@@ -82,30 +142,101 @@ class PrefixTrie:
 
     @property
     def num_nodes(self) -> int:
-        return self.depth_start[-1]
-
-    @property
-    def num_internal(self) -> int:
-        return self.depth_start[self.depth]
+        return self.num_internal + self.num_items
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the tensors."""
-        return sum(t.numel() * t.element_size() for t in (self.item_tokens, self.children, self.node_window,
-                                                           self.leaf_item))
+        """Memory held by the tensors (spare capacity included)."""
+        held = [self.item_tokens, self.children, self.rows] + ([self.borrow] if self.borrow is not None else [])
+        return sum(t.untyped_storage().nbytes() for t in held)
 
     @property
     def device(self) -> torch.device:
         return self.children.device
 
     def to(self, device: torch.device | str) -> PrefixTrie:
-        """The same trie with its tensors on `device`."""
-        move = {name: getattr(self, name).to(device) for name in ("item_tokens", "children", "node_window",
-                                                                   "leaf_item")}
-        borrow = self.borrow.to(device) if self.borrow is not None else None
-        return PrefixTrie(**move, depth_start=self.depth_start, window_start=self.window_start,
-                          window_size=self.window_size, vocab_size=self.vocab_size, borrow=borrow,
-                          borrow_depths=self.borrow_depths)
+        """The same trie with its tensors on `device` (itself when they are there already)."""
+        if self.children.to(device) is self.children:
+            return self
+        return self._copied(device)
+
+    def _copied(self, device: torch.device | str) -> PrefixTrie:
+        """This trie on its own copy of the buffers, on `device`, without the cells of nodes that are not its own
+        (another trie's, written after this one was made: only an older trie has such cells)."""
+        newest = self._newest()
+        cells = min(self.buffers.cells, len(self.children)) if self.buffers is not None else len(self.children)
+        children = self.children.to(device, copy=True)
+        borrow = self.borrow.to(device, copy=True) if self.borrow is not None else None
+        if not newest:
+            stale = (children >= 0) & ~self._own(children)
+            children[stale] = NO_NODE
+            if borrow is not None:
+                borrow &= ~stale
+        items = self.buffers.items if newest else _grown(self.item_tokens.cpu(), _spare(self.num_items), 0)
+        sentinel = self.buffers.sentinel if self.buffers is not None else 0
+        buffers = _Buffers(items.to(device, copy=True), children, self.rows.to(device, copy=True), borrow, cells,
+                           sentinel)
+        return replace(self, item_tokens=buffers.items[:self.num_items], children=buffers.children,
+                       rows=buffers.rows, borrow=buffers.borrow, buffers=buffers, version=0)
+
+    # ---- adding items --------------------------------------------------------------------------------------------
+
+    def extended(self, item_tokens: Tensor, borrow_depths: Sequence[int] = ()) -> PrefixTrie:
+        """This trie with `item_tokens` (M, L) added as items N .. N + M - 1. At each of `borrow_depths` (collision
+        levels), a child that only the added items reach borrows its best catalog sibling's score, as `borrowing`
+        marks it (a trie that borrows already keeps its depths). The same trie as a build of all items (then
+        `borrowing`), without the rebuild: O(M L) in place when this is the newest trie of its buffers (see the
+        module docstring), after a copy of the buffers otherwise."""
+        new = torch.as_tensor(item_tokens).detach().to("cpu", torch.int64)
+        depths = self._borrow_depths(borrow_depths)
+        self._check_new(new)
+        if len(new) == 0:
+            return self
+        writable = self.buffers is not None and self.buffers.version == self.version and self.device.type == "cpu"
+        trie = self if writable else self._copied("cpu")
+        return trie._insert(new, depths).to(self.device)
+
+    def _borrow_depths(self, depths: Sequence[int]) -> tuple[int, ...]:
+        wanted = {d for d in depths if d < self.depth}
+        if self.borrow is None:
+            return tuple(sorted(wanted))
+        if not wanted <= set(self.borrow_depths):
+            raise ValueError(f"this trie borrows at depths {self.borrow_depths}, not {sorted(wanted)}")
+        return self.borrow_depths
+
+    def _check_new(self, new: Tensor) -> None:
+        if new.ndim != 2 or new.shape[1] != self.depth:
+            raise ValueError(f"new items must be an (M, {self.depth}) tensor, got shape {tuple(new.shape)}")
+        if len(new) == 0:
+            return
+        if int(new.min()) < 0 or int(new.max()) >= self.vocab_size:
+            raise ValueError(f"new item tokens must be token ids in [0, {self.vocab_size})")
+        if self.num_items + len(new) >= LEAF // self.depth:
+            raise ValueError(f"a trie holds fewer than {LEAF // self.depth} items")
+        taken = int((self.to("cpu").lookup(new) >= 0).sum()) + len(new) - torch.unique(new, dim=0).shape[0]
+        if taken:
+            raise ValueError(f"{taken} new items share a token tuple with another item; resolve collisions first "
+                             "(mmgr.tokenizers.collisions)")
+
+    def _insert(self, new: Tensor, depths: tuple[int, ...]) -> PrefixTrie:
+        """Write `new` into this trie's buffers (the newest trie of them, on the CPU)."""
+        buffers = self.buffers
+        buffers.version += 1                       # from here on, this trie is no longer the newest
+        if depths and buffers.borrow is None:
+            buffers.borrow = torch.zeros(len(buffers.children), dtype=torch.bool)
+        low = torch.minimum(torch.tensor(self.window_start), new.min(dim=0).values).tolist()
+        high = torch.maximum(torch.tensor(self.window_start) + torch.tensor(self.window_size) - 1,
+                             new.max(dim=0).values).tolist()
+        size = [h - lo + 1 for lo, h in zip(low, high, strict=True)]
+        dense = {d: (self.window_start[d], self.window_size[d]) for d in self.dense_depths}
+        writer = _Writer(buffers, self.num_internal, self.num_items, dense, max(size))
+        for tokens in new.tolist():
+            writer.insert(tokens, depths)
+        return replace(self, item_tokens=buffers.items[:writer.items], children=buffers.children, rows=buffers.rows,
+                       num_internal=writer.internal, window_start=tuple(low), window_size=tuple(size),
+                       dense_depths=tuple(d for d in self.dense_depths if (low[d], size[d]) == dense[d]),
+                       borrow=buffers.borrow if depths or self.borrow is not None else None, borrow_depths=depths,
+                       version=buffers.version)
 
     # ---- onboarded items -----------------------------------------------------------------------------------------
 
@@ -115,62 +246,106 @@ class PrefixTrie:
         catalog item reaches. A collision code only tells apart items with one semantic ID; the model gives a code
         it never saw under that ID almost no probability, which would bury every onboarded item that shares a
         catalog item's semantic ID."""
-        borrow = torch.zeros(self.children.shape, dtype=torch.bool)
-        items = self.item_tokens.cpu()
+        trie = self._copied("cpu")
+        borrow = torch.zeros(len(trie.children), dtype=torch.bool)
+        items = trie.item_tokens
         nodes = torch.zeros(len(items), dtype=torch.int64)
-        trie = self.to("cpu")
         for depth in range(self.depth):
-            child = trie.step(nodes, items[:, depth])
+            cells, inside = trie._cells(nodes, items[:, depth])
             if depth in depths:
-                known = torch.zeros(self.num_nodes, dtype=torch.bool)
-                known[child[:catalog]] = True
-                new = ~known[child]
-                borrow[nodes[new], items[new, depth] - trie.node_window[nodes[new]]] = True
-            nodes = child
+                borrow[cells[catalog:]] = True
+                borrow[cells[:catalog]] = False
+            nodes = trie._read(cells, inside)
+        trie.buffers.borrow = borrow
         return replace(trie, borrow=borrow, borrow_depths=tuple(d for d in depths if d < self.depth)).to(self.device)
 
     def borrowed(self, nodes: Tensor, depth: int, log_probs: Tensor, children: Tensor) -> Tensor:
-        """`log_probs` (R, W) of the children of `nodes` (R,) at `depth`, a borrowing child's replaced by the best
-        of its catalog siblings' (kept when it has none)."""
+        """`log_probs` (R, W) of the children of `nodes` (R,) at `depth` (`children_window`), a borrowing child's
+        replaced by the best of its catalog siblings' (kept when it has none)."""
         if depth not in self.borrow_depths or self.borrow is None:
             return log_probs
-        borrow = self.borrow[self._rows(nodes), :self.window_size[depth]]       # (R, W)
+        borrow = self._window(self.borrow, nodes, depth)[0] & (children >= 0)       # (R, W)
         catalog = (children >= 0) & ~borrow
         best = log_probs.masked_fill(~catalog, float("-inf")).amax(dim=1, keepdim=True)   # (R, 1)
         return torch.where(borrow & torch.isfinite(best), best, log_probs)
 
     # ---- tensor lookups (no Python loop over nodes) --------------------------------------------------------------
 
-    def _rows(self, nodes: Tensor) -> Tensor:
-        """Row of `children` per node: itself if internal, else the all -1 sentinel row."""
+    def _newest(self) -> bool:
+        """Whether no other trie wrote into the buffers since this one was made (then every cell is its own)."""
+        return self.buffers is not None and self.buffers.version == self.version
+
+    def _own(self, nodes: Tensor) -> Tensor:
+        """Whether each id is one of this trie's nodes."""
+        return (((nodes >= 0) & (nodes < self.num_internal)) |
+                ((nodes >= LEAF) & (nodes < LEAF + self.num_items)))
+
+    def _row(self, nodes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Start, first token and width of each node's row; width 0 for leaves, -1 and other tries' nodes."""
         internal = (nodes >= 0) & (nodes < self.num_internal)
-        return torch.where(internal, nodes, self.num_internal)
+        start, low, width = self.rows[torch.where(internal, nodes, 0)].unbind(-1)
+        return start, low, torch.where(internal, width, 0)
+
+    def _cells(self, nodes: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Cell of each (node, token) in `children` (broadcast; clamped into the table) and whether the token is in
+        the node's row."""
+        start, low, width = self._row(nodes)
+        offset = tokens - low
+        return (start + offset).clamp(0, len(self.children) - 1), (offset >= 0) & (offset < width)
+
+    def _read(self, cells: Tensor, inside: Tensor | None) -> Tensor:
+        """The child in each cell (where `inside`), -1 elsewhere and where the cell names another trie's node."""
+        child = self.children[cells].long()
+        if inside is None and self._newest():
+            return child
+        found = child >= 0 if inside is None else inside & (child >= 0)
+        if not self._newest():
+            found &= self._own(child)
+        return torch.where(found, child, NO_NODE)
+
+    def _window(self, table: Tensor, nodes: Tensor, depth: int) -> tuple[Tensor, Tensor | None]:
+        """Each node's cells of `table` (`children` or `borrow`) over the depth's token window, (R, W), and where
+        they lie in the node's row (None: everywhere, at a dense depth). One contiguous read per node, from the
+        cell where the window's first token would be."""
+        width, first = self.window_size[depth], self.window_start[depth]
+        if self.buffers is None or width > self.buffers.sentinel:        # a window that grew past the sentinel
+            cells, inside = self._cells(nodes[:, None], torch.arange(width, device=nodes.device) + first)
+            return table[cells], inside
+        start, low, span = self._row(nodes)
+        base = torch.where(span > 0, start + first - low, 0)              # no children: the -1 sentinel cells
+        values = table.unfold(0, width, 1).index_select(0, base)          # (R, W)
+        if depth in self.dense_depths:                                    # rows span the window
+            return values, None
+        lead, columns = low - first, _column_masks(width, nodes.device)  # columns of the window before each row
+        inside = columns[(lead + span).clamp(0, width)] ^ columns[lead.clamp(0, width)]   # lead <= column < end
+        return values, inside
 
     def allowed_mask(self, nodes: Tensor) -> Tensor:
         """(B,) node ids -> (B, V) bool: the tokens that extend each prefix (all False for leaves and -1)."""
-        rows = self._rows(nodes)                                          # (B,)
-        allowed = self.children[rows] >= 0                                # (B, W)
-        width = allowed.shape[1]
-        columns = self.node_window[rows, None] + torch.arange(width, device=nodes.device)  # (B, W)
-        mask = torch.zeros(len(nodes), self.vocab_size + width, dtype=torch.bool, device=nodes.device)
-        return mask.scatter_(1, columns, allowed)[:, :self.vocab_size]    # (B, V)
+        start, low, width = self._row(nodes)                              # (B,)
+        span = int(width.max()) if len(nodes) else 0
+        offset = torch.arange(span, device=nodes.device)[None]            # (1, S)
+        children = self._read((start[:, None] + offset).clamp(0, len(self.children) - 1), offset < width[:, None])
+        mask = torch.zeros(len(nodes), self.vocab_size + span, dtype=torch.bool, device=nodes.device)
+        return mask.scatter_(1, low[:, None] + offset, children >= 0)[:, :self.vocab_size]   # (B, V)
 
     def step(self, nodes: Tensor, tokens: Tensor) -> Tensor:
         """Child of each node through each token (same shapes), -1 where that token does not extend the prefix."""
-        rows = self._rows(nodes)
-        offset = tokens - self.node_window[rows]
-        inside = (offset >= 0) & (offset < self.children.shape[1])
-        child = self.children[rows, offset.clamp(0, self.children.shape[1] - 1)].long()
-        return torch.where(inside, child, NO_NODE)
+        return self._read(*self._cells(nodes, tokens))
 
     def children_window(self, nodes: Tensor, depth: int) -> Tensor:
         """(R,) nodes of depth `depth` -> (R, window_size[depth]) int64 children over that depth's token window."""
-        return self.children[self._rows(nodes), :self.window_size[depth]].long()
+        children, inside = self._window(self.children, nodes, depth)           # (R, W), a fresh tensor
+        if inside is not None:
+            children.masked_fill_(~inside, NO_NODE)
+        if not self._newest():
+            children.masked_fill_(~self._own(children), NO_NODE)
+        return children.long()
 
     def items_of(self, nodes: Tensor) -> Tensor:
         """Item index of each leaf node, -1 for anything else (internal nodes, -1)."""
-        inside = (nodes >= 0) & (nodes < self.num_nodes)
-        return torch.where(inside, self.leaf_item[nodes.clamp(0, self.num_nodes - 1)], NO_NODE)
+        leaf = (nodes >= LEAF) & (nodes < LEAF + self.num_items)
+        return torch.where(leaf, nodes - LEAF, NO_NODE)
 
     def lookup(self, tokens: Tensor) -> Tensor:
         """(..., L) token tuples -> (...) item indices, -1 for tuples that are not items."""
@@ -190,27 +365,136 @@ class PrefixTrie:
         return DictTrie(self.item_tokens.tolist())
 
 
+class _Writer:
+    """Adds items to buffers in place, one token at a time (numpy views of the tensors; O(L) per item). New nodes
+    at a dense depth (`dense`: depth -> its window) get a row over the whole window."""
+
+    def __init__(self, buffers: _Buffers, internal: int, items: int, dense: dict[int, tuple[int, int]],
+                 reach: int) -> None:
+        self.buffers, self.internal, self.items, self.dense = buffers, internal, items, dense
+        self.reach = reach              # the widest window: spare cells kept after the used ones
+        self._views()
+
+    def _views(self) -> None:
+        b = self.buffers
+        self.children, self.rows = b.children.numpy(), b.rows.numpy()
+        self.borrow = b.borrow.numpy() if b.borrow is not None else None
+
+    def insert(self, tokens: list[int], depths: tuple[int, ...]) -> None:
+        item = self._new_item(tokens)
+        node = 0
+        for depth, token in enumerate(tokens):
+            child = self._child(node, token)
+            if child == NO_NODE:
+                child = LEAF + item if depth == len(tokens) - 1 else self._new_node(depth + 1)
+                cell = self._cell(node, token)
+                self.children[cell] = child
+                if depth in depths:
+                    self.borrow[cell] = True
+            node = child
+
+    def _child(self, node: int, token: int) -> int:
+        start, low, width = self.rows[node].tolist()
+        return int(self.children[start + token - low]) if low <= token < low + width else NO_NODE
+
+    def _new_item(self, tokens: list[int]) -> int:
+        b = self.buffers
+        if self.items == len(b.items):
+            b.items = _grown(b.items, _spare(self.items + 1), 0)
+        b.items[self.items] = torch.tensor(tokens)
+        self.items += 1
+        return self.items - 1
+
+    def _new_node(self, depth: int) -> int:
+        b = self.buffers
+        if self.internal == len(b.rows):
+            b.rows = _grown(b.rows, _spare(self.internal + 1), 0)
+            self._views()
+        first, width = self.dense.get(depth, (0, 0))                      # no children yet
+        at = self._reserve(width)
+        self.rows[self.internal] = (at, first, width)
+        self.internal += 1
+        return self.internal - 1
+
+    def _cell(self, node: int, token: int) -> int:
+        """The cell of `token` in the node's row, the row first copied to the end of the table, wide enough, when
+        the token is outside it."""
+        start, low, width = self.rows[node].tolist()
+        if low <= token < low + width:
+            return start + token - low
+        first = min(low, token) if width else token
+        span = (max(low + width - 1, token) if width else token) - first + 1
+        at = self._reserve(span)
+        if width:
+            self.children[at + low - first:at + low - first + width] = self.children[start:start + width]
+            if self.borrow is not None:
+                self.borrow[at + low - first:at + low - first + width] = self.borrow[start:start + width]
+        self.rows[node] = (at, first, span)
+        return at + token - first
+
+    def _reserve(self, cells: int) -> int:
+        """The first of `cells` fresh cells (-1) at the end of the used table, the buffers grown when full."""
+        b = self.buffers
+        at = b.cells
+        if at + cells + self.reach > len(b.children):      # new tensors: rows too, whose moves point into them
+            size = _spare(at + cells) + self.reach
+            b.children = _grown(b.children, size, NO_NODE)
+            b.borrow = _grown(b.borrow, size, False) if b.borrow is not None else None
+            b.rows = b.rows.clone()
+            self._views()
+        b.cells = at + cells
+        return at
+
+
 def _check_items(items: Tensor) -> None:
     if items.ndim != 2 or items.shape[0] == 0 or items.shape[1] == 0:
         raise ValueError(f"item_tokens must be a non-empty (N, L) tensor, got shape {tuple(items.shape)}")
     if int(items.min()) < 0:
         raise ValueError("item_tokens must be non-negative token ids")
-    distinct = torch.unique(items, dim=0).shape[0]
-    if distinct != items.shape[0]:
-        raise ValueError(f"{items.shape[0] - distinct} items share a token tuple with another item; resolve "
-                         "collisions first (mmgr.tokenizers.collisions)")
+    if items.shape[0] >= LEAF // items.shape[1]:
+        raise ValueError(f"a trie holds fewer than {LEAF // items.shape[1]} items")
 
 
-def _number_prefixes(items: Tensor) -> tuple[Tensor, list[int]]:
-    """Node id of every item's prefix at each depth (N, L + 1), and the first node id of each depth."""
-    num_items, depth = items.shape
-    node_of = torch.zeros(num_items, depth + 1, dtype=torch.int64)      # depth 0: the root, node 0
-    depth_start = [0, 1]
-    for d in range(1, depth + 1):
-        _, inverse = torch.unique(items[:, :d], dim=0, return_inverse=True)
-        node_of[:, d] = inverse + depth_start[d]
-        depth_start.append(depth_start[d] + int(inverse.max()) + 1)
-    return node_of, depth_start
+def _fresh_prefixes(ordered: np.ndarray) -> np.ndarray:
+    """(N, L) bool for lexicographically sorted rows: row i starts a new prefix of length d + 1 (column d)."""
+    fresh = np.ones(ordered.shape, dtype=bool)
+    fresh[1:] = np.logical_or.accumulate(ordered[1:] != ordered[:-1], axis=1)
+    return fresh
+
+
+def _node_ids(fresh: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
+    """Node of each sorted row's prefix of length 0 .. L (N, L + 1), internal nodes numbered depth by depth, the
+    leaves LEAF + item; and the number of internal nodes."""
+    rows, depth = fresh.shape
+    nodes = np.zeros((rows, depth + 1), dtype=np.int64)                # length 0: the root, node 0
+    first = 1
+    for d in range(1, depth):
+        nodes[:, d] = np.cumsum(fresh[:, d - 1]) - 1 + first
+        first = int(nodes[-1, d]) + 1
+    nodes[:, depth] = LEAF + order
+    return nodes, first
+
+
+def _spans(ordered: np.ndarray, fresh: np.ndarray, depth: int) -> np.ndarray:
+    """(nodes of `depth`, 2) first token and width of each node's children, in node id order: a node's children are
+    the tokens at `depth` of its (contiguous, sorted) group of rows."""
+    starts = np.flatnonzero(fresh[:, depth - 1]) if depth else np.zeros(1, dtype=np.int64)
+    ends = np.append(starts[1:], len(ordered)) - 1
+    low = ordered[starts, depth]
+    return np.stack([low, ordered[ends, depth] - low + 1], axis=1)
+
+
+@lru_cache(maxsize=64)
+def _column_masks(width: int, device: torch.device) -> Tensor:
+    """(width + 1, width) bool: row k marks the columns < k."""
+    columns = torch.arange(width, device=device)
+    return columns[None] < torch.arange(width + 1, device=device)[:, None]
+
+
+def _laid_out(spans: np.ndarray, sentinel: int) -> np.ndarray:
+    """(I, 3) rows: start, first token, width, back to back after `sentinel` cells."""
+    start = sentinel + np.concatenate([[0], np.cumsum(spans[:, 1])[:-1]])
+    return np.concatenate([start[:, None], spans], axis=1)
 
 
 class DictTrie:

@@ -96,13 +96,26 @@ def collision_depths(tokens: np.ndarray, vocab: Vocabulary, codes: dict[str, Mod
 
 def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> Prepared:
     """`prep` with catalog rows `items` appended and `codes` (every item's, the new ones last) in place of its codes;
-    the vocabulary stays the run's (codes that do not fit it are refused)."""
+    the vocabulary stays the run's (codes that do not fit it are refused). The tries are `prep`'s, extended with the
+    new items (no rebuild: the catalog's rows of every target table stay as they were)."""
     dataset = Dataset(prep.dataset.name, pa.concat_tables([prep.dataset.items, items.cast(ITEM_SCHEMA)]),
                       prep.dataset.sequences)
     texts = {field: [*values, *[None] * items.num_rows] for field, values in prep.texts.items()}
-    onboarded = prep.onboarded + items.num_rows
-    return Prepared(dataset, prep.user_ids, prep.split, codes, *compose(codes, prep.layout.vocab, config, onboarded),
-                    texts, onboarded)
+    layout = LAYOUTS.get(config.model.layout).build(codes, prep.layout.vocab, config.model, config.split.max_history)
+    tries = {name: extended_trie(prep.tries[name], tokens, items.num_rows, prep.layout.vocab, codes)
+             for name, tokens in layout.targets.items()}
+    return Prepared(dataset, prep.user_ids, prep.split, codes, layout, tries, texts, prep.onboarded + items.num_rows)
+
+
+def extended_trie(trie: PrefixTrie, tokens: np.ndarray, added: int, vocab: Vocabulary,
+                  codes: dict[str, ModalityCodes]) -> PrefixTrie:
+    """`trie` with the last `added` rows of the target table `tokens` (its items first) as new items, their
+    collision codes borrowing their catalog siblings' scores."""
+    if trie.num_items + added != len(tokens):
+        raise MmgrError(f"the decoding trie holds {trie.num_items} items, the codes {len(tokens) - added} before the "
+                        f"{added} new ones")
+    new = torch.from_numpy(np.ascontiguousarray(tokens[trie.num_items:]))
+    return trie.extended(new, collision_depths(tokens[0], vocab, codes))
 
 
 def codes_info(prep: Prepared) -> dict[str, Any]:

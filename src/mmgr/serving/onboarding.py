@@ -189,8 +189,8 @@ class Onboarder:
 
         tokenizer = self._tokenizer(modality)             # a damaged tokenizer is the run's problem (422), not a clash
         present = ~existing.missing
-        catalog = ModalityCodes(modality, existing.codes[present], existing.sizes, existing.missing[present],
-                                existing.info)
+        catalog = existing if present.all() else ModalityCodes(modality, existing.codes[present], existing.sizes,
+                                                               existing.missing[present], existing.info)
         try:
             return assign_new(tokenizer, catalog, features, existing.info["collisions"])[0]
         except MmgrError as exc:                         # the disambiguation level is full, or no free code is left

@@ -66,19 +66,24 @@ class Recommender:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()          # one decoding or onboarding at a time (the model is not re-entrant)
         self._seq = 0                          # the newest stored onboarded item this server has applied
+        self.item_ids: list[str] = []          # by catalog row; onboarding only appends rows
+        self.titles: list[str] = []
+        self.index: dict[str, int] = {}
+        self.users = {user: row for row, user in enumerate(self.ranker.data.user_ids)}
+        self.sequences = self.ranker.data.dataset.item_sequences()
         self.store = Store(self.onboarder.run.path / STORE) if self.onboarder is not None else None
         if self.store is not None:
             self._import_json()
             self._catch_up()
-        self._index_catalog()
+        self._index_new_rows()
 
-    def _index_catalog(self) -> None:
-        items = self.ranker.data.dataset.items
-        self.item_ids: list[str] = items["item_id"].to_pylist()
-        self.titles: list[str] = items["title"].to_pylist()
-        self.index = {item: row for row, item in enumerate(self.item_ids)}
-        self.users = {user: row for row, user in enumerate(self.ranker.data.user_ids)}
-        self.sequences = self.ranker.data.dataset.item_sequences()
+    def _index_new_rows(self) -> None:
+        """Index the catalog rows after those indexed so far (all of them at start, then the onboarded ones)."""
+        rows = self.ranker.data.dataset.items.slice(len(self.item_ids))
+        ids = rows["item_id"].to_pylist()
+        self.index.update(zip(ids, range(len(self.item_ids), len(self.item_ids) + len(ids)), strict=True))
+        self.item_ids += ids
+        self.titles += rows["title"].to_pylist()
 
     def refresh(self) -> None:
         """Apply the items that other servers on this run onboarded since this one last looked."""
@@ -93,7 +98,7 @@ class Recommender:
             where = f"{self.store.path}: item"
             self.ranker = self._with([(f"{where} {quoted(e['item']['item_id'])} (seq {n})", e) for n, e in rows])
             self._seq = rows[-1][0]
-            self._index_catalog()
+            self._index_new_rows()
 
     def _with(self, entries: list[tuple[str, dict[str, Any]]]) -> Ranker:
         """The ranker with recorded items appended; `entries` are (where it is recorded, record)."""
@@ -147,7 +152,7 @@ class Recommender:
                                              for target, table in ranker.decoding_tables().items()})
                 self.store.commit()
             self.ranker, self._seq = ranker, seq
-            self._index_catalog()
+            self._index_new_rows()
         return {"item_id": item.item_id, "index": self.index[item.item_id], "codes": entry["codes"],
                 "missing": entry["missing"]}
 
