@@ -171,14 +171,30 @@ def beauty() -> str:
 
 def serve_load() -> str:
     rows = []
-    for dataset in ("beauty", "synthetic"):
+    for dataset in ("beauty-item-causal", "beauty", "synthetic"):
         data = load(f"serve-{dataset}-load.json")
         for point in data["metrics"]:
             rows.append([dataset, point["batching"], str(point["concurrency"]), f"{point['requests_per_second']:.1f}",
                          f"{point['p50_ms']:.0f}", f"{point['p99_ms']:.0f}", f"{point['mean_batch_size']:.1f}",
-                         str(point["errors"])])
-    return table(["bundle", "micro-batching", "clients", "requests/s", "p50 ms", "p99 ms", "mean batch", "errors"],
-                 rows)
+                         str(point["errors"]), num(point.get("server_cpu_share"), 2),
+                         num(point.get("client_cpu_share"), 3)])
+    targets = [f"{t['name']}: {t['value']} ({'met' if t['met'] else 'NOT met'})"
+               for t in load("serve-beauty-item-causal-load.json").get("targets", [])]
+    return table(["bundle", "micro-batching", "clients", "requests/s", "p50 ms", "p99 ms", "mean batch", "errors",
+                  "server CPU", "client CPU"], rows) + "\n\nTargets (beauty-item-causal): " + "; ".join(targets) + "."
+
+
+def catalog_scale() -> str:
+    data = load("catalog-scale-synthetic-serving.json")["metrics"]
+    rows = [[f"{s['items']:,}", num(s["collision_rate"], 3), str(s["largest_collision_group"]),
+             f"{s['build_seconds']:.2f}", f"{s['trie_bytes'] / 2**20:.0f}",
+             f"{s['build_peak_rss_delta_bytes'] / 2**20:.0f}",
+             f"{s['requests_per_second']:.1f}", f"{s['p50_ms']:.0f}", f"{s['p99_ms']:.0f}",
+             f"{s['onboard_median_ms']:.0f}", f"{s['onboard_max_ms']:.0f}"] for s in data["sizes"]]
+    targets = [f"{t['target']}: {'met' if t['met'] else 'NOT met'}" for t in data["targets"].values()]
+    return table(["items", "collision rate", "largest group", "trie build s", "trie MiB", "build peak RSS MiB",
+                  "requests/s (8 clients)", "p50 ms", "p99 ms", "onboarding median ms", "onboarding max ms"],
+                 rows) + "\n\nTargets: " + "; ".join(targets) + "."
 
 
 def fault() -> str:
@@ -308,6 +324,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "beauty": beauty,
     "serve-load": serve_load,
     "serve-fault": fault,
+    "catalog-scale": catalog_scale,
     "fuzz": fuzz,
     "mgr-ml-100k": comparison("mgr-movielens-100k-posters-summary.json"),
     "mgr-synthetic": comparison("mgr-synthetic-summary.json"),
