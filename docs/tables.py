@@ -197,6 +197,21 @@ def catalog_scale() -> str:
                  rows) + "\n\nTargets: " + "; ".join(targets) + "."
 
 
+def cold_start() -> str:
+    data = load("cold-start-synthetic-summary.json")
+    rows = []
+    for method, parts in data["metrics"].items():
+        held, every = parts["held_out_targets"], parts["all_targets"]
+        rows.append([method, num(held["hr@10"]), num(held["ndcg@10"]), num(every["hr@10"]), num(every["ndcg@10"]),
+                     num(data["coverage"][method]["held_out_share_of_slots"], 3)])
+    counts = data["counts"]
+    return table(["method", "held-out HR@10", "held-out NDCG@10", "all HR@10", "all NDCG@10",
+                  "held-out share of top-10 slots"], rows) + (
+        f"\n\n{counts['held_out_items']} of {counts['catalog_items']} items held out, "
+        f"{counts['held_out_test_events']} of {counts['test_events']} test events target one: "
+        f"`{data['command']}`")
+
+
 def fault() -> str:
     m = load("serve-synthetic-fault.json")["metrics"]
     keys = ["trials", "whole", "none", "damaged", "restart_failed", "acknowledged", "lost_after_ack", "recommend_ok",
@@ -325,6 +340,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "serve-load": serve_load,
     "serve-fault": fault,
     "catalog-scale": catalog_scale,
+    "cold-start": cold_start,
     "fuzz": fuzz,
     "mgr-ml-100k": comparison("mgr-movielens-100k-posters-summary.json"),
     "mgr-synthetic": comparison("mgr-synthetic-summary.json"),
