@@ -198,18 +198,19 @@ def catalog_scale() -> str:
 
 
 def cold_start() -> str:
-    data = load("cold-start-synthetic-summary.json")
-    rows = []
-    for method, parts in data["metrics"].items():
-        held, every = parts["held_out_targets"], parts["all_targets"]
-        rows.append([method, num(held["hr@10"]), num(held["ndcg@10"]), num(every["hr@10"]), num(every["ndcg@10"]),
-                     num(data["coverage"][method]["held_out_share_of_slots"], 3)])
-    counts = data["counts"]
-    return table(["method", "held-out HR@10", "held-out NDCG@10", "all HR@10", "all NDCG@10",
-                  "held-out share of top-10 slots"], rows) + (
-        f"\n\n{counts['held_out_items']} of {counts['catalog_items']} items held out, "
-        f"{counts['held_out_test_events']} of {counts['test_events']} test events target one: "
-        f"`{data['command']}`")
+    rows, notes = [], []
+    for dataset in ("synthetic", "movielens-100k-posters"):
+        data = load(f"cold-start-{dataset}-summary.json")
+        for method, parts in data["metrics"].items():
+            held, every = parts["held_out_targets"], parts["all_targets"]
+            rows.append([dataset, method, num(held["hr@10"]), num(held["ndcg@10"]), num(every["hr@10"]),
+                         num(every["ndcg@10"]), num(data["coverage"][method]["held_out_share_of_slots"], 3)])
+        counts = data["counts"]
+        notes.append(f"{dataset}: {counts['held_out_items']} of {counts['catalog_items']} items held out, "
+                     f"{counts['held_out_test_events']} of {counts['test_events']} test events target one "
+                     f"(`{data['command']}`)")
+    return table(["dataset", "method", "held-out HR@10", "held-out NDCG@10", "all HR@10", "all NDCG@10",
+                  "held-out share of top-10 slots"], rows) + "\n\n" + "; ".join(notes) + "."
 
 
 def fault() -> str:
