@@ -60,10 +60,10 @@ def load_prepared(run: RunDir, config: Config) -> Prepared:
         raise MmgrError(f"{path}: no vocabulary; run `mmgr train {run.path}` first")
     vocab = Vocabulary.load(path)
     modalities = config.model.modalities
-    levels = {m: list(sizes) for m, sizes in vocab.levels.items()}
-    if levels not in (code_levels(codes, modalities), code_levels(codes, modalities, legacy=True)):
+    levels, now = {m: list(sizes) for m, sizes in vocab.levels.items()}, code_levels(codes, modalities)
+    if levels not in (now, code_levels(codes, modalities, legacy=True)):
         raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
-                        f"levels {levels}; the codes now give {code_levels(codes, modalities)}); re-run `mmgr train`")
+                        f"levels {levels}; the codes now give {now}); re-run `mmgr train`")
     return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config), {})
 
 
