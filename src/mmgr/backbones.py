@@ -5,7 +5,8 @@
 - `causal`: decoder-only (Llama blocks); the history is the prompt and the model continues it with the next
   item's tokens. One sequence trains a target at every item position. Trains next-item and TriAlignGR's tmt.
 - `item-causal`: the same sequences, examples and search, with one transformer position per history item
-  (`models/item_causal.py`). Trains next-item.
+  (`models/item_causal.py`); its head writes any target as wide as a history item, so it also trains MQL4GRec's
+  tasks across modalities. Trains next-item and mql4grec.
 
 - `llm`: a pretrained causal LM with LoRA adapters (`models/pretrained.py`), read like `causal`.
 
@@ -35,24 +36,25 @@ from mmgr.tokenizers.codes import Vocabulary
 
 @dataclass(frozen=True)
 class Backbone:
-    build: Callable[[ModelConfig, Vocabulary, int, int], nn.Module]  # (cfg, vocab, seed, tokens per history item)
+    build: Callable[[ModelConfig, Vocabulary, int, int, int], nn.Module]  # (cfg, vocab, seed, tokens per history
+    #                                                            item, task tokens before the history)
     search: Callable[..., tuple[Tensor, Tensor]]                 # (model, input_ids, mask, trie, beam, top_k)
     prompt: Callable[[Vocabulary, np.ndarray], np.ndarray] | None  # layout history tokens -> model input
     decoder_only: bool                                           # one sequence, a target at every item position
     words: Callable[[ModelConfig], str] = lambda cfg: cfg.words  # the subword tokenizer of text objectives
-    one_target: bool = False                                     # reads layouts with one target only (no prompts)
+    item_level: bool = False                                     # writes targets as wide as a history item
 
 
 def token_level(build: Callable[[ModelConfig, Vocabulary, int], nn.Module]
-                ) -> Callable[[ModelConfig, Vocabulary, int, int], nn.Module]:
+                ) -> Callable[[ModelConfig, Vocabulary, int, int, int], nn.Module]:
     """A builder of a model that reads tokens one by one (it needs no item width)."""
-    return lambda cfg, vocab, seed, item_width: build(cfg, vocab, seed)
+    return lambda cfg, vocab, seed, item_width, task_tokens: build(cfg, vocab, seed)
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")
 BACKBONES.register("t5")(Backbone(token_level(build_t5), constrained_beam_search, None, False))
 BACKBONES.register("causal")(Backbone(token_level(build_causal), causal_beam_search, causal_prompt, True))
 BACKBONES.register("item-causal")(Backbone(build_item_causal, causal_beam_search, causal_prompt, True,
-                                           one_target=True))
+                                           item_level=True))
 BACKBONES.register("llm")(Backbone(token_level(build_pretrained), causal_beam_search, causal_prompt, True,
                                    lambda cfg: cfg.pretrained))

@@ -10,6 +10,7 @@ import torch
 
 from mmgr.backbones import BACKBONES
 from mmgr.engines.method import stage_data
+from mmgr.inference.generative import build_model
 from mmgr.objectives.base import OBJECTIVES
 from mmgr.weights import load_state, unique_state
 from tests.helpers import prepared
@@ -33,7 +34,7 @@ def built(backbone):
     for override in overrides:
         key, value = override.split("=", 1)
         setattr(config.model, key.split(".")[1], value)
-    return prep, config, BACKBONES.get(name).build(config.model, prep.layout.vocab, 0, prep.layout.item_tokens.shape[1])
+    return prep, config, build_model(config, prep)
 
 
 def test_next_item_loss_is_finite_and_reaches_every_trainable_weight(backbone):
@@ -57,8 +58,7 @@ def test_weights_round_trip_through_the_weight_file(backbone):
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
-    fresh = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 1,
-                                                         prep.layout.item_tokens.shape[1])
+    fresh = build_model(config.model_copy(update={"seed": 1}), prep)
     load_state(fresh, unique_state(model))
     state = {k: v for k, v in fresh.state_dict().items()}
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())

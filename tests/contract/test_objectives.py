@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from mmgr.backbones import BACKBONES
 from mmgr.engines.method import stage_data
+from mmgr.inference.generative import build_model
 from mmgr.layouts import LAYOUTS
 from mmgr.objectives.base import ALIGNMENTS, OBJECTIVES
 from mmgr.training.data import IGNORE
@@ -50,8 +50,7 @@ def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
 def test_loss_is_finite_and_trains_the_model(objective):
     prep, config = prepared(objective)
     data, _ = stage_data(registered(objective), prep, config)
-    model = BACKBONES.get(config.model.kind).build(config.model, prep.layout.vocab, 0,
-                                                   prep.layout.item_tokens.shape[1])
+    model = build_model(config, prep)
     loss = data.loss(model, data.collate(data.batches(0)[0]))
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()

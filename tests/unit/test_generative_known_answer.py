@@ -22,6 +22,7 @@ from mmgr.inference.prepared import load_prepared
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.models.seq2seq import build_t5
 from mmgr.rundir import RunDir
+from mmgr.training.data import causal_windows
 from mmgr.weights import load_state, load_weights
 from tests.helpers import N_ITEMS, SMALL_T5, write_codes, write_successor_world
 
@@ -73,16 +74,22 @@ def test_syngr_learns_the_fixed_successor_from_fused_text_and_image_searches(syn
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
 
 
-def test_mql4grec_learns_the_fixed_successor_from_unimodal_histories_and_fused_lists(world: Path,
-                                                                                   tmp_path: Path) -> None:
+@pytest.mark.parametrize("backbone", [["model.kind=t5"], ["model.kind=item-causal", "model.user_buckets=0"]],
+                         ids=["t5", "item-causal"])
+def test_mql4grec_learns_the_fixed_successor_from_unimodal_histories_and_fused_lists(world: Path, tmp_path: Path,
+                                                                                   backbone: list[str]) -> None:
     run, summary = trained_run(world, tmp_path / "run", ["model.layout=unimodal", "model.modalities=[text,image]",
-                                                         "training.objective=mql4grec", "training.epochs=12"])
+                                                         "training.objective=mql4grec", "training.epochs=12",
+                                                         *backbone])
     vocab = json.loads((run.path / "vocabulary.json").read_text())
     assert vocab["tasks"] == ["seq:text->text", "seq:image->image", "seq:text->image", "seq:image->text",
                               "text->image", "image->text"]
-    prefixes = sum(len(s) - 1 for s in load_prepared(run, run.config()).split.train)
-    assert summary["train_examples"] == 4 * prefixes + 2 * N_ITEMS           # four sequence tasks, two translations
-    results = evaluate_run(run, run.config(), progress=False)
+    config = run.config()
+    train = load_prepared(run, config).split.train
+    windows = len(list(causal_windows(train, config.split.max_history)))
+    per_task = windows if config.model.kind == "item-causal" else sum(len(s) - 1 for s in train)
+    assert summary["train_examples"] == 4 * per_task + 2 * N_ITEMS           # four sequence tasks, two translations
+    results = evaluate_run(run, config, progress=False)
     assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8, (results["test"], summary["history"])
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
 

@@ -26,11 +26,15 @@ def vocabulary(user_buckets: int) -> Vocabulary:
     return Vocabulary({"text": LEVELS}, (), user_buckets)
 
 
-def catalog(vocab: Vocabulary, n: int = 40) -> torch.Tensor:
-    """n distinct items as code-token tuples (n, 3)."""
-    g = torch.Generator().manual_seed(0)
-    codes = torch.unique(torch.stack([torch.randint(0, s, (3 * n,), generator=g) for s in LEVELS], dim=1), dim=0)[:n]
-    return codes + torch.tensor(vocab.offsets("text"))
+def catalog(vocab: Vocabulary, n: int = 40, modality: str = "text", seed: int = 0) -> torch.Tensor:
+    """n distinct items as code-token tuples of `modality` (n, 3)."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = vocab.levels[modality]
+    codes = torch.stack([torch.randint(0, s, (3 * n,), generator=g) for s in sizes], dim=1)
+    codes = codes[torch.randperm(3 * n, generator=g)]
+    first = torch.unique(codes, dim=0, return_inverse=True)[1]
+    keep = [i for i in range(3 * n) if first[i] not in first[:i]][:n]           # distinct, in random order
+    return codes[keep] + torch.tensor(vocab.offsets(modality))
 
 
 def histories(vocab: Vocabulary, items: torch.Tensor, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,6 +94,45 @@ def test_head_only_search_matches_the_no_cache_reference(world, left):
     torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-4)
 
 
+def cross_modal_world() -> tuple[ItemCausalLM, Vocabulary, torch.Tensor, torch.Tensor]:
+    """A model with a task token before the history; the items' text and image code tuples (40, 3) each."""
+    vocab = Vocabulary({"text": LEVELS, "image": [5, 5, 6]}, ("seq:text->image",), 0)
+    model = ItemCausalLM(ModelConfig(**SIZES), vocab, seed=0, item_width=3, task_tokens=1).eval()
+    return model, vocab, catalog(vocab), catalog(vocab, modality="image", seed=1)
+
+
+def test_labels_in_another_modality_are_written_from_the_history_before_each_slot():
+    """Hand-computed: input <bos> <task> t(a) t(b) t(c), labels v(b) v(c); each label code's loss is the head's
+    cross-entropy from the state before its slot, its level, and the label codes before it (not the input's)."""
+    model, vocab, text, image = cross_modal_world()
+    head = torch.tensor([vocab.token("<bos>"), vocab.task_token("seq:text->image")])
+    ids = torch.cat([head, text[[3, 7, 11]].flatten()])[None]
+    labels = torch.cat([torch.full((5,), -100), image[[7, 11]].flatten()])[None]
+    loss = model(input_ids=ids, labels=labels).loss
+    states, _ = model.item_states(ids, torch.ones_like(ids))                    # (1, 2 + 3, D)
+    terms = []
+    for slot, item in ((1, 7), (2, 11)):
+        chosen = torch.zeros(states.shape[-1])
+        for level in range(3):
+            logits = model.head(states[0, model.head_tokens - 1 + slot], level, chosen)
+            terms.append(-F.log_softmax(logits, dim=-1)[image[item, level]])
+            chosen = chosen + model.body.embed_tokens.weight[image[item, level]]
+    torch.testing.assert_close(loss, torch.stack(terms).mean(), atol=1e-5, rtol=1e-5)
+
+
+def test_search_after_a_task_token_matches_the_no_cache_reference():
+    model, vocab, text, image = cross_modal_world()
+    head = [vocab.token("<bos>"), vocab.task_token("seq:text->image")]
+    rows = [torch.cat([torch.tensor(head), text[list(range(k, 2 * k))].flatten()]) for k in (1, 4, 2)]
+    ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    mask = (torch.arange(ids.shape[1])[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+    trie = PrefixTrie.build(image, vocab_size=vocab.size)
+    found, scores = causal_beam_search(model, ids, mask, trie, beam_size=8, top_k=5)
+    ref_found, ref_scores = reference_causal_beam_search(model, ids, mask, trie, beam_size=8, top_k=5)
+    assert torch.equal(found, ref_found)
+    torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-4)
+
+
 def test_hidden_dropout_acts_in_training_only():
     vocab = vocabulary(0)
     model = ItemCausalLM(ModelConfig(**SIZES, hidden_dropout=0.3), vocab, seed=0, item_width=len(LEVELS))
@@ -117,5 +160,5 @@ def test_layouts_with_several_targets_are_refused_with_the_alternative():
 
     prep, config = prepared("syngr")
     config.model.kind = "item-causal"
-    with pytest.raises(MmgrError, match="one token tuple per item.*2 targets.*model.kind=t5"):
+    with pytest.raises(MmgrError, match="as wide as a history item.*history items of 5 tokens.*model.kind=t5"):
         build_model(config, prep)

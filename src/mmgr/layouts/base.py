@@ -29,6 +29,13 @@ class Layout(Protocol):
     item_tokens: np.ndarray                   # (N, L) decoder target tokens per item
     modality_tokens: dict[str, np.ndarray]    # modality -> (N, L_m) that modality's code tokens per item
     user_token: bool                          # histories start with the user's hashed bucket token
+    prompted: bool                            # `target_input` puts a task token in front of the history
+
+    @property
+    def history_width(self) -> int:
+        """Tokens per history item in the model's input, `target_input` (an item-level backbone sums them into
+        one position)."""
+        ...
 
     @property
     def targets(self) -> dict[str, np.ndarray]:
@@ -68,6 +75,11 @@ class OneTarget:
     """Layouts whose model generates the whole `item_tokens` tuple, with no task prompt."""
 
     item_tokens: np.ndarray
+    prompted = False
+
+    @property
+    def history_width(self) -> int:
+        return self.item_tokens.shape[1]
 
     @property
     def targets(self) -> dict[str, np.ndarray]:

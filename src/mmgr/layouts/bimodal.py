@@ -31,6 +31,11 @@ class BimodalLayout:
     modality_tokens: dict[str, np.ndarray]    # the decoding targets, one per modality
     max_history: int
     user_token: bool = False
+    prompted = True
+
+    @property
+    def history_width(self) -> int:
+        return self.item_tokens.shape[1]
 
     @property
     def targets(self) -> dict[str, np.ndarray]:

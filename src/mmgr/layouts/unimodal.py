@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmgr.config import ModelConfig
+from mmgr.errors import MmgrError
 from mmgr.layouts.base import LAYOUTS, LayoutKind, item_code_tokens
 from mmgr.layouts.bimodal import BimodalLayout
 from mmgr.layouts.late_fusion import concatenated_item_tokens
@@ -36,6 +37,16 @@ class UnimodalHistoryLayout(BimodalLayout):
 
     def __post_init__(self) -> None:
         self.token_kinds = self.vocab.modality_ids()
+
+    @property
+    def history_width(self) -> int:
+        """One modality's SID length (every history is written in one modality)."""
+        widths = {m: t.shape[1] for m, t in self.modality_tokens.items()}
+        if len(set(widths.values())) != 1:
+            raise MmgrError("the modalities' SIDs differ in length ("
+                            + ", ".join(f"{m} {w}" for m, w in widths.items())
+                            + "), so a history item has no one width; give them the same number of levels")
+        return next(iter(widths.values()))
 
     def target_input(self, target: str, tokens: np.ndarray) -> np.ndarray:
         return self.source_input(target, target, tokens)

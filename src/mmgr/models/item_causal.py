@@ -2,13 +2,17 @@
 
 The token causal backbone (`models/causal.py`) spends a position on every code of every item: a 20-item history of
 4-level SIDs is 80+ positions through every layer. Here an item enters as one vector, the sum of its code tokens'
-embeddings, so the Llama blocks run over `[<bos>, [user], item_1, ..., item_n]` (n + 1 or n + 2 positions; RoPE
-positions, SDPA attention). The next item's codes are written by a light head: for level l, the state of the
+embeddings, so the Llama blocks run over `[<bos>, [<task>], [user], item_1, ..., item_n]` (n + 1 to n + 3 positions;
+RoPE positions, SDPA attention). The next item's codes are written by a light head: for level l, the state of the
 position before the item, plus a learned level embedding, plus the embeddings of the item's codes chosen so far,
 through one pre-norm feed-forward block and the output layer. Like the token backbone it reads and returns token
-sequences (`<bos> [user] c(item_1) ... c(item_n)`, any padding side) and one forward pass gives a next-token logit
-at every position, so its training examples, loss and prompts are the causal backbone's; the beam search runs the
-blocks once per user and then only the head for each of the L code steps (`ItemStep`).
+sequences (`<bos> [<task>] [user] c(item_1) ... c(item_n)`, any padding side) and one forward pass gives a next-
+token logit at every position, so its training examples, loss and prompts are the causal backbone's; the beam search
+runs the blocks once per user and then only the head for each of the L code steps (`ItemStep`).
+
+The head is teacher-forced with the labels' codes where there are labels (else the input's), so an item slot may be
+read in one modality and written in another (MQL4GRec's next image SID from a text history: input codes t(item_i),
+labels v(item_i)); with labels equal to the input, as next-item examples are, this is the plain causal LM.
 """
 
 from __future__ import annotations
@@ -27,13 +31,13 @@ from mmgr.tokenizers.codes import Vocabulary
 
 
 class ItemCausalLM(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int):
+    def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int, task_tokens: int = 0):
         super().__init__()
         config = llama_config(cfg, vocab, "model.kind=item-causal")
         torch.manual_seed(seed)
         self.body = LlamaModel(config)                        # its embed_tokens is the code-token table
         self.width = item_width                               # L tokens per item, as the layout writes it
-        self.head_tokens = 1 + int(vocab.user_buckets > 0)    # <bos> [user]
+        self.head_tokens = 1 + task_tokens + int(vocab.user_buckets > 0)   # <bos> [<task>] [user]
         self.level = nn.Embedding(self.width, cfg.d_model)
         self.head_norm = LlamaRMSNorm(cfg.d_model)
         self.head_mlp = LlamaMLP(config)
@@ -71,12 +75,13 @@ class ItemCausalLM(nn.Module):
             attention_mask = torch.ones_like(input_ids)
         head, width, length = self.head_tokens, self.width, input_ids.shape[1]
         order = right_alignment(attention_mask)
+        forced = input_ids if labels is None else torch.where(labels >= 0, labels, input_ids)  # the codes written
         short = max(head - length, 0)                                                # a prompt cut inside the head
-        ids, mask = (F.pad(t.gather(1, order), (0, short)) for t in (input_ids, attention_mask))
+        ids, mask, forced = (F.pad(t.gather(1, order), (0, short)) for t in (input_ids, attention_mask, forced))
         states, _ = self.item_states(ids, mask)                                      # (B, H + N, D)
         items = states.shape[1] - head
         context = states[:, head - 1:]                                               # (B, N + 1, D): before each item
-        codes = F.pad(ids[:, head:], (0, (items + 1) * width - (ids.shape[1] - head)))  # (B, (N + 1) L)
+        codes = F.pad(forced[:, head:], (0, (items + 1) * width - (ids.shape[1] - head)))  # (B, (N + 1) L)
         chosen = self.body.embed_tokens(codes).unflatten(1, (items + 1, width))      # (B, N + 1, L, D)
         chosen = F.pad(chosen.cumsum(dim=2)[:, :, :-1], (0, 0, 1, 0))                # codes before each level
         levels = torch.arange(width, device=ids.device)
@@ -127,5 +132,6 @@ class ItemStep:
         self.context, self.chosen = self.context[origin], self.chosen[origin]
 
 
-def build_item_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int) -> ItemCausalLM:
-    return ItemCausalLM(cfg, vocab, seed, item_width)
+def build_item_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int,
+                      task_tokens: int) -> ItemCausalLM:
+    return ItemCausalLM(cfg, vocab, seed, item_width, task_tokens)

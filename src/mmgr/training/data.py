@@ -9,6 +9,7 @@ the batches it would have seen.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,27 +57,33 @@ def encode_examples(layout: Layout, user_ids: list[str], users: np.ndarray, hist
     return EncodedExamples(inputs, labels, np.tile(targets, copies), np.tile(users, copies))
 
 
+def causal_windows(train: list[np.ndarray], max_history: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(user row, window) for every window of `max_history + 1` training items of each user, newest first; windows
+    overlap by one item, so every item after a user's first ends up a target exactly once, with up to
+    `max_history` items before it."""
+    for user, sequence in enumerate(train):
+        for end in range(len(sequence), 1, -max_history):
+            yield user, np.asarray(sequence[max(0, end - max_history - 1):end], dtype=np.int64)
+
+
 def causal_examples(layout: Layout, user_ids: list[str], train: list[np.ndarray],
                     max_history: int) -> EncodedExamples:
-    """Causal backbone: one example per window of `max_history + 1` training items (windows overlap by one item, so
-    every item after a user's first is a target exactly once, with up to `max_history` items before it). Inputs =
-    `<bos> [user] c(item_1) ... c(item_n)`; labels = the same tokens with -100 on <bos>, the user token and the
-    window's first item, which are context, not targets (the model shifts labels by one itself)."""
+    """Causal backbone: one example per window (`causal_windows`). Inputs = `<bos> [user] c(item_1) ... c(item_n)`;
+    labels = the same tokens with -100 on <bos>, the user token and the window's first item, which are context, not
+    targets (the model shifts labels by one itself)."""
     if list(layout.targets) != ["item"]:
         raise MmgrError(f"the causal backbone continues a history with the next item's whole tuple; this layout asks "
                         f"for {', '.join(layout.targets)} separately (use model.kind=t5)")
     vocab, width = layout.vocab, layout.item_tokens.shape[1]
     inputs, labels, targets, users = [], [], [], []
-    for user, sequence in enumerate(train):
-        for end in range(len(sequence), 1, -max_history):
-            window = np.asarray(sequence[max(0, end - max_history - 1):end], dtype=np.int64)
-            head = [vocab.token("<bos>"), *([vocab.user_token(user_ids[user])] if layout.user_token else [])]
-            tokens = np.concatenate([head, layout.item_tokens[window].reshape(-1)]).astype(np.int64)
-            context = len(head) + width
-            inputs.append(tokens)
-            labels.append(np.concatenate([np.full(context, IGNORE), tokens[context:]]))
-            targets.append(window[-1])
-            users.append(user)
+    for user, window in causal_windows(train, max_history):
+        head = [vocab.token("<bos>"), *([vocab.user_token(user_ids[user])] if layout.user_token else [])]
+        tokens = np.concatenate([head, layout.item_tokens[window].reshape(-1)]).astype(np.int64)
+        context = len(head) + width
+        inputs.append(tokens)
+        labels.append(np.concatenate([np.full(context, IGNORE), tokens[context:]]))
+        targets.append(window[-1])
+        users.append(user)
     return EncodedExamples(inputs, labels, np.asarray(targets, dtype=np.int64), np.asarray(users, dtype=np.int64))
 
 
