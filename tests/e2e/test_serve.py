@@ -204,7 +204,11 @@ def test_a_request_batched_with_a_deeper_one_gets_its_answer_alone(trained):
     recommender = Recommender(narrow)                  # a narrow beam: a deeper search finds other items
     shallow = [Request([f"i{i:04d}", f"i{i + 1:04d}"], k=3, exclude_seen=False) for i in range(1, 30, 3)]
     alone = [recommender.recommend([request])[0] for request in shallow]
+    calls = []
+    recommender.ranker = dataclasses.replace(narrow)
+    recommender.ranker.rank = lambda *args: calls.append(args) or narrow.rank(*args)   # type: ignore[method-assign]
     together = recommender.recommend([*shallow, Request(["i0001"], k=30)])
+    assert len(calls) == 1                             # one beam search, a width per request
     assert [ids(rows) for rows in together[:len(shallow)]] == [ids(rows) for rows in alone]
     assert [r["score"] for rows in together[:len(shallow)] for r in rows] == pytest.approx(     # batched kernels
         [r["score"] for rows in alone for r in rows], rel=1e-5)                                 # round differently

@@ -339,6 +339,40 @@ def test_batching_padding_and_chunks_do_not_change_answers(model, trie):
         torch.testing.assert_close(alone[1][0], scores[row], atol=1e-4, rtol=1e-5)
 
 
+def test_a_beam_width_per_row_gives_each_row_its_search_alone(model, trie):
+    """One search with widths 2, 6, 3, ... per row: each row's items and scores are those of its own width alone."""
+    ids, mask = histories(6)
+    widths = torch.tensor([2, 6, 3, 1, 4, 6])[:len(ids)]
+    items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=6, top_k=2, row_beams=widths)
+    for row, width in enumerate(widths.tolist()):
+        keep = mask[row].bool()
+        alone = constrained_beam_search(model, ids[row][keep][None], mask[row][keep][None], trie, width,
+                                        min(width, 2))
+        assert torch.equal(items[row, :alone[0].shape[1]], alone[0][0])
+        torch.testing.assert_close(scores[row, :alone[0].shape[1]], alone[1][0], atol=1e-4, rtol=1e-5)
+        assert (items[row, width:] == -1).all()                  # a narrower row has no more items than its width
+
+
+class FlatStep:
+    """Every token equally likely: every candidate ties."""
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(tokens), VOCAB)
+
+    def reorder(self, origin: torch.Tensor, beams: int) -> None:
+        pass
+
+
+def test_tied_candidates_keep_their_order_whatever_the_width(trie):
+    from mmgr.decoding.beam import search_trie, top_items
+
+    start = torch.zeros(1, dtype=torch.int64)
+    wide = top_items(trie, *search_trie(FlatStep(), trie, 3, 8, start, torch.tensor([2, 8, 5])), 8)[0]
+    for row, width in enumerate((2, 8, 5)):
+        alone = top_items(trie, *search_trie(FlatStep(), trie, 1, width, start), width)[0][0]
+        assert torch.equal(wide[row, :width], alone)
+
+
 def test_agrees_with_hugging_face_generate(model, trie):
     ids, mask = histories()
     items, scores = constrained_beam_search(model, ids, mask, trie, beam_size=6, top_k=3)

@@ -94,6 +94,18 @@ def test_head_only_search_matches_the_no_cache_reference(world, left):
     torch.testing.assert_close(scores, ref_scores, atol=1e-4, rtol=1e-4)
 
 
+def test_a_beam_width_per_row_gives_each_row_its_search_alone(world):
+    model, vocab, items, trie = world
+    ids, mask = histories(vocab, items, left=True)
+    widths = torch.tensor([3, 8, 1, 5, 2])
+    found, scores = causal_beam_search(model, ids, mask, trie, beam_size=8, top_k=3, row_beams=widths)
+    for row, width in enumerate(widths.tolist()):
+        alone, alone_scores = causal_beam_search(model, ids[row:row + 1], mask[row:row + 1], trie, beam_size=width,
+                                                 top_k=min(width, 3))
+        assert torch.equal(found[row, :alone.shape[1]], alone[0])
+        torch.testing.assert_close(scores[row, :alone.shape[1]], alone_scores[0], atol=1e-4, rtol=1e-4)
+
+
 def cross_modal_world() -> tuple[ItemCausalLM, Vocabulary, torch.Tensor, torch.Tensor]:
     """A model with a task token before the history; the items' text and image code tuples (40, 3) each."""
     vocab = Vocabulary({"text": LEVELS, "image": [5, 5, 6]}, ("seq:text->image",), 0)

@@ -33,7 +33,8 @@ Decoder = Literal["auto", "t5", "hf"]
 @torch.inference_mode()
 def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, trie: PrefixTrie,
                             beam_size: int = 20, top_k: int = 10, *, chunk_size: int = 64, decoder: Decoder = "auto",
-                            autocast_dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+                            autocast_dtype: torch.dtype | None = None,
+                            row_beams: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Best `top_k` distinct items per user, best first.
 
     input_ids, attention_mask: (B, S) histories as tokens, left- or right-padded. Returns item indices (B, top_k)
@@ -41,6 +42,9 @@ def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask:
     log-probabilities (B, top_k) float32 (-inf for padding): sums of log_softmax over the whole vocabulary, i.e. the
     model's unconstrained probability of the item's tuple (an onboarded item's collision code scored as its best
     catalog sibling's: `PrefixTrie.borrowing`). Every returned index is a real item.
+
+    `row_beams` (B,), each at most `beam_size`: a beam width per user, each user's result the one a search of its
+    own width gives (so requests of several widths are one search).
 
     Users are decoded `chunk_size` at a time, grouped by history length with the padding columns that a whole group
     shares cut off (less encoder and cross-attention work, intermediates that stay in cache); results come back in
@@ -63,9 +67,13 @@ def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask:
             ids, mask = _trim_padding(input_ids[users], attention_mask[users])
             encoder_states = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state  # (b, S', D)
             step = _make_decoder(model, encoder_states, mask, decoder, trie.depth, workspace)
-            nodes, beam_scores = search_trie(step, trie, len(users), beam_size, start)
+            nodes, beam_scores = search_trie(step, trie, len(users), beam_size, start, chunk_beams(row_beams, users))
             items[users], scores[users] = top_items(trie, nodes, beam_scores, top_k)
     return items, scores
+
+
+def chunk_beams(row_beams: Tensor | None, users: Tensor) -> Tensor | None:
+    return None if row_beams is None else row_beams.to(users.device)[users]
 
 
 def _trim_padding(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,8 +86,14 @@ def _trim_padding(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Te
     return input_ids[:, first:last], attention_mask[:, first:last]
 
 
-def search_trie(step: Step, trie: PrefixTrie, batch: int, beam_size: int, start: Tensor) -> tuple[Tensor, Tensor]:
-    """L steps of beam search; returns the final beams' nodes and scores (B, K), best first, -1 / -inf if dead."""
+def search_trie(step: Step, trie: PrefixTrie, batch: int, beam_size: int, start: Tensor,
+                row_beams: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """L steps of beam search; returns the final beams' nodes and scores (B, K), best first, -1 / -inf if dead.
+
+    `row_beams` (B,) <= `beam_size`: each user's own width. A user's beams past its width are killed at every step,
+    so its first beams are exactly those of a search of that width alone (candidates are ordered by a stable sort:
+    equal scores keep their index order whatever the width)."""
+    narrow = None if row_beams is None else torch.arange(beam_size, device=start.device)[None] >= row_beams[:, None]
     nodes = torch.zeros(batch, 1, dtype=torch.int64, device=start.device)   # (B, k): every user starts at the root
     scores = torch.zeros(batch, 1, device=start.device)                     # (B, k)
     tokens = start.expand(batch)                                            # (B * k,)
@@ -93,9 +107,11 @@ def search_trie(step: Step, trie: PrefixTrie, batch: int, beam_size: int, start:
         candidates = scores[..., None] + log_probs.view(batch, beams, width)  # (B, k, W)
         candidates = candidates.masked_fill(children.view(batch, beams, width) < 0, float("-inf"))
         keep = min(beam_size, beams * width)
-        scores, flat = candidates.view(batch, beams * width).topk(keep, dim=1)  # (B, K), sorted
+        scores, flat = candidates.view(batch, beams * width).sort(dim=1, descending=True, stable=True)
+        scores, flat = scores[:, :keep], flat[:, :keep]                     # (B, K)
         nodes = children.view(batch, beams * width).gather(1, flat)        # (B, K)
-        scores = scores.masked_fill(nodes < 0, float("-inf"))
+        dead = nodes < 0 if narrow is None else (nodes < 0) | narrow[:, :keep]
+        scores = scores.masked_fill(dead, float("-inf"))
         parent = torch.div(flat, width, rounding_mode="floor")              # (B, K) beam index within the user
         tokens = (flat - parent * width + low).reshape(-1)                  # (B * K,)
         if depth + 1 < trie.depth:

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from mmgr.decoding.beam import search_trie, top_items
+from mmgr.decoding.beam import chunk_beams, search_trie, top_items
 from mmgr.decoding.trie import NO_NODE, PrefixTrie
 from mmgr.kvcache import cache_argument, layer_keys_values, returned_cache
 from mmgr.models.modes import eval_mode
@@ -33,8 +33,9 @@ CausalDecoder = Literal["auto", "llama", "hf"]
 @torch.inference_mode()
 def causal_beam_search(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, trie: PrefixTrie,
                        beam_size: int = 20, top_k: int = 10, *, chunk_size: int = 64,
-                       decoder: CausalDecoder = "auto") -> tuple[Tensor, Tensor]:
-    """Best `top_k` distinct items per user after the prompts `input_ids` (B, S), left- or right-padded."""
+                       decoder: CausalDecoder = "auto", row_beams: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Best `top_k` distinct items per user after the prompts `input_ids` (B, S), left- or right-padded; `row_beams`
+    (B,) as in `constrained_beam_search`."""
     if not 1 <= top_k <= beam_size:
         raise ValueError(f"need 1 <= top_k <= beam_size, got top_k={top_k}, beam_size={beam_size}")
     if trie.device != input_ids.device:
@@ -47,7 +48,7 @@ def causal_beam_search(model: nn.Module, input_ids: Tensor, attention_mask: Tens
         for users in order.split(chunk_size):
             ids, mask = left_align(input_ids[users], attention_mask[users])
             step = _make_step(model, ids, mask, decoder)
-            nodes, beam_scores = search_trie(step, trie, len(users), beam_size, dummy)
+            nodes, beam_scores = search_trie(step, trie, len(users), beam_size, dummy, chunk_beams(row_beams, users))
             items[users], scores[users] = top_items(trie, nodes, beam_scores, top_k)
     return items, scores
 

@@ -25,27 +25,29 @@ Prompt = Callable[[Vocabulary, np.ndarray], np.ndarray]
 
 def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], histories: list[np.ndarray],
                tries: dict[str, PrefixTrie], cfg: DecodingConfig, progress: bool = False,
-               search: Search = constrained_beam_search, prompt: Prompt | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+               search: Search = constrained_beam_search, prompt: Prompt | None = None,
+               row_beams: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(items int[U, top_k], scores float[U, top_k]) best first; a score is the SID's summed log-probability /
     (SID length + 1): Hugging Face's length normalisation of a SID followed by its end token, the scale of the beam
     scores SynGR's authors fuse (our SIDs have no end token, so its log-probability, near 0 once trained, is not
     added). One beam search per decoding target of the layout (`tries`: target -> trie); several targets' lists are
     fused by `cfg.fusion`. `search` and `prompt` (the layout's tokens -> the model's input) come from the backbone;
-    the defaults are T5's."""
+    the defaults are T5's. `row_beams` (U,): a beam width per user (at most `cfg.beam_size`), one target only."""
+    if row_beams is not None and len(tries) != 1:
+        raise ValueError("a beam width per user needs one decoding target: fused lists depend on their length")
     histories_tokens = [layout.encoder_tokens(u, h) for u, h in zip(user_ids, histories, strict=True)]
     ranked = []
     for target, trie in tries.items():
         rows = [layout.target_input(target, row) for row in histories_tokens]
         if prompt is not None:
             rows = [prompt(layout.vocab, row) for row in rows]
-        items, scores = search_rows(model, rows, trie, cfg, progress, search)
+        items, scores = search_rows(model, rows, trie, cfg, progress, search, row_beams)
         ranked.append((items, scores / (trie.depth + 1)))      # normalised as HF's beam scores of SID + end token
     return ranked[0] if len(ranked) == 1 else fuse(ranked, cfg.fusion, cfg.top_k, cfg.fusion_bonus)
 
 
 def search_rows(model: torch.nn.Module, rows: list[np.ndarray], trie: PrefixTrie, cfg: DecodingConfig,
-                progress: bool, search: Search) -> tuple[np.ndarray, np.ndarray]:
+                progress: bool, search: Search, row_beams: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Beam search over one trie for the model's input rows, batched by length; results in the input order."""
     order = np.argsort([len(r) for r in rows], kind="stable")
     items = np.full((len(rows), cfg.top_k), -1, dtype=np.int64)
@@ -56,8 +58,9 @@ def search_rows(model: torch.nn.Module, rows: list[np.ndarray], trie: PrefixTrie
         for start in range(0, len(rows), cfg.batch_size):
             index = order[start:start + cfg.batch_size]
             input_ids, mask = pad_batch([rows[i] for i in index])
+            widths = {} if row_beams is None else {"row_beams": torch.from_numpy(row_beams[index]).to(device)}
             got, score = search(model, input_ids.to(device), mask.to(device), trie, beam_size=cfg.beam_size,
-                                top_k=cfg.top_k)
+                                top_k=cfg.top_k, **widths)
             items[index], scores[index] = got.cpu().numpy(), score.float().cpu().numpy()
             advance(len(index))
     return items, scores

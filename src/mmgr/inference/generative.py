@@ -4,6 +4,7 @@ checked against the codes and vocabulary it was trained on, and trie-constrained
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,14 +81,21 @@ class GenerativeRanker:
     explains: tuple[str, ...] = ()        # text fields the model was trained to write from a SID (tmt)
     max_text_tokens: int = 32
 
-    def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        decoding = self.decoding.model_copy(update={"top_k": k, "beam_size": max(k, self.decoding.beam_size)})
+    def rank(self, user_ids: list[str], histories: list[np.ndarray],
+             k: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """One beam search per decoding target; with per-row `k` (one target), each row searched with its own
+        width, max(k, beam_size), in one search."""
+        ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(user_ids),))
+        top = int(ks.max(initial=1))
+        decoding = self.decoding.model_copy(update={"top_k": top, "beam_size": max(top, self.decoding.beam_size)})
+        row_beams = None if np.ndim(k) == 0 else np.maximum(ks, self.decoding.beam_size)
         return rank_items(self.model, self.data.layout, user_ids, histories, self.data.tries, decoding,
-                          search=self.backbone.search, prompt=self.backbone.prompt)
+                          search=self.backbone.search, prompt=self.backbone.prompt, row_beams=row_beams)
 
     def batch_key(self, k: int) -> int:
-        """The beam width for `k`; with several decoding targets, `k` itself (fusion reads each list's first k)."""
-        return max(k, self.decoding.beam_size) if len(self.data.tries) == 1 else k
+        """0 with one decoding target (a width per row); with several, `k` itself (fusion reads each list's first
+        k)."""
+        return 0 if len(self.data.tries) == 1 else k
 
     def decoding_tables(self) -> dict[str, np.ndarray]:
         return dict(self.data.layout.targets)

@@ -8,7 +8,7 @@ Nothing here imports training code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,13 +25,15 @@ class Ranker(Protocol):
     data: RunData
     explains: tuple[str, ...]      # text fields `explain` writes per item; () where the model cannot explain
 
-    def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(items int64[U, k], scores float32[U, k]) best first; -1 / -inf pad rows with fewer items."""
+    def rank(self, user_ids: list[str], histories: list[np.ndarray],
+             k: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(items int64[U, K], scores float32[U, K]) best first, K the largest k; -1 / -inf pad rows with fewer
+        items. `k` per row or for all; a row's first k items are what it gets alone with its k."""
         ...
 
     def batch_key(self, k: int) -> int:
-        """Requests whose `k` share a key can be ranked in one call with their largest k: each gets the first k
-        items of what it gets alone (a beam search's width for `k`; constant for an exact ranker)."""
+        """Requests whose `k` share a key can be ranked in one call, each with its own k (constant where any ks mix:
+        a beam search with a width per row, an exact ranker; `k` itself where a result depends on it: fused lists)."""
         ...
 
     def decoding_tables(self) -> dict[str, np.ndarray]:

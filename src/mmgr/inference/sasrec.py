@@ -3,6 +3,7 @@ the same ranking for validation, `mmgr evaluate` and serving."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +49,9 @@ class SASRecRanker:
     max_history: int
     explains: tuple[str, ...] = ()                 # item ids carry no text to write
 
-    def rank(self, user_ids: list[str], histories: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
-        return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], k)
+    def rank(self, user_ids: list[str], histories: list[np.ndarray],
+             k: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], int(np.max(k)))
 
     def batch_key(self, k: int) -> int:
         return 0                                   # exact top-k: any k's list starts with a smaller k's

@@ -3,8 +3,9 @@ ranker (the same decoding path as `mmgr evaluate`), with every request checked a
 
 A request gives a `history` of item ids (oldest first) or the `user_id` of a known user (their full history), `k`
 and `exclude_seen`. A request needs its own `k` plus the items it excludes; requests decoded together are grouped by
-what the ranker searches for that many (`Ranker.batch_key`: the beam width) and each group ranked with its largest
-need, so a request's answer is the one it gets alone, whatever its batch.
+what the ranker can rank together (`Ranker.batch_key`: one group for a single beam search with a width per row or
+an exact ranker, one per k for fused lists), each request ranked with its own need, so its answer is the one it gets
+alone, whatever its batch.
 
 With onboarding, the run's onboarded items (`mmgr.serving.store`) are replayed at start, and before each answer the
 ones other servers on the run added since (`refresh`).
@@ -207,9 +208,9 @@ class Recommender:
         for i, (_, history) in good.items():
             groups.setdefault(self.ranker.batch_key(self._need(requests[i], history)), []).append(i)
         for group in groups.values():
-            depth = max(self._need(requests[i], good[i][1]) for i in group)
+            needs = [self._need(requests[i], good[i][1]) for i in group]
             with self._lock:
-                items, scores = self.ranker.rank([good[i][0] for i in group], [good[i][1] for i in group], depth)
+                items, scores = self.ranker.rank([good[i][0] for i in group], [good[i][1] for i in group], needs)
             for row, i in enumerate(group):
                 out[i] = self._ranked(requests[i], good[i][1], items[row], scores[row])
         explained = [out[i] for i in good if self.explains(requests[i])]
