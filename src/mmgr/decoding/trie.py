@@ -29,13 +29,14 @@ A trie with onboarded items (`borrowing`, or `extended` with `borrow_depths`) al
 the children that only onboarded items reach: the search scores such a child as its parent's best child that a
 catalog item reaches (see `borrowed`).
 
-`DictTrie` is the readable pure-Python reference (nested dicts), used in tests and as Hugging Face `generate`'s
-`prefix_allowed_tokens_fn`.
+`DictTrie` (`decoding/dict_trie.py`) is the readable pure-Python reference (nested dicts), used in tests and as
+Hugging Face `generate`'s `prefix_allowed_tokens_fn`; the buffers, the in-place writer and the build's table helpers
+are in `decoding/trie_storage.py`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -43,37 +44,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
-NO_NODE = -1
-LEAF = 1 << 30                 # the leaf of item i is node LEAF + i; internal node ids stay below LEAF
-MIN_SPARE = 1024               # spare capacity (cells, internal nodes, items) of a new or grown buffer, at least
-DENSE_RATIO = 4                # a depth's rows span its whole window when that costs at most 4x its compact rows
+from mmgr.decoding.dict_trie import DictTrie
+from mmgr.decoding.trie_storage import (
+    DENSE_RATIO,
+    LEAF,
+    NO_NODE,
+    Buffers,
+    Writer,
+    check_items,
+    child_spans,
+    fresh_prefixes,
+    grown,
+    laid_out,
+    node_ids,
+    spare,
+)
 
-
-class _Buffers:
-    """The storage that tries built from one another share: tensors with spare capacity past the used part. The
-    first `sentinel` cells stay -1, and at least as many spare cells follow the used ones, so a window-wide read
-    from a row's window start (at most `sentinel` cells before the row) stays inside the table."""
-
-    def __init__(self, items: Tensor, children: Tensor, rows: Tensor, borrow: Tensor | None, cells: int,
-                 sentinel: int) -> None:
-        self.items = items              # (item capacity, L) int64; rows past the trie's items are unused
-        self.children = children        # (cell capacity,) int32; cells from `cells` on are -1
-        self.rows = rows                # (internal capacity, 3) int64: start, first token, width per internal node
-        self.borrow = borrow            # (cell capacity,) bool, or None
-        self.cells = cells              # cells in use (new rows are written from here)
-        self.sentinel = sentinel        # -1 cells before the first row
-        self.version = 0                # bumped by every extension: only the trie holding the newest one writes
-
-
-def _spare(used: int) -> int:
-    return used + max(MIN_SPARE, used // 8)
-
-
-def _grown(tensor: Tensor, size: int, fill: int | bool) -> Tensor:
-    """`tensor` copied into a larger one of `size` rows, the new rows set to `fill`."""
-    out = torch.full((size, *tensor.shape[1:]), fill, dtype=tensor.dtype)
-    out[:len(tensor)] = tensor
-    return out
+__all__ = ["LEAF", "NO_NODE", "DictTrie", "PrefixTrie"]
 
 
 @dataclass(frozen=True)
@@ -90,14 +77,14 @@ class PrefixTrie:
     dense_depths: tuple[int, ...] = ()   # depths whose rows all span the depth's window
     borrow: Tensor | None = None        # like `children`, bool: the child borrows its best catalog sibling's score
     borrow_depths: tuple[int, ...] = ()  # the depths where some child does
-    buffers: _Buffers | None = field(default=None, compare=False, repr=False)   # shared storage (writes)
+    buffers: Buffers | None = field(default=None, compare=False, repr=False)   # shared storage (writes)
     version: int = field(default=0, compare=False, repr=False)                  # buffers.version when made
 
     @classmethod
     def build(cls, item_tokens: Tensor, vocab_size: int | None = None) -> PrefixTrie:
         """Trie of `item_tokens` (N, L) (unique rows of non-negative token ids; row i is item i)."""
         items = torch.as_tensor(item_tokens).detach().to("cpu", torch.int64)
-        _check_items(items)
+        check_items(items)
         top = int(items.max()) + 1
         vocab_size = top if vocab_size is None else vocab_size
         if vocab_size < top:
@@ -105,27 +92,27 @@ class PrefixTrie:
         tokens = items.numpy()
         order = np.lexsort(tokens.T[::-1])                               # rows in lexicographic order
         ordered = tokens[order]
-        fresh = _fresh_prefixes(ordered)                                 # (N, L)
+        fresh = fresh_prefixes(ordered)                                 # (N, L)
         shared = len(tokens) - int(fresh[:, -1].sum())
         if shared:
             raise ValueError(f"{shared} items share a token tuple with another item; resolve collisions first "
                              "(mmgr.tokenizers.collisions)")
-        nodes, num_internal = _node_ids(fresh, order)                    # (N, L + 1)
+        nodes, num_internal = node_ids(fresh, order)                    # (N, L + 1)
         low, size = tokens.min(axis=0), tokens.max(axis=0) - tokens.min(axis=0) + 1
-        spans = [_spans(ordered, fresh, d) for d in range(tokens.shape[1])]
+        spans = [child_spans(ordered, fresh, d) for d in range(tokens.shape[1])]
         dense = tuple(d for d, span in enumerate(spans) if len(span) * size[d] <= DENSE_RATIO * span[:, 1].sum())
         for d in dense:
             spans[d][:] = (low[d], size[d])
         sentinel = int(size.max())
-        rows = _laid_out(np.concatenate(spans), sentinel)                # (I, 3)
+        rows = laid_out(np.concatenate(spans), sentinel)                # (I, 3)
         cells = int(rows[-1, 0] + rows[-1, 2])
-        children = np.full(_spare(cells) + sentinel, NO_NODE, dtype=np.int32)
+        children = np.full(spare(cells) + sentinel, NO_NODE, dtype=np.int32)
         for d in range(tokens.shape[1]):
             first = fresh[:, d]                                          # one row per child of depth d + 1
             parent = rows[nodes[first, d]]
             children[parent[:, 0] + ordered[first, d] - parent[:, 1]] = nodes[first, d + 1]
-        buffers = _Buffers(_grown(items, _spare(len(items)), 0), torch.from_numpy(children),
-                           _grown(torch.from_numpy(rows), _spare(num_internal), 0), None, cells, sentinel)
+        buffers = Buffers(grown(items, spare(len(items)), 0), torch.from_numpy(children),
+                           grown(torch.from_numpy(rows), spare(num_internal), 0), None, cells, sentinel)
         return cls(buffers.items[:len(items)], buffers.children, buffers.rows, num_internal, tuple(low.tolist()),
                    tuple(size.tolist()), vocab_size, dense, buffers=buffers)
 
@@ -172,9 +159,9 @@ class PrefixTrie:
             children[stale] = NO_NODE
             if borrow is not None:
                 borrow &= ~stale
-        items = self.buffers.items if newest else _grown(self.item_tokens.cpu(), _spare(self.num_items), 0)
+        items = self.buffers.items if newest else grown(self.item_tokens.cpu(), spare(self.num_items), 0)
         sentinel = self.buffers.sentinel if self.buffers is not None else 0
-        buffers = _Buffers(items.to(device, copy=True), children, self.rows.to(device, copy=True), borrow, cells,
+        buffers = Buffers(items.to(device, copy=True), children, self.rows.to(device, copy=True), borrow, cells,
                            sentinel)
         return replace(self, item_tokens=buffers.items[:self.num_items], children=buffers.children,
                        rows=buffers.rows, borrow=buffers.borrow, buffers=buffers, version=0)
@@ -229,7 +216,7 @@ class PrefixTrie:
                              new.max(dim=0).values).tolist()
         size = [h - lo + 1 for lo, h in zip(low, high, strict=True)]
         dense = {d: (self.window_start[d], self.window_size[d]) for d in self.dense_depths}
-        writer = _Writer(buffers, self.num_internal, self.num_items, dense, max(size))
+        writer = Writer(buffers, self.num_internal, self.num_items, dense, max(size))
         for tokens in new.tolist():
             writer.insert(tokens, depths)
         return replace(self, item_tokens=buffers.items[:writer.items], children=buffers.children, rows=buffers.rows,
@@ -365,177 +352,8 @@ class PrefixTrie:
         return DictTrie(self.item_tokens.tolist())
 
 
-class _Writer:
-    """Adds items to buffers in place, one token at a time (numpy views of the tensors; O(L) per item). New nodes
-    at a dense depth (`dense`: depth -> its window) get a row over the whole window."""
-
-    def __init__(self, buffers: _Buffers, internal: int, items: int, dense: dict[int, tuple[int, int]],
-                 reach: int) -> None:
-        self.buffers, self.internal, self.items, self.dense = buffers, internal, items, dense
-        self.reach = reach              # the widest window: spare cells kept after the used ones
-        self._views()
-
-    def _views(self) -> None:
-        b = self.buffers
-        self.children, self.rows = b.children.numpy(), b.rows.numpy()
-        self.borrow = b.borrow.numpy() if b.borrow is not None else None
-
-    def insert(self, tokens: list[int], depths: tuple[int, ...]) -> None:
-        item = self._new_item(tokens)
-        node = 0
-        for depth, token in enumerate(tokens):
-            child = self._child(node, token)
-            if child == NO_NODE:
-                child = LEAF + item if depth == len(tokens) - 1 else self._new_node(depth + 1)
-                cell = self._cell(node, token)
-                self.children[cell] = child
-                if depth in depths:
-                    self.borrow[cell] = True
-            node = child
-
-    def _child(self, node: int, token: int) -> int:
-        start, low, width = self.rows[node].tolist()
-        return int(self.children[start + token - low]) if low <= token < low + width else NO_NODE
-
-    def _new_item(self, tokens: list[int]) -> int:
-        b = self.buffers
-        if self.items == len(b.items):
-            b.items = _grown(b.items, _spare(self.items + 1), 0)
-        b.items[self.items] = torch.tensor(tokens)
-        self.items += 1
-        return self.items - 1
-
-    def _new_node(self, depth: int) -> int:
-        b = self.buffers
-        if self.internal == len(b.rows):
-            b.rows = _grown(b.rows, _spare(self.internal + 1), 0)
-            self._views()
-        first, width = self.dense.get(depth, (0, 0))                      # no children yet
-        at = self._reserve(width)
-        self.rows[self.internal] = (at, first, width)
-        self.internal += 1
-        return self.internal - 1
-
-    def _cell(self, node: int, token: int) -> int:
-        """The cell of `token` in the node's row, the row first copied to the end of the table, wide enough, when
-        the token is outside it."""
-        start, low, width = self.rows[node].tolist()
-        if low <= token < low + width:
-            return start + token - low
-        first = min(low, token) if width else token
-        span = (max(low + width - 1, token) if width else token) - first + 1
-        at = self._reserve(span)
-        if width:
-            self.children[at + low - first:at + low - first + width] = self.children[start:start + width]
-            if self.borrow is not None:
-                self.borrow[at + low - first:at + low - first + width] = self.borrow[start:start + width]
-        self.rows[node] = (at, first, span)
-        return at + token - first
-
-    def _reserve(self, cells: int) -> int:
-        """The first of `cells` fresh cells (-1) at the end of the used table, the buffers grown when full."""
-        b = self.buffers
-        at = b.cells
-        if at + cells + self.reach > len(b.children):      # new tensors: rows too, whose moves point into them
-            size = _spare(at + cells) + self.reach
-            b.children = _grown(b.children, size, NO_NODE)
-            b.borrow = _grown(b.borrow, size, False) if b.borrow is not None else None
-            b.rows = b.rows.clone()
-            self._views()
-        b.cells = at + cells
-        return at
-
-
-def _check_items(items: Tensor) -> None:
-    if items.ndim != 2 or items.shape[0] == 0 or items.shape[1] == 0:
-        raise ValueError(f"item_tokens must be a non-empty (N, L) tensor, got shape {tuple(items.shape)}")
-    if int(items.min()) < 0:
-        raise ValueError("item_tokens must be non-negative token ids")
-    if items.shape[0] >= LEAF // items.shape[1]:
-        raise ValueError(f"a trie holds fewer than {LEAF // items.shape[1]} items")
-
-
-def _fresh_prefixes(ordered: np.ndarray) -> np.ndarray:
-    """(N, L) bool for lexicographically sorted rows: row i starts a new prefix of length d + 1 (column d)."""
-    fresh = np.ones(ordered.shape, dtype=bool)
-    fresh[1:] = np.logical_or.accumulate(ordered[1:] != ordered[:-1], axis=1)
-    return fresh
-
-
-def _node_ids(fresh: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, int]:
-    """Node of each sorted row's prefix of length 0 .. L (N, L + 1), internal nodes numbered depth by depth, the
-    leaves LEAF + item; and the number of internal nodes."""
-    rows, depth = fresh.shape
-    nodes = np.zeros((rows, depth + 1), dtype=np.int64)                # length 0: the root, node 0
-    first = 1
-    for d in range(1, depth):
-        nodes[:, d] = np.cumsum(fresh[:, d - 1]) - 1 + first
-        first = int(nodes[-1, d]) + 1
-    nodes[:, depth] = LEAF + order
-    return nodes, first
-
-
-def _spans(ordered: np.ndarray, fresh: np.ndarray, depth: int) -> np.ndarray:
-    """(nodes of `depth`, 2) first token and width of each node's children, in node id order: a node's children are
-    the tokens at `depth` of its (contiguous, sorted) group of rows."""
-    starts = np.flatnonzero(fresh[:, depth - 1]) if depth else np.zeros(1, dtype=np.int64)
-    ends = np.append(starts[1:], len(ordered)) - 1
-    low = ordered[starts, depth]
-    return np.stack([low, ordered[ends, depth] - low + 1], axis=1)
-
-
 @lru_cache(maxsize=64)
 def _column_masks(width: int, device: torch.device) -> Tensor:
     """(width + 1, width) bool: row k marks the columns < k."""
     columns = torch.arange(width, device=device)
     return columns[None] < torch.arange(width + 1, device=device)[:, None]
-
-
-def _laid_out(spans: np.ndarray, sentinel: int) -> np.ndarray:
-    """(I, 3) rows: start, first token, width, back to back after `sentinel` cells."""
-    start = sentinel + np.concatenate([[0], np.cumsum(spans[:, 1])[:-1]])
-    return np.concatenate([start[:, None], spans], axis=1)
-
-
-class DictTrie:
-    """Readable reference trie: nested dicts token -> subtree, an item's index stored under the key None."""
-
-    def __init__(self, item_tokens: Iterable[Sequence[int]]):
-        self.root: dict = {}
-        for index, tokens in enumerate(item_tokens):
-            node = self.root
-            for token in tokens:
-                node = node.setdefault(int(token), {})
-            node[None] = index
-
-    def _walk(self, prefix: Sequence[int]) -> dict | None:
-        node = self.root
-        for token in prefix:
-            node = node.get(int(token))
-            if node is None:
-                return None
-        return node
-
-    def allowed_tokens_reference(self, prefix: Sequence[int]) -> list[int]:
-        """Sorted tokens that extend `prefix` towards an item ([] for unknown or complete prefixes)."""
-        node = self._walk(prefix)
-        return sorted(t for t in node if t is not None) if node else []
-
-    def item(self, tokens: Sequence[int]) -> int:
-        """Item index of a full token tuple, -1 if it is not an item."""
-        node = self._walk(tokens)
-        return node.get(None, NO_NODE) if node else NO_NODE
-
-    def prefix_allowed_tokens_fn(self, decoder_start_token_id: int = 0,
-                                 dead_end_token_id: int = 2) -> Callable[[int, Tensor], list[int]]:
-        """`prefix_allowed_tokens_fn` for Hugging Face `generate` on an encoder-decoder: the decoder sequence starts
-        with the decoder start token. Transformers rejects empty lists, so a prefix that is not in the trie (a beam
-        that already has a -inf score) may only continue with `dead_end_token_id` (eos)."""
-
-        def allowed(batch_id: int, sequence: Tensor) -> list[int]:
-            tokens = sequence.tolist()
-            if tokens and tokens[0] == decoder_start_token_id:
-                tokens = tokens[1:]
-            return self.allowed_tokens_reference(tokens) or [dead_end_token_id]
-
-        return allowed
