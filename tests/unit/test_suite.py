@@ -50,3 +50,38 @@ def test_the_shipped_suites_validate():
 
     suites = sorted((Path(__file__).resolve().parents[2] / "configs" / "suites").glob("*.yaml"))
     assert suites and all(load_suite(s).rows for s in suites)
+
+
+def test_shared_cores_come_from_the_load_beside_the_training_threads():
+    from mmgr.report.suite import shared_cores
+
+    assert shared_cores([{"load_1m": 2.1, "threads": 2}, {"load_1m": 2.9, "threads": 2}]) is False
+    assert shared_cores([{"load_1m": 2.1, "threads": 2}, {"load_1m": 3.4, "threads": 2}]) is True
+    assert shared_cores([{"step": 10}]) is None                        # trained before the load was logged
+
+
+def test_caveats_name_unconverged_rows_and_shared_or_unknown_timings():
+    from mmgr.report.document import caveats
+
+    rows = [{"name": "a", "converged": True, "shared_cores": [False]},
+            {"name": "b", "converged": False, "shared_cores": [True]},
+            {"name": "c", "converged": True, "shared_cores": [None]}]
+    lines = caveats({"convergence": rows})
+    assert lines[0] == "Not converged, so not a verdict: b."
+    assert "during training of b:" in lines[1] and "not recorded for c " in lines[2] and len(lines) == 3
+    assert caveats({"convergence": rows[:1]}) == []
+
+
+def test_losses_of_different_objectives_get_their_own_panels(tmp_path):
+    from PIL import Image
+
+    from mmgr.report.figures import curves_figure
+    from mmgr.report.runs import RunSummary
+
+    def run(name: str, objective: str) -> RunSummary:
+        return RunSummary(name, tmp_path, {"objective": objective}, {}, {}, {}, {}, 1, {},
+                          [{"step": 10, "valid_ndcg@10": 0.1}], [(10, 2.0), (20, 1.5)], {})
+
+    one = Image.open(curves_figure([run("a", "next-item"), run("b", "next-item")], tmp_path / "one.png")).size
+    two = Image.open(curves_figure([run("a", "next-item"), run("b", "mql4grec")], tmp_path / "two.png")).size
+    assert two[0] == one[0] * 3 // 2                                   # validation + one loss panel per objective

@@ -120,6 +120,25 @@ def convergence_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]
                      "yes" if r["converged"] else "NO"] for r in report["convergence"]]
 
 
+def caveats(report: dict[str, Any]) -> list[str]:
+    """What a reader must know before comparing the suite's rows: rows that did not converge, and rows whose
+    training seconds other work shared the cores with (or where that was not recorded)."""
+    rows = report.get("convergence") or []
+    lines = []
+    unconverged = [r["name"] for r in rows if not r["converged"]]
+    if unconverged:
+        lines.append(f"Not converged, so not a verdict: {', '.join(unconverged)}.")
+    shared = [r["name"] for r in rows if any(r.get("shared_cores") or [])]
+    unknown = [r["name"] for r in rows if None in r.get("shared_cores", [None])]
+    if shared:
+        lines.append(f"Other work shared the cores during training of {', '.join(shared)}: their training seconds "
+                     "overstate the cost.")
+    if unknown:
+        lines.append(f"Whether other work shared the cores was not recorded for {', '.join(unknown)} (trained "
+                     "before the load was logged): compare their training seconds with care.")
+    return lines
+
+
 def published_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:
     if not report["published"]:
         return None
@@ -165,7 +184,7 @@ def tokenizer_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]
 
 
 def joined(values: list[Any]) -> str:
-    return ", ".join(_number(v, 0) for v in values)
+    return ", ".join(f"{v:,.0f}" if isinstance(v, int | float) else "-" for v in values)
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -190,11 +209,12 @@ def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], li
 
 def about(report: dict[str, Any]) -> list[str]:
     stats = report["data"]["stats"]
-    return [f"Dataset {report['dataset']}: {stats['users']} users, {stats['items']} items, "
-            f"{stats['interactions']} interactions (fingerprint {report['data']['fingerprint'][:12]}).",
+    return [f"Dataset {report['dataset']}: {stats['users']:,} users, {stats['items']:,} items, "
+            f"{stats['interactions']:,} interactions (fingerprint {report['data']['fingerprint'][:12]}).",
             f"Protocol: {report['protocol'].get('targets', '')}; {report['protocol'].get('metrics', '')}.",
             f"Written {report['created']} by mmgr {report['mmgr_version']} (commit {report['commit'] or '-'}) on "
-            f"{report['device']}" + (f": `{report['command']}`" if report["command"] else "") + "."]
+            f"{report['device']}" + (f": `{report['command']}`" if report["command"] else "") + ".",
+            *(f"Caveat: {line}" for line in caveats(report))]
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -214,7 +234,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1px solid #ccc;padding:4px 8px}
-th{background:#f2f2f2}td{text-align:right}td:first-child{text-align:left}figure{margin:1em 0}
+th{background:#f2f2f2}td{text-align:right}td:first-child,td.text{text-align:left}figure{margin:1em 0}
 img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#555}"""
 
 
@@ -231,8 +251,10 @@ def page(report: dict[str, Any], folder: Path) -> str:
             continue
         header, cells = table
         parts.append(f"<table id='{key}'><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header)
-                     + "</tr></thead><tbody>" + "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row)
-                                                       + "</tr>" for row in cells) + "</tbody></table>")
+                     + "</tr></thead><tbody>" + "".join(
+                         "<tr>" + "".join(f"<td{TEXT if h in TEXT_COLUMNS else ''}>{esc(c)}</td>"
+                                          for h, c in zip(header, row, strict=True)) + "</tr>" for row in cells)
+                     + "</tbody></table>")
     parts.append("<h2>Figures</h2>")
     for figure in report["figures"]:
         data = base64.b64encode((folder / figure["file"]).read_bytes()).decode()
@@ -242,6 +264,10 @@ def page(report: dict[str, Any], folder: Path) -> str:
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     return "".join(parts) + "</body></html>"
+
+
+TEXT = " class='text'"                  # left-aligned: words, not numbers
+TEXT_COLUMNS = {"description", "engine", "layout", "modalities", "objective", "tokenizer", "modality", "text", "model"}
 
 
 def write(report: dict[str, Any], out: Path) -> dict[str, Path]:

@@ -41,18 +41,23 @@ def metrics_figure(runs: list[RunSummary], path: Path) -> Path:
 
 
 def curves_figure(runs: list[RunSummary], path: Path) -> Path:
-    """Two panels over training steps: validation NDCG@10 at each validation, and the training loss."""
+    """Panels over training steps: validation NDCG@10 at each validation, and the training loss, one panel per
+    objective (losses of different objectives are not on one scale)."""
     plt = _pyplot()
-    fig, (valid, loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    objectives = sorted({run.method["objective"] for run in runs if run.losses}) or ["next-item"]
+    fig, axes = plt.subplots(1, 1 + len(objectives), figsize=(5 * (1 + len(objectives)), 3.6), squeeze=False)
+    valid, losses = axes[0][0], dict(zip(objectives, axes[0][1:], strict=True))
     for run in runs:
         if run.validation:
             valid.plot([h["step"] for h in run.validation], [h["valid_ndcg@10"] for h in run.validation],
                        marker="o", markersize=3, label=run.name)
         if run.losses:
-            loss.plot([s for s, _ in run.losses], [v for _, v in run.losses], label=run.name)
+            losses[run.method["objective"]].plot([s for s, _ in run.losses], [v for _, v in run.losses],
+                                                 label=run.name)
     valid.set(xlabel="step", ylabel="validation NDCG@10", title="Validation during training")
-    loss.set(xlabel="step", ylabel="training loss", title="Training loss (next-item stage)")
-    for ax in (valid, loss):
+    for objective, ax in losses.items():
+        ax.set(xlabel="step", ylabel="training loss", title=f"Training loss ({objective} objective)")
+    for ax in (valid, *losses.values()):
         if ax.lines:
             ax.legend(fontsize=8)
         else:

@@ -143,6 +143,7 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], resamples: int, comm
             "train_seconds": [r["train_seconds"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
             "validation": [r["validation"] for r in runs],
             "converged": all(r["converged"] for r in runs), "late_gain": [r["late_gain"] for r in runs],
+            "shared_cores": [r["shared_cores"] for r in runs],
             "vs_baseline": None if row.name == suite.baseline else versus(base, mine, resamples),
         })
     return {"benchmark": "suite", "method": "+".join(row["name"] for row in rows),
@@ -168,7 +169,14 @@ def run_facts(path: Path) -> dict[str, Any]:
             "samples_seen": last.get("samples"), "train_seconds": last.get("train_seconds", train.get("train_seconds")),
             "validation": [[v["step"], round(v["valid_ndcg@10"], 6)] for v in history],
             "converged": converged(history, train.get("validation_users", 0)),
-            "late_gain": late_gain(history)}
+            "late_gain": late_gain(history), "shared_cores": shared_cores(history)}
+
+
+def shared_cores(history: list[dict[str, Any]]) -> bool | None:
+    """Whether other work ran beside the training: the load average at some validation above the training threads
+    + 1 (None: not recorded)."""
+    loads = [(v["load_1m"], v["threads"]) for v in history if "load_1m" in v]
+    return any(load > threads + 1 for load, threads in loads) if loads else None
 
 
 def published_rows(suite: Suite, stats: dict[str, Any]) -> dict[str, Any] | None:

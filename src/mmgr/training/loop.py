@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,6 +205,14 @@ def _check_schedule(path: Path, state: dict[str, Any], total_steps: int, budget_
                         f"started with, or delete {path.parent} to start this stage afresh")
 
 
+def machine_load() -> dict[str, float | int]:
+    """The machine's 1-minute load average beside the training threads: a load well above them means other work
+    shared the cores, so the training seconds around it are not the run's alone ({} where the OS has no load)."""
+    if not hasattr(os, "getloadavg"):
+        return {}
+    return {"load_1m": round(os.getloadavg()[0], 2), "threads": torch.get_num_threads()}
+
+
 @dataclass
 class _StageEnd:
     """Validation and the saving of a stage's selected weights, on the plain (unwrapped) model, outside autocast:
@@ -223,7 +232,8 @@ class _StageEnd:
         score = float(self.score(plain))
         state["history"].append({"epoch": state["epoch"], "step": state["step"], "valid_ndcg@10": score,
                                  "train_seconds": round(state["seen"]["seconds"], 3),
-                                 "samples": state["seen"]["samples"], "target_tokens": state["seen"]["tokens"]})
+                                 "samples": state["seen"]["samples"], "target_tokens": state["seen"]["tokens"],
+                                 **machine_load()})
         self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
         if self.fabric.is_global_zero:
             seen = state["seen"]
