@@ -246,6 +246,28 @@ def test_an_onboarded_collision_code_scores_as_its_best_catalog_sibling(model, i
     assert catalog.borrow is None and trie.to("cpu").borrow_depths == (2,)
 
 
+def test_a_new_code_off_the_catalogs_prefixes_scores_as_its_best_catalog_sibling(model, items):
+    """Borrowing at every depth: a new item whose second code no catalog item has under its first scores that code
+    as the best catalog sibling's, and its third (under a prefix only it has) by the model."""
+    first = int(items[0, 0])
+    siblings = sorted({row[1] for row in items.tolist() if row[0] == first})
+    novel = [first, next(t for t in range(13, 21) if t not in siblings), 21]
+    trie = PrefixTrie.build(items, vocab_size=VOCAB).extended(torch.tensor([novel]), borrow_depths=[0, 1, 2])
+    ids, mask = histories()
+    n = trie.num_items
+    found, scores = constrained_beam_search(model, ids, mask, trie, beam_size=n, top_k=n)
+    by_item = torch.full((len(ids), n), float("nan")).scatter_(1, found, scores)         # (B, N)
+
+    def log_prob(tuples: list[list[int]]) -> torch.Tensor:                                # (B, len(tuples))
+        return sequence_log_probs(model, ids, mask, torch.tensor(tuples)[None].expand(len(ids), -1, -1))
+
+    best_sibling = log_prob([[first, s] for s in siblings]).amax(dim=1)                   # P(c0) P(c1 | c0), best
+    expected = best_sibling + log_prob([novel])[:, 0] - log_prob([novel[:2]])[:, 0]      # + its own P(c2 | c0 c1)
+    torch.testing.assert_close(by_item[:, -1], expected, atol=1e-4, rtol=1e-5)
+    own = log_prob(items.tolist())
+    torch.testing.assert_close(by_item[:, :-1], own, atol=1e-4, rtol=1e-5)               # catalog items unchanged
+
+
 def test_top_k_beyond_the_catalog_pads(model):
     items = torch.tensor([[11, 13, 21], [11, 14, 22], [12, 15, 23], [5, 15, 23]])
     trie = PrefixTrie.build(items, vocab_size=VOCAB)

@@ -70,28 +70,26 @@ def load_prepared(run: RunDir, config: Config) -> Prepared:
 def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, config: Config, onboarded: int = 0
             ) -> tuple[Layout, dict[str, PrefixTrie]]:
     """The recipe's layout over `codes` and one decoding trie per target; with `onboarded` items (the last ones),
-    their collision codes borrow their catalog siblings' scores (`PrefixTrie.borrowing`)."""
+    their codes that no catalog item has under the same prefix borrow their best catalog sibling's score
+    (`onboarded_borrowing`)."""
     layout = LAYOUTS.get(config.model.layout).build(codes, vocab, config.model, config.split.max_history)
     tries = {}
     for name, tokens in layout.targets.items():
         trie = PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
         if onboarded:
-            trie = trie.borrowing(len(tokens) - onboarded, collision_depths(tokens[0], vocab, codes))
+            trie = trie.borrowing(len(tokens) - onboarded, onboarded_borrowing(trie))
         tries[name] = trie
     return layout, tries
 
 
-def collision_depths(tokens: np.ndarray, vocab: Vocabulary, codes: dict[str, ModalityCodes]) -> list[int]:
-    """Positions of an item's target tokens that hold a collision code (a modality's `append` level)."""
-    depths = []
-    for depth, token in enumerate(tokens.tolist()):
-        try:
-            modality, level, _ = vocab.decode(token)
-        except MmgrError:                                  # a special or subword token
-            continue
-        if codes[modality].info.get("collisions") == "append" and level == len(vocab.levels[modality]) - 1:
-            depths.append(depth)
-    return depths
+def onboarded_borrowing(trie: PrefixTrie) -> range:
+    """The depths where an onboarded item's code borrows: every one. The model never saw an onboarded item's codes as
+    a target below the deepest prefix it shares with the catalog, so it gives the first of them almost no
+    probability (its collision code, when its semantic ID is a catalog item's; an earlier code, when its semantic ID
+    is new), and the item would never be recommended. Scored as the best catalog sibling's there (`PrefixTrie.
+    borrowing`), it is as likely as the nearest catalog item sharing its prefix; below that, under a prefix only
+    onboarded items have, the model's own probabilities rank them (`benchmarks/cold_start.py` measures it)."""
+    return range(trie.depth)
 
 
 def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> Prepared:
@@ -102,20 +100,19 @@ def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCode
                       prep.dataset.sequences)
     texts = {field: [*values, *[None] * items.num_rows] for field, values in prep.texts.items()}
     layout = LAYOUTS.get(config.model.layout).build(codes, prep.layout.vocab, config.model, config.split.max_history)
-    tries = {name: extended_trie(prep.tries[name], tokens, items.num_rows, prep.layout.vocab, codes)
+    tries = {name: extended_trie(prep.tries[name], tokens, items.num_rows)
              for name, tokens in layout.targets.items()}
     return Prepared(dataset, prep.user_ids, prep.split, codes, layout, tries, texts, prep.onboarded + items.num_rows)
 
 
-def extended_trie(trie: PrefixTrie, tokens: np.ndarray, added: int, vocab: Vocabulary,
-                  codes: dict[str, ModalityCodes]) -> PrefixTrie:
-    """`trie` with the last `added` rows of the target table `tokens` (its items first) as new items, their
-    collision codes borrowing their catalog siblings' scores."""
+def extended_trie(trie: PrefixTrie, tokens: np.ndarray, added: int) -> PrefixTrie:
+    """`trie` with the last `added` rows of the target table `tokens` (its items first) as new items, borrowing
+    (`onboarded_borrowing`)."""
     if trie.num_items + added != len(tokens):
         raise MmgrError(f"the decoding trie holds {trie.num_items} items, the codes {len(tokens) - added} before the "
                         f"{added} new ones")
     new = torch.from_numpy(np.ascontiguousarray(tokens[trie.num_items:]))
-    return trie.extended(new, collision_depths(tokens[0], vocab, codes))
+    return trie.extended(new, onboarded_borrowing(trie))
 
 
 def codes_info(prep: Prepared) -> dict[str, Any]:
