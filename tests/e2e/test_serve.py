@@ -191,6 +191,19 @@ def test_concurrent_requests_are_batched_and_answered_as_alone(server):
     assert batch_count(server) - before < 12                               # some requests shared a beam search
 
 
+def test_two_decoding_workers_answer_as_alone(trained, server):
+    bodies = [{"history": [f"i{i:04d}", f"i{i + 2:04d}"], "k": 4 + i % 3} for i in range(12)]
+    alone = [ids(httpx.post(f"{server}/recommend", json=b).json()["items"]) for b in bodies]
+    process, url = start(trained, "--workers", "2", "--max-wait-ms", "20", "--max-batch", "3", "--no-onboarding")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            together = list(pool.map(lambda b: ids(httpx.post(f"{url}/recommend", json=b, timeout=30).json()["items"]),
+                                     bodies))
+    finally:
+        stop_server(process)
+    assert together == alone
+
+
 def test_a_request_batched_with_a_deeper_one_gets_its_answer_alone(trained):
     import dataclasses
 

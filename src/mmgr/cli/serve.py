@@ -17,6 +17,8 @@ def serve(
     batching: bool = typer.Option(True, help="Decode concurrent requests together (dynamic micro-batching)."),
     max_batch: int = typer.Option(32, min=1, help="Most requests decoded together."),
     max_wait_ms: float = typer.Option(5.0, min=0.0, help="Longest a request waits for others to join its batch."),
+    workers: int = typer.Option(1, min=1, max=64, help="Batches decoded at once, each in its own thread (the "
+                                "torch threads are shared out between them)."),
     max_k: int = typer.Option(100, min=1, help="Largest k a request may ask for."),
     max_history: int = typer.Option(1000, min=1, help="Longest history a request may send."),
     onboarding: bool = typer.Option(True, help="Accept new items (POST /items), kept in RUN/serving/."),
@@ -39,11 +41,22 @@ def serve(
     if onboarding:
         swept = recommender.sweep_images()
         console.print(f"onboarding on: removed {swept} orphan image{'s' * (swept != 1)} from {IMAGES.as_posix()}")
-    app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms), api_key=api_key)
-    console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items)")
+    threads = share_threads(workers)
+    app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms, workers), api_key=api_key)
+    console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items; {workers} decoding "
+                  f"worker{'s' * (workers != 1)} x {threads} torch thread{'s' * (threads != 1)})")
     console.print("auth on: x-api-key required on every endpoint but /health" if api_key else
                   f"auth off: {API_KEY_ENV} is not set")
     uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def share_threads(workers: int) -> int:
+    """Torch threads per decoding worker: the process's threads shared out, at least one each."""
+    import torch
+
+    threads = max(1, torch.get_num_threads() // workers)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def export(

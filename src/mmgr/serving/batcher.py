@@ -1,5 +1,6 @@
 """Dynamic micro-batching: concurrent requests wait at most `max_wait_ms` to be decoded together in one beam search
-(up to `max_batch` at a time); with batching off every request is decoded alone, in arrival order."""
+(up to `max_batch` at a time); with batching off every request is decoded alone, in arrival order. `workers`
+batches are decoded at once, each in its own thread (searches only read the model and the tries)."""
 
 from __future__ import annotations
 
@@ -17,21 +18,23 @@ class BatchSettings:
     enabled: bool = True
     max_batch: int = 32
     max_wait_ms: float = 5.0
+    workers: int = 1
 
 
 class MicroBatcher(Generic[In, Out]):
-    """`await submit(x)` -> run([x, ...])[i]; `run` is called in a worker thread, one batch at a time."""
+    """`await submit(x)` -> run([x, ...])[i]; `run` is called in worker threads, `settings.workers` batches at a
+    time."""
 
     def __init__(self, run: Callable[[list[In]], list[Out]], settings: BatchSettings,
                  on_batch: Callable[[int], None] = lambda size: None) -> None:
         self.run, self.settings, self.on_batch = run, settings, on_batch
         self._queue: asyncio.Queue[tuple[In, asyncio.Future]] | None = None
-        self._worker: asyncio.Task | None = None
+        self._workers: list[asyncio.Task] = []
 
     async def submit(self, item: In) -> Out:
         if self._queue is None:                          # created inside the server's event loop
             self._queue = asyncio.Queue()
-            self._worker = asyncio.create_task(self._serve())
+            self._workers = [asyncio.create_task(self._serve()) for _ in range(max(1, self.settings.workers))]
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         await self._queue.put((item, future))
         return await future

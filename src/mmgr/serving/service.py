@@ -13,7 +13,6 @@ ones other servers on the run added since (`refresh`).
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,7 @@ from mmgr.serving.onboarding import (
     replayed,
     sweep_images,
 )
+from mmgr.serving.rwlock import ReadWriteLock
 from mmgr.serving.store import STORE, Store
 
 
@@ -65,7 +65,7 @@ class Recommender:
     explain: bool = False                      # default of requests that do not say (TriAlignGR: text from SIDs)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()          # one decoding or onboarding at a time (the model is not re-entrant)
+        self._lock = ReadWriteLock()           # searches together (they only read), onboarding alone
         self._seq = 0                          # the newest stored onboarded item this server has applied
         self.item_ids: list[str] = []          # by catalog row; onboarding only appends rows
         self.titles: list[str] = []
@@ -89,7 +89,7 @@ class Recommender:
     def refresh(self) -> None:
         """Apply the items that other servers on this run onboarded since this one last looked."""
         if self.store is not None and self.store.last() > self._seq:
-            with self._lock:
+            with self._lock.writing():
                 self._catch_up()
 
     def _catch_up(self) -> None:
@@ -141,7 +141,7 @@ class Recommender:
         check_item_id(item.item_id)
         if not item.title.strip():
             raise RequestError("a new item needs a non-empty title")
-        with self._lock, self.store.writing():
+        with self._lock.writing(), self.store.writing():
             self._catch_up()                        # what other servers onboarded decides this item's codes
             if item.item_id in self.index:
                 raise OnboardError(f"item id {quoted(item.item_id)} is already in the catalog")
@@ -209,7 +209,7 @@ class Recommender:
             groups.setdefault(self.ranker.batch_key(self._need(requests[i], history)), []).append(i)
         for group in groups.values():
             needs = [self._need(requests[i], good[i][1]) for i in group]
-            with self._lock:
+            with self._lock.reading():
                 items, scores = self.ranker.rank([good[i][0] for i in group], [good[i][1] for i in group], needs)
             for row, i in enumerate(group):
                 out[i] = self._ranked(requests[i], good[i][1], items[row], scores[row])
@@ -236,7 +236,7 @@ class Recommender:
     def _explain(self, results: list[list[dict[str, Any]]]) -> None:
         """Each ranked row's `explanation`, the distinct items explained once."""
         items = sorted({self.index[row["item_id"]] for rows in results for row in rows})
-        with self._lock:
+        with self._lock.reading():
             texts = dict(zip(items, self.ranker.explain(items), strict=True))
         for rows in results:
             for row in rows:
