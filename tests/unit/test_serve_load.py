@@ -73,9 +73,9 @@ def test_cpu_seconds_of_a_process_from_proc_follow_its_work(monkeypatch):
     assert client.process_cpu_seconds(None) is None
 
 
-def row(batching: str, concurrency: int, rps: float, p99: float, errors: int = 0) -> dict:
+def row(batching: str, concurrency: int, rps: float, p99: float, errors: int = 0, workers: int = 1) -> dict:
     return {"batching": batching, "concurrency": concurrency, "requests_per_second": rps, "p99_ms": p99,
-            "errors": errors}
+            "errors": errors, "workers": workers}
 
 
 def test_targets_are_judged_on_their_settings_and_errors_never_meet_them(monkeypatch):
@@ -86,3 +86,12 @@ def test_targets_are_judged_on_their_settings_and_errors_never_meet_them(monkeyp
                    "requests_per_second_at_32_clients_batching_on": (200.0, False)}
     assert [v["met"] for v in load.judge([row("on", 8, 90.0, 50.01), row("on", 32, 150.0, 1.0)])] == [False, True]
     assert [v["value"] for v in load.judge([])] == [None, None]
+
+
+def test_each_target_is_judged_on_the_worker_setting_that_came_closest(monkeypatch):
+    load = load_benchmark("serve_load", monkeypatch)
+    rows = [row("on", 8, 90.0, 80.0), row("on", 32, 120.0, 300.0),
+            row("on", 8, 95.0, 45.0, workers=2), row("on", 32, 160.0, 250.0, workers=2, errors=1)]
+    verdicts = {v["name"]: (v["value"], v["workers"], v["met"]) for v in load.judge(rows)}
+    assert verdicts == {"p99_ms_at_8_clients_batching_on": (45.0, 2, True),
+                        "requests_per_second_at_32_clients_batching_on": (120.0, 1, False)}   # errors never count
