@@ -47,13 +47,13 @@ def curves_figure(runs: list[RunSummary], path: Path) -> Path:
     objectives = sorted({run.method["objective"] for run in runs if run.losses}) or ["next-item"]
     fig, axes = plt.subplots(1, 1 + len(objectives), figsize=(5 * (1 + len(objectives)), 3.6), squeeze=False)
     valid, losses = axes[0][0], dict(zip(objectives, axes[0][1:], strict=True))
-    for run in runs:
+    for index, run in enumerate(runs):                          # one colour per run in every panel
         if run.validation:
             valid.plot([h["step"] for h in run.validation], [h["valid_ndcg@10"] for h in run.validation],
-                       marker="o", markersize=3, label=run.name)
+                       marker="o", markersize=3, label=run.name, color=f"C{index}")
         if run.losses:
             losses[run.method["objective"]].plot([s for s, _ in run.losses], [v for _, v in run.losses],
-                                                 label=run.name)
+                                                 label=run.name, color=f"C{index}")
     valid.set(xlabel="step", ylabel="validation NDCG@10", title="Validation during training")
     for objective, ax in losses.items():
         ax.set(xlabel="step", ylabel="training loss", title=f"Training loss ({objective} objective)")
