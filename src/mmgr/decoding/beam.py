@@ -40,8 +40,8 @@ def constrained_beam_search(model: nn.Module, input_ids: Tensor, attention_mask:
     input_ids, attention_mask: (B, S) histories as tokens, left- or right-padded. Returns item indices (B, top_k)
     int64 (rows of `trie.item_tokens`; -1 pads a row when fewer than `top_k` items can be reached) and their sequence
     log-probabilities (B, top_k) float32 (-inf for padding): sums of log_softmax over the whole vocabulary, i.e. the
-    model's unconstrained probability of the item's tuple (an onboarded item's collision code scored as its best
-    catalog sibling's: `PrefixTrie.borrowing`). Every returned index is a real item.
+    model's unconstrained probability of the item's tuple (an onboarded item's code that no catalog item has under
+    its prefix scored as its best catalog sibling's: `PrefixTrie.borrowing`). Every returned index is a real item.
 
     `row_beams` (B,), each at most `beam_size`: a beam width per user, each user's result the one a search of its
     own width gives (so requests of several widths are one search).

@@ -25,7 +25,7 @@ its window is the trie's). Only the newest trie of buffers writes in place; exte
 buffers without the cells it does not own. Writes are not synchronised with reads: a caller that shares tries
 between threads runs `extended` apart from searches (the Recommender holds its lock for both).
 
-A trie with onboarded items (`borrowing`, or `extended` with `borrow_depths`) also marks, at the collision levels,
+A trie with onboarded items (`borrowing`, or `extended` with `borrow_depths`) also marks, at the given depths,
 the children that only onboarded items reach: the search scores such a child as its parent's best child that a
 catalog item reaches (see `borrowed`).
 
@@ -228,11 +228,11 @@ class PrefixTrie:
     # ---- onboarded items -----------------------------------------------------------------------------------------
 
     def borrowing(self, catalog: int, depths: Sequence[int]) -> PrefixTrie:
-        """This trie where, at each of `depths` (collision levels), a child that only items from row `catalog` on
-        reach (onboarded items: never a training target) is scored by the search as its parent's best child that a
-        catalog item reaches. A collision code only tells apart items with one semantic ID; the model gives a code
-        it never saw under that ID almost no probability, which would bury every onboarded item that shares a
-        catalog item's semantic ID."""
+        """This trie where, at each of `depths`, a child that only items from row `catalog` on reach (onboarded
+        items: never a training target) is scored by the search as its parent's best child that a catalog item
+        reaches (kept as the model scores it where the parent has none). The model gives a code it never saw as a
+        target under a prefix almost no probability, which would bury every onboarded item at the first code where
+        it leaves the catalog's prefixes (`inference/prepared.onboarded_borrowing` borrows at every depth)."""
         trie = self._copied("cpu")
         borrow = torch.zeros(len(trie.children), dtype=torch.bool)
         items = trie.item_tokens
