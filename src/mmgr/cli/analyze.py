@@ -12,8 +12,9 @@ from mmgr.errors import MmgrError
 
 
 def analyze(
-    runs: list[str] = typer.Argument(..., help="Evaluated runs as NAME=RUN; names tiger-text, tiger-image, mgr-ef "
-                                               "and mgr-lf* enable the dominance and correspondence analyses."),
+    runs: list[str] = typer.Argument(..., help="Evaluated runs as NAME=RUN (any names): runs of one SID each "
+                                               "(text, image, fused, read from their manifests) give the top-10 "
+                                               "overlaps, late-fusion runs the correspondence analysis."),
     out: Path = typer.Option(..., "--out", "-o", help="Run whose codes are analysed (fused, text, image); "
                                                      "analysis/ is written into it."),
 ) -> None:
