@@ -44,7 +44,7 @@ class MultitaskObjective:
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         """The cross-modal sequence prompts and the translation prompts (the layout declares seq:m->m)."""
-        pairs = [(a, b) for a in modalities for b in modalities if a != b]
+        pairs = translation_pairs(modalities)
         return (*(sequence_task(a, b) for a, b in pairs), *(f"{a}->{b}" for a, b in pairs))
 
     def train_data(self, prep: Prepared, batching: Batching, settings: MultitaskConfig) -> tuple[TrainData, int]:
@@ -63,6 +63,11 @@ def unimodal_layout(prep: Prepared) -> UnimodalHistoryLayout:
 def sequence_pairs(modalities: list[str], settings: MultitaskConfig) -> list[tuple[str, str]]:
     """(history modality, target modality) of the sequence tasks: steps 1 and 2."""
     return [(a, b) for a in modalities for b in modalities if a == b or settings.cross_modal]
+
+
+def translation_pairs(modalities: list[str]) -> list[tuple[str, str]]:
+    """(source, target) of every pair of distinct modalities: step 3's directions (and step 2's prompts)."""
+    return [(a, b) for a in modalities for b in modalities if a != b]
 
 
 def with_both(prep: Prepared, modalities: list[str]) -> np.ndarray:
@@ -85,7 +90,7 @@ def multitask_examples(prep: Prepared, max_history: int, settings: MultitaskConf
         who.append(users)
     if settings.translation:                                                    # step 3
         both = with_both(prep, modalities)
-        for source, target in ((a, b) for a in modalities for b in modalities if a != b):
+        for source, target in translation_pairs(modalities):
             inputs += [prompt(layout.vocab, f"{source}->{target}", layout.modality_tokens[source][i])
                        for i in both.tolist()]
             labels += list(layout.modality_tokens[target][both])
@@ -116,7 +121,7 @@ def causal_multitask_examples(prep: Prepared, max_history: int, settings: Multit
             raise MmgrError("on model.kind=item-causal every input has the same head, and an item translation has "
                             "no user: set model.user_buckets=0 or training.multitask.translation=false")
         both = with_both(prep, modalities)
-        for source, target in ((a, b) for a in modalities for b in modalities if a != b):
+        for source, target in translation_pairs(modalities):
             head = [bos, vocab.task_token(f"{source}->{target}")]
             pair = np.concatenate([layout.modality_tokens[source][both], layout.modality_tokens[target][both]], 1)
             inputs += [np.concatenate([head, row]) for row in pair]

@@ -237,6 +237,9 @@ table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}th,td{border:1
 th{background:#f2f2f2}td{text-align:right}td:first-child,td.text{text-align:left}figure{margin:1em 0}
 img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#555}"""
 
+TEXT = " class='text'"                  # left-aligned: words, not numbers
+TEXT_COLUMNS = {"description", "engine", "layout", "modalities", "objective", "tokenizer", "modality", "text", "model"}
+
 
 def page(report: dict[str, Any], folder: Path) -> str:
     """One HTML page with every table and every figure inlined (opens without the figures folder)."""
@@ -264,10 +267,6 @@ def page(report: dict[str, Any], folder: Path) -> str:
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
     return "".join(parts) + "</body></html>"
-
-
-TEXT = " class='text'"                  # left-aligned: words, not numbers
-TEXT_COLUMNS = {"description", "engine", "layout", "modalities", "objective", "tokenizer", "modality", "text", "model"}
 
 
 def write(report: dict[str, Any], out: Path) -> dict[str, Path]:
