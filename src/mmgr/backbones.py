@@ -5,8 +5,9 @@
 - `causal`: decoder-only (Llama blocks); the history is the prompt and the model continues it with the next
   item's tokens. One sequence trains a target at every item position. Trains next-item and TriAlignGR's tmt.
 - `item-causal`: the same sequences, examples and search, with one transformer position per history item
-  (`models/item_causal.py`); its head writes any target as wide as a history item, so it also trains MQL4GRec's
-  tasks across modalities. Trains next-item and mql4grec.
+  (`models/item_causal.py`); its head writes any target up to a history item's width, so it also trains
+  MQL4GRec's tasks across modalities and SynGR's one-modality targets after bimodal items. Trains next-item,
+  mql4grec and syngr.
 
 - `llm`: a pretrained causal LM with LoRA adapters (`models/pretrained.py`), read like `causal`.
 
@@ -36,19 +37,19 @@ from mmgr.tokenizers.codes import Vocabulary
 
 @dataclass(frozen=True)
 class Backbone:
-    build: Callable[[ModelConfig, Vocabulary, int, int, int], nn.Module]  # (cfg, vocab, seed, tokens per history
-    #                                                            item, task tokens before the history)
+    build: Callable[[ModelConfig, Vocabulary, int, int, int, int], nn.Module]  # (cfg, vocab, seed, tokens per
+    #                                          history item, task tokens before the history, tokens per target)
     search: Callable[..., tuple[Tensor, Tensor]]                 # (model, input_ids, mask, trie, beam, top_k)
     prompt: Callable[[Vocabulary, np.ndarray], np.ndarray] | None  # layout history tokens -> model input
     decoder_only: bool                                           # one sequence, a target at every item position
     words: Callable[[ModelConfig], str] = lambda cfg: cfg.words  # the subword tokenizer of text objectives
-    item_level: bool = False                                     # writes targets as wide as a history item
+    item_level: bool = False                                     # one position per history item
 
 
 def token_level(build: Callable[[ModelConfig, Vocabulary, int], nn.Module]
-                ) -> Callable[[ModelConfig, Vocabulary, int, int, int], nn.Module]:
+                ) -> Callable[[ModelConfig, Vocabulary, int, int, int, int], nn.Module]:
     """A builder of a model that reads tokens one by one (it needs no item width)."""
-    return lambda cfg, vocab, seed, item_width, task_tokens: build(cfg, vocab, seed)
+    return lambda cfg, vocab, seed, item_width, task_tokens, target_width: build(cfg, vocab, seed)
 
 
 BACKBONES: Registry[Backbone] = Registry("backbone")

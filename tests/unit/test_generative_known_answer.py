@@ -74,6 +74,16 @@ def test_syngr_learns_the_fixed_successor_from_fused_text_and_image_searches(syn
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
 
 
+def test_syngr_on_the_item_level_backbone_learns_the_fixed_successor(world: Path, tmp_path: Path) -> None:
+    run, summary = trained_run(world, tmp_path / "run", [*SYNGR, "model.kind=item-causal", "training.epochs=12"])
+    config = run.config()
+    windows = len(list(causal_windows(load_prepared(run, config).split.train, config.split.max_history)))
+    assert summary["train_examples"] == 2 * windows                         # one window per sequence and task
+    results = evaluate_run(run, config, progress=False)
+    assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8, (results["test"], summary["history"])
+    assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
+
+
 @pytest.mark.parametrize("backbone", [["model.kind=t5"], ["model.kind=item-causal", "model.user_buckets=0"]],
                          ids=["t5", "item-causal"])
 def test_mql4grec_learns_the_fixed_successor_from_unimodal_histories_and_fused_lists(world: Path, tmp_path: Path,

@@ -166,11 +166,18 @@ def test_the_model_is_told_the_layouts_item_width(switch_tokens):
     assert build_model(config, prep).width == prep.layout.item_tokens.shape[1]
 
 
-def test_layouts_with_several_targets_are_refused_with_the_alternative():
+def test_bimodal_items_are_read_whole_and_targets_written_one_modality_wide():
     from mmgr.inference.generative import build_model
     from tests.helpers import prepared
 
     prep, config = prepared("syngr")
     config.model.kind = "item-causal"
-    with pytest.raises(MmgrError, match="as wide as a history item.*history items of 5 tokens.*model.kind=t5"):
-        build_model(config, prep)
+    model = build_model(config, prep)
+    widths = [tokens.shape[1] for tokens in prep.layout.targets.values()]
+    assert (model.width, model.target_width) == (prep.layout.history_width, max(widths)) == (sum(widths), max(widths))
+
+
+def test_targets_wider_than_a_history_item_are_refused_with_the_alternative():
+    vocab = vocabulary(0)
+    with pytest.raises(MmgrError, match="history items of 3 tokens and targets of 4.*model.kind=t5"):
+        ItemCausalLM(ModelConfig(**SIZES), vocab, seed=0, item_width=3, target_width=4)

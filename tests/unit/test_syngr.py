@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,10 +15,19 @@ from mmgr.decoding.fusion import fuse
 from mmgr.evaluation.protocol import rank_items
 from mmgr.layouts import LAYOUTS
 from mmgr.layouts.base import pad_batch
+from mmgr.models.item_causal import ItemCausalLM
 from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
 from mmgr.models.seq2seq import build_t5
-from mmgr.objectives.syngr import SynGRLoss, synergy_loss, unimodal_view
+from mmgr.objectives.syngr import (
+    ItemLevelSynGRLoss,
+    SynGRLoss,
+    item_level_examples,
+    synergy_loss,
+    target_mean,
+    unimodal_view,
+)
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
+from mmgr.training.data import IGNORE
 
 T, V, P = 0, 1, -1          # token kinds: text code, image code, prompt/special/padding
 
@@ -282,3 +292,80 @@ def test_attention_shares_split_each_users_history_attention_over_modalities():
     kinds = np.array([vocab.decode(t)[0] if t >= vocab.offsets("text")[0] else "" for t in row])
     expected = importance[kinds == "text"].sum() / importance[kinds != ""].sum()
     assert shares["text"][1] == pytest.approx(expected, abs=1e-6)
+
+
+def item_level_world(masked_tokens: str = "drop"):
+    """A bimodal batch as the item-level backbone's windows (`<bos> <task> t v ... t v`, labels one modality wide in
+    the first slots of every item after the first) and a small item-causal model."""
+    vocab, _ = bimodal_batch()
+    grid = np.array([(a, b) for a in range(4) for b in range(4)])
+    rng = np.random.default_rng(1)
+    codes = {m: ModalityCodes(m, grid[rng.permutation(16)[:12]], [4, 4], np.zeros(12, dtype=bool))
+             for m in ("text", "image")}
+    layout = LAYOUTS.get("bimodal").build(codes, vocab, ModelConfig(layout="bimodal", modalities=["text", "image"]),
+                                          4)
+    prep = SimpleNamespace(layout=layout, user_ids=["u0", "u1", "u2"],
+                           split=SimpleNamespace(train=[np.array([1, 2, 3, 4]), np.array([5, 6, 7]),
+                                                        np.array([8, 9, 10, 11, 0])]))
+    examples = item_level_examples(prep, max_history=4)
+    ids, mask = pad_batch(examples.inputs)
+    labels, _ = pad_batch(examples.labels, pad=IGNORE)
+    model = ItemCausalLM(ModelConfig(kind="item-causal", d_model=16, num_layers=2, num_heads=2, d_kv=8, d_ff=32,
+                                     dropout=0.0), vocab, seed=0, item_width=4, task_tokens=1, target_width=2).eval()
+    return vocab, layout, model, {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def test_item_level_examples_write_one_modality_after_each_bimodal_item():
+    vocab, layout, _, batch = item_level_world()
+    ids, labels = batch["input_ids"], batch["labels"]
+    assert len(ids) == 6                                                    # 3 windows x 2 tasks
+    text, image = vocab.task_token("next:text"), vocab.task_token("next:image")
+    assert ids[:, 0].eq(vocab.token("<bos>")).all() and ids[:3, 1].eq(text).all() and ids[3:, 1].eq(image).all()
+    # user 0, image task: items 1..4 read whole; items 2..4 labelled with their image SID in slots 0-1 of 4
+    assert ids[3, 2:18].tolist() == layout.item_tokens[[1, 2, 3, 4]].reshape(-1).tolist()
+    written = labels[3, 2:18].view(4, 4)
+    assert (written[0] == IGNORE).all() and (written[1:, 2:] == IGNORE).all()
+    assert written[1:, :2].tolist() == layout.targets["image"][[2, 3, 4]].tolist()
+
+
+def test_item_level_saliency_is_gradient_times_input_by_finite_differences():
+    _, _, model, batch = item_level_world()
+    ids, mask, labels = batch["input_ids"][:2], batch["attention_mask"][:2], batch["labels"][:2]
+    importance = model.input_saliency(ids, mask, labels)
+    base = model.body.embed_tokens(ids).detach()
+
+    def loss(embedded):
+        logits, targets = model.written_logits(model.target_states(ids, mask, labels, embedded), labels)
+        return torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+
+    eps = 1e-2
+    for row, col in [(0, 2), (0, 5), (0, 9), (1, 3), (1, 8)]:              # text and image codes of several items
+        up, down = base.clone(), base.clone()
+        up[row, col] *= 1 + eps
+        down[row, col] *= 1 - eps
+        assert importance[row, col].item() == pytest.approx(abs(loss(up) - loss(down)) / (2 * eps), rel=2e-2, abs=1e-4)
+    assert (importance[mask == 0] == 0).all()
+
+
+@pytest.mark.parametrize("masked_tokens", ["drop", "mask-token"])
+def test_item_level_syngr_loss_is_three_views_through_the_plain_model_and_the_synergy_term(masked_tokens):
+    vocab, _, model, batch = item_level_world()
+    cfg = SynGRConfig(mask_ratio=0.5, synergy_weight=0.3, temperature=0.2, masked_tokens=masked_tokens)
+    loss = ItemLevelSynGRLoss.for_vocabulary(vocab, cfg)
+    parts = loss.parts(model, batch)
+    # by hand: each view through the model's own forward and loss
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    kinds = loss.token_kinds[ids].masked_fill(mask == 0, -1)
+    importance = model.input_saliency(ids, mask, labels)
+    hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, 2), 0.5)
+    assert hidden.any() and (kinds[hidden] >= 0).all()
+    fill = vocab.token("<pad>" if masked_tokens == "drop" else "<mask>")
+    other = (kinds >= 0) & (kinds != loss.task_kinds[ids[:, 1]][:, None])
+    views = [ids, ids.masked_fill(hidden, fill), ids.masked_fill(other, vocab.token("<pad>"))]
+    outs = [model(input_ids=v, attention_mask=mask, labels=labels, output_hidden_states=True) for v in views]
+    for name, out in zip(("ce_original", "ce_masked", "ce_unimodal"), outs, strict=True):
+        assert parts[name].item() == pytest.approx(out.loss.item(), abs=1e-5)
+    z = [target_mean(out.hidden_states[0][:, :-1], labels[:, 1:]) for out in outs]
+    synergy = synergy_loss(z[0], z[1], z[2], 0.2)
+    assert parts["synergy"].item() == pytest.approx(synergy.item(), abs=1e-5)
+    assert parts["loss"].item() == pytest.approx((sum(o.loss for o in outs) / 3 + 0.3 * synergy).item(), abs=1e-4)

@@ -28,17 +28,13 @@ from mmgr.weights import BEST, load_state, load_weights
 
 def build_model(config: Config, prep: Prepared) -> torch.nn.Module:
     """The recipe's backbone for the run's layout (an item-level one is told how many tokens the layout writes per
-    history item and whether a task token precedes the history)."""
+    history item and per target, and whether a task token precedes the history)."""
     backbone, layout = BACKBONES.get(config.model.kind), prep.layout
     if not backbone.item_level:
-        return backbone.build(config.model, layout.vocab, config.seed, 0, 0)
-    widths = {target: tokens.shape[1] for target, tokens in layout.targets.items()}
-    if set(widths.values()) != {layout.history_width}:
-        raise MmgrError(f"model.kind={config.model.kind} writes each target as wide as a history item; "
-                        f"model.layout={config.model.layout} writes history items of {layout.history_width} "
-                        f"tokens and targets of " + ", ".join(f"{t} {w}" for t, w in widths.items())
-                        + "; use model.kind=t5")
-    return backbone.build(config.model, layout.vocab, config.seed, layout.history_width, int(layout.prompted))
+        return backbone.build(config.model, layout.vocab, config.seed, 0, 0, 0)
+    target_width = max(tokens.shape[1] for tokens in layout.targets.values())
+    return backbone.build(config.model, layout.vocab, config.seed, layout.history_width, int(layout.prompted),
+                          target_width)
 
 
 def load_model(run: RunDir, config: Config, prep: Prepared,

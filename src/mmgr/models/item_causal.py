@@ -25,20 +25,28 @@ from transformers.modeling_outputs import CausalLMOutput
 from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
 
 from mmgr.config import ModelConfig
+from mmgr.errors import MmgrError
 from mmgr.models.causal import add_hidden_dropout, llama_config
 from mmgr.models.dropout import fast_dropout
+from mmgr.models.modes import eval_mode
 from mmgr.tokenizers.codes import Vocabulary
 
 
 class ItemCausalLM(nn.Module):
-    def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int, task_tokens: int = 0):
+    def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int, task_tokens: int = 0,
+                 target_width: int | None = None):
         super().__init__()
+        if target_width is not None and not 0 < target_width <= item_width:
+            raise MmgrError(f"model.kind=item-causal writes each target within one history item's tokens; the "
+                            f"layout writes history items of {item_width} tokens and targets of {target_width}; "
+                            f"use model.kind=t5")
         config = llama_config(cfg, vocab, "model.kind=item-causal")
         torch.manual_seed(seed)
-        self.body = LlamaModel(config)                        # its embed_tokens is the code-token table
-        self.width = item_width                               # L tokens per item, as the layout writes it
+        self.body = LlamaModel(config)                        # its embed_tokens is the code-token table (<pad>: 0)
+        self.width = item_width                               # L tokens per history item, as the layout writes it
+        self.target_width = target_width or item_width        # L_t <= L codes the head writes per item
         self.head_tokens = 1 + task_tokens + int(vocab.user_buckets > 0)   # <bos> [<task>] [user]
-        self.level = nn.Embedding(self.width, cfg.d_model)
+        self.level = nn.Embedding(self.target_width, cfg.d_model)
         self.head_norm = LlamaRMSNorm(cfg.d_model)
         self.head_mlp = LlamaMLP(config)
         self.out_norm = LlamaRMSNorm(cfg.d_model)
@@ -46,12 +54,15 @@ class ItemCausalLM(nn.Module):
         self.hidden_dropout = cfg.hidden_dropout
         add_hidden_dropout(self.body.layers, cfg.hidden_dropout)
 
-    def item_states(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def item_states(self, input_ids: Tensor, attention_mask: Tensor,
+                    embedded: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Right-aligned token rows (B, T) -> block outputs (B, H + N, D) over the head tokens and the N whole items
-        (a trailing partial item is left out), and the number of whole items per row (B,)."""
+        (a trailing partial item is left out), and the number of whole items per row (B,). `embedded` (B, T, D):
+        the rows' token embeddings, when the caller needs their gradient; a <pad> inside an item adds nothing."""
         head, width = self.head_tokens, self.width
         items = (input_ids.shape[1] - head) // width
-        embedded = self.body.embed_tokens(input_ids)                                  # (B, T, D)
+        if embedded is None:
+            embedded = self.body.embed_tokens(input_ids)                              # (B, T, D)
         summed = embedded[:, head:head + items * width].unflatten(1, (items, width)).sum(dim=2)  # (B, N, D)
         x = fast_dropout(torch.cat([embedded[:, :head], summed], dim=1), self.hidden_dropout, self.training)
         counts = (attention_mask.sum(dim=1) - head).clamp(min=0) // width           # (B,)
@@ -61,39 +72,76 @@ class ItemCausalLM(nn.Module):
                            use_cache=False).last_hidden_state            # no key/value cache: read once
         return states, counts
 
-    def head(self, context: Tensor, level: Tensor | int, chosen: Tensor) -> Tensor:
-        """Next-code logits (..., V) from the state before the item (..., D), the level, and the summed embeddings
+    def head_state(self, context: Tensor, level: Tensor | int, chosen: Tensor) -> Tensor:
+        """The head's state (..., D) from the state before the item (..., D), the level, and the summed embeddings
         of the item's codes chosen so far (..., D)."""
         z = context + self.level.weight[level] + chosen
-        z = z + fast_dropout(self.head_mlp(self.head_norm(z)), self.hidden_dropout, self.training)
-        return self.lm_head(self.out_norm(z))
+        return z + fast_dropout(self.head_mlp(self.head_norm(z)), self.hidden_dropout, self.training)
+
+    def head(self, context: Tensor, level: Tensor | int, chosen: Tensor) -> Tensor:
+        """Next-code logits (..., V): `head_state` through the output layer."""
+        return self.lm_head(self.out_norm(self.head_state(context, level, chosen)))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None,
-                **unused) -> CausalLMOutput:
-        """Logits (B, T, V): position p scores token p + 1, as a causal LM's; loss over `labels` (-100 ignored)."""
+                output_hidden_states: bool = False, **unused) -> CausalLMOutput:
+        """Logits (B, T, V): position p scores token p + 1, as a causal LM's; loss over `labels` (-100 ignored).
+        With `output_hidden_states`, `hidden_states` is one (B, T, D): the head's state before the output layer,
+        aligned like the logits (0 where nothing is written)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        head, width, length = self.head_tokens, self.width, input_ids.shape[1]
+        length = input_ids.shape[1]
         order = right_alignment(attention_mask)
         forced = input_ids if labels is None else torch.where(labels >= 0, labels, input_ids)  # the codes written
-        short = max(head - length, 0)                                                # a prompt cut inside the head
+        short = max(self.head_tokens - length, 0)                                    # a prompt cut inside the head
         ids, mask, forced = (F.pad(t.gather(1, order), (0, short)) for t in (input_ids, attention_mask, forced))
-        states, _ = self.item_states(ids, mask)                                      # (B, H + N, D)
-        items = states.shape[1] - head
-        context = states[:, head - 1:]                                               # (B, N + 1, D): before each item
-        codes = F.pad(forced[:, head:], (0, (items + 1) * width - (ids.shape[1] - head)))  # (B, (N + 1) L)
-        chosen = self.body.embed_tokens(codes).unflatten(1, (items + 1, width))      # (B, N + 1, L, D)
-        chosen = F.pad(chosen.cumsum(dim=2)[:, :, :-1], (0, 0, 1, 0))                # codes before each level
-        levels = torch.arange(width, device=ids.device)
-        logits = self.head(context[:, :, None], levels, chosen).flatten(1, 2)       # (B, (N + 1) L, V)
-        logits = torch.cat([logits.new_zeros(len(ids), head - 1, logits.shape[-1]), logits], dim=1)
-        logits = logits[:, :length]                                                  # (B, T, V)
+        states = self.written_states(ids, mask, forced)[:, :length]                 # (B, T, D)
         if not right_aligned(attention_mask):                                        # back to the input's order
-            logits = logits.gather(1, order.argsort(dim=1)[..., None].expand_as(logits))
+            states = states.gather(1, order.argsort(dim=1)[..., None].expand_as(states))
+        logits = self.lm_head(self.out_norm(states))                                 # (B, T, V)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten())  # -100 ignored
-        return CausalLMOutput(loss=loss, logits=logits)
+        return CausalLMOutput(loss=loss, logits=logits, hidden_states=(states,) if output_hidden_states else None)
+
+    def written_states(self, ids: Tensor, mask: Tensor, forced: Tensor, embedded: Tensor | None = None) -> Tensor:
+        """Right-aligned rows (B, T) -> the head's states (B, T', D), T' >= T: position p's state writes token
+        p + 1 (levels past the target width and the head tokens get 0). `forced`: the codes chosen before each level."""
+        head, width, written = self.head_tokens, self.width, self.target_width
+        states, _ = self.item_states(ids, mask, embedded)                            # (B, H + N, D)
+        items = states.shape[1] - head
+        context = states[:, head - 1:]                                               # (B, N + 1, D): before each item
+        codes = F.pad(forced[:, head:], (0, (items + 1) * width - (ids.shape[1] - head)))  # (B, (N + 1) L)
+        chosen = self.body.embed_tokens(codes.unflatten(1, (items + 1, width))[..., :written])  # (B, N + 1, L_t, D)
+        chosen = F.pad(chosen.cumsum(dim=2)[:, :, :-1], (0, 0, 1, 0))                # codes before each level
+        levels = torch.arange(written, device=ids.device)
+        z = self.head_state(context[:, :, None], levels, chosen)                     # (B, N + 1, L_t, D)
+        z = F.pad(z, (0, 0, 0, width - written)).flatten(1, 2)                       # (B, (N + 1) L, D)
+        return torch.cat([z.new_zeros(len(ids), head - 1, z.shape[-1]), z], dim=1)
+
+    def target_states(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor,
+                      embedded: Tensor | None = None) -> Tensor:
+        """Right-aligned training rows (B, T) -> the head's states (B, T, D), teacher-forced with the labels' codes
+        (`forward`'s hidden states without its logits: a caller scores only the positions that write a label)."""
+        forced = torch.where(labels >= 0, labels, input_ids)
+        return self.written_states(input_ids, attention_mask, forced, embedded)[:, :input_ids.shape[1]]
+
+    def written_logits(self, states: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (K, V) at the K positions of `states` (B, T, D) whose next token is a label (row-major order),
+        and those labels (K,)."""
+        writes = labels[:, 1:] >= 0
+        return self.lm_head(self.out_norm(states[:, :-1][writes])), labels[:, 1:][writes]
+
+    def input_saliency(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
+        """float32 (B, T): each input token's first-order contribution to the rows' summed loss, |e_t . dLoss/dx_i|
+        with x_i the summed embedding of the item holding token t (gradient x input; eval mode, full precision, no
+        parameter gradients). Right-aligned rows. Tokens of one item share dLoss/dx_i: the ranking within an item
+        follows how far each code's embedding points along it."""
+        with eval_mode(self), torch.enable_grad(), torch.autocast(input_ids.device.type, enabled=False):
+            embedded = self.body.embed_tokens(input_ids).detach().requires_grad_(True)
+            logits, targets = self.written_logits(self.target_states(input_ids, attention_mask, labels, embedded),
+                                                  labels)
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits.float(), targets, reduction="sum"), embedded)
+        return (grad * embedded).sum(dim=-1).abs().detach() * attention_mask
 
     def beam_step(self, input_ids: Tensor, attention_mask: Tensor) -> ItemStep:
         return ItemStep(self, input_ids, attention_mask)
@@ -132,6 +180,6 @@ class ItemStep:
         self.context, self.chosen = self.context[origin], self.chosen[origin]
 
 
-def build_item_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int,
-                      task_tokens: int) -> ItemCausalLM:
-    return ItemCausalLM(cfg, vocab, seed, item_width, task_tokens)
+def build_item_causal(cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int, task_tokens: int,
+                      target_width: int) -> ItemCausalLM:
+    return ItemCausalLM(cfg, vocab, seed, item_width, task_tokens, target_width)

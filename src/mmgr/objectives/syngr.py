@@ -17,6 +17,10 @@ model:
 Ablations (`training.syngr`): masking=random (w/o SM), unimodal_view=false (w/o UN: no CE on the unimodal view,
 which stays the synergy loss's negative; the mean is then over two views), synergy_weight=0 (w/o SCL). The random
 parts (w/o SM) draw from torch's global generator, like dropout.
+
+On the item-level causal backbone (`model.kind=item-causal`, `ItemLevelSynGRLoss`) the same steps run on one
+window per training sequence and task, with a target at every item; an item there is the sum of its code
+embeddings, so saliency is gradient x input per token and a hidden token is a zero (<pad>) inside its item.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from mmgr.models.saliency import dominant_modality, random_mask, token_importanc
 from mmgr.objectives.base import OBJECTIVES, Batching
 from mmgr.objectives.next_item import next_item_examples
 from mmgr.tokenizers.codes import Vocabulary
-from mmgr.training.data import IGNORE
+from mmgr.training.data import IGNORE, EncodedExamples, causal_windows
 from mmgr.training.loop import TrainData, bucketed_train_data
 
 if TYPE_CHECKING:
@@ -46,7 +50,7 @@ if TYPE_CHECKING:
 
 class SynGRObjective:
     min_modalities = 2
-    backbones = ("t5",)
+    backbones = ("t5", "item-causal")
     settings = "syngr"
 
     def text_fields(self, settings: SynGRConfig) -> tuple[str, ...]:
@@ -60,9 +64,12 @@ class SynGRObjective:
         if list(prep.layout.targets) != list(vocab.levels) or len(vocab.levels) != 2:
             raise MmgrError(f"the syngr objective trains a next-SID task per modality of two; set model.layout="
                             f"bimodal and two model.modalities (got layout targets {', '.join(prep.layout.targets)})")
-        examples = next_item_examples(prep, batching)
+        if batching.decoder_only:
+            examples, loss = item_level_examples(prep, batching.max_history), ItemLevelSynGRLoss.for_vocabulary
+        else:
+            examples, loss = next_item_examples(prep, batching), SynGRLoss.for_vocabulary
         data = bucketed_train_data(examples, batching.batch_size, batching.seed)
-        return TrainData(data.batches, data.collate, SynGRLoss.for_vocabulary(vocab, settings)), len(examples)
+        return TrainData(data.batches, data.collate, loss(vocab, settings)), len(examples)
 
 
 @dataclass
@@ -123,6 +130,89 @@ class SynGRLoss:
         if self.cfg.masked_tokens == "drop":
             return ids.masked_fill(hidden, self.pad_token), mask.masked_fill(hidden, 0)
         return ids.masked_fill(hidden, self.mask_token), mask
+
+
+def item_level_examples(prep: Prepared, max_history: int) -> EncodedExamples:
+    """The item-level causal backbone's examples: one per training window and next-SID task,
+    `<bos> <task:next:m> [user] t(i_1) v(i_1) ... t(i_n) v(i_n)`, labels m(i_k) in the first L_m slots of every
+    item after the window's first (-100 elsewhere): the head writes item k's SID in modality m from the bimodal
+    history before it."""
+    layout = prep.layout
+    vocab, width, bos = layout.vocab, layout.history_width, layout.vocab.token("<bos>")
+    windows = list(causal_windows(prep.split.train, max_history))
+    inputs, labels = [], []
+    for modality, targets in layout.targets.items():
+        task = vocab.task_token(next_sid_task(modality))
+        for user, window in windows:
+            head = [bos, task, *([vocab.user_token(prep.user_ids[user])] if layout.user_token else [])]
+            inputs.append(np.concatenate([head, layout.item_tokens[window].reshape(-1)]).astype(np.int64))
+            written = np.full((len(window) - 1, width), IGNORE, dtype=np.int64)          # (n - 1, L)
+            written[:, :targets.shape[1]] = targets[window[1:]]
+            labels.append(np.concatenate([np.full(len(head) + width, IGNORE), written.reshape(-1)]))
+    ends = np.asarray([window[-1] for _, window in windows], dtype=np.int64)
+    users = np.asarray([user for user, _ in windows], dtype=np.int64)
+    tasks = len(layout.targets)
+    return EncodedExamples(inputs, labels, np.tile(ends, tasks), np.tile(users, tasks))
+
+
+@dataclass
+class ItemLevelSynGRLoss:
+    """Steps 1-3 on the item-level causal backbone, where an item enters as the sum of its code embeddings: a
+    dropped token is a <pad> (whose embedding is 0) inside its item (an attended <mask> adds the <mask> embedding
+    instead), and so is a token outside the unimodal view; every view keeps the rows' shape and the
+    three run as one forward over the stacked views (as the authors' code does). Saliency is gradient x input per
+    token (`ItemCausalLM.input_saliency`): attention there is between whole items and cannot rank one item's text
+    codes against its image codes. z is the mean of the head's states over the target positions."""
+
+    token_kinds: Tensor       # (V,) modality index of every token id (-1: specials, prompts, users)
+    task_kinds: Tensor        # (V,) for a next-SID task token, the modality it asks for (-1 otherwise)
+    hidden_token: int         # what a masked token becomes: <pad> (dropped), or <mask> (masked_tokens=mask-token)
+    pad_token: int
+    modalities: int
+    cfg: SynGRConfig
+
+    @classmethod
+    def for_vocabulary(cls, vocab: Vocabulary, cfg: SynGRConfig) -> ItemLevelSynGRLoss:
+        base = SynGRLoss.for_vocabulary(vocab, cfg)
+        hidden = base.pad_token if cfg.masked_tokens == "drop" else base.mask_token
+        return cls(base.token_kinds, base.task_kinds, hidden, base.pad_token, base.modalities, cfg)
+
+    def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        return self.parts(model, batch)["loss"]
+
+    def parts(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The loss and its terms (ce_original, ce_masked, ce_unimodal, synergy) for one batch."""
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]   # (B, T), right-padded
+        kinds = self.token_kinds.to(ids.device)[ids].masked_fill(mask == 0, -1)      # (B, T)
+        task = self.task_kinds.to(ids.device)[ids[:, 1]]                               # (B,) after <bos>
+        if (task < 0).any():
+            raise MmgrError("syngr: every input must start with <bos> and a next-SID task prompt (bimodal layout)")
+        if self.cfg.masking == "saliency":
+            importance = model.input_saliency(ids, mask, labels)
+            hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, self.modalities),
+                                self.cfg.mask_ratio)
+        else:
+            hidden = random_mask(kinds, self.modalities, self.cfg.mask_ratio)
+        other = (kinds >= 0) & (kinds != task[:, None])
+        synergy = self.cfg.synergy_weight > 0
+        views = [ids, ids.masked_fill(hidden, self.hidden_token)]
+        if self.cfg.unimodal_view or synergy:
+            views.append(ids.masked_fill(other, self.pad_token))
+        n = len(views)
+        states = model.target_states(torch.cat(views), mask.repeat(n, 1), labels.repeat(n, 1))   # (n B, T, D)
+        logits, targets = model.written_logits(states, labels.repeat(n, 1))                      # (n K, V)
+        ce = [F.cross_entropy(view.float(), target) for view, target in
+              zip(logits.chunk(n), targets.chunk(n), strict=True)]
+        parts = {"ce_original": ce[0], "ce_masked": ce[1]}
+        if self.cfg.unimodal_view:
+            parts["ce_unimodal"] = ce[2]
+        trained = torch.stack(list(parts.values()))
+        loss = trained.mean() if self.cfg.view_loss == "mean" else trained.sum()
+        if synergy:
+            z = target_mean(states[:, :-1], labels[:, 1:].repeat(n, 1)).chunk(n)                  # n x (B, D)
+            parts["synergy"] = synergy_loss(z[0], z[1], z[2], self.cfg.temperature)
+            loss = loss + self.cfg.synergy_weight * parts["synergy"]
+        return {**parts, "loss": loss}
 
 
 def unimodal_view(ids: Tensor, mask: Tensor, kinds: Tensor, keep_modality: Tensor) -> tuple[Tensor, Tensor]:
