@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from mmgr.config_base import Section, registered
 from mmgr.config_encoders import EncodersConfig
 from mmgr.config_errors import explain_errors
+from mmgr.config_migrations import migrated
 from mmgr.errors import ConfigError
 
 SidModality = Literal["text", "image", "fused"]   # modalities with feature vectors, hence codes
@@ -317,10 +318,26 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+    """A raw config (recipes, overrides or one recorded by an earlier version: `config_migrations`) validated."""
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(migrated(raw))
     except ValidationError as exc:
         raise ConfigError(f"invalid {source}:\n" + explain_errors(exc.errors(), Config)) from None
+
+
+def read_recorded(raw: dict[str, Any]) -> Config | None:
+    """A config, or some of its sections, recorded by this or an earlier version of mmgr, read today (migrated,
+    settings added since at their defaults); None when it does not validate (another version's settings)."""
+    try:
+        return validate_config(raw, "recorded config")
+    except ConfigError:
+        return None
+
+
+def sections_of(config: Config, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The named top-level sections of `config` as JSON values."""
+    dumped = config.model_dump(mode="json")
+    return {key: dumped[key] for key in sections}
 
 
 def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mmgr.config import Config
+from mmgr.config import Config, read_recorded, sections_of
 from mmgr.data.dataset import Dataset
 from mmgr.errors import MmgrError
 from mmgr.rundir import RunDir
@@ -50,44 +50,48 @@ def run_recipe(config: Config, out: Path, progress: bool = True,
     return {"train": trained, "results": results}
 
 
-def settings_digest(config: Config, sections: tuple[str, ...]) -> str:
-    """sha256 of the config sections that decide a stage's output."""
-    dumped = config.model_dump(mode="json")
-    return hashlib.sha256(json.dumps({k: dumped[k] for k in sections}, sort_keys=True).encode()).hexdigest()
+def settings_digest(settings: dict[str, Any]) -> str:
+    """sha256 of recorded settings (JSON values)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
 def reused(run: RunDir, stage: str, config: Config, sections: tuple[str, ...], before: dict[str, Any] | None,
            say: Callable[[str], None]) -> dict[str, Any] | None:
-    """A finished stage's recorded output when it was made with these settings (read, never rewritten). Runs made
-    before stages recorded their settings are matched by the config their manifest held (`before`)."""
+    """A finished stage's recorded output when it was made with these settings (read, never rewritten)."""
     stages = run.manifest()["stages"]
     if stage not in stages or (stage == "evaluate" and not (run.path / "results.json").is_file()):
         return None
-    if f"pipeline.{stage}" in stages:
-        made = stages[f"pipeline.{stage}"]["settings_sha256"]
-        if made != settings_digest(config, sections):
-            return None
-    elif before is None or not _same_config(before, config):
+    if not made_with(stages.get(f"pipeline.{stage}"), before, config, sections):
         return None
     say(f"{stage}: reusing the finished stage (same settings)")
     return json.loads((run.path / "results.json").read_text()) if stage == "evaluate" else stages[stage]
 
 
-def _same_config(recorded: dict[str, Any], config: Config) -> bool:
-    from mmgr.config import validate_config
-
-    try:
-        return validate_config(recorded) == config
-    except MmgrError:                               # recorded by a version whose settings no longer validate
-        return False
+def made_with(record: dict[str, Any] | None, before: dict[str, Any] | None, config: Config,
+              sections: tuple[str, ...]) -> bool:
+    """Whether a stage recorded as `record` was made with `config`'s `sections`: its recorded settings, read today
+    (`config_migrations`), equal them. Stages recorded only by their digest are matched through the config the run's
+    manifest held before this invocation (`before`) when its sections have that digest; runs made before stages
+    were recorded at all, by that whole config."""
+    if record is None:
+        recorded = before
+        sections = tuple(Config.model_fields)
+    elif record.get("settings") is not None:
+        recorded = record["settings"]
+    else:
+        held = {key: before[key] for key in sections if key in before} if before else None
+        recorded = held if held is not None and record["settings_sha256"] == settings_digest(held) else None
+    read = read_recorded(recorded) if recorded is not None else None
+    return read is not None and sections_of(read, sections) == sections_of(config, sections)
 
 
 def finished_stage(run: RunDir, stage: str, config: Config, sections: tuple[str, ...],
                    work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run a stage and then record the settings it was made with (cleared first: a killed stage is never reused)."""
-    run.record(f"pipeline.{stage}", {"settings_sha256": None})
+    run.record(f"pipeline.{stage}", {"settings_sha256": None, "settings": None})
     output = work()
-    run.record(f"pipeline.{stage}", {"settings_sha256": settings_digest(config, sections)})
+    settings = sections_of(config, sections)
+    run.record(f"pipeline.{stage}", {"settings_sha256": settings_digest(settings), "settings": settings})
     return output
 
 

@@ -53,10 +53,11 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     return meta["progress"]
 
 
-def checkpoint_setup(path: Path) -> str | None:
-    """The training-setup id a checkpoint was written for (None for unreadable or foreign files)."""
+def checkpoint_progress(path: Path) -> dict[str, Any] | None:
+    """The loop progress a checkpoint holds, with the training setup it was written for (None for unreadable or
+    foreign files)."""
     try:
         with safe_open(str(path), framework="pt") as handle:
-            return json.loads((handle.metadata() or {}).get("mmgr", "{}")).get("progress", {}).get("setup")
+            return json.loads((handle.metadata() or {}).get("mmgr", "{}")).get("progress")
     except (OSError, ValueError, json.JSONDecodeError):
         return None

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from lightning.fabric import Fabric
 
-from mmgr.config import TrainingConfig
+from mmgr.config import TrainingConfig, read_recorded
 from mmgr.devices import resolve_precision
 from mmgr.errors import MmgrError
 from mmgr.progress import progress_bar
 from mmgr.training.budget import Schedule, clock_budget, resolve_graph
-from mmgr.training.checkpoint import checkpoint_setup, load_checkpoint, save_checkpoint
+from mmgr.training.checkpoint import checkpoint_progress, load_checkpoint, save_checkpoint
 from mmgr.training.data import BATCHING, EncodedExamples, collate, length_batches
 from mmgr.weights import BEST, save_weights
 
@@ -106,12 +106,11 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = Schedule(cfg.warmup_steps, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step))
-    setup = setup_id(weights_info, cfg)
     state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": [],
-             "setup": setup, "schedule_steps": total_steps, "budget_minutes": cfg.budget_minutes,
-             "seen": {"seconds": 0.0, "samples": 0, "tokens": 0}}
+             "setup_settings": setup_settings(weights_info, cfg), "schedule_steps": total_steps,
+             "budget_minutes": cfg.budget_minutes, "seen": {"seconds": 0.0, "samples": 0, "tokens": 0}}
     last = run_path / "checkpoints" / stage / "last.safetensors"
-    if last.is_file() and checkpoint_setup(last) == setup:
+    if last.is_file() and resumable(checkpoint_progress(last), weights_info, cfg):
         state = load_checkpoint(last, model, optimizer, scheduler)
         _check_schedule(last, state, total_steps, cfg.budget_minutes)
         schedule.total = state["schedule_steps"]
@@ -258,14 +257,47 @@ class _StageEnd:
         self.fabric.barrier()
 
 
+RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "eval_every", "eval_every_steps", "eval_users",
+                     "checkpoint_every", "accelerator", "devices", "alignment_epochs", "budget_minutes", "graph"}
+
+
+def setup_settings(weights_info: dict[str, Any], cfg: TrainingConfig) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed, as JSON values: model, data, vocabulary, optimisation
+    settings and the batching scheme (not patience or validation cadence, which a resumed run may change; a changed
+    budget is refused on resume)."""
+    fixed = cfg.model_dump(exclude=RESUMABLE_CHANGES)
+    return json.loads(json.dumps({"weights": weights_info, "training": fixed, "batching": BATCHING}, default=str))
+
+
 def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
-    """What must match for a checkpoint to be resumed: model, data, vocabulary, optimisation settings and the batching
-    scheme (not patience or validation cadence, which a resumed run may change; a changed budget is refused on
-    resume)."""
-    fixed = cfg.model_dump(exclude={"epochs", "max_steps", "patience", "eval_every", "eval_every_steps", "eval_users",
-                                    "checkpoint_every", "accelerator", "devices", "alignment_epochs",
-                                    "budget_minutes", "graph"})
+    """The digest checkpoints recorded before they recorded `setup_settings`."""
+    fixed = cfg.model_dump(exclude=RESUMABLE_CHANGES)
     return hashlib.sha256(json.dumps([weights_info, fixed, BATCHING], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def resumable(progress: dict[str, Any] | None, weights_info: dict[str, Any], cfg: TrainingConfig) -> bool:
+    """Whether a checkpoint's loop progress was written for this setup: its recorded setup read today (model and
+    training settings through `config_migrations`, settings added since at their defaults) equals this one; a
+    checkpoint with only a digest, when it is this setup's."""
+    if progress is None:
+        return False
+    recorded = progress.get("setup_settings")
+    if recorded is None:
+        return progress.get("setup") == setup_id(weights_info, cfg)
+    return read_setup(recorded) == read_setup(setup_settings(weights_info, cfg))
+
+
+def read_setup(settings: dict[str, Any]) -> dict[str, Any] | None:
+    """`setup_settings` with its model and training settings read today (None: they do not validate)."""
+    read = read_recorded({"model": settings["weights"].get("model", {}), "training": settings["training"]})
+    if read is None:
+        return None
+    weights = dict(settings["weights"])
+    if "model" in weights:
+        weights["model"] = read.model.model_dump(mode="json")
+    return {**settings, "weights": weights,
+            "training": read.training.model_dump(mode="json", exclude=RESUMABLE_CHANGES)}
+
 
 
 def _checkpoint(fabric: Fabric, path: Path, model, optimizer, scheduler, state: dict) -> None:

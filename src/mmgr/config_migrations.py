@@ -1,0 +1,29 @@
+"""Settings recorded by earlier versions of mmgr, read today.
+
+Runs record the settings they were made with: the whole config (manifest), each stage's deciding sections
+(`pipeline.<stage>`) and each checkpoint's training setup. Settings change shape over time; a recorded config is
+read through `migrated` before it is validated: a setting added since takes its default, a renamed or moved one is
+carried by a migration in `MIGRATIONS` (oldest first: a function from a raw config dict, or some of its sections,
+to the next shape, which leaves a dict already in that shape unchanged), and a recorded config that still does not
+validate is another version's (nothing made with it is reused). So stored runs stay reusable, and killed ones
+resumable, across versions that add or move settings, while a changed value (a changed default included, as the
+recorded value is explicit) is always seen.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+
+MIGRATIONS: list[Migration] = []      # none yet: every recorded shape so far is the current one
+
+
+def migrated(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw (possibly partial) config dict in today's shape."""
+    raw = copy.deepcopy(raw)
+    for migration in MIGRATIONS:
+        raw = migration(raw)
+    return raw
