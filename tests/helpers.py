@@ -41,7 +41,7 @@ TINY = ["data.format=synthetic", "data.synthetic.n_items=40", "data.synthetic.n_
         "data.synthetic.image_size=32", "tokenizer.method=rq-kmeans", "tokenizer.levels=2",
         "tokenizer.codebook_size=4", "model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1",
         "model.num_heads=2", "model.d_kv=16", "model.d_ff=64", "model.user_buckets=0", "training.epochs=2",
-        "training.alignment_epochs=1", "training.batch_size=64", "training.precision=32-true"]
+        "training.alignment.epochs=1", "training.batch_size=64", "training.precision=32-true"]
 
 
 def run_args(recipe: str, run, cache) -> list[str]:

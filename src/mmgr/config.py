@@ -212,6 +212,17 @@ class TMTConfig(Section):
                                                                 "interests, visual description)")
 
 
+class AlignmentConfig(Section):
+    """MGR-LF++'s alignment stage, trained before the main objective (`training.alignment`)."""
+
+    objective: AlignmentName = Field(
+        "none", description="translate = generate every item's SID of one modality from its SID of the other (both "
+                            "directions); infonce = pooled encoder states of an item's per-modality SIDs as "
+                            "positives, in-batch negatives; none = no alignment stage")
+    epochs: int = Field(5, ge=1, le=100_000, description="epochs of the alignment stage")
+    temperature: float = Field(0.07, gt=0.0, le=100.0, description="infonce: softmax temperature")
+
+
 class TrainingConfig(Section):
     """Optimisation, validation, checkpoints."""
 
@@ -250,12 +261,7 @@ class TrainingConfig(Section):
         "auto", description="training step: compile = torch.compile of forward + backward (dynamic shapes; "
                             "eager stays the reference); auto = compile jobs of at least 2M samples on a GPU, eager "
                             "on a CPU (where the compiled step measured 5x slower)")
-    alignment: AlignmentName = Field(
-        "none", description="MGR-LF++ alignment stage before next-item training: translate = generate every item's "
-                            "SID of one modality from its SID of the other (both directions); infonce = pooled "
-                            "encoder states of an item's per-modality SIDs as positives, in-batch negatives")
-    alignment_epochs: int = Field(5, ge=1, le=100_000, description="epochs of the alignment stage")
-    alignment_temperature: float = Field(0.07, gt=0.0, le=100.0, description="infonce alignment: softmax temperature")
+    alignment: AlignmentConfig = Field(default_factory=AlignmentConfig)
     syngr: SynGRConfig = Field(default_factory=SynGRConfig)
     multitask: MultitaskConfig = Field(default_factory=MultitaskConfig)
     tmt: TMTConfig = Field(default_factory=TMTConfig)
@@ -360,7 +366,7 @@ def _read_recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         if resolved in seen or resolved == path.resolve():
             raise ConfigError(f"{path}: `extends: {parent}` leads back to itself")
         merged = merge(merged, _read_recipe(resolved, (*seen, path.resolve())))
-    return merge(merged, raw)
+    return merge(merged, migrated(raw))
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

@@ -18,7 +18,22 @@ from typing import Any
 
 Migration = Callable[[dict[str, Any]], dict[str, Any]]
 
-MIGRATIONS: list[Migration] = []      # none yet: every recorded shape so far is the current one
+def alignment_into_its_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """`training.alignment: NAME`, `training.alignment_epochs`, `training.alignment_temperature` (flat) ->
+    `training.alignment: {objective, epochs, temperature}` (so `training.alignment=NAME` still names the stage)."""
+    training = raw.get("training")
+    if not isinstance(training, dict):
+        return raw
+    section = training.get("alignment")
+    section = {"objective": section} if isinstance(section, str) else section
+    moved = {new: training.pop(old) for old, new in (("alignment_epochs", "epochs"),
+                                                      ("alignment_temperature", "temperature")) if old in training}
+    if section is not None or moved:
+        training["alignment"] = {**(section or {}), **moved}
+    return raw
+
+
+MIGRATIONS: list[Migration] = [alignment_into_its_section]
 
 
 def migrated(raw: dict[str, Any]) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
         from mmgr.objectives.base import OBJECTIVES
 
         model.update(layout="single", switch_tokens=False)
-        training.update(alignment="none")
+        training.update(alignment=config.training.alignment.model_copy(update={"objective": "none"}))
         if OBJECTIVES.get(config.training.objective).min_modalities > 1:
             training.update(objective="next-item")
     lacking = ", ".join(m if m != "fused" else "images to fuse" for m in wanted if not has.get(m, True))

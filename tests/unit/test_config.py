@@ -52,7 +52,7 @@ def test_bad_literal_lists_choices():
 @pytest.mark.parametrize(("key", "kind", "extra"), [
     ("data.format", "data format", ["synthetic"]), ("encoders.fusion.method", "feature fusion", []),
     ("tokenizer.method", "tokenizer", []), ("model.kind", "model kind", []), ("model.layout", "layout", []),
-    ("training.objective", "training objective", []), ("training.alignment", "alignment objective", ["none"]),
+    ("training.objective", "training objective", []), ("training.alignment.objective", "alignment objective", ["none"]),
     ("decoding.fusion", "fusion rule", []),
 ])
 def test_an_unregistered_part_names_the_key_and_lists_the_registered_ones(key, kind, extra):

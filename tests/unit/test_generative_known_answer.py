@@ -121,7 +121,8 @@ def test_lfpp_aligns_then_trains_with_switches_and_missing_images(world: Path, t
     each with its own checkpoint; the items without an image stay recommendable."""
     run, summary = trained_run(world, tmp_path / "run", [
         "model.layout=late-fusion", "model.modalities=[text,image]", "model.switch_tokens=true",
-        "training.alignment=translate", "training.alignment_epochs=40", "training.epochs=12"], missing_images=6)
+        "training.alignment.objective=translate", "training.alignment.epochs=40", "training.epochs=12"],
+        missing_images=6)
     assert set(summary["stages"]) == {"align", "next-item"}
     assert summary["stages"]["align"]["train_examples"] == 2 * (N_ITEMS - 6)    # both directions, items with both
     for stage in ("align", "next-item"):
@@ -135,8 +136,8 @@ def test_lfpp_aligns_then_trains_with_switches_and_missing_images(world: Path, t
 
 def test_infonce_alignment_pulls_each_items_two_sids_together(world: Path, tmp_path: Path) -> None:
     run, summary = trained_run(world, tmp_path / "run", [
-        "model.layout=late-fusion", "model.modalities=[text,image]", "training.alignment=infonce",
-        "training.alignment_epochs=40", "training.epochs=1"])
+        "model.layout=late-fusion", "model.modalities=[text,image]", "training.alignment.objective=infonce",
+        "training.alignment.epochs=40", "training.epochs=1"])
     assert summary["stages"]["align"]["objective"] == "infonce"
     config = run.config()
     prep = load_prepared(run, config)
@@ -178,4 +179,5 @@ def translation_accuracy(run: RunDir, task: str) -> float:
 def test_causal_backbone_refuses_alignment_stages(world: Path, tmp_path: Path) -> None:
     with pytest.raises(MmgrError, match="causal backbone does not train translate"):
         trained_run(world, tmp_path / "run", ["model.kind=causal", "model.layout=late-fusion",
-                                               "model.modalities=[text,image]", "training.alignment=translate"])
+                                               "model.modalities=[text,image]",
+                                               "training.alignment.objective=translate"])

@@ -51,7 +51,7 @@ def test_multimodal_recipes_fall_back_to_text(text_only, recipe):
     config = load_config([ROOT / "configs" / f"{recipe}.yaml"])
     fitted, reason = fit_to_data(config, text_only)
     assert fitted.model.modalities == ["text"] and fitted.model.layout == "single"
-    assert fitted.training.alignment == "none" and not fitted.model.switch_tokens
+    assert fitted.training.alignment.objective == "none" and not fitted.model.switch_tokens
     assert "has no" in reason and "image" in reason and "falls back to text" in reason, reason
 
 

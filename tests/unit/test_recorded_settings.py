@@ -109,3 +109,14 @@ def test_a_checkpoint_that_recorded_only_its_digest_resumes_when_it_is_this_setu
     rewrite_setup(last, lambda p: {k: v for k, v in p.items() if k != "setup_settings"} | {"setup": digest})
     _, again = train(tmp_path, epochs=1)
     assert again.resumed_from_step == 6
+
+
+def test_the_flat_alignment_settings_of_earlier_versions_read_as_the_alignment_section():
+    new = load_config(overrides=["training.alignment.objective=infonce", "training.alignment.epochs=3",
+                                 "training.alignment.temperature=0.1"])
+    flat = new.model_dump(mode="json")
+    flat["training"] |= {"alignment": "infonce", "alignment_epochs": 3, "alignment_temperature": 0.1}
+    assert made_with({"settings": {key: flat[key] for key in TRAINING_SECTIONS}}, None, new, TRAINING_SECTIONS)
+    assert load_config(overrides=["training.alignment=infonce", "training.alignment_epochs=3",
+                                  "training.alignment_temperature=0.1"]) == new     # recipes in the old words too
+    assert load_config(overrides=["training.alignment=none"]).training.alignment.objective == "none"

@@ -77,7 +77,7 @@ def test_a_package_module_registers_only_the_names_mapped_to_it():
 def test_names_and_config_validation_import_no_part():
     code = ("import sys; from mmgr.config import load_config; from mmgr.data.formats import READERS; "
             "load_config(overrides=['data.format=p5', 'tokenizer.method=rq-vae', 'model.kind=sasrec', "
-            "'model.layout=bimodal', 'training.objective=syngr', 'training.alignment=infonce', "
+            "'model.layout=bimodal', 'training.objective=syngr', 'training.alignment.objective=infonce', "
             "'decoding.fusion=rrf', 'encoders.fusion.method=joint']); "
             "assert 'p5' in READERS.names(); "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith(('mmgr.data.formats.', "

@@ -53,7 +53,7 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
     for stage in stages(config):
         data, count = stage_data(stage.trains, prep, config)
         settings = config.training if stage.validated else config.training.model_copy(
-            update={"epochs": config.training.alignment_epochs, "max_steps": None, "budget_minutes": None})
+            update={"epochs": config.training.alignment.epochs, "max_steps": None, "budget_minutes": None})
         output = run.path / (BEST if stage.validated else f"checkpoints/{stage.name}/final.safetensors")
         result = fit(run.path, model, data, settings, validate if stage.validated else None,
                      {**info, "stage": stage.name, "objective": stage.objective}, progress=progress,
@@ -74,7 +74,7 @@ def check_backbone(config: Config) -> None:
     if unsupported:
         needs = "; ".join(f"{s.objective} trains on model.kind={' or '.join(s.trains.backbones)}" for s in unsupported)
         raise MmgrError(f"the {kind} backbone does not train {', '.join(s.objective for s in unsupported)} ({needs}); "
-                        "set training.alignment=none or another model.kind")
+                        "set training.alignment.objective=none or another model.kind")
 
 
 def start_from(model: torch.nn.Module, source: Path, prep: Prepared) -> None:

@@ -4,7 +4,7 @@
     tokens of the item texts that text objectives read: `model.words`, or the LM's own for `llm`)
     -> layout `model.layout` (single | late-fusion [+ switch tokens] | bimodal | unimodal) -> decoding trie over
     its item tuples (`inference/prepared.py`)
-    -> training stages: [alignment `training.alignment` (translate | infonce)], then the main objective.
+    -> training stages: [alignment `training.alignment.objective` (translate | infonce)], then the main objective.
 
 The vocabulary is built once, by `mmgr train`, and saved as `vocabulary.json` in the run; evaluation, decoding and
 recommendation read that file (and refuse codes that no longer match it).
@@ -40,7 +40,7 @@ class Stage:
 
 def stages(config: Config) -> list[Stage]:
     """The recipe's training stages in order."""
-    alignment, objective = config.training.alignment, config.training.objective
+    alignment, objective = config.training.alignment.objective, config.training.objective
     plan = [Stage("align", alignment, ALIGNMENTS.get(alignment), False)] if alignment != "none" else []
     return [*plan, Stage(NEXT_ITEM, objective, OBJECTIVES.get(objective), True)]
 

@@ -1,4 +1,4 @@
-"""MGR-LF++ alignment objectives (`training.alignment`, a stage before next-item; T5 only):
+"""MGR-LF++ alignment objectives (`training.alignment.objective`, a stage before next-item; T5 only):
 
 - `translate`: `<task:text->image> text SID <eos>` -> the item's image SID, and back, for every item that has both
   modalities.
@@ -21,6 +21,7 @@ from mmgr.training.data import EncodedExamples, epoch_order
 from mmgr.training.loop import TrainData, bucketed_train_data
 
 if TYPE_CHECKING:
+    from mmgr.config import AlignmentConfig
     from mmgr.inference.prepared import Prepared
 
 
@@ -45,12 +46,12 @@ class Translate(SidsOnly):
 
 class InfoNCE(SidsOnly):
     backbones = ("t5",)         # pools encoder states
-    settings = "alignment_temperature"
+    settings = "alignment"
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         return ()
 
-    def train_data(self, prep: Prepared, batching: Batching, settings: float) -> tuple[TrainData, int]:
+    def train_data(self, prep: Prepared, batching: Batching, settings: AlignmentConfig) -> tuple[TrainData, int]:
         vocab = prep.layout.vocab
         if len(vocab.levels) != 2:
             raise MmgrError(f"infonce alignment pairs two modalities' SIDs, got {', '.join(vocab.levels)}")
@@ -58,7 +59,7 @@ class InfoNCE(SidsOnly):
         eos = vocab.token("<eos>")
         first, second = (np.concatenate([t, np.full((len(t), 1), eos)], axis=1)
                          for t in prep.layout.modality_tokens.values())
-        batch_size, seed, temperature = batching.batch_size, batching.seed, settings
+        batch_size, seed, temperature = batching.batch_size, batching.seed, settings.temperature
 
         def batches(epoch: int) -> list[np.ndarray]:          # in-batch negatives: a new mix of items each epoch
             order = items[epoch_order(len(items), seed, epoch)]

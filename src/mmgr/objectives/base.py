@@ -2,8 +2,8 @@
 
 Main objectives (`training.objective`, the validated stage; `OBJECTIVES`): `next-item` (`objectives/next_item.py`),
 `syngr` (`objectives/syngr.py`), `tmt` (`objectives/tmt.py`), `mql4grec` (`objectives/multitask.py`).
-Alignment objectives (`training.alignment`, a stage before the main one; `ALIGNMENTS`): `translate` and `infonce`
-(`objectives/alignment.py`).
+Alignment objectives (`training.alignment.objective`, a stage before the main one; `ALIGNMENTS`): `translate` and
+`infonce` (`objectives/alignment.py`).
 
 An objective declares the task prompts it needs, the item text fields it reads (both go into the run's one
 vocabulary: prompt tokens, and the subword tokens of those texts), the backbones that train it and the `training`

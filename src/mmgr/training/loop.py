@@ -257,8 +257,9 @@ class _StageEnd:
         self.fabric.barrier()
 
 
-RESUMABLE_CHANGES = {"epochs", "max_steps", "patience", "eval_every", "eval_every_steps", "eval_users",
-                     "checkpoint_every", "accelerator", "devices", "alignment_epochs", "budget_minutes", "graph"}
+RESUMABLE_CHANGES: dict[str, Any] = {key: True for key in (
+    "epochs", "max_steps", "patience", "eval_every", "eval_every_steps", "eval_users", "checkpoint_every",
+    "accelerator", "devices", "budget_minutes", "graph")} | {"alignment": {"epochs"}}
 
 
 def setup_settings(weights_info: dict[str, Any], cfg: TrainingConfig) -> dict[str, Any]:
@@ -270,8 +271,10 @@ def setup_settings(weights_info: dict[str, Any], cfg: TrainingConfig) -> dict[st
 
 
 def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
-    """The digest checkpoints recorded before they recorded `setup_settings`."""
+    """The digest checkpoints recorded before they recorded `setup_settings` (of the settings in their shape then)."""
     fixed = cfg.model_dump(exclude=RESUMABLE_CHANGES)
+    alignment = fixed.pop("alignment")
+    fixed |= {"alignment": alignment["objective"], "alignment_temperature": alignment["temperature"]}
     return hashlib.sha256(json.dumps([weights_info, fixed, BATCHING], sort_keys=True, default=str).encode()).hexdigest()
 
 
