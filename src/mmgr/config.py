@@ -123,14 +123,15 @@ class ModelConfig(Section):
         "t5", description="t5: encoder-decoder SID generator (TIGER); causal: decoder-only SID generator (a "
                           "target at every item position); item-causal: decoder-only over items (one position "
                           "per history item, the sum of its code embeddings; a small head writes the next "
-                          "item's codes; single or late-fusion layout); llm: a pretrained causal LM "
-                          "(model.pretrained) with the SID tokens appended to its vocabulary, trained with LoRA; "
-                          "sasrec: the item-ID baseline")
+                          "item's codes; any layout whose targets fit in a history item); llm: a pretrained "
+                          "causal LM (model.pretrained) with the SID tokens appended to its vocabulary, trained "
+                          "with LoRA; sasrec: the item-ID baseline")
     layout: LayoutName = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
                               "codes); late-fusion = each modality's SID concatenated per item (MGR-LF); bimodal = "
                               "history items as text + image codes, the next item's SID generated per modality "
-                              "(a task prompt each) and the ranked lists fused (SynGR)")
+                              "(a task prompt each) and the ranked lists fused (SynGR); unimodal = each target "
+                              "asked from a history in one modality (MQL4GRec)")
     modalities: list[SidModality] = Field(["text"], min_length=1,
                                   description="whose codes the layout reads, in this order (single: exactly one)")
     switch_tokens: bool = Field(False, description="late fusion: a <switch> token at every change of modality "
