@@ -25,23 +25,26 @@ from urllib.parse import urlsplit
 
 
 def process_cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of process `pid` (all its threads) so far: psutil when installed, else
-    /proc/<pid>/stat; None when it cannot be read."""
+    """User + system CPU seconds so far of process `pid` (all its threads) and of its child processes (a server of
+    several processes), from /proc/<pid>/stat; None when it cannot be read."""
     if pid is None:
         return None
     try:
-        import psutil
-    except ImportError:
-        psutil = None
-    try:
-        if psutil is not None:
-            times = psutil.Process(pid).cpu_times()
-            return times.user + times.system
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()   # after the command name, which may hold spaces
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime, stime (fields 14, 15)
-    except (OSError, ValueError, IndexError) as exc:
+        stats = {int(entry): stat_fields(int(entry)) for entry in os.listdir("/proc") if entry.isdigit()}
+        stats = {p: fields for p, fields in stats.items() if fields is not None}
+        tree = {pid} | {p for p, fields in stats.items() if int(fields[1]) == pid}   # ppid (field 4)
+        return sum(int(stats[p][11]) + int(stats[p][12]) for p in tree) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, ValueError, IndexError, KeyError) as exc:
         print(f"load_client: cannot read the CPU time of process {pid}: {exc}", file=sys.stderr)
+        return None
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces); None if it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
         return None
 
 

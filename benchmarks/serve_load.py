@@ -3,7 +3,12 @@ dynamic micro-batching on (`--max-wait-ms 5 --max-batch 32`) and off (`--no-batc
 clients, judged against the serving targets.
 
     python benchmarks/serve_load.py [--dataset synthetic|beauty|beauty-item-causal] [--requests 200] [--seconds 60]
-                                    [--seed 0] [--out benchmarks/results]
+                                    [--seed 0] [--workers 1,2] [--processes 1,2] [--out benchmarks/results]
+
+Server settings, each a server of its own, side by side in one run: batching on with each `--workers` count (decoding
+threads in one process), batching on with each `--processes` count above 1 (`mmgr serve --processes N`, one decoding
+worker each; the server's CPU share then sums its processes; the mean batch size is not read, /metrics being per
+process), and batching off.
 
 The model: `synthetic`, a small TIGER on the synthetic world (400 items, 600 users; RQ-k-means 3 x 16 SIDs, T5
 d_model 64, 2 + 2 layers, 200 steps); `beauty`, TIGER as configs/tiger.yaml gives it (RQ-VAE 3 x 256 + collision
@@ -126,12 +131,12 @@ def share(cpu_seconds: float | None, wall: float) -> float | None:
 
 
 def measure(url: str, server_pid: int, batching: str, concurrency: int, requests: list[dict[str, Any]],
-            seconds: float) -> dict[str, Any]:
-    """One setting's row: throughput, latency percentiles, errors, the server's mean batch size and the client's
-    and server's CPU shares."""
-    sum_before, count_before = batch_totals(url)
+            seconds: float, processes: int = 1) -> dict[str, Any]:
+    """One setting's row: throughput, latency percentiles, errors, the server's mean batch size (one process only:
+    /metrics is per process) and the client's and server's CPU shares."""
+    sum_before, count_before = batch_totals(url) if processes == 1 else (0.0, 0.0)
     result = load(url, server_pid, requests, concurrency, seconds)
-    sum_after, count_after = batch_totals(url)
+    sum_after, count_after = batch_totals(url) if processes == 1 else (0.0, 0.0)
     wall, latencies = result["wall_seconds"], result["latencies"]
     ms = np.array(latencies or [np.nan]) * 1000
     batches = count_after - count_before
@@ -157,12 +162,14 @@ def judge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         within = value is not None and not np.isnan(value) and (
             value <= target["at_most"] if "at_most" in target else value >= target["at_least"])
         verdicts.append({**target, "value": value, "errors": row["errors"] if row else None,
-                         "workers": row["workers"] if row else None, "met": bool(within and row["errors"] == 0)})
+                         "workers": row["workers"] if row else None,
+                         "processes": row.get("processes", 1) if row else None,
+                         "met": bool(within and row["errors"] == 0)})
     return verdicts
 
 
-COLUMNS = ["batching", "workers", "concurrency", "requests", "errors", "requests_per_second", "p50_ms", "p95_ms",
-           "p99_ms", "mean_batch_size", "client_cpu_share", "server_cpu_share"]
+COLUMNS = ["batching", "processes", "workers", "concurrency", "requests", "errors", "requests_per_second", "p50_ms",
+           "p95_ms", "p99_ms", "mean_batch_size", "client_cpu_share", "server_cpu_share"]
 
 
 def print_row(row: dict[str, Any] | None = None) -> None:
@@ -170,19 +177,21 @@ def print_row(row: dict[str, Any] | None = None) -> None:
     print("  ".join(f"{(row[k] if row else k)!s:>{max(len(k), 8)}}" for k in COLUMNS), flush=True)
 
 
-def run_mode(bundle: Path, batching: str, workers: int, item_ids: list[str],
+def run_mode(bundle: Path, batching: str, workers: int, processes: int, item_ids: list[str],
              args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every concurrency's row for one batching mode and number of decoding workers, on a server started for it."""
-    process, url = start_server(bundle, [*MODES[batching], "--workers", str(workers), "--no-onboarding"],
-                                timeout_s=START_SECONDS)
+    """Every concurrency's row for one batching mode, number of server processes and of decoding workers per
+    process, on a server started for it."""
+    process, url = start_server(bundle, [*MODES[batching], "--workers", str(workers), "--processes", str(processes),
+                                         "--no-onboarding"], timeout_s=START_SECONDS)
     rows = []
     try:
         rng = np.random.default_rng(args.seed)                    # the same bodies for both modes
         warm = np.random.default_rng(args.seed + 1)
         for concurrency in CONCURRENCY:
             load(url, process.pid, bodies(item_ids, max(WARMUP, 2 * concurrency), warm), concurrency, args.seconds)
-            rows.append({"workers": workers, **measure(url, process.pid, batching, concurrency,
-                                                        bodies(item_ids, args.requests, rng), args.seconds)})
+            rows.append({"processes": processes, "workers": workers,
+                         **measure(url, process.pid, batching, concurrency, bodies(item_ids, args.requests, rng),
+                                   args.seconds, processes)})
             print_row(rows[-1])
     finally:
         stop_server(process)
@@ -197,19 +206,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", default="1", help="decoding workers of the batching server, comma-separated "
                                                       "(each a server of its own, side by side in one run)")
+    parser.add_argument("--processes", default="1", help="server processes (`mmgr serve --processes`, one decoding "
+                                                        "worker each), comma-separated; 1 = the --workers servers")
     parser.add_argument("--out", type=Path, default=common.RESULTS, help="folder of the results file")
     args = parser.parse_args()
     wall = time.perf_counter()
     bundle = trained_bundle(args.dataset)
     item_ids = pq.read_table(bundle / "items.parquet", columns=["item_id"]).column("item_id").to_pylist()
     print_row()
-    settings = [("on", int(w)) for w in args.workers.split(",")] + [("off", 1)]
-    rows = [row for batching, workers in settings for row in run_mode(bundle, batching, workers, item_ids, args)]
+    settings = [("on", int(w), 1) for w in args.workers.split(",")] + \
+        [("on", 1, int(p)) for p in args.processes.split(",") if int(p) > 1] + [("off", 1, 1)]
+    rows = [row for batching, workers, processes in settings
+            for row in run_mode(bundle, batching, workers, processes, item_ids, args)]
     verdicts = judge(rows)
     for verdict in verdicts:
         print(f"target {verdict['name']}: {verdict['value']} -> {'met' if verdict['met'] else 'NOT met'}")
     config = {"bundle": str(bundle), "train": ["mmgr", "run", *TRAIN[args.dataset]], "server": dict(MODES),
-              "workers": [w for _, w in settings],
+              "workers": [w for _, w, _ in settings], "processes": [p for _, _, p in settings],
               "host": "127.0.0.1", "client": "benchmarks/load_client.py, its own process (threads, http.client "
               "keep-alive)", "concurrency": list(CONCURRENCY), "requests_per_setting": args.requests,
               "seconds_per_setting": args.seconds, "warmup_requests": f"max({WARMUP}, 2 x concurrency) per setting",

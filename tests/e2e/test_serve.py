@@ -476,6 +476,35 @@ def test_two_servers_on_one_run_share_its_onboarded_items_safely(trained, tmp_pa
         stop_server(process)
 
 
+def test_server_processes_answer_as_one_server_and_share_onboarded_items(trained, tmp_path):
+    run = copy_run(trained, tmp_path)
+    log = tmp_path / "serve.log"
+    histories = [["i0001"], ["i0003", "i0007"], ["i0010", "i0002", "i0005"]]
+    single, url = start(run, "--no-onboarding")
+    try:
+        alone = [httpx.post(f"{url}/recommend", json={"history": h, "k": 5}).json()["items"] for h in histories]
+    finally:
+        stop_server(single)
+    process, url = start(run, "--processes", "2", log=log)
+    try:
+        assert "2 processes x 1 decoding worker" in log.read_text()
+        with httpx.Client() as one, httpx.Client() as other:          # two connections: two processes may answer
+            for client in (one, other):
+                answers = [client.post(f"{url}/recommend", json={"history": h, "k": 5}).json()["items"]
+                           for h in histories]
+                for got, want in zip(answers, alone, strict=True):   # the same model and decoding in each (scores
+                    assert ids(got) == ids(want)                      # summed over other thread counts)
+                    assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-4)
+            assert onboard(url, "shared-mug", "Norvik ceramic mug").status_code == 201
+            deadline = time.monotonic() + 5                            # every process sees it within the poll
+            while time.monotonic() < deadline and not all(
+                    c.get(f"{url}/items/shared-mug").status_code == 200 for c in (one, other) for _ in range(4)):
+                time.sleep(0.2)
+            assert all(c.get(f"{url}/items/shared-mug").status_code == 200 for c in (one, other) for _ in range(4))
+    finally:
+        stop_server(process)
+
+
 def _try_onboard(url: str, item_id: str) -> None:
     with contextlib.suppress(httpx.TransportError):      # the server may die mid-request: that is the test
         onboard(url, item_id, f"Crash test item {item_id.split('-')[1]}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -64,13 +65,25 @@ def test_the_client_counts_every_answer_and_error_and_reads_cpu_seconds(server, 
 
 def test_cpu_seconds_of_a_process_from_proc_follow_its_work(monkeypatch):
     client = load_benchmark("load_client", monkeypatch)
-    monkeypatch.setitem(sys.modules, "psutil", None)     # the /proc/<pid>/stat path
     before = client.process_cpu_seconds(os.getpid())
     end = time.process_time() + 0.1
     while time.process_time() < end:
         pass
     assert client.process_cpu_seconds(os.getpid()) - before >= 0.05
     assert client.process_cpu_seconds(None) is None
+
+
+def test_cpu_seconds_of_a_server_count_its_child_processes(monkeypatch):
+    client = load_benchmark("load_client", monkeypatch)
+    before = client.process_cpu_seconds(os.getpid())
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\ntime.sleep(3)"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        time.sleep(1.5)                                   # the child has burnt its 0.3 s and still runs
+        assert client.process_cpu_seconds(os.getpid()) - before >= 0.25
+    finally:
+        child.kill()
+        child.wait()
 
 
 def row(batching: str, concurrency: int, rps: float, p99: float, errors: int = 0, workers: int = 1) -> dict:

@@ -19,6 +19,9 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, min=0.0, help="Longest a request waits for others to join its batch."),
     workers: int = typer.Option(1, min=1, max=64, help="Batches decoded at once, each in its own thread (the "
                                 "torch threads are shared out between them)."),
+    processes: int = typer.Option(1, min=1, max=64, help="Server processes on the port, each with its own model, "
+                                  "batcher and workers (no lock shared between them; onboarded items reach every "
+                                  "process through the run's store; /metrics counts the answering process)."),
     max_k: int = typer.Option(100, min=1, help="Largest k a request may ask for."),
     max_history: int = typer.Option(1000, min=1, help="Longest history a request may send."),
     onboarding: bool = typer.Option(True, help="Accept new items (POST /items), kept in RUN/serving/."),
@@ -29,34 +32,31 @@ def serve(
     (set MMGR_API_KEY to require an x-api-key header; needed for a --host other than loopback)."""
     import uvicorn
 
-    from mmgr.serving.app import API_KEY_ENV, api_key_from_env, check_exposure, create_app
-    from mmgr.serving.batcher import BatchSettings
-    from mmgr.serving.bundle import load_recommender
+    from mmgr.serving.app import API_KEY_ENV, api_key_from_env, check_exposure
     from mmgr.serving.onboarding import IMAGES
-    from mmgr.serving.service import Limits
+    from mmgr.serving.processes import ServerSettings, app_of, share_threads
 
     api_key = api_key_from_env()
     check_exposure(host, api_key, allow_no_auth)
-    recommender = load_recommender(run, Limits(max_k, max_history), onboarding)
+    settings = ServerSettings(str(run), max_k, max_history, onboarding, batching, max_batch, max_wait_ms, workers,
+                              processes)
+    recommender, app = app_of(settings)      # in this process: checks the run, sweeps orphans once, serves alone
     if onboarding:
         swept = recommender.sweep_images()
         console.print(f"onboarding on: removed {swept} orphan image{'s' * (swept != 1)} from {IMAGES.as_posix()}")
-    threads = share_threads(workers)
-    app = create_app(recommender, BatchSettings(batching, max_batch, max_wait_ms, workers), api_key=api_key)
-    console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items; {workers} decoding "
-                  f"worker{'s' * (workers != 1)} x {threads} torch thread{'s' * (threads != 1)})")
+    threads = share_threads(workers * processes)
+    console.print(f"serving {run} on http://{host}:{port} ({len(recommender.item_ids)} items; {processes} "
+                  f"process{'es' * (processes != 1)} x {workers} decoding worker{'s' * (workers != 1)} x {threads} "
+                  f"torch thread{'s' * (threads != 1)})")
     console.print("auth on: x-api-key required on every endpoint but /health" if api_key else
                   f"auth off: {API_KEY_ENV} is not set")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
-
-
-def share_threads(workers: int) -> int:
-    """Torch threads per decoding worker: the process's threads shared out, at least one each."""
-    import torch
-
-    threads = max(1, torch.get_num_threads() // workers)
-    torch.set_num_threads(threads)
-    return threads
+    if processes == 1:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    else:
+        del recommender, app
+        settings.export()
+        uvicorn.run("mmgr.serving.processes:app_from_environment", factory=True, workers=processes, host=host,
+                    port=port, log_level="warning")
 
 
 def export(
