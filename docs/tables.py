@@ -96,12 +96,14 @@ def headline() -> str:
     published("Beauty", "SASRec (TIGER's table)", sasrec, "tiger_table", "TIGER paper's SASRec row")
     measured("Beauty", "TIGER, RQ-VAE SIDs, TIGER-size T5", "quality-amazon-beauty-2014-tiger.json")
     arts = json.loads((RESULTS / "suite-arts" / "summary.json").read_text())
-    for row in arts["rows"]:                     # one seed each so far: the suite's mean is that seed's number
+    for row in arts["rows"]:                     # the mean over the row's seeds
         minutes = " / ".join(f"{s / 60:.0f}" for s in row["train_seconds"])
         epochs = " / ".join(str(e) for e in row["epochs"])
+        seeds = f"mean of {len(row['seeds'])} seeds, " if len(row["seeds"]) > 1 else ""
+        state = "converged" if row["converged"] else "NOT converged"
         rows.append(["Arts", f"{row['name']}: {row['description']}",
                      *(num(row["metrics"][m]) for m in HEADLINE_METRICS),
-                     f"{epochs} epochs, {minutes} min, " + ("converged" if row["converged"] else "NOT converged"),
+                     f"{seeds}{epochs} epochs, {minutes} min, {state}",
                      code("suite-arts/summary.json")])
     for name, values in arts["published"]["rows"].items():
         rows.append(["Arts", f"{name} (published)", *(num(values[m]) for m in HEADLINE_METRICS), "published",
@@ -307,7 +309,7 @@ def render_suite(summary: dict[str, Any] | None) -> str:
         return "Not run yet."
     rows = []
     for row in summary["rows"]:
-        cells = [row["name"]]
+        cells = [row["name"], ", ".join(map(str, row["seeds"]))]
         for m in SUITE_METRICS:
             value = num(row["metrics"][m])
             if len(row["seeds"]) > 1:
@@ -322,7 +324,7 @@ def render_suite(summary: dict[str, Any] | None) -> str:
         cells.append(DASH if vs is None else f"{vs['diff']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}], "
                                              f"{p_text(vs['p'])}")
         rows.append(cells)
-    header = ["row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "epochs", "samples seen", "training min",
+    header = ["row", "seeds", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "epochs", "samples seen", "training min",
               "converged (late gain)",
               f"NDCG@10 - {summary['baseline']} [95% CI], p"]
     parts = [table(header, rows)]
