@@ -4,12 +4,18 @@ tiny settings of end-to-end runs, small prepared worlds of the contract tests.""
 from __future__ import annotations
 
 import csv
+import io
+import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pyarrow as pa
+import pytest
 import torch
 from PIL import Image
 
@@ -19,12 +25,14 @@ from mmgr.data.importer import import_into_run
 from mmgr.data.splits import leave_one_out
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.engines.method import settings_of
+from mmgr.errors import MmgrError
 from mmgr.inference.prepared import Prepared
 from mmgr.layouts import LAYOUTS
 from mmgr.models.seq2seq import build_t5
 from mmgr.objectives.base import ALIGNMENTS, OBJECTIVES, Objective
 from mmgr.objectives.tasks import Task
 from mmgr.rundir import RunDir
+from mmgr.serving.launch import start_server, stop_server
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 from mmgr.tokenizers.words import used_words
 from mmgr.training.data import EncodedExamples
@@ -244,3 +252,57 @@ def text_only_run(folder: Path):
     config = load_config(overrides=["data.format=generic", f"data.path={folder}"])
     run, dataset, _ = import_into_run(config, folder / "run")
     return run, dataset
+
+
+# serving: a real `mmgr serve` on 127.0.0.1 and what tests send it
+
+def start(run, *options: str, env: dict | None = None, log=None):
+    return start_server(run, options, env, log=log)
+
+
+def refusal(run, *options: str, env: dict | None = None) -> str:
+    """The error of a `mmgr serve` that refuses to start (a server that starts is stopped, and the test fails)."""
+    with pytest.raises(MmgrError) as refused:
+        process, _ = start(run, *options, env=env)
+        stop_server(process)
+    return str(refused.value)
+
+
+def copy_run(trained, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("serving"))
+    return run
+
+
+def png(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels, with (almost) no pixel data: under 80 bytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def picture(shade: int) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (shade, 0, 0)).save(out, format="PNG")
+    return out.getvalue()
+
+
+
+def ids(rows: list[dict]) -> list[str]:
+    return [row["item_id"] for row in rows]
+
+
+def batch_count(url: str) -> float:
+    line = next(x for x in httpx.get(f"{url}/metrics").text.splitlines() if x.startswith("mmgr_batch_size_count"))
+    return float(line.split()[-1])
+
+
+
+def onboard(url: str, item_id: str, title: str, **extra):
+    files = {"image": ("x.png", extra.pop("image"), "image/png")} if "image" in extra else None
+    return httpx.post(f"{url}/items", data={"item_id": item_id, "title": title, **extra}, files=files, timeout=60)
+

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import mmgr
+from tests.helpers import mmgr, run_args
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +15,21 @@ def encoded_run(tmp_path_factory):
     for modality in ("text", "image"):
         mmgr("encode", str(run), "--modality", modality, "--no-progress")
     return run
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    run = folder / "run"
+    mmgr(*run_args("tiger", run, folder / "cache"), "model.user_buckets=20")
+    return run
+
+
+@pytest.fixture(scope="session")
+def multimodal(tmp_path_factory):
+    """A tiny late-fusion (text + image) run of the synthetic world, where every item has an image."""
+    folder = tmp_path_factory.mktemp("serve-lf")
+    run = folder / "run"
+    mmgr(*run_args("mgr-lf", run, folder / "cache"))
+    return run
+
