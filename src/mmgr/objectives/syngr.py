@@ -107,16 +107,8 @@ class SynGRLoss:
         outs = [model(input_ids=view_ids, attention_mask=view_mask, decoder_input_ids=start,
                       output_hidden_states=synergy) for view_ids, view_mask in views]  # each view at its own width
         ce = [F.cross_entropy(out.logits.float().transpose(1, 2), labels, ignore_index=IGNORE) for out in outs]
-        parts = {"ce_original": ce[0], "ce_masked": ce[1]}
-        if self.cfg.unimodal_view:
-            parts["ce_unimodal"] = ce[2]
-        trained = torch.stack(list(parts.values()))
-        loss = trained.mean() if self.cfg.view_loss == "mean" else trained.sum()
-        if synergy:
-            z = [target_mean(out.decoder_hidden_states[-1], labels) for out in outs]     # 3 x (B, D)
-            parts["synergy"] = synergy_loss(z[0], z[1], z[2], self.cfg.temperature)
-            loss = loss + self.cfg.synergy_weight * parts["synergy"]
-        return {**parts, "loss": loss}
+        z = [target_mean(out.decoder_hidden_states[-1], labels) for out in outs] if synergy else None  # 3 x (B, D)
+        return combined(ce, z, self.cfg)
 
     def masked(self, model: nn.Module, ids: Tensor, mask: Tensor, kinds: Tensor) -> tuple[Tensor, Tensor]:
         """The masked view (ids, mask): saliency (or random) top-r tokens of the dominant modality dropped (padding,
@@ -203,16 +195,22 @@ class ItemLevelSynGRLoss:
         logits, targets = model.written_logits(states, labels.repeat(n, 1))                      # (n K, V)
         ce = [F.cross_entropy(view.float(), target) for view, target in
               zip(logits.chunk(n), targets.chunk(n), strict=True)]
-        parts = {"ce_original": ce[0], "ce_masked": ce[1]}
-        if self.cfg.unimodal_view:
-            parts["ce_unimodal"] = ce[2]
-        trained = torch.stack(list(parts.values()))
-        loss = trained.mean() if self.cfg.view_loss == "mean" else trained.sum()
-        if synergy:
-            z = target_mean(states[:, :-1], labels[:, 1:].repeat(n, 1)).chunk(n)                  # n x (B, D)
-            parts["synergy"] = synergy_loss(z[0], z[1], z[2], self.cfg.temperature)
-            loss = loss + self.cfg.synergy_weight * parts["synergy"]
-        return {**parts, "loss": loss}
+        z = list(target_mean(states[:, :-1], labels[:, 1:].repeat(n, 1)).chunk(n)) if synergy else None  # n x (B, D)
+        return combined(ce, z, self.cfg)
+
+
+def combined(ce: list[Tensor], z: list[Tensor] | None, cfg: SynGRConfig) -> dict[str, Tensor]:
+    """Step 3 from the views' cross-entropies (original, masked[, unimodal]) and, with the synergy term, their z:
+    the loss and its terms."""
+    parts = {"ce_original": ce[0], "ce_masked": ce[1]}
+    if cfg.unimodal_view:
+        parts["ce_unimodal"] = ce[2]
+    trained = torch.stack(list(parts.values()))
+    loss = trained.mean() if cfg.view_loss == "mean" else trained.sum()
+    if z is not None:
+        parts["synergy"] = synergy_loss(z[0], z[1], z[2], cfg.temperature)
+        loss = loss + cfg.synergy_weight * parts["synergy"]
+    return {**parts, "loss": loss}
 
 
 def unimodal_view(ids: Tensor, mask: Tensor, kinds: Tensor, keep_modality: Tensor) -> tuple[Tensor, Tensor]:
