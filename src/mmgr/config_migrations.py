@@ -33,7 +33,16 @@ def alignment_into_its_section(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-MIGRATIONS: list[Migration] = [alignment_into_its_section]
+def llm_into_its_section(raw: dict[str, Any]) -> dict[str, Any]:
+    """`model.pretrained`, `model.lora` -> `model.llm: {pretrained, lora}`."""
+    model = raw.get("model")
+    if isinstance(model, dict) and ("pretrained" in model or "lora" in model):
+        moved = {key: model.pop(key) for key in ("pretrained", "lora") if key in model}
+        model["llm"] = {**(model.get("llm") or {}), **moved}
+    return raw
+
+
+MIGRATIONS: list[Migration] = [alignment_into_its_section, llm_into_its_section]
 
 
 def migrated(raw: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def backbone(request, tmp_path_factory) -> tuple[str, list[str]]:
     pytest.importorskip("peft", reason="model.kind=llm needs peft: pip install 'mmgr[llm]'")
     from tests.helpers import save_tiny_lm
 
-    return "llm", [f"model.pretrained={save_tiny_lm(tmp_path_factory.mktemp('lm'), 'llama')}"]
+    return "llm", [f"model.llm.pretrained={save_tiny_lm(tmp_path_factory.mktemp('lm'), 'llama')}"]
 
 
 def built(backbone):
@@ -33,7 +33,11 @@ def built(backbone):
     config.model.kind = name
     for override in overrides:
         key, value = override.split("=", 1)
-        setattr(config.model, key.split(".")[1], value)
+        *sections, name = key.split(".")[1:]
+        section = config.model
+        for part in sections:
+            section = getattr(section, part)
+        setattr(section, name, value)
     return prep, config, build_model(config, prep)
 
 

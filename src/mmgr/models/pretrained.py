@@ -12,7 +12,7 @@ softmax. Appended tokens live in their own table instead of a resized embedding:
 `resize_token_embeddings` with only the new rows trained, without copying or saving the frozen matrix.
 
 The offline default is gemma-3-270m (its GGUF package, converted once into the mmgr cache); any local folder or
-hub name of a transformers causal LM works (`model.pretrained`).
+hub name of a transformers causal LM works (`model.llm.pretrained`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def extend_tokenizer(tokenizer: Any, vocab: Vocabulary) -> np.ndarray:
     taken = sorted(set(appended) & set(tokenizer.get_vocab()))
     if taken:
         raise MmgrError(f"the LM's tokenizer already has tokens named like mmgr's ({', '.join(taken[:3])}); "
-                        "use another model.pretrained")
+                        "use another model.llm.pretrained")
     tokenizer.add_tokens(appended, special_tokens=True)
     specials = len(vocab.specials)
     ids = [own[special] if special in own else tokenizer.convert_tokens_to_ids(name)
@@ -147,7 +147,7 @@ def initial_rows(weights: Tensor, count: int, seed: int) -> Tensor:
 
 
 def load_lm(name: str) -> tuple[Any, nn.Module]:
-    """(tokenizer, causal LM in float32) of `model.pretrained`; failures say what to install or set."""
+    """(tokenizer, causal LM in float32) of `model.llm.pretrained`; failures say what to install or set."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mmgr.encoders.local_lm import OFFLINE_LM, quiet_loading, resolve_pretrained
@@ -158,31 +158,31 @@ def load_lm(name: str) -> tuple[Any, nn.Module]:
             tokenizer = AutoTokenizer.from_pretrained(source)
             lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        raise MmgrError(f"model.pretrained: cannot load the causal LM {name!r} ({exc}); use a local folder, a hub "
+        raise MmgrError(f"model.llm.pretrained: cannot load the causal LM {name!r} ({exc}); use a local folder, a hub "
                         f"name you can reach, or the offline default {OFFLINE_LM}") from None
     return tokenizer, lm
 
 
 def build_pretrained(cfg: ModelConfig, vocab: Vocabulary, seed: int) -> PretrainedSidLM:
-    """`model.pretrained` with the run's tokens appended and LoRA adapters (`model.lora`) on its projections."""
+    """`model.llm.pretrained` with the run's tokens appended and LoRA adapters (`model.llm.lora`) on its projections."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
         raise MmgrError(f"model.kind=llm trains the pretrained LM with LoRA and needs peft: {LLM_INSTALL}") from None
-    if vocab.words and vocab.word_model != cfg.pretrained:
+    if vocab.words and vocab.word_model != cfg.llm.pretrained:
         raise MmgrError(f"this vocabulary's text tokens come from {vocab.word_model!r}, not the LM "
-                        f"{cfg.pretrained!r}; retrain (`mmgr train`) to rebuild it")
-    tokenizer, lm = load_lm(cfg.pretrained)
+                        f"{cfg.llm.pretrained!r}; retrain (`mmgr train`) to rebuild it")
+    tokenizer, lm = load_lm(cfg.llm.pretrained)
     first_new, fingerprint = len(tokenizer), weights_fingerprint(lm)
     lm_ids = extend_tokenizer(tokenizer, vocab)
     torch.manual_seed(seed)
-    lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.targets), bias="none")
+    lora = LoraConfig(r=cfg.llm.lora.rank, lora_alpha=cfg.llm.lora.alpha, lora_dropout=cfg.llm.lora.dropout,
+                      target_modules=list(cfg.llm.lora.targets), bias="none")
     try:
         with warnings.catch_warnings():    # peft calls a transformers method deprecated in v5 (FutureWarning)
             warnings.simplefilter("ignore", FutureWarning)
             adapted = get_peft_model(lm, lora)
     except ValueError as exc:
-        raise MmgrError(f"model.lora.targets {cfg.lora.targets} do not name modules of {cfg.pretrained!r}: {exc}"
-                        ) from None
+        raise MmgrError(f"model.llm.lora.targets {cfg.llm.lora.targets} do not name modules of "
+                        f"{cfg.llm.pretrained!r}: {exc}") from None
     return PretrainedSidLM(adapted, lm_ids, first_new, fingerprint, seed)

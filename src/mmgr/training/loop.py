@@ -275,6 +275,9 @@ def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
     fixed = cfg.model_dump(exclude=RESUMABLE_CHANGES)
     alignment = fixed.pop("alignment")
     fixed |= {"alignment": alignment["objective"], "alignment_temperature": alignment["temperature"]}
+    if "llm" in weights_info.get("model", {}):
+        model = {key: value for key, value in weights_info["model"].items() if key != "llm"}
+        weights_info = {**weights_info, "model": {**model, **weights_info["model"]["llm"]}}
     return hashlib.sha256(json.dumps([weights_info, fixed, BATCHING], sort_keys=True, default=str).encode()).hexdigest()
 
 
