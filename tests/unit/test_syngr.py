@@ -359,6 +359,7 @@ def test_item_level_syngr_loss_is_three_views_through_the_plain_model_and_the_sy
     importance = model.input_saliency(ids, mask, labels)
     hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, 2), 0.5)
     assert hidden.any() and (kinds[hidden] >= 0).all()
+    assert not model.body.embed_tokens.weight[vocab.token("<pad>")].any()     # a dropped token adds nothing
     fill = vocab.token("<pad>" if masked_tokens == "drop" else "<mask>")
     other = (kinds >= 0) & (kinds != loss.task_kinds[ids[:, 1]][:, None])
     views = [ids, ids.masked_fill(hidden, fill), ids.masked_fill(other, vocab.token("<pad>"))]
