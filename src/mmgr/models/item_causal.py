@@ -12,7 +12,9 @@ runs the blocks once per user and then only the head for each of the L code step
 
 The head is teacher-forced with the labels' codes where there are labels (else the input's), so an item slot may be
 read in one modality and written in another (MQL4GRec's next image SID from a text history: input codes t(item_i),
-labels v(item_i)); with labels equal to the input, as next-item examples are, this is the plain causal LM.
+labels v(item_i)); with labels equal to the input, as next-item examples are, this is the plain causal LM. A target
+may be narrower than a history item (`target_width`: SynGR's bimodal items hold a text and an image SID, the head
+writes one of them): the head writes the first `target_width` slots of each item and the rest score nothing.
 """
 
 from __future__ import annotations
