@@ -185,17 +185,26 @@ def serve_load() -> str:
     for dataset in ("beauty-item-causal", "beauty", "synthetic"):
         data = load(f"serve-{dataset}-load.json")
         for point in data["metrics"]:
-            rows.append([dataset, point["batching"], str(point.get("workers", 1)), str(point["concurrency"]),
-                         f"{point['requests_per_second']:.1f}",
-                         f"{point['p50_ms']:.0f}", f"{point['p99_ms']:.0f}", f"{point['mean_batch_size']:.1f}",
+            batch = point["mean_batch_size"]
+            rows.append([dataset, point["batching"], str(point.get("processes", 1)), str(point.get("workers", 1)),
+                         str(point["concurrency"]), f"{point['requests_per_second']:.1f}",
+                         f"{point['p50_ms']:.0f}", f"{point['p99_ms']:.0f}", DASH if batch is None else f"{batch:.1f}",
                          str(point["errors"]), num(point.get("server_cpu_share"), 2),
                          num(point.get("client_cpu_share"), 3)])
-    targets = [f"{t['name']}: {t['value']} ({'met' if t['met'] else 'NOT met'}"
-               + (f", {t['workers']} decoding worker{'s' * (t['workers'] != 1)})" if t.get("workers") else ")")
+    targets = [f"{t['name']}: {t['value']} ({'met' if t['met'] else 'NOT met'}" + server_setting(t) + ")"
                for t in load("serve-beauty-item-causal-load.json").get("targets", [])]
-    return table(["bundle", "micro-batching", "decoding workers", "clients", "requests/s", "p50 ms", "p99 ms",
-                  "mean batch", "errors", "server CPU", "client CPU"], rows) + \
+    return table(["bundle", "micro-batching", "processes", "decoding workers", "clients", "requests/s", "p50 ms",
+                  "p99 ms", "mean batch", "errors", "server CPU", "client CPU"], rows) + \
         "\n\nTargets (beauty-item-causal): " + "; ".join(targets) + "."
+
+
+def server_setting(target: dict[str, Any]) -> str:
+    """", N processes x M decoding workers" of the server a serving target was judged on ("" when not recorded)."""
+    if not target.get("workers"):
+        return ""
+    processes, workers = target.get("processes") or 1, target["workers"]
+    return (f", {processes} process{'es' * (processes != 1)} x {workers} decoding worker"
+            f"{'s' * (workers != 1)}")
 
 
 def catalog_scale() -> str:
