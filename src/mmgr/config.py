@@ -8,7 +8,6 @@ other (beam size and top-k, ...) are checked by their section.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -312,7 +311,7 @@ def load_config(recipe: Path | str | list[Path] | None = None, overrides: list[s
                 base: dict[str, Any] | None = None) -> Config:
     """Start from `base` (a saved config), merge YAML recipes in order (a dataset recipe, then a method recipe),
     apply `key=value` overrides, validate."""
-    raw: dict[str, Any] = copy.deepcopy(base) if base is not None else {}
+    raw: dict[str, Any] = migrated(base) if base is not None else {}      # each part in today's shape before merging
     recipes = recipe if isinstance(recipe, list) else [recipe] if recipe is not None else []
     for path in recipes:
         raw = merge(raw, _read_recipe(Path(path)))
@@ -388,6 +387,15 @@ def _parse_override(item: str) -> tuple[str, Any]:
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` (dotted) to `value`; an override in an earlier version's words (`config_migrations`) is merged in
+    today's shape instead, so it changes only what it names (`training.alignment=NAME`: the stage, not its epochs)."""
+    single: dict[str, Any] = {}
+    for part in reversed(key.split(".")):
+        single = {part: single or value}
+    today = migrated(single)
+    if today != single:
+        raw.update(merge(raw, today))
+        return
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:

@@ -57,12 +57,18 @@ def settings_digest(settings: dict[str, Any]) -> str:
 
 def reused(run: RunDir, stage: str, config: Config, sections: tuple[str, ...], before: dict[str, Any] | None,
            say: Callable[[str], None]) -> dict[str, Any] | None:
-    """A finished stage's recorded output when it was made with these settings (read, never rewritten)."""
+    """A finished stage's recorded output when it was made with these settings (read, never rewritten; a record that
+    matched through the manifest's earlier config gains the settings themselves)."""
     stages = run.manifest()["stages"]
     if stage not in stages or (stage == "evaluate" and not (run.path / "results.json").is_file()):
         return None
-    if not made_with(stages.get(f"pipeline.{stage}"), before, config, sections):
+    record = stages.get(f"pipeline.{stage}")
+    if not made_with(record, before, config, sections):
         return None
+    if record is None or record.get("settings") is None:
+        # matched through the manifest's config, which this invocation has rewritten: keep the settings themselves
+        settings = sections_of(config, sections)
+        run.record(f"pipeline.{stage}", {"settings_sha256": settings_digest(settings), "settings": settings})
     say(f"{stage}: reusing the finished stage (same settings)")
     return json.loads((run.path / "results.json").read_text()) if stage == "evaluate" else stages[stage]
 

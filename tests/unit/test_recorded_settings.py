@@ -129,3 +129,39 @@ def test_the_flat_llm_settings_of_earlier_versions_read_as_the_llm_section():
     flat["model"] |= {"pretrained": llm["pretrained"], "lora": llm["lora"]}
     assert made_with({"settings": {key: flat[key] for key in TRAINING_SECTIONS}}, None, new, TRAINING_SECTIONS)
     assert load_config(overrides=["model.kind=llm", "model.pretrained=some/lm", "model.lora.rank=4"]) == new
+
+
+def test_a_stage_recorded_by_its_digest_is_reused_on_every_later_run_too(tmp_path):
+    """Each run rewrites the manifest's config in today's shape before the reuse check: the digest matched through
+    the earlier config must leave the settings themselves behind, or the next run would not match."""
+    from mmgr.pipeline import reused
+    from mmgr.rundir import RunDir
+
+    old_shape = CONFIG.model_dump(mode="json")
+    old_shape["training"] |= {"alignment": "none", "alignment_epochs": 5, "alignment_temperature": 0.07}
+    run = RunDir.create(tmp_path / "run", CONFIG)
+    held = {key: old_shape[key] for key in TRAINING_SECTIONS}
+    run.record("train", {"epochs_run": 3})
+    run.record("pipeline.train", {"settings_sha256": settings_digest(held)}, config=old_shape)
+    for _ in range(2):                                   # as `run_recipe` does, twice
+        before = run.manifest()["config"]
+        run.record("pipeline", {}, config=CONFIG.model_dump(mode="json"))
+        assert reused(run, "train", CONFIG, TRAINING_SECTIONS, before, lambda line: None)["epochs_run"] == 3
+    assert run.manifest()["stages"]["pipeline.train"]["settings"] == recorded()
+
+
+def test_a_saved_config_of_an_earlier_version_takes_recipes_and_overrides_in_todays_words():
+    old = CONFIG.model_dump(mode="json")                 # a run's manifest config as an earlier version saved it
+    old["training"]["alignment"], old["training"]["alignment_epochs"] = "infonce", 3
+    old["model"]["pretrained"] = old["model"].pop("llm")["pretrained"]
+    config = load_config("configs/mgr-lfpp.yaml", ["training.alignment.epochs=9", "model.llm.pretrained=/my/lm"],
+                         base=old)
+    assert (config.training.alignment.objective, config.training.alignment.epochs) == ("translate", 9)
+    assert config.model.llm.pretrained == "/my/lm"
+    assert load_config(base=old).training.alignment.epochs == 3
+
+
+def test_an_override_in_earlier_words_changes_only_what_it_names():
+    config = load_config("configs/mgr-lfpp-infonce.yaml", ["training.alignment.temperature=0.2",
+                                                           "training.alignment=translate"])
+    assert (config.training.alignment.objective, config.training.alignment.temperature) == ("translate", 0.2)

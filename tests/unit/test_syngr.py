@@ -370,3 +370,16 @@ def test_item_level_syngr_loss_is_three_views_through_the_plain_model_and_the_sy
     synergy = synergy_loss(z[0], z[1], z[2], 0.2)
     assert parts["synergy"].item() == pytest.approx(synergy.item(), abs=1e-5)
     assert parts["loss"].item() == pytest.approx((sum(o.loss for o in outs) / 3 + 0.3 * synergy).item(), abs=1e-4)
+
+
+def test_item_level_loss_runs_its_views_through_forward_and_so_in_the_trainings_precision():
+    """Through Fabric's wrapper the three views run as forward (bf16 autocast here); the saliency pass in full
+    precision."""
+    from lightning.fabric import Fabric
+
+    vocab, _, model, batch = item_level_world()
+    wrapped = Fabric(accelerator="cpu", devices=1, precision="bf16-mixed").setup_module(model)
+    seen = []
+    model.head_mlp.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    ItemLevelSynGRLoss.for_vocabulary(vocab, SynGRConfig())(wrapped, batch)
+    assert seen == [torch.float32, torch.bfloat16]                 # saliency, then the stacked views

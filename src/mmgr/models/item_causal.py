@@ -35,6 +35,7 @@ from mmgr.tokenizers.codes import Vocabulary
 
 
 class ItemCausalLM(nn.Module):
+    forward_methods = ("input_saliency",)    # run by a loss through the training wrapper (full precision inside)
     def __init__(self, cfg: ModelConfig, vocab: Vocabulary, seed: int, item_width: int, task_tokens: int = 0,
                  target_width: int | None = None):
         super().__init__()
@@ -85,10 +86,16 @@ class ItemCausalLM(nn.Module):
         return self.lm_head(self.out_norm(self.head_state(context, level, chosen)))
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, labels: Tensor | None = None,
-                output_hidden_states: bool = False, **unused) -> CausalLMOutput:
+                output_hidden_states: bool = False, labelled_only: bool = False, **unused) -> CausalLMOutput:
         """Logits (B, T, V): position p scores token p + 1, as a causal LM's; loss over `labels` (-100 ignored).
         With `output_hidden_states`, `hidden_states` is one (B, T, D): the head's state before the output layer,
-        aligned like the logits (0 where nothing is written)."""
+        aligned like the logits (0 where nothing is written). With `labelled_only` (right-aligned training rows and
+        their labels), only the positions that write a label are scored: logits (K, V) in row-major order and no
+        loss (a loss picks its own reduction), so the batch's logits stay the size of its targets."""
+        if labelled_only:
+            states = self.target_states(input_ids, attention_mask, labels)
+            logits, _ = self.written_logits(states, labels)
+            return CausalLMOutput(logits=logits, hidden_states=(states,) if output_hidden_states else None)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         length = input_ids.shape[1]

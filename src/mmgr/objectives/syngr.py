@@ -191,10 +191,12 @@ class ItemLevelSynGRLoss:
         if self.cfg.unimodal_view or synergy:
             views.append(ids.masked_fill(other, self.pad_token))
         n = len(views)
-        states = model.target_states(torch.cat(views), mask.repeat(n, 1), labels.repeat(n, 1))   # (n B, T, D)
-        logits, targets = model.written_logits(states, labels.repeat(n, 1))                      # (n K, V)
+        stacked = labels.repeat(n, 1)
+        out = model(input_ids=torch.cat(views), attention_mask=mask.repeat(n, 1), labels=stacked, labelled_only=True,
+                    output_hidden_states=synergy)                                  # through forward: the precision
+        states, targets = out.hidden_states[0] if synergy else None, stacked[:, 1:][stacked[:, 1:] >= 0]
         ce = [F.cross_entropy(view.float(), target) for view, target in
-              zip(logits.chunk(n), targets.chunk(n), strict=True)]
+              zip(out.logits.chunk(n), targets.chunk(n), strict=True)]            # (K, V) per view
         z = list(target_mean(states[:, :-1], labels[:, 1:].repeat(n, 1)).chunk(n)) if synergy else None  # n x (B, D)
         return combined(ce, z, self.cfg)
 

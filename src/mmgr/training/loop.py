@@ -118,7 +118,10 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
         log.warning("%s belongs to another model or training setup; starting afresh", last)
     resumed_from = state["step"]
     graph = resolve_graph(cfg.graph, total_steps * cfg.batch_size, on_cpu=fabric.device.type == "cpu")
+    forward_methods = getattr(model, "forward_methods", ())
     model, optimizer = fabric.setup(torch.compile(model, dynamic=True) if graph == "compile" else model, optimizer)
+    for name in forward_methods:            # methods a loss calls: through the wrapper (precision), as forward is
+        model.mark_forward_method(name)
     before = dict(state["seen"])                                   # this invocation's share, for its speed
     ends = _StageEnd(fabric, run_path, validate, weights_info, output)
     with progress_bar(f"training ({stage})", total=schedule.total - state["step"],
@@ -290,7 +293,8 @@ def resumable(progress: dict[str, Any] | None, weights_info: dict[str, Any], cfg
     recorded = progress.get("setup_settings")
     if recorded is None:
         return progress.get("setup") == setup_id(weights_info, cfg)
-    return read_setup(recorded) == read_setup(setup_settings(weights_info, cfg))
+    read = read_setup(recorded)
+    return read is not None and read == read_setup(setup_settings(weights_info, cfg))
 
 
 def read_setup(settings: dict[str, Any]) -> dict[str, Any] | None:
