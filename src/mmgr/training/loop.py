@@ -278,9 +278,7 @@ def setup_id(weights_info: dict[str, Any], cfg: TrainingConfig) -> str:
     fixed = cfg.model_dump(exclude=RESUMABLE_CHANGES)
     alignment = fixed.pop("alignment")
     fixed |= {"alignment": alignment["objective"], "alignment_temperature": alignment["temperature"]}
-    if "llm" in weights_info.get("model", {}):
-        model = {key: value for key, value in weights_info["model"].items() if key != "llm"}
-        weights_info = {**weights_info, "model": {**model, **weights_info["model"]["llm"]}}
+    weights_info = {key: flat_llm(value) if key in MODEL_SETTINGS else value for key, value in weights_info.items()}
     return hashlib.sha256(json.dumps([weights_info, fixed, BATCHING], sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -297,14 +295,28 @@ def resumable(progress: dict[str, Any] | None, weights_info: dict[str, Any], cfg
     return read is not None and read == read_setup(setup_settings(weights_info, cfg))
 
 
+MODEL_SETTINGS = ("model", "settings")     # where engines' weights_info keep `model.*` (generative, SASRec)
+
+
+def flat_llm(model: Any) -> Any:
+    """Model settings in the shape before `model.llm` (pretrained, lora) was a section; anything else unchanged."""
+    if not isinstance(model, dict) or "llm" not in model:
+        return model
+    return {**{key: value for key, value in model.items() if key != "llm"}, **model["llm"]}
+
+
 def read_setup(settings: dict[str, Any]) -> dict[str, Any] | None:
     """`setup_settings` with its model and training settings read today (None: they do not validate)."""
-    read = read_recorded({"model": settings["weights"].get("model", {}), "training": settings["training"]})
+    weights = dict(settings["weights"])
+    read = read_recorded({"training": settings["training"]})
     if read is None:
         return None
-    weights = dict(settings["weights"])
-    if "model" in weights:
-        weights["model"] = read.model.model_dump(mode="json")
+    for key in MODEL_SETTINGS:
+        if isinstance(weights.get(key), dict):
+            model = read_recorded({"model": weights[key]})
+            if model is None:
+                return None
+            weights[key] = model.model.model_dump(mode="json")
     return {**settings, "weights": weights,
             "training": read.training.model_dump(mode="json", exclude=RESUMABLE_CHANGES)}
 
