@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,6 +64,59 @@ class Metrics:
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.batch = Histogram("mmgr_batch_size", "requests decoded together", registry=self.registry,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+
+
+class Guard:
+    """ASGI middleware (plain ASGI: Starlette's `BaseHTTPMiddleware` costs a task and two streams per request): auth,
+    declared body size and content type checked before a handler runs; a handler that raises is answered with a bare
+    JSON 500 (the traceback goes to the log); every answer counted and timed per route in `metrics`."""
+
+    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int, metrics: Metrics,
+                 run: Path | None) -> None:
+        self.app, self.api_key, self.max_body_bytes, self.metrics, self.run = app, api_key, max_body_bytes, metrics, run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), 500
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        refusal = self.refusal(scope)
+        if refusal is not None:
+            status = refusal[1]
+            await error_response(*refusal, self.run)(scope, receive, send)
+        else:
+            try:
+                await self.app(scope, receive, noting_status)
+            except Exception:                  # noqa: BLE001 - answered and counted; the traceback goes to the log
+                log.exception("%s %s failed", scope["method"], scope["path"])
+                if status == 500:             # nothing sent yet
+                    await error_response("internal server error", 500, self.run)(scope, receive, send)
+        route = scope.get("route")
+        endpoint = route.path if route is not None else "unmatched"
+        self.metrics.requests.labels(endpoint, str(status)).inc()
+        self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    def refusal(self, scope: Scope) -> tuple[str, int] | None:
+        """(message, status) when the request's headers already refuse it."""
+        headers, path = Headers(scope=scope), scope["path"]
+        if self.api_key and path != "/health" and not key_matches(headers.get("x-api-key"), self.api_key):
+            return "missing or wrong x-api-key header", 401
+        if int(headers.get("content-length") or 0) > body_limit(path, self.max_body_bytes):
+            return "request body too large", 413
+        if path == "/recommend" and scope["method"] == "POST" and not is_json(headers.get("content-type")):
+            return "POST /recommend takes a JSON body (content-type: application/json)", 415
+        return None
+
+
+def error_response(message: str, status: int, run: Path | None) -> JSONResponse:
+    return JSONResponse({"error": public(message, run)}, status_code=status)
 
 
 class BodyLimit:
@@ -149,36 +203,15 @@ def public(message: str, run: Path | None) -> str:
 def create_app(recommender: Recommender, batching: BatchSettings | None = None,
                max_body_bytes: int = MAX_BODY_BYTES, api_key: str | None = None) -> FastAPI:
     app = FastAPI(title="mmgr", version="1")
-    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
     metrics = Metrics()
+    run = recommender.onboarder.run.path if recommender.onboarder is not None else None
+    app.add_middleware(BodyLimit, max_body_bytes=max_body_bytes)
+    app.add_middleware(Guard, api_key=api_key, max_body_bytes=max_body_bytes, metrics=metrics, run=run)
     batcher: MicroBatcher[RecommendRequest, Any] = MicroBatcher(recommender.recommend, batching or BatchSettings(),
                                                                 metrics.batch.observe)
-    run = recommender.onboarder.run.path if recommender.onboarder is not None else None
 
     def error(message: str, status: int) -> JSONResponse:
-        return JSONResponse({"error": public(message, run)}, status_code=status)
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        started = time.perf_counter()
-        path = request.url.path
-        if api_key and path != "/health" and not key_matches(request.headers.get("x-api-key"), api_key):
-            response: Response = error("missing or wrong x-api-key header", 401)
-        elif int(request.headers.get("content-length") or 0) > body_limit(path, max_body_bytes):
-            response = error("request body too large", 413)
-        elif path == "/recommend" and request.method == "POST" and not is_json(request.headers.get("content-type")):
-            response = error("POST /recommend takes a JSON body (content-type: application/json)", 415)
-        else:
-            try:
-                response = await call_next(request)
-            except Exception:                  # noqa: BLE001 - answered and counted; the traceback goes to the log
-                log.exception("%s %s failed", request.method, path)
-                response = error("internal server error", 500)
-        route = request.scope.get("route")
-        endpoint = route.path if route is not None else "unmatched"
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+        return error_response(message, status, run)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
