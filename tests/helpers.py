@@ -78,10 +78,11 @@ def item_texts(config) -> dict[str, list[str | None]]:
     return {f: values[f] for f in fields}
 
 
-def prepared(objective: str) -> tuple[Prepared, object]:
+def prepared(objective: str, kind: str | None = None) -> tuple[Prepared, object]:
+    """A tiny prepared run for `objective` on backbone `kind` (default: the first that trains it)."""
     layout_name = LAYOUT_OF.get(objective, "late-fusion")
     config = load_config(overrides=[f"model.layout={layout_name}", "model.modalities=[text,image]",
-                                    f"model.kind={(registered(objective).backbones or ('t5',))[0]}",
+                                    f"model.kind={kind or (registered(objective).backbones or ('t5',))[0]}",
                                     "model.switch_tokens=true", "model.d_model=16", "model.num_layers=1",
                                     "model.num_decoder_layers=1", "model.num_heads=2", "model.d_kv=8",
                                     "model.d_ff=32", "model.user_buckets=0", "training.batch_size=8",

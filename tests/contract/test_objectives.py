@@ -10,6 +10,7 @@ import torch
 from mmgr.engines.method import stage_data
 from mmgr.inference.generative import build_model
 from mmgr.layouts import LAYOUTS
+from mmgr.layouts.base import token_modalities
 from mmgr.objectives.base import ALIGNMENTS, OBJECTIVES
 from mmgr.training.data import IGNORE
 from tests.helpers import LAYOUT_OF, N, prepared, registered
@@ -68,3 +69,29 @@ def test_alignment_targets_are_the_other_modalitys_codes():
         source, target = task.split("->")
         item = next(i for i in range(N) if tokens[source][i].tolist() == [t for t in row[1:] if t][:-1])
         assert [t for t in labels if t != IGNORE] == tokens[target][item].tolist()   # ragged: 2 vs 3 codes
+
+
+def test_item_level_translations_show_one_modality_and_write_the_other():
+    """On the item-level causal backbone an item is translated as a one-item history holding only the source
+    modality's codes (the rest `<pad>`, attended), followed by the whole item labelled on the target's codes."""
+    prep, config = prepared("translate", kind="item-causal")
+    data, count = stage_data(ALIGNMENTS.get("translate"), prep, config)
+    assert count == 2 * (N - 3)                                            # items with an image, both directions
+    layout = prep.layout
+    vocab, width, pad = layout.vocab, layout.history_width, layout.vocab.token("<pad>")
+    modality = token_modalities(vocab, layout.item_tokens)                 # (N, W)
+    batch = data.collate(np.arange(count))
+    assert batch["attention_mask"].all() and batch["input_ids"].shape[1] == 1 + 2 * width
+    directions = set()
+    for ids, labels in zip(batch["input_ids"].numpy(), batch["labels"].numpy(), strict=True):
+        assert ids[0] == vocab.token("<bos>") and (labels[:1 + width] == IGNORE).all()
+        history, item = ids[1:1 + width], ids[1 + width:]
+        index = int(np.flatnonzero((layout.item_tokens == item).all(axis=1))[0])
+        shown, written = history != pad, labels[1 + width:] != IGNORE
+        source, target = set(modality[index][shown].tolist()), set(modality[index][written].tolist())
+        assert len(source) == len(target) == 1 and source != target and -1 not in source | target
+        assert (shown == (modality[index] == min(source))).all() and (history[shown] == item[shown]).all()
+        assert (written == (modality[index] == min(target))).all()
+        assert (labels[1 + width:][written] == item[written]).all()
+        directions.add((min(source), min(target)))
+    assert directions == {(0, 1), (1, 0)}

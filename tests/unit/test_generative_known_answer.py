@@ -17,10 +17,13 @@ from mmgr.data.importer import import_into_run
 from mmgr.decoding.beam import constrained_beam_search
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.engines.base import evaluate_run, train_run
+from mmgr.engines.method import stage_data
 from mmgr.errors import MmgrError
+from mmgr.inference.generative import build_model
 from mmgr.inference.prepared import load_prepared
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.models.seq2seq import build_t5
+from mmgr.objectives.base import ALIGNMENTS
 from mmgr.rundir import RunDir
 from mmgr.training.data import causal_windows
 from mmgr.weights import load_state, load_weights
@@ -132,6 +135,28 @@ def test_lfpp_aligns_then_trains_with_switches_and_missing_images(world: Path, t
     assert translation_accuracy(run, "text->image") >= 0.9        # the alignment stage learned its task
     results = evaluate_run(run, run.config(), progress=False)
     assert results["test"]["hr@10"] >= 0.95
+
+
+def test_lfpp_on_the_item_level_backbone_translates_then_learns_the_fixed_successor(world: Path,
+                                                                                     tmp_path: Path) -> None:
+    run, summary = trained_run(world, tmp_path / "run", [
+        "model.kind=item-causal", "model.user_buckets=0", "model.layout=late-fusion", "model.modalities=[text,image]",
+        "model.switch_tokens=true", "training.alignment.objective=translate", "training.alignment.epochs=40",
+        "training.epochs=12"])
+    assert summary["stages"]["align"]["train_examples"] == 2 * N_ITEMS
+    config = run.config()
+    prep = load_prepared(run, config)
+    model = build_model(config, prep)
+    load_state(model, load_weights(run.path / "checkpoints" / "align" / "final.safetensors")[0])
+    data, _ = stage_data(ALIGNMENTS.get("translate"), prep, config)
+    batch = data.collate(np.arange(2 * N_ITEMS))
+    with torch.no_grad():
+        logits = model.eval()(batch["input_ids"], batch["attention_mask"]).logits[:, :-1]   # (B, T - 1, V)
+    written = batch["labels"][:, 1:] != -100
+    right = (logits.argmax(dim=-1) == batch["labels"][:, 1:])[written]
+    assert right.float().mean() >= 0.9                                   # each SID written from the other, alone
+    results = evaluate_run(run, config, progress=False)
+    assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8
 
 
 def test_infonce_alignment_pulls_each_items_two_sids_together(world: Path, tmp_path: Path) -> None:

@@ -168,10 +168,11 @@ LAYOUTS.register("single")(LayoutKind(SingleSidLayout.build))
 
 
 def pad_batch(rows: list[np.ndarray], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """input_ids and attention_mask (B, T_max) for ragged token rows, padded to the batch's real length."""
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad, dtype=np.int64)
+    """input_ids and attention_mask (B, T_max) for ragged token rows, padded to the batch's real length (the mask
+    covers each row's length: a `pad` written inside a row, such as a hidden slot of an item, is attended)."""
+    lengths = np.array([len(r) for r in rows])
+    ids = np.full((len(rows), lengths.max()), pad, dtype=np.int64)
     for i, row in enumerate(rows):
         ids[i, :len(row)] = row
-    input_ids = torch.from_numpy(ids)
-    return input_ids, input_ids.ne(pad).long()
+    mask = np.arange(ids.shape[1])[None] < lengths[:, None]          # a row's own tokens, a <pad> inside one too
+    return torch.from_numpy(ids), torch.from_numpy(mask.astype(np.int64))
