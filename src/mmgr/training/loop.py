@@ -177,9 +177,11 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     done = {key: state["seen"][key] - before[key] for key in before}
     seconds = max(done["seconds"], 1e-9)
     if fabric.is_global_zero:
-        log.info("%s done: %d steps (schedule %d), %d epochs, best epoch %d (valid NDCG@10 %.4f), %.0f s of training "
-                 "in this invocation, %.0f samples/s", stage, state["step"], state["schedule_steps"], state["epoch"],
-                 state["best_epoch"], state["best_score"], done["seconds"], done["samples"] / seconds)
+        picked = (f"best epoch {state['best_epoch']} (valid NDCG@10 {state['best_score']:.4f})" if validate is not None
+                  else "final weights kept (no validation in this stage)")
+        log.info("%s done: %d steps (schedule %d), %d epochs, %s, %.0f s of training in this invocation, "
+                 "%.0f samples/s", stage, state["step"], state["schedule_steps"], state["epoch"], picked,
+                 done["seconds"], done["samples"] / seconds)
     return FitResult(state["step"], state["epoch"], state["best_epoch"], state["best_score"], state["history"],
                      done["samples"] * fabric.world_size / seconds, done["tokens"] * fabric.world_size / seconds,
                      round(done["seconds"], 3), _peak_memory_mb(), resumed_from, graph, state["schedule_steps"],
