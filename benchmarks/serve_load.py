@@ -7,8 +7,7 @@ clients, judged against the serving targets.
 
 Server settings, each a server of its own, side by side in one run: batching on with each `--workers` count (decoding
 threads in one process), batching on with each `--processes` count above 1 (`mmgr serve --processes N`, one decoding
-worker each; the server's CPU share then sums its processes; the mean batch size is not read, /metrics being per
-process), and batching off.
+worker each; the server's CPU share and its /metrics then sum its processes), and batching off.
 
 The model: `synthetic`, a small TIGER on the synthetic world (400 items, 600 users; RQ-k-means 3 x 16 SIDs, T5
 d_model 64, 2 + 2 layers, 200 steps); `beauty`, TIGER as configs/tiger.yaml gives it (RQ-VAE 3 x 256 + collision
@@ -131,12 +130,12 @@ def share(cpu_seconds: float | None, wall: float) -> float | None:
 
 
 def measure(url: str, server_pid: int, batching: str, concurrency: int, requests: list[dict[str, Any]],
-            seconds: float, processes: int = 1) -> dict[str, Any]:
-    """One setting's row: throughput, latency percentiles, errors, the server's mean batch size (one process only:
-    /metrics is per process) and the client's and server's CPU shares."""
-    sum_before, count_before = batch_totals(url) if processes == 1 else (0.0, 0.0)
+            seconds: float) -> dict[str, Any]:
+    """One setting's row: throughput, latency percentiles, errors, the server's mean batch size and the client's
+    and server's CPU shares."""
+    sum_before, count_before = batch_totals(url)
     result = load(url, server_pid, requests, concurrency, seconds)
-    sum_after, count_after = batch_totals(url) if processes == 1 else (0.0, 0.0)
+    sum_after, count_after = batch_totals(url)
     wall, latencies = result["wall_seconds"], result["latencies"]
     ms = np.array(latencies or [np.nan]) * 1000
     batches = count_after - count_before
@@ -191,7 +190,7 @@ def run_mode(bundle: Path, batching: str, workers: int, processes: int, item_ids
             load(url, process.pid, bodies(item_ids, max(WARMUP, 2 * concurrency), warm), concurrency, args.seconds)
             rows.append({"processes": processes, "workers": workers,
                          **measure(url, process.pid, batching, concurrency, bodies(item_ids, args.requests, rng),
-                                   args.seconds, processes)})
+                                   args.seconds)})
             print_row(rows[-1])
     finally:
         stop_server(process)

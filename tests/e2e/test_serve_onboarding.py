@@ -232,6 +232,12 @@ def test_server_processes_answer_as_one_server_and_share_onboarded_items(trained
                 for got, want in zip(answers, alone, strict=True):   # the same model and decoding in each (scores
                     assert ids(got) == ids(want)                      # summed over other thread counts)
                     assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-4)
+            for history in histories * 3:                             # a new connection each: either process
+                assert httpx.post(f"{url}/recommend", json={"history": history, "k": 5}).status_code == 200
+            for _ in range(4):                                         # /metrics sums the processes, whichever answers
+                text = httpx.get(f"{url}/metrics").text
+                assert 'mmgr_requests_total{endpoint="/recommend",status="200"} 15.0' in text, text
+                assert "mmgr_batch_size_count 15.0" in text
             assert onboard(url, "shared-mug", "Norvik ceramic mug").status_code == 201
             deadline = time.monotonic() + 5                            # every process sees it within the poll
             while time.monotonic() < deadline and not all(

@@ -21,7 +21,7 @@ def serve(
                                 "torch threads are shared out between them)."),
     processes: int = typer.Option(1, min=1, max=64, help="Server processes on the port, each with its own model, "
                                   "batcher and workers (no lock shared between them; onboarded items reach every "
-                                  "process through the run's store; /metrics counts the answering process)."),
+                                  "process through the run's store; /metrics sums the processes)."),
     max_k: int = typer.Option(100, min=1, help="Largest k a request may ask for."),
     max_history: int = typer.Option(1000, min=1, help="Longest history a request may send."),
     onboarding: bool = typer.Option(True, help="Accept new items (POST /items), kept in RUN/serving/."),
@@ -34,7 +34,7 @@ def serve(
 
     from mmgr.serving.app import API_KEY_ENV, api_key_from_env, check_exposure
     from mmgr.serving.onboarding import IMAGES
-    from mmgr.serving.processes import ServerSettings, app_of, share_threads
+    from mmgr.serving.processes import ServerSettings, app_of, share_threads, shared_metrics
 
     api_key = api_key_from_env()
     check_exposure(host, api_key, allow_no_auth)
@@ -55,8 +55,9 @@ def serve(
     else:
         del recommender, app
         settings.export()
-        uvicorn.run("mmgr.serving.processes:app_from_environment", factory=True, workers=processes, host=host,
-                    port=port, log_level="warning")
+        with shared_metrics():
+            uvicorn.run("mmgr.serving.processes:app_from_environment", factory=True, workers=processes, host=host,
+                        port=port, log_level="warning")
 
 
 def export(

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -39,6 +39,7 @@ from mmgr.serving.service import Recommender, RequestError
 from mmgr.serving.service import Request as RecommendRequest
 
 API_KEY_ENV = "MMGR_API_KEY"
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"    # prometheus_client's multiprocess mode
 MAX_BODY_BYTES = 1 << 20
 MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES + (64 << 10)       # POST /items: one image and the item's fields
 ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/'\"`]+/)+[^\s/'\"`,;:)]*")
@@ -57,6 +58,10 @@ class RecommendBody(BaseModel):
 
 
 class Metrics:
+    """The server's Prometheus metrics. Under `mmgr serve --processes N` (`PROMETHEUS_MULTIPROC_DIR` set before the
+    processes start) every process writes its values to that folder and `/metrics` sums them over the processes,
+    whichever one answers."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("mmgr_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
@@ -64,6 +69,14 @@ class Metrics:
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.batch = Histogram("mmgr_batch_size", "requests decoded together", registry=self.registry,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+
+    def exposed(self) -> CollectorRegistry:
+        """What `/metrics` shows: this process's registry, or every process's values in multiprocess mode."""
+        if not os.environ.get(MULTIPROCESS_ENV):
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
 
 
 class Guard:
@@ -262,6 +275,6 @@ def create_app(recommender: Recommender, batching: BatchSettings | None = None,
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.exposed()), media_type=CONTENT_TYPE_LATEST)
 
     return app

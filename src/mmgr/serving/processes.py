@@ -1,20 +1,25 @@
 """`mmgr serve --processes N`: N server processes on one port (uvicorn's workers), each with its own model, batcher
 and decoding workers, so that HTTP handling and decoding of one process never wait on another's interpreter lock.
 Processes share nothing in memory; onboarded items reach every process through the run's store (`serving/store.py`,
-as two servers on one run share them), and `/metrics` counts the process that answers it. The parent checks the
-run and sweeps orphan images once, before the processes start, then hands each its settings in the environment.
+as two servers on one run share them), and `/metrics` sums every process's values (prometheus_client's
+multiprocess mode, in a temporary folder that lives as long as the server). The parent checks the run and sweeps
+orphan images once, before the processes start, then hands each its settings in the environment.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from mmgr.serving.app import api_key_from_env, create_app
+from mmgr.serving.app import MULTIPROCESS_ENV, api_key_from_env, create_app
 from mmgr.serving.batcher import BatchSettings
 from mmgr.serving.bundle import load_recommender
 from mmgr.serving.service import Limits, Recommender
@@ -37,6 +42,18 @@ class ServerSettings:
     def export(self) -> None:
         """Hand these settings to the server processes (their environment)."""
         os.environ[SETTINGS_ENV] = json.dumps(asdict(self))
+
+
+@contextmanager
+def shared_metrics() -> Iterator[Path]:
+    """A fresh folder for the server processes' metric values (set in the environment they inherit), removed after."""
+    folder = Path(tempfile.mkdtemp(prefix="mmgr-metrics-"))
+    os.environ[MULTIPROCESS_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        del os.environ[MULTIPROCESS_ENV]
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def share_threads(consumers: int) -> int:
