@@ -69,7 +69,7 @@ from mmgr.data.dataset import Dataset
 from mmgr.data.splits import leave_one_out
 from mmgr.engines.method import build_vocabulary
 from mmgr.inference.generative import GenerativeRanker, build_model
-from mmgr.inference.prepared import Prepared, compose
+from mmgr.inference.prepared import LayoutRecipe, Prepared, compose
 from mmgr.rundir import RunDir
 from mmgr.serving.batcher import BatchSettings, MicroBatcher
 from mmgr.serving.onboarding import NewItem, Onboarder
@@ -173,12 +173,14 @@ def build_stack(config: Config, codes: ModalityCodes, dataset: Dataset) -> tuple
     reset = peak_rss_reset()
     before = rss_kb("VmRSS")
     started = time.perf_counter()
-    layout, tries = compose({"text": codes}, vocab, config)
+    recipe = LayoutRecipe.of(config)
+    layout, tries = compose({"text": codes}, vocab, recipe)
     seconds = time.perf_counter() - started
     peak = rss_kb("VmHWM") - before
     trie = tries["item"]
     split = leave_one_out(dataset.item_sequences(), config.split.max_history)
-    prep = Prepared(dataset, dataset.sequences["user_id"].to_pylist(), split, {"text": codes}, layout, tries, {})
+    prep = Prepared(dataset, dataset.sequences["user_id"].to_pylist(), split, {"text": codes}, layout, tries, {},
+                    recipe=recipe)
     return prep, {"build_seconds": round(seconds, 3), "trie_bytes": trie.nbytes, "trie_nodes": trie.num_nodes,
                   "build_peak_rss_delta_bytes": peak * 1024 if reset else None, "vocab_size": vocab.size}
 
@@ -292,7 +294,7 @@ def onboarding(recommender: Recommender, count: int) -> dict[str, Any]:
     codes = onboarder.extend(ranker.data.codes, probe)
     codes_s = time.perf_counter() - started
     started = time.perf_counter()
-    ranker.extended(onboarder.config, codes, probe.table(onboarder.run))
+    ranker.extended(codes, probe.table(onboarder.run))
     ranker_s = time.perf_counter() - started
     ms = np.array(times) * 1000
     return {"onboarded": count, "onboard_median_ms": round(float(np.median(ms)), 2),

@@ -12,7 +12,7 @@ from mmgr.config import ModelConfig, load_config
 from mmgr.data.dataset import ITEM_SCHEMA, SEQUENCE_SCHEMA, Dataset
 from mmgr.data.splits import leave_one_out
 from mmgr.decoding.trie import PrefixTrie
-from mmgr.inference.prepared import Prepared, compose, with_new_items
+from mmgr.inference.prepared import LayoutRecipe, Prepared, compose, with_new_items
 from mmgr.layouts import LAYOUTS
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 from mmgr.tokenizers.collisions import append_level
@@ -76,12 +76,13 @@ def test_onboarded_items_extend_the_trie_as_a_rebuild_of_every_item_would():
     config = load_config(overrides=["model.layout=late-fusion", "model.modalities=[text,image]"])
     dataset = Dataset("tiny", catalog_rows([f"i{n}" for n in range(5)]), pa.Table.from_pylist(
         [{"user_id": "u0", "items": [0, 1, 2], "timestamps": [0, 1, 2]}], schema=SEQUENCE_SCHEMA))
+    recipe = LayoutRecipe.of(config)
     prep = Prepared(dataset, ["u0"], leave_one_out(dataset.item_sequences(), 5), codes,
-                    *compose(codes, vocab, config), {})
+                    *compose(codes, vocab, recipe), {}, recipe=recipe)
     new = {"text": codes["text"].with_row(np.array([0, 1, 3]), False).with_row(np.array([1, 1, 0]), False),
            "image": codes["image"].with_row(np.array([2, 0, 2]), False).with_row(np.array([3, 3, 0]), False)}
-    grown = with_new_items(prep, config, new, catalog_rows(["new-1", "new-2"]))     # item 1's SIDs, then new ones
-    layout, rebuilt = compose(new, vocab, config, onboarded=2)
+    grown = with_new_items(prep, new, catalog_rows(["new-1", "new-2"]))     # item 1's SIDs, then new ones
+    layout, rebuilt = compose(new, vocab, recipe, onboarded=2)
     tokens = layout.targets["item"]
     assert grown.onboarded == 2 and np.array_equal(grown.layout.targets["item"], tokens)
     assert grown.tries["item"].lookup(torch.from_numpy(tokens)).tolist() == list(range(7))

@@ -18,7 +18,7 @@ from typing import Any
 from mmgr.backbones import BACKBONES
 from mmgr.config import Config
 from mmgr.data.dataset import Dataset
-from mmgr.inference.prepared import VOCABULARY, Prepared, code_levels, compose
+from mmgr.inference.prepared import VOCABULARY, LayoutRecipe, Prepared, code_levels, compose
 from mmgr.inference.rundata import load_run_data
 from mmgr.layouts import LAYOUTS
 from mmgr.objectives.base import ALIGNMENTS, OBJECTIVES, Batching, Objective
@@ -93,4 +93,6 @@ def prepare_training(run: RunDir, config: Config) -> Prepared:
     texts = item_texts(run, data.dataset, config)
     vocab = build_vocabulary(codes, config, texts)
     vocab.save(run.path / VOCABULARY)
-    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config), texts)
+    recipe = LayoutRecipe.of(config)
+    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, recipe), texts,
+                    recipe=recipe)

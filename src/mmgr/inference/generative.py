@@ -104,9 +104,9 @@ class GenerativeRanker:
                             "sid->title (or sid->interests, sid->visdesc) task in training.tmt.tasks")
         return describe_items(self.model, self.data.layout, items, self.explains, self.max_text_tokens)
 
-    def extended(self, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> GenerativeRanker:
+    def extended(self, codes: dict[str, ModalityCodes], items: pa.Table) -> GenerativeRanker:
         """This ranker over the catalog plus `items` (their codes last in `codes`); same model and vocabulary."""
-        return GenerativeRanker(with_new_items(self.data, config, codes, items), self.model, self.backbone,
+        return GenerativeRanker(with_new_items(self.data, codes, items), self.model, self.backbone,
                                 self.decoding, self.explains, self.max_text_tokens)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from mmgr.config import Config
+from mmgr.config import Config, ModelConfig
 from mmgr.data.dataset import ITEM_SCHEMA, Dataset
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.errors import MmgrError
@@ -26,6 +26,23 @@ from mmgr.tokenizers.stage import load_codes
 VOCABULARY = "vocabulary.json"
 
 
+@dataclass(frozen=True)
+class LayoutRecipe:
+    """How a run writes its items: `model.layout` with the model's settings and the history length (what rebuilds the
+    layout when items join the catalog)."""
+
+    name: str
+    model: ModelConfig
+    max_history: int
+
+    @classmethod
+    def of(cls, config: Config) -> LayoutRecipe:
+        return cls(config.model.layout, config.model, config.split.max_history)
+
+    def build(self, codes: dict[str, ModalityCodes], vocab: Vocabulary) -> Layout:
+        return LAYOUTS.get(self.name).build(codes, vocab, self.model, self.max_history)
+
+
 @dataclass
 class Prepared(RunData):
     """`RunData` plus the method's codes, layout, one decoding trie per target of the layout, and the item texts
@@ -36,6 +53,7 @@ class Prepared(RunData):
     tries: dict[str, PrefixTrie]
     texts: dict[str, list[str | None]]
     onboarded: int = 0               # the last items of the catalog were onboarded after training
+    recipe: LayoutRecipe | None = None   # how `layout` was built (None: items cannot be added)
 
 
 def code_levels(codes: dict[str, ModalityCodes], modalities: list[str], legacy: bool = False
@@ -64,15 +82,16 @@ def load_prepared(run: RunDir, config: Config) -> Prepared:
     if levels not in (now, code_levels(codes, modalities, legacy=True)):
         raise MmgrError(f"{run.path} was trained with another tokenizer or vocabulary ({vocab.size} tokens, "
                         f"levels {levels}; the codes now give {now}); re-run `mmgr train`")
-    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, config), {})
+    recipe = LayoutRecipe.of(config)
+    return Prepared(data.dataset, data.user_ids, data.split, codes, *compose(codes, vocab, recipe), {}, recipe=recipe)
 
 
-def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, config: Config, onboarded: int = 0
+def compose(codes: dict[str, ModalityCodes], vocab: Vocabulary, recipe: LayoutRecipe, onboarded: int = 0
             ) -> tuple[Layout, dict[str, PrefixTrie]]:
     """The recipe's layout over `codes` and one decoding trie per target; with `onboarded` items (the last ones),
     their codes that no catalog item has under the same prefix borrow their best catalog sibling's score
     (`onboarded_borrowing`)."""
-    layout = LAYOUTS.get(config.model.layout).build(codes, vocab, config.model, config.split.max_history)
+    layout = recipe.build(codes, vocab)
     tries = {}
     for name, tokens in layout.targets.items():
         trie = PrefixTrie.build(torch.from_numpy(tokens), vocab_size=vocab.size)
@@ -92,17 +111,21 @@ def onboarded_borrowing(trie: PrefixTrie) -> range:
     return range(trie.depth)
 
 
-def with_new_items(prep: Prepared, config: Config, codes: dict[str, ModalityCodes], items: pa.Table) -> Prepared:
+def with_new_items(prep: Prepared, codes: dict[str, ModalityCodes], items: pa.Table) -> Prepared:
     """`prep` with catalog rows `items` appended and `codes` (every item's, the new ones last) in place of its codes;
     the vocabulary stays the run's (codes that do not fit it are refused). The tries are `prep`'s, extended with the
     new items (no rebuild: the catalog's rows of every target table stay as they were)."""
     dataset = Dataset(prep.dataset.name, pa.concat_tables([prep.dataset.items, items.cast(ITEM_SCHEMA)]),
                       prep.dataset.sequences)
     texts = {field: [*values, *[None] * items.num_rows] for field, values in prep.texts.items()}
-    layout = LAYOUTS.get(config.model.layout).build(codes, prep.layout.vocab, config.model, config.split.max_history)
+    if prep.recipe is None:
+        raise MmgrError("these prepared items do not record how their layout was built; load the run with "
+                        "load_prepared to add items")
+    layout = prep.recipe.build(codes, prep.layout.vocab)
     tries = {name: extended_trie(prep.tries[name], tokens, items.num_rows)
              for name, tokens in layout.targets.items()}
-    return Prepared(dataset, prep.user_ids, prep.split, codes, layout, tries, texts, prep.onboarded + items.num_rows)
+    return Prepared(dataset, prep.user_ids, prep.split, codes, layout, tries, texts, prep.onboarded + items.num_rows,
+                    prep.recipe)
 
 
 def extended_trie(trie: PrefixTrie, tokens: np.ndarray, added: int) -> PrefixTrie:

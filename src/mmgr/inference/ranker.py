@@ -45,7 +45,7 @@ class Ranker(Protocol):
         models that were not trained to (only TriAlignGR's tmt runs are)."""
         ...
 
-    def extended(self, config: Config, codes: dict, items: Any) -> Ranker:
+    def extended(self, codes: dict, items: Any) -> Ranker:
         """The ranker over the catalog plus new `items` (pyarrow rows) whose codes are the last rows of `codes`;
         engines that cannot recommend unseen items raise MmgrError."""
         ...

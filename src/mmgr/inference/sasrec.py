@@ -63,7 +63,7 @@ class SASRecRanker:
         raise MmgrError("SASRec has no semantic IDs to explain; explanations come from a TriAlignGR run "
                         "(training.objective=tmt with a sid->title task)")
 
-    def extended(self, config: Config, codes: dict, items: object) -> SASRecRanker:
+    def extended(self, codes: dict, items: object) -> SASRecRanker:
         raise MmgrError("SASRec scores only the items it was trained on (one embedding per item id); onboarding "
                         "new items needs a semantic-ID method (TIGER, MGR, SynGR)")
 

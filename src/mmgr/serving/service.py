@@ -107,7 +107,7 @@ class Recommender:
         for where, entry in entries:
             codes = replayed(codes, entry, where)
         rows = pa.concat_tables([NewItem(**entry["item"]).table(self.onboarder.run) for _, entry in entries])
-        return self.ranker.extended(self.onboarder.config, codes, rows)
+        return self.ranker.extended(codes, rows)
 
     def _import_json(self) -> None:
         """Move the items of an `onboarded.json` (how earlier versions kept them) into the store, once; the file is
@@ -147,7 +147,7 @@ class Recommender:
                 raise OnboardError(f"item id {quoted(item.item_id)} is already in the catalog")
             with kept_image(self.onboarder.run, item, image):
                 codes = self.onboarder.extend(getattr(self.ranker.data, "codes", {}), item)
-                ranker = self.ranker.extended(self.onboarder.config, codes, item.table(self.onboarder.run))
+                ranker = self.ranker.extended(codes, item.table(self.onboarder.run))
                 entry = record(item, codes)
                 seq = self.store.add(entry, {target: table[-1].tolist()
                                              for target, table in ranker.decoding_tables().items()})
