@@ -316,8 +316,8 @@ def catalog_features(run: Path, data: Dataset, reduced: Reduced, held: np.ndarra
     out = {}
     for modality in MODALITIES:
         stored = load_features(run, modality)
-        new = encode_items(item_encoder(modality, config, rows), rows, VectorCache(cache / "vectors" / modality),
-                           progress=False)
+        new = encode_items(item_encoder(modality, config.encoders, rows), rows,
+                           VectorCache(cache / "vectors" / modality), progress=False)
         vectors = np.zeros((data.num_items, stored.vectors.shape[1]), dtype=np.float32)
         missing = np.ones(data.num_items, dtype=bool)
         vectors[reduced.kept_items], missing[reduced.kept_items] = stored.vectors, stored.missing

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmgr.config import Config
+from mmgr.config import Config, EncodersConfig
 from mmgr.data.dataset import Dataset
 from mmgr.encoders.base import encode_items
 from mmgr.encoders.cache import TextCache, VectorCache, default_cache_dir
@@ -107,26 +107,27 @@ def _vectors(run: RunDir, modality: str, dataset: Dataset, config: Config, cache
                         config.encoders.fusion, seed=config.seed)
     else:
         items = items_with_generated_text(run, dataset.items) if modality == "text" else dataset.items
-        encoder = item_encoder(modality, config, items)
+        encoder = item_encoder(modality, config.encoders, items)
         cache = VectorCache(cache_root / "vectors" / modality)
         features = encode_items(encoder, items, cache, progress=progress)
     path = save_features(run.path, features, fingerprint)
     return {**features.info, "file": str(path.relative_to(run.path))}
 
 
-def item_encoder(modality: str, config: Config, items: pa.Table):
-    """The text or image encoder the recipe names (what `mmgr encode` and item onboarding use)."""
+def item_encoder(modality: str, encoders: EncodersConfig, items: pa.Table):
+    """The text or image encoder the recipe's `encoders` section names (what `mmgr encode` and item onboarding
+    use)."""
     if modality == "text":
         from mmgr.encoders.clip import PREFIX, ClipTextEncoder
 
-        if config.encoders.text.model.startswith(PREFIX):
-            return ClipTextEncoder(config.encoders.text)
+        if encoders.text.model.startswith(PREFIX):
+            return ClipTextEncoder(encoders.text)
         from mmgr.encoders.text import SentenceTextEncoder
 
-        return SentenceTextEncoder(config.encoders.text)
+        return SentenceTextEncoder(encoders.text)
     from mmgr.encoders.image_models import make_image_encoder
 
-    return make_image_encoder(config.encoders.image, images=sum(items["has_image"].to_pylist()))
+    return make_image_encoder(encoders.image, images=sum(items["has_image"].to_pylist()))
 
 
 def _generate(run: RunDir, modality: str, dataset: Dataset, config: Config, cache_root: Path,

@@ -164,7 +164,7 @@ class Onboarder:
             raise OnboardError(f"onboarding encodes text and images; this run's {modality} codes need more "
                                "(fused features or a published table)")
         if modality not in self._encoders:
-            self._encoders[modality] = item_encoder(modality, self.config, row)
+            self._encoders[modality] = item_encoder(modality, self.config.encoders, row)
         encoder = self._encoders[modality]
         inputs = encoder.inputs(row)
         if inputs[0] is None:
