@@ -220,7 +220,8 @@ def test_detect_format_from_file_names(tmp_path):
     (tmp_path / "f" / "meta_All_Beauty.jsonl").write_bytes(b"")
     assert detect_format(tmp_path / "f") == "amazon2023"
     (tmp_path / "f" / "interactions.csv").write_text("user_id,item_id\n")
-    with pytest.raises(DataError, match=r"several formats are here \(amazon2023, generic\)"):
+    with pytest.raises(DataError, match=r"several formats are here: amazon2023 \(expects <Category>\.jsonl\.gz "
+                                        r"\+ meta_<Category>\.jsonl\.gz\); generic \(expects interactions"):
         detect_format(tmp_path / "f")
     (tmp_path / "g").mkdir()
     with pytest.raises(DataError, match="cannot tell the data format.*p5: sequential_data.txt.*synthetic"):

@@ -34,7 +34,8 @@ def detect_format(path: Path) -> str:
     if not found:
         raise DataError(f"cannot tell the data format from the file names; pass --format (one of {listing}; or "
                         "--format synthetic for the built-in world, without PATH)", path)
-    raise DataError(f"files of several formats are here ({', '.join(found)}); pass --format to choose", path)
+    matched = "; ".join(f"{name} (expects {EXPECTED[name]})" for name in found)
+    raise DataError(f"files of several formats are here: {matched}; pass --format to choose one", path)
 
 
 def formats_of_name(name: str) -> list[str]:
