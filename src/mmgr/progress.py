@@ -53,7 +53,7 @@ def plain_progress(description: str, total: int, every: float = PLAIN_EVERY,
     def line() -> str:
         elapsed = max(clock() - started, 1e-9)
         rate = done / elapsed
-        left = f", ~{_duration((size - done) / rate)} left" if rate > 0 and done < size else ""
+        left = f", ~{duration((size - done) / rate)} left" if rate > 0 and done < size else ""
         return f"{description}: {done:,}/{size:,} ({done / max(size, 1):.0%}), {rate:,.2f}/s{left}"
 
     def advance(n: int, total: int | None = None) -> None:
@@ -65,10 +65,11 @@ def plain_progress(description: str, total: int, every: float = PLAIN_EVERY,
             log.info(line())
 
     yield advance
-    log.info(line() + f" in {_duration(clock() - started)}")
+    log.info(line() + f" in {duration(clock() - started)}")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """`1h05m` or `4m09s`."""
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

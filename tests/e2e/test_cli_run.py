@@ -53,6 +53,8 @@ def test_a_run_without_a_terminal_reports_progress_validations_and_a_summary_in_
     log = mmgr(*args).stderr
     assert re.search(r"training \(next-item\): \d+/\d+ \(100%\), [\d.]+/s in \d+m\d\ds", log), log
     assert "validation: epoch 0, step" in log and "validation: epoch 1, step" in log
+    assert re.search(r"validation: epoch 0, .*train loss \d+\.\d{4} since the last validation, [\d,]+ samples in "
+                     r"\d+ s of training \(\d+/s\), ~\d+m\d\ds of training left", log), log
     assert re.search(r"next-item done: \d+ steps \(schedule \d+\), 2 epochs, best epoch \d", log)
 
 

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from lightning.fabric import Fabric
 from mmgr.config import TrainingConfig, read_recorded
 from mmgr.devices import resolve_precision
 from mmgr.errors import MmgrError
-from mmgr.progress import progress_bar
+from mmgr.progress import duration, progress_bar
 from mmgr.training.budget import Schedule, clock_budget, resolve_graph
 from mmgr.training.checkpoint import checkpoint_progress, load_checkpoint, save_checkpoint
 from mmgr.training.data import BATCHING, EncodedExamples, collate, length_batches
@@ -143,6 +143,8 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 tokens = int(batch["labels"].gt(0).sum())      # pads: 0 or -100; waits for the device's step
                 step_seconds = time.perf_counter() - step_started
                 _count(state["seen"], len(batch["labels"]), tokens, step_seconds)
+                if ends.score is not None:
+                    ends.losses.append(loss.detach())
                 advance(1)
                 if clock is not None and (fitted := clock.observe(state, step_seconds)) is not None:
                     schedule.total = state["schedule_steps"] = fitted
@@ -217,6 +219,14 @@ def machine_load() -> dict[str, float | int]:
     return {"load_1m": round(os.getloadavg()[0], 2), "threads": torch.get_num_threads()}
 
 
+def time_left(state: dict) -> str:
+    """`, ~1h05m of training left` at the stage's mean step time so far; empty at the end or before a step."""
+    left = state["schedule_steps"] - state["step"]
+    if left <= 0 or state["step"] == 0:
+        return ""
+    return f", ~{duration(left * state['seen']['seconds'] / state['step'])} of training left"
+
+
 @dataclass
 class _StageEnd:
     """Validation and the saving of a stage's selected weights, on the plain (unwrapped) model, outside autocast:
@@ -227,10 +237,12 @@ class _StageEnd:
     score: Callable[[torch.nn.Module], float] | None
     weights_info: dict[str, Any]
     output: Path
+    losses: list[torch.Tensor] = field(default_factory=list)    # training losses since the last validation
 
     def validate(self, model: torch.nn.Module, state: dict) -> None:
         if self.score is None:
             return
+        losses, self.losses = self.losses, []
         plain = _unwrap(model)
         plain.eval()
         score = float(self.score(plain))
@@ -241,11 +253,14 @@ class _StageEnd:
         self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
         if self.fabric.is_global_zero:
             seen = state["seen"]
-            log.info("validation: epoch %d, step %d/%d, valid NDCG@10 %.4f%s (best %.4f at epoch %d), %s samples "
-                     "in %.0f s of training", state["epoch"], state["step"], state["schedule_steps"], score,
+            loss = f"train loss {float(torch.stack(losses).float().mean()):.4f} since the last validation, " \
+                if losses else ""
+            log.info("validation: epoch %d, step %d/%d, valid NDCG@10 %.4f%s (best %.4f at epoch %d), %s%s samples "
+                     "in %.0f s of training (%.0f/s)%s", state["epoch"], state["step"], state["schedule_steps"], score,
                      " new best" if score > state["best_score"] else "", max(score, state["best_score"]),
-                     state["epoch"] if score > state["best_score"] else state["best_epoch"],
-                     f"{seen['samples']:,}", seen["seconds"])
+                     state["epoch"] if score > state["best_score"] else state["best_epoch"], loss,
+                     f"{seen['samples']:,}", seen["seconds"], seen["samples"] / max(seen["seconds"], 1e-9),
+                     time_left(state))
         if score > state["best_score"]:
             state.update(best_score=score, best_epoch=state["epoch"], stale=0)
             if self.fabric.is_global_zero:
