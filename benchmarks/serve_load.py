@@ -7,7 +7,8 @@ clients, judged against the serving targets.
 
 Server settings, each a server of its own, side by side in one run: batching on with each `--workers` count (decoding
 threads in one process), batching on with each `--processes` count above 1 (`mmgr serve --processes N`, one decoding
-worker each; the server's CPU share and its /metrics then sum its processes), and batching off.
+worker each; the server's CPU share and its /metrics then sum its processes; measuring starts once every process
+is up), and batching off.
 
 The model: `synthetic`, a small TIGER on the synthetic world (400 items, 600 users; RQ-k-means 3 x 16 SIDs, T5
 d_model 64, 2 + 2 layers, 200 steps); `beauty`, TIGER as configs/tiger.yaml gives it (RQ-VAE 3 x 256 + collision
@@ -92,6 +93,18 @@ def trained_bundle(dataset: str) -> Path:
         subprocess.run([sys.executable, "-m", "mmgr", "export", str(run), "--out", str(bundle)], cwd=ROOT,
                        check=True)
     return bundle
+
+
+def wait_for_processes(url: str, processes: int) -> None:
+    """Return once every server process has started (/metrics has a start time per process); the first to answer
+    /health does not mean the others are up, and connections opened before would all go to it."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        lines = httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
+        if sum(line.startswith("mmgr_process_start_time_seconds") for line in lines) >= processes:
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"only some of the {processes} server processes started within {START_SECONDS} s")
 
 
 def batch_totals(url: str) -> tuple[float, float]:
@@ -184,6 +197,7 @@ def run_mode(bundle: Path, batching: str, workers: int, processes: int, item_ids
                                          "--no-onboarding"], timeout_s=START_SECONDS)
     rows = []
     try:
+        wait_for_processes(url, processes)
         rng = np.random.default_rng(args.seed)                    # the same bodies for both modes
         warm = np.random.default_rng(args.seed + 1)
         for concurrency in CONCURRENCY:

@@ -238,6 +238,8 @@ def test_server_processes_answer_as_one_server_and_share_onboarded_items(trained
                 text = httpx.get(f"{url}/metrics").text
                 assert 'mmgr_requests_total{endpoint="/recommend",status="200"} 15.0' in text, text
                 assert "mmgr_batch_size_count 15.0" in text
+                starts = [line for line in text.splitlines() if line.startswith("mmgr_process_start_time_seconds{")]
+                assert len(starts) == 2 and all('pid="' in line for line in starts)
             assert onboard(url, "shared-mug", "Norvik ceramic mug").status_code == 201
             deadline = time.monotonic() + 5                            # every process sees it within the poll
             while time.monotonic() < deadline and not all(

@@ -26,7 +26,15 @@ from typing import Any
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -69,6 +77,10 @@ class Metrics:
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.batch = Histogram("mmgr_batch_size", "requests decoded together", registry=self.registry,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+        self.started = Gauge("mmgr_process_start_time_seconds", "when this server process started (one line per "
+                             "process, labelled pid, under --processes)", registry=self.registry,
+                             multiprocess_mode="all")
+        self.started.set(time.time())
 
     def exposed(self) -> CollectorRegistry:
         """What `/metrics` shows: this process's registry, or every process's values in multiprocess mode."""
