@@ -189,3 +189,34 @@ def test_onboarded_rows_are_indexed_without_reindexing_the_catalog():
     recommender._index_new_rows()
     assert recommender.item_ids is ids and recommender.index is index   # the catalog's entries were kept as they were
     assert ids == ["i0", "i1", "i2", "i3", "i4"] and index["i4"] == 4 and recommender.titles[3] == "item 3"
+
+
+def test_a_request_is_searched_at_the_evaluation_width_and_again_only_when_its_history_fills_it():
+    """A ranker that ranks items 0, 1, 2, ... in order (a stand-in for a beam search of width 5): a request whose
+    history leaves k items of the first search is answered from it; one whose history takes them is ranked again,
+    wide enough for k after the exclusion; both as they are alone, in one batch or apart."""
+    import numpy as np
+
+    from mmgr.serving.service import Recommender, Request
+
+    calls: list[list[int]] = []
+
+    def rank(user_ids, histories, widths):
+        calls.append(list(widths))
+        top = max(widths)
+        items = np.array([[i if i < w else -1 for i in range(top)] for w in widths])
+        return items, -np.arange(top, dtype=np.float32)[None].repeat(len(widths), 0)
+
+    ranker = catalog_ranker(12)
+    ranker.rank, ranker.searched, ranker.batch_key = rank, lambda k: max(k, 5), lambda k: 0
+    recommender = Recommender(ranker)                                        # type: ignore[arg-type]
+    light = Request(["i9"], k=3)                     # first search 0-4, i9 not among them: answered from it
+    filling = Request(["i0", "i1", "i3"], k=3)       # leaves 2 and 4 of 0-4: ranked again at 3 + 3
+    unseen = Request(["i0", "i1", "i3"], k=3, exclude_seen=False)
+    alone = [recommender.recommend([request])[0] for request in (light, filling, unseen)]
+    assert calls == [[5], [5], [6], [5]]
+    assert [[r["item_id"] for r in rows] for rows in alone] == [["i0", "i1", "i2"], ["i2", "i4", "i5"],
+                                                                 ["i0", "i1", "i2"]]
+    calls.clear()
+    assert recommender.recommend([light, filling, unseen]) == alone
+    assert calls == [[5, 5, 5], [6]]                 # one search for the batch, one more for the filled request

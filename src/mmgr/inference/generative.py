@@ -88,6 +88,9 @@ class GenerativeRanker:
         return rank_items(self.model, self.data.layout, user_ids, histories, self.data.tries, decoding,
                           search=self.backbone.search, prompt=self.backbone.prompt, row_beams=row_beams)
 
+    def searched(self, k: int) -> int:
+        return max(k, self.decoding.beam_size)
+
     def batch_key(self, k: int) -> int:
         """0 with one decoding target (a width per row); with several, `k` itself (fusion reads each list's first
         k)."""

@@ -31,6 +31,11 @@ class Ranker(Protocol):
         items. `k` per row or for all; a row's first k items are what it gets alone with its k."""
         ...
 
+    def searched(self, k: int) -> int:
+        """How many ranked items one search for `k` yields at no extra cost: a beam search's width (at least
+        `decoding.beam_size`, what evaluation decodes with); `k` for an exact ranker."""
+        ...
+
     def batch_key(self, k: int) -> int:
         """Requests whose `k` share a key can be ranked in one call, each with its own k (constant where any ks mix:
         a beam search with a width per row, an exact ranker; `k` itself where a result depends on it: fused lists)."""

@@ -2,10 +2,12 @@
 ranker (the same decoding path as `mmgr evaluate`), with every request checked and bad input named.
 
 A request gives a `history` of item ids (oldest first) or the `user_id` of a known user (their full history), `k`
-and `exclude_seen`. A request needs its own `k` plus the items it excludes; requests decoded together are grouped by
-what the ranker can rank together (`Ranker.batch_key`: one group for a single beam search with a width per row or
-an exact ranker, one per k for fused lists), each request ranked with its own need, so its answer is the one it gets
-alone, whatever its batch.
+and `exclude_seen`. It is ranked at the width one search gives for its `k` (`Ranker.searched`: a beam search's
+`decoding.beam_size`, as evaluation decodes), its history's items are left out, and only a request left with fewer
+than k items is ranked again, wide enough for k after the exclusion (k plus its history's distinct items). Requests
+decoded together are grouped by what the ranker can rank together (`Ranker.batch_key`: one group for a single beam
+search with a width per row or an exact ranker, one per width for fused lists), each ranked at its own width, so its
+answer is the one it gets alone, whatever its batch.
 
 With onboarding, the run's onboarded items (`mmgr.serving.store`) are replayed at start, and before each answer the
 ones other servers on the run added since (`refresh`).
@@ -193,8 +195,7 @@ class Recommender:
         return "", np.array([self.index[item] for item in history], dtype=np.int64)
 
     def recommend(self, requests: list[Request]) -> list[list[dict[str, Any]] | RequestError]:
-        """Ranked items per request (a RequestError in place of a refused request); one ranking per group of
-        requests that share a `Ranker.batch_key`."""
+        """Ranked items per request (a RequestError in place of a refused request), as the module docstring says."""
         self.refresh()
         out: list[list[dict[str, Any]] | RequestError] = []
         good: dict[int, tuple[str, np.ndarray]] = {}
@@ -204,19 +205,32 @@ class Recommender:
                 out.append([])
             except RequestError as exc:
                 out.append(exc)
-        groups: dict[int, list[int]] = {}
-        for i, (_, history) in good.items():
-            groups.setdefault(self.ranker.batch_key(self._need(requests[i], history)), []).append(i)
-        for group in groups.values():
-            needs = [self._need(requests[i], good[i][1]) for i in group]
-            with self._lock.reading():
-                items, scores = self.ranker.rank([good[i][0] for i in group], [good[i][1] for i in group], needs)
-            for row, i in enumerate(group):
-                out[i] = self._ranked(requests[i], good[i][1], items[row], scores[row])
+        widths = {i: min(len(self.item_ids), self.ranker.searched(requests[i].k)) for i in good}
+        with self._lock.reading():
+            for i, (items, scores) in self._rank(good, widths).items():
+                out[i] = self._ranked(requests[i], good[i][1], items, scores)
+            wider = {i: need for i in good if len(out[i]) < requests[i].k and
+                     (need := self._need(requests[i], good[i][1])) > widths[i]}   # the history filled the search
+            for i, (items, scores) in self._rank(good, wider).items():
+                out[i] = self._ranked(requests[i], good[i][1], items, scores)
         explained = [out[i] for i in good if self.explains(requests[i])]
         if explained:
             self._explain(explained)  # type: ignore[arg-type]
         return out
+
+    def _rank(self, good: dict[int, tuple[str, np.ndarray]], widths: dict[int, int]
+              ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Each request's (items, scores) at its width; one ranking per group of requests that share a
+        `Ranker.batch_key`."""
+        groups: dict[int, list[int]] = {}
+        for i, width in widths.items():
+            groups.setdefault(self.ranker.batch_key(width), []).append(i)
+        ranked = {}
+        for group in groups.values():
+            items, scores = self.ranker.rank([good[i][0] for i in group], [good[i][1] for i in group],
+                                             [widths[i] for i in group])
+            ranked.update({i: (items[row], scores[row]) for row, i in enumerate(group)})
+        return ranked
 
     def _need(self, request: Request, history: np.ndarray) -> int:
         """How many ranked items a request needs: its k plus the history items it leaves out."""
