@@ -107,6 +107,23 @@ def test_mql4grec_learns_the_fixed_successor_from_unimodal_histories_and_fused_l
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
 
 
+def test_a_fused_run_serves_batched_requests_as_alone(syngr_run) -> None:
+    """Serving a run whose lists are fused (two decoding targets): requests of one k share a search, each answered
+    as it is alone."""
+    from mmgr.inference.ranker import load_ranker
+    from mmgr.serving.service import Recommender, Request
+
+    run, _ = syngr_run
+    recommender = Recommender(load_ranker(run, run.config()))
+    requests = [Request([recommender.item_ids[i]], k=3) for i in range(4)] + \
+        [Request(recommender.item_ids[5:7], k=5, exclude_seen=False)]
+    alone = [recommender.recommend([request])[0] for request in requests]
+    together = recommender.recommend(requests)
+    assert all(isinstance(rows, list) and rows for rows in together), together
+    assert [[r["item_id"] for r in rows] for rows in together] == [[r["item_id"] for r in rows] for rows in alone]
+    assert [len(rows) for rows in together] == [3, 3, 3, 3, 5]
+
+
 def test_finetuning_starts_from_a_pretrained_run(world: Path, tmp_path: Path, syngr_run) -> None:
     pretrained, _ = syngr_run
     run, _ = trained_run(world, tmp_path / "fine", [*SYNGR, f"training.init_from={pretrained.path}",

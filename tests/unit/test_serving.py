@@ -208,7 +208,7 @@ def test_a_request_is_searched_at_the_evaluation_width_and_again_only_when_its_h
         return items, -np.arange(top, dtype=np.float32)[None].repeat(len(widths), 0)
 
     ranker = catalog_ranker(12)
-    ranker.rank, ranker.searched, ranker.batch_key = rank, lambda k: max(k, 5), lambda k: 0
+    ranker.rank, ranker.searched, ranker.batch_key = rank, lambda k, need: max(k, 5), lambda k: 0
     recommender = Recommender(ranker)                                        # type: ignore[arg-type]
     light = Request(["i9"], k=3)                     # first search 0-4, i9 not among them: answered from it
     filling = Request(["i0", "i1", "i3"], k=3)       # leaves 2 and 4 of 0-4: ranked again at 3 + 3
@@ -220,3 +220,26 @@ def test_a_request_is_searched_at_the_evaluation_width_and_again_only_when_its_h
     calls.clear()
     assert recommender.recommend([light, filling, unseen]) == alone
     assert calls == [[5, 5, 5], [6]]                 # one search for the batch, one more for the filled request
+
+
+def test_a_handler_that_fails_after_answering_is_counted_and_not_answered_twice():
+    import asyncio
+
+    from mmgr.serving.app import Guard, Metrics
+
+    async def half_answered(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("failed while streaming")
+
+    metrics, sent = Metrics(), []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/items/x", "headers": []}
+    asyncio.run(Guard(half_answered, None, 1 << 20, metrics, None)(scope, receive, send))
+    assert [m["type"] for m in sent] == ["http.response.start"]             # no second start
+    assert metrics.requests.labels("unmatched", "500")._value.get() == 1     # counted as the failure it was

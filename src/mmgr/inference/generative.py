@@ -84,12 +84,15 @@ class GenerativeRanker:
         ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(user_ids),))
         top = int(ks.max(initial=1))
         decoding = self.decoding.model_copy(update={"top_k": top, "beam_size": max(top, self.decoding.beam_size)})
-        row_beams = None if np.ndim(k) == 0 else np.maximum(ks, self.decoding.beam_size)
+        if len(self.data.tries) > 1 and len(set(ks.tolist())) > 1:
+            raise ValueError("fused lists depend on their length: rank rows with one k (see batch_key)")
+        per_row = np.ndim(k) > 0 and len(self.data.tries) == 1   # fused targets: every row's k is `top`
+        row_beams = np.maximum(ks, self.decoding.beam_size) if per_row else None
         return rank_items(self.model, self.data.layout, user_ids, histories, self.data.tries, decoding,
                           search=self.backbone.search, prompt=self.backbone.prompt, row_beams=row_beams)
 
-    def searched(self, k: int) -> int:
-        return max(k, self.decoding.beam_size)
+    def searched(self, k: int, need: int) -> int:
+        return max(k, self.decoding.beam_size)             # the evaluation's width
 
     def batch_key(self, k: int) -> int:
         """0 with one decoding target (a width per row); with several, `k` itself (fusion reads each list's first

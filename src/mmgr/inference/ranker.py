@@ -31,9 +31,11 @@ class Ranker(Protocol):
         items. `k` per row or for all; a row's first k items are what it gets alone with its k."""
         ...
 
-    def searched(self, k: int) -> int:
-        """How many ranked items one search for `k` yields at no extra cost: a beam search's width (at least
-        `decoding.beam_size`, what evaluation decodes with); `k` for an exact ranker."""
+    def searched(self, k: int, need: int) -> int:
+        """The width of the first search for a request of `k` items that `need`s that many to keep k after leaving
+        out its history: a beam search's own width (at least `decoding.beam_size`, what evaluation decodes with;
+        searched again at `need` only if the history took its beams); `need` for an exact ranker, whose width costs
+        nothing."""
         ...
 
     def batch_key(self, k: int) -> int:

@@ -53,8 +53,8 @@ class SASRecRanker:
              k: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         return rank_all_items(self.model, [np.asarray(h)[-self.max_history:] for h in histories], int(np.max(k)))
 
-    def searched(self, k: int) -> int:
-        return k
+    def searched(self, k: int, need: int) -> int:
+        return need                                # exact scores: any width costs the same
 
     def batch_key(self, k: int) -> int:
         return 0                                   # exact top-k: any k's list starts with a smaller k's

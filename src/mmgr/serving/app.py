@@ -104,12 +104,12 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
+        started, status, answering = time.perf_counter(), 500, False
 
         async def noting_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answering
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answering = message["status"], True
             await send(message)
 
         refusal = self.refusal(scope)
@@ -121,8 +121,9 @@ class Guard:
                 await self.app(scope, receive, noting_status)
             except Exception:                  # noqa: BLE001 - answered and counted; the traceback goes to the log
                 log.exception("%s %s failed", scope["method"], scope["path"])
-                if status == 500:             # nothing sent yet
+                if not answering:             # nothing sent yet
                     await error_response("internal server error", 500, self.run)(scope, receive, send)
+                status = 500
         route = scope.get("route")
         endpoint = route.path if route is not None else "unmatched"
         self.metrics.requests.labels(endpoint, str(status)).inc()

@@ -47,12 +47,15 @@ class ServerSettings:
 @contextmanager
 def shared_metrics() -> Iterator[Path]:
     """A fresh folder for the server processes' metric values (set in the environment they inherit), removed after."""
-    folder = Path(tempfile.mkdtemp(prefix="mmgr-metrics-"))
+    folder, before = Path(tempfile.mkdtemp(prefix="mmgr-metrics-")), os.environ.get(MULTIPROCESS_ENV)
     os.environ[MULTIPROCESS_ENV] = str(folder)
     try:
         yield folder
     finally:
-        del os.environ[MULTIPROCESS_ENV]
+        if before is None:
+            del os.environ[MULTIPROCESS_ENV]
+        else:
+            os.environ[MULTIPROCESS_ENV] = before
         shutil.rmtree(folder, ignore_errors=True)
 
 

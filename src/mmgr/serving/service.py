@@ -205,12 +205,13 @@ class Recommender:
                 out.append([])
             except RequestError as exc:
                 out.append(exc)
-        widths = {i: min(len(self.item_ids), self.ranker.searched(requests[i].k)) for i in good}
+        needs = {i: self._need(requests[i], good[i][1]) for i in good}
+        widths = {i: min(len(self.item_ids), self.ranker.searched(requests[i].k, needs[i])) for i in good}
         with self._lock.reading():
             for i, (items, scores) in self._rank(good, widths).items():
                 out[i] = self._ranked(requests[i], good[i][1], items, scores)
-            wider = {i: need for i in good if len(out[i]) < requests[i].k and
-                     (need := self._need(requests[i], good[i][1])) > widths[i]}   # the history filled the search
+            wider = {i: needs[i] for i in good if len(out[i]) < requests[i].k and needs[i] > widths[i]}  # history
+            #                                                                       filled the first search
             for i, (items, scores) in self._rank(good, wider).items():
                 out[i] = self._ranked(requests[i], good[i][1], items, scores)
         explained = [out[i] for i in good if self.explains(requests[i])]

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +143,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
                 tokens = int(batch["labels"].gt(0).sum())      # pads: 0 or -100; waits for the device's step
                 step_seconds = time.perf_counter() - step_started
                 _count(state["seen"], len(batch["labels"]), tokens, step_seconds)
-                if ends.score is not None:
-                    ends.losses.append(loss.detach())
+                ends.loss_sum, ends.loss_steps = ends.loss_sum + loss.detach().float(), ends.loss_steps + 1
                 advance(1)
                 if clock is not None and (fitted := clock.observe(state, step_seconds)) is not None:
                     schedule.total = state["schedule_steps"] = fitted
@@ -237,12 +236,13 @@ class _StageEnd:
     score: Callable[[torch.nn.Module], float] | None
     weights_info: dict[str, Any]
     output: Path
-    losses: list[torch.Tensor] = field(default_factory=list)    # training losses since the last validation
+    loss_sum: torch.Tensor | float = 0.0       # training loss summed over the steps since the last validation
+    loss_steps: int = 0
 
     def validate(self, model: torch.nn.Module, state: dict) -> None:
         if self.score is None:
             return
-        losses, self.losses = self.losses, []
+        loss_sum, loss_steps, self.loss_sum, self.loss_steps = self.loss_sum, self.loss_steps, 0.0, 0
         plain = _unwrap(model)
         plain.eval()
         score = float(self.score(plain))
@@ -253,8 +253,7 @@ class _StageEnd:
         self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
         if self.fabric.is_global_zero:
             seen = state["seen"]
-            loss = f"train loss {float(torch.stack(losses).float().mean()):.4f} since the last validation, " \
-                if losses else ""
+            loss = f"train loss {float(loss_sum) / loss_steps:.4f} since the last validation, " if loss_steps else ""
             log.info("validation: epoch %d, step %d/%d, valid NDCG@10 %.4f%s (best %.4f at epoch %d), %s%s samples "
                      "in %.0f s of training (%.0f/s)%s", state["epoch"], state["step"], state["schedule_steps"], score,
                      " new best" if score > state["best_score"] else "", max(score, state["best_score"]),
