@@ -210,8 +210,8 @@ class Recommender:
         with self._lock.reading():
             for i, (items, scores) in self._rank(good, widths).items():
                 out[i] = self._ranked(requests[i], good[i][1], items, scores)
-            wider = {i: needs[i] for i in good if len(out[i]) < requests[i].k and needs[i] > widths[i]}  # history
-            #                                                                       filled the first search
+            # the history took beams of the first search: again, wide enough for k after leaving it out
+            wider = {i: needs[i] for i in good if len(out[i]) < requests[i].k and needs[i] > widths[i]}
             for i, (items, scores) in self._rank(good, wider).items():
                 out[i] = self._ranked(requests[i], good[i][1], items, scores)
         explained = [out[i] for i in good if self.explains(requests[i])]
