@@ -239,10 +239,18 @@ class _StageEnd:
     loss_sum: torch.Tensor | float = 0.0       # training loss summed over the steps since the last validation
     loss_steps: int = 0
 
+    def _mean_loss(self) -> float | None:
+        """The training loss per step since the last validation, over every rank (None before a step); resets it."""
+        if not self.loss_steps:
+            return None
+        mean = self.fabric.all_reduce(torch.as_tensor(self.loss_sum / self.loss_steps), reduce_op="mean")
+        self.loss_sum, self.loss_steps = 0.0, 0
+        return float(mean)
+
     def validate(self, model: torch.nn.Module, state: dict) -> None:
         if self.score is None:
             return
-        loss_sum, loss_steps, self.loss_sum, self.loss_steps = self.loss_sum, self.loss_steps, 0.0, 0
+        mean_loss = self._mean_loss()
         plain = _unwrap(model)
         plain.eval()
         score = float(self.score(plain))
@@ -252,14 +260,14 @@ class _StageEnd:
                                  **machine_load()})
         self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
         if self.fabric.is_global_zero:
-            seen = state["seen"]
-            loss = f"train loss {float(loss_sum) / loss_steps:.4f} since the last validation, " if loss_steps else ""
+            seen, ranks = state["seen"], self.fabric.world_size         # `seen` counts this rank's share
+            loss = f"train loss {mean_loss:.4f} since the last validation, " if mean_loss is not None else ""
             log.info("validation: epoch %d, step %d/%d, valid NDCG@10 %.4f%s (best %.4f at epoch %d), %s%s samples "
                      "in %.0f s of training (%.0f/s)%s", state["epoch"], state["step"], state["schedule_steps"], score,
                      " new best" if score > state["best_score"] else "", max(score, state["best_score"]),
                      state["epoch"] if score > state["best_score"] else state["best_epoch"], loss,
-                     f"{seen['samples']:,}", seen["seconds"], seen["samples"] / max(seen["seconds"], 1e-9),
-                     time_left(state))
+                     f"{seen['samples'] * ranks:,}", seen["seconds"],
+                     seen["samples"] * ranks / max(seen["seconds"], 1e-9), time_left(state))
         if score > state["best_score"]:
             state.update(best_score=score, best_epoch=state["epoch"], stale=0)
             if self.fabric.is_global_zero:
