@@ -95,3 +95,38 @@ def test_item_level_translations_show_one_modality_and_write_the_other():
         assert (labels[1 + width:][written] == item[written]).all()
         directions.add((min(source), min(target)))
     assert directions == {(0, 1), (1, 0)}
+
+
+def test_item_level_infonce_pairs_one_items_text_view_with_its_image_view():
+    """On the item-level causal backbone InfoNCE's two rows of an item are one-item histories holding only its text
+    codes and only its image codes (the rest `<pad>`, attended); rows i and i + B are the same item."""
+    prep, config = prepared("infonce", kind="item-causal")
+    data, count = stage_data(ALIGNMENTS.get("infonce"), prep, config)
+    assert count == N - 3                                                  # items with an image
+    layout = prep.layout
+    vocab, width, pad = layout.vocab, layout.history_width, layout.vocab.token("<pad>")
+    modality = token_modalities(vocab, layout.item_tokens)                 # (N, W)
+    index = data.batches(0)[0]
+    batch = data.collate(index)
+    ids = batch["input_ids"].numpy()
+    assert batch["attention_mask"].all() and ids.shape == (2 * len(index), 1 + width)
+    assert (ids[:, 0] == vocab.token("<bos>")).all()
+    for side, rows in enumerate((ids[:len(index)], ids[len(index):])):
+        for item, row in zip(index, rows[:, 1:], strict=True):
+            shown = row != pad
+            assert (shown == (modality[item] == side)).all() and (row[shown] == layout.item_tokens[item][shown]).all()
+
+
+def test_symmetric_infonce_matches_the_formula_by_hand():
+    import math
+
+    from mmgr.objectives.alignment import symmetric_infonce
+
+    states = torch.tensor([[1., 0.], [0., 1.], [1., 1.], [0., 2.]])          # a = rows 0-1, b = rows 2-3
+    tau, c = 0.5, 1 / math.sqrt(2)                                          # cos(a0, b0) = c, cos(a0, b1) = 0
+    cos = [[c, 0.0], [c, 1.0]]                                              # cos(a_i, b_j)
+    def ce(row, j):
+        return -math.log(math.exp(row[j] / tau) / sum(math.exp(v / tau) for v in row))
+    a_to_b = (ce(cos[0], 0) + ce(cos[1], 1)) / 2
+    b_to_a = (ce([cos[0][0], cos[1][0]], 0) + ce([cos[0][1], cos[1][1]], 1)) / 2
+    assert symmetric_infonce(states, tau).item() == pytest.approx((a_to_b + b_to_a) / 2, abs=1e-6)

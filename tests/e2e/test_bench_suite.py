@@ -49,6 +49,23 @@ def test_summary_has_each_row_over_its_seeds_with_budget_convergence_and_paired_
     assert "Budget and convergence" in (folder / "out" / "report.md").read_text()
 
 
+def test_the_analyses_read_each_rows_first_seed(suite):
+    """On the synthetic world every row's metrics are broken down by planted user kind (from its first seed's
+    per-user results), and the late-fusion row gets the correspondence analysis; the report shows both."""
+    import pyarrow.parquet as pq
+
+    folder, _, _ = suite
+    analyses = json.loads((folder / "out" / "summary.json").read_text())["analyses"]
+    assert set(analyses["by_user_kind"]) == {"tiger", "mgr-lf"} and list(analyses["correspondence"]) == ["mgr-lf"]
+    world = json.loads((folder / "runs" / "tiger-s1" / "raw" / "world.json").read_text())["users"]
+    rows = pq.read_table(folder / "runs" / "tiger-s1" / "per_user_test.parquet").to_pydict()
+    for kind, values in analyses["by_user_kind"]["tiger"].items():
+        mine = [h for u, h in zip(rows["user_id"], rows["hr@10"], strict=True) if world[u]["kind"] == kind]
+        assert values["users"] == len(mine) and values["hr@10"] == pytest.approx(np.mean(mine))
+    text = (folder / "out" / "report.md").read_text()
+    assert "by planted user kind" in text and "Late fusion: is the top-1 item right" in text
+
+
 def test_a_second_run_reuses_every_finished_row(suite):
     folder, args, _ = suite
     results = {p: p.read_bytes() for p in sorted((folder / "runs").glob("*/results.json"))}

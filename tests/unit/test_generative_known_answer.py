@@ -23,6 +23,7 @@ from mmgr.inference.generative import build_model
 from mmgr.inference.prepared import load_prepared
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.models.seq2seq import build_t5
+from mmgr.objectives.alignment import next_item_states
 from mmgr.objectives.base import ALIGNMENTS
 from mmgr.rundir import RunDir
 from mmgr.training.data import causal_windows
@@ -188,6 +189,29 @@ def test_infonce_alignment_pulls_each_items_two_sids_together(world: Path, tmp_p
                                                                                                       "image"))
     nearest = (first @ second.T).argmax(dim=1)
     assert (nearest == torch.arange(N_ITEMS)).float().mean() >= 0.9       # chance: 1/60
+
+
+def test_infonce_on_the_item_level_backbone_aligns_then_learns_the_fixed_successor(world: Path,
+                                                                                   tmp_path: Path) -> None:
+    """After the InfoNCE stage an item's text view and image view (one-item histories) are each other's nearest;
+    then next-item training still reaches the known answer."""
+    run, summary = trained_run(world, tmp_path / "run", [
+        "model.kind=item-causal", "model.user_buckets=0", "model.layout=late-fusion", "model.modalities=[text,image]",
+        "model.switch_tokens=true", "training.alignment.objective=infonce", "training.alignment.epochs=40",
+        "training.epochs=12"])
+    assert summary["stages"]["align"]["objective"] == "infonce"
+    config = run.config()
+    prep = load_prepared(run, config)
+    model = build_model(config, prep)
+    load_state(model, load_weights(run.path / "checkpoints" / "align" / "final.safetensors")[0])
+    data, _ = stage_data(ALIGNMENTS.get("infonce"), prep, config)
+    batch = data.collate(np.arange(N_ITEMS))
+    with torch.no_grad():
+        states = next_item_states(model.eval(), batch["input_ids"], batch["attention_mask"])
+    text, image = torch.nn.functional.normalize(states, dim=-1).chunk(2)
+    assert ((text @ image.T).argmax(dim=1) == torch.arange(N_ITEMS)).float().mean() >= 0.9    # chance: 1/60
+    results = evaluate_run(run, config, progress=False)
+    assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8
 
 
 def aligned_model(run: RunDir, config, prep) -> torch.nn.Module:

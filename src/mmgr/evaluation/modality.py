@@ -98,10 +98,14 @@ def by_user_kind(rows: dict[str, Any], kinds: dict[str, str]) -> dict[str, dict[
     return out
 
 
-def analyse_runs(runs: dict[str, Path], base: Path) -> dict[str, Any]:
-    """The analyses that the given runs (name -> evaluated run directory) and the base run's codes allow."""
+def analyse_runs(runs: dict[str, Path], base: Path | None = None) -> dict[str, Any]:
+    """The analyses that the given runs (name -> evaluated run directory) allow. Each modality's codes (and the
+    synthetic world's planted users) are read from `base` when it has them, else from the first run that does: runs
+    of one suite share data and tokenizer settings, so their codes agree. A late-fusion run's correspondence uses
+    its own codes where it has them."""
     out: dict[str, Any] = {}
-    loaded = {m: semantic_codes(base / "codes" / f"{m}.safetensors") for m in ("text", "image", "fused")}
+    sources = [*([base] if base is not None else []), *runs.values()]
+    loaded = {m: _first_codes(sources, m) for m in ("text", "image", "fused")}
     codes = {m: None if value is None else value[0] for m, value in loaded.items()}
     if codes["fused"] is not None:
         out["fused_sid_ami"] = {m: code_ami(codes["fused"], codes[m]) for m in ("text", "image")
@@ -113,22 +117,32 @@ def analyse_runs(runs: dict[str, Path], base: Path) -> dict[str, Any]:
                for a, b in pairs if a in single and b in single}
     if overlap:
         out["top10_overlap"] = overlap
-    if codes["text"] is not None and codes["image"] is not None:
-        parts = {"text": codes["text"], "image": codes["image"]}
-        complete = ~(loaded["text"][1] | loaded["image"][1])             # items with both modalities
-        out["correspondence"] = {}
-        for name, row in rows.items():
-            if layout_of(runs[name]) == "late-fusion":   # users whose target has both (no shared "missing" tuple)
-                targets = np.array(row["target"])
-                keep = complete[targets]
-                top1 = np.array([r[0] if r else -1 for r in row["ranked"]])[keep]
-                out["correspondence"][name] = {**correspondence(top1, targets[keep], parts),
-                                               "users": int(keep.sum())}
-    world = base / "raw" / "world.json"
-    if world.is_file():
+    correspondences = {name: late_fusion_correspondence([runs[name], *sources], row) for name, row in rows.items()
+                       if layout_of(runs[name]) == "late-fusion"}
+    if correspondences:
+        out["correspondence"] = correspondences
+    world = next((s / "raw" / "world.json" for s in sources if (s / "raw" / "world.json").is_file()), None)
+    if world is not None:
         kinds = {user: info["kind"] for user, info in json.loads(world.read_text())["users"].items()}
         out["by_user_kind"] = {name: by_user_kind(row, kinds) for name, row in rows.items()}
     return out
+
+
+def _first_codes(sources: list[Path], modality: str) -> tuple[np.ndarray, np.ndarray] | None:
+    return next((found for s in sources if (found := semantic_codes(s / "codes" / f"{modality}.safetensors"))
+                 is not None), None)
+
+
+def late_fusion_correspondence(sources: list[Path], row: dict[str, Any]) -> dict[str, float]:
+    """`correspondence` over the users whose target item has both modalities (the reserved "missing" tuple would
+    count as a right image part), with the text and image codes of the first source holding them (the run's own)."""
+    text, image = (_first_codes(sources, m) for m in ("text", "image"))
+    assert text is not None and image is not None, f"{sources[0]}: a late-fusion run without text and image codes"
+    complete = ~(text[1] | image[1])
+    targets = np.array(row["target"])
+    keep = complete[targets]
+    top1 = np.array([r[0] if r else -1 for r in row["ranked"]])[keep]
+    return {**correspondence(top1, targets[keep], {"text": text[0], "image": image[0]}), "users": int(keep.sum())}
 
 
 def plot_summary(summary: dict[str, Any], prefix: Path) -> list[Path]:

@@ -7,7 +7,10 @@
   its modality-b codes (its other codes are teacher-forced, unlabelled). Late fusion only: its items hold every
   modality, and a text-only or image-only item tells the two directions apart.
 - `infonce`: the mean-pooled encoder states of an item's text-SID and image-SID sequences are positives, the other
-  items of the batch negatives (symmetric InfoNCE).
+  items of the batch negatives (symmetric InfoNCE). On the item-level causal backbone each side is the same one-item
+  history as `translate`'s (`<bos> a(i)`, the other modality's slots `<pad>`), and its state is the head's state that
+  writes the next item's first code (a function of the item's block output alone): the item read through its text
+  SID and through its image SID should lead the model to the same place.
 """
 
 from __future__ import annotations
@@ -57,29 +60,38 @@ def translations(prep: Prepared, tasks: tuple[str, ...]) -> EncodedExamples:
 def item_level_translations(prep: Prepared, tasks: tuple[str, ...]) -> EncodedExamples:
     """`<bos> a(i) i` with labels on i's modality-b codes, for every task a->b and every item with every modality
     (the item-level causal backbone; module docstring)."""
-    layout, items = prep.layout, items_with_every_modality(prep)
-    vocab, item_tokens = layout.vocab, layout.item_tokens[items]                 # (I, W)
-    columns = token_modalities(vocab, item_tokens)                               # (I, W) modality index, -1 others
-    names = list(vocab.levels)
-    if layout.prompted or layout.user_token or not all((columns == m).any(axis=1).all() for m in range(len(names))):
-        raise MmgrError("translate on model.kind=item-causal translates within late-fusion items (every item "
-                        "holds every modality) without a task prompt or user token: use model.layout=late-fusion "
-                        "and model.user_buckets=0")
-    bos, pad = vocab.token("<bos>"), vocab.token("<pad>")
+    items = items_with_every_modality(prep)
+    views = one_modality_items(prep, items)                                      # modality -> (I, W)
+    item_tokens, columns = prep.layout.item_tokens[items], token_modalities(prep.layout.vocab,
+                                                                            prep.layout.item_tokens[items])
+    head = np.full((len(items), 1), prep.layout.vocab.token("<bos>"))
     inputs, labels, targets = [], [], []
     for task in tasks:
-        source, target = (names.index(m) for m in task.split("->"))
-        history = np.where(columns == source, item_tokens, pad)                  # (I, W) a(i): the rest hidden
-        head = np.full((len(items), 1), bos)
-        inputs += list(np.concatenate([head, history, item_tokens], axis=1))
-        written = np.where(columns == target, item_tokens, IGNORE)               # (I, W) b(i)'s codes labelled
+        source, target = task.split("->")
+        inputs += list(np.concatenate([head, views[source], item_tokens], axis=1))
+        written = np.where(columns == list(views).index(target), item_tokens, IGNORE)   # (I, W) b(i)'s codes
         labels += list(np.concatenate([np.full((len(items), 1 + item_tokens.shape[1]), IGNORE), written], axis=1))
         targets.append(items)
     return EncodedExamples(inputs, labels, np.concatenate(targets), np.zeros(len(inputs), dtype=np.int64))
 
 
+def one_modality_items(prep: Prepared, items: np.ndarray) -> dict[str, np.ndarray]:
+    """modality -> (I, W): each item's late-fusion tokens with only that modality's codes, the rest `<pad>`
+    (embedding 0, so the item's summed vector is that modality's SID alone). Item-level causal backbone only."""
+    layout = prep.layout
+    vocab, item_tokens = layout.vocab, layout.item_tokens[items]                 # (I, W)
+    columns = token_modalities(vocab, item_tokens)                               # (I, W) modality index, -1 others
+    names = list(vocab.levels)
+    if layout.prompted or layout.user_token or not all((columns == m).any(axis=1).all() for m in range(len(names))):
+        raise MmgrError("alignment on model.kind=item-causal reads late-fusion items (every item holds every "
+                        "modality) without a task prompt or user token: use model.layout=late-fusion and "
+                        "model.user_buckets=0")
+    pad = vocab.token("<pad>")
+    return {name: np.where(columns == index, item_tokens, pad) for index, name in enumerate(names)}
+
+
 class InfoNCE(SidsOnly):
-    backbones = ("t5",)         # pools encoder states
+    backbones = ("t5", "item-causal")
     settings = "alignment"
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
@@ -90,9 +102,16 @@ class InfoNCE(SidsOnly):
         if len(vocab.levels) != 2:
             raise MmgrError(f"infonce alignment pairs two modalities' SIDs, got {', '.join(vocab.levels)}")
         items = items_with_every_modality(prep)
-        eos = vocab.token("<eos>")
-        first, second = (np.concatenate([t, np.full((len(t), 1), eos)], axis=1)
-                         for t in prep.layout.modality_tokens.values())
+        if batching.decoder_only:                              # (N, 1 + W) each: <bos> a(i)
+            bos = np.full((len(prep.layout.item_tokens), 1), vocab.token("<bos>"))
+            views = one_modality_items(prep, np.arange(len(prep.layout.item_tokens)))
+            first, second = (np.concatenate([bos, view], axis=1) for view in views.values())
+            states = next_item_states
+        else:                                                  # (N, L_m + 1) each: m(i) <eos>
+            eos = vocab.token("<eos>")
+            first, second = (np.concatenate([t, np.full((len(t), 1), eos)], axis=1)
+                             for t in prep.layout.modality_tokens.values())
+            states = pooled_encoder_states
         batch_size, seed, temperature = batching.batch_size, batching.seed, settings.temperature
 
         def batches(epoch: int) -> list[np.ndarray]:          # in-batch negatives: a new mix of items each epoch
@@ -105,22 +124,32 @@ class InfoNCE(SidsOnly):
             return {"input_ids": input_ids, "attention_mask": mask, "labels": torch.from_numpy(index + 1)}
 
         def loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            return infonce_loss(model, batch["input_ids"], batch["attention_mask"], temperature)
+            return symmetric_infonce(states(model, batch["input_ids"], batch["attention_mask"]), temperature)
 
         return TrainData(batches, collate, loss), len(items)
 
 
-def infonce_loss(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE between the mean-pooled encoder states of rows [:B] and rows [B:] (row i pairs i + B).
-
-    The forward goes through the model itself (one decoder token), so precision and data-parallel wrappers apply."""
+def pooled_encoder_states(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                          ) -> torch.Tensor:
+    """(2B, T) -> (2B, D): the mean of each row's encoder states over its tokens (encoder-decoder; the forward goes
+    through the model itself, one decoder token, so precision and data-parallel wrappers apply)."""
     start = torch.full((len(input_ids), 1), model.config.decoder_start_token_id, device=input_ids.device)
     states = model(input_ids=input_ids, attention_mask=attention_mask,
                    decoder_input_ids=start).encoder_last_hidden_state      # (2B, T, D)
     weights = attention_mask[..., None].to(states.dtype)
-    pooled = F.normalize(((states * weights).sum(1) / weights.sum(1)).float(), dim=-1)  # (2B, D)
-    a, b = pooled.chunk(2)
+    return (states * weights).sum(1) / weights.sum(1)
+
+
+def next_item_states(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """(2B, 1 + W) one-item histories -> (2B, D): the head's state that writes the next item's first code."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+    return out.hidden_states[0][:, -1]
+
+
+def symmetric_infonce(states: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE over (2B, D) states, row i paired with row i + B: the mean of the cross-entropies of
+    softmax_j(cos(a_i, b_j) / tau) and softmax_j(cos(b_i, a_j) / tau) at j = i."""
+    a, b = F.normalize(states.float(), dim=-1).chunk(2)                   # (B, D) each
     logits = a @ b.T / temperature                                         # (B, B)
     target = torch.arange(len(a), device=logits.device)
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2

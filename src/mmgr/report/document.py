@@ -15,6 +15,7 @@ from mmgr.errors import MmgrError
 from mmgr.evaluation import published
 from mmgr.evaluation.significance import compare_runs
 from mmgr.io import write_bytes_atomic, write_json_atomic
+from mmgr.report.analyses import analysis_sections
 from mmgr.report.figures import curves_figure, metrics_figure
 from mmgr.report.runs import METRICS, RunSummary
 from mmgr.rundir import git_commit, now_iso
@@ -204,7 +205,8 @@ def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], li
             ("training", "Methods and training cost", training_table(report)),
             *([("generated", "Generated item texts and their cost (captions, interest tags)", generated)]
               if generated[1] else []),
-            ("tokenizers", "Tokenizer diagnostics", tokenizer_table(report))]
+            ("tokenizers", "Tokenizer diagnostics", tokenizer_table(report)),
+            *analysis_sections(report.get("analyses") or {})]
 
 
 def about(report: dict[str, Any]) -> list[str]:
@@ -238,7 +240,8 @@ th{background:#f2f2f2}td{text-align:right}td:first-child,td.text{text-align:left
 img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#555}"""
 
 TEXT = " class='text'"                  # left-aligned: words, not numbers
-TEXT_COLUMNS = {"description", "engine", "layout", "modalities", "objective", "tokenizer", "modality", "text", "model"}
+TEXT_COLUMNS = {"runs", "description", "engine", "layout", "modalities", "objective", "tokenizer", "modality", "text",
+                "model"}
 
 
 def page(report: dict[str, Any], folder: Path) -> str:

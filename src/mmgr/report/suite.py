@@ -5,8 +5,10 @@ description, optional seeds of their own), the baseline row, the default seeds a
 Every (row, seed) runs with `mmgr run` in `RUNS/<row>-s<seed>` and is reused when it finished with the same
 settings. The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their standard
 deviation), its budget (epochs, samples seen, training seconds), whether it converged, and the paired bootstrap
-against the baseline on the users' seed-averaged metrics; `OUT/report.{md,html,json}` is the `mmgr bench` report
-of each row's first seed with a convergence table.
+against the baseline on the users' seed-averaged metrics, and the modality analyses of each row's first seed
+(`analyses`: planted user kinds, late-fusion correspondence, top-10 overlap, fused-SID dominance, as the runs allow);
+`OUT/report.{md,html,json}` is the `mmgr bench` report of each row's first seed with a convergence table and the
+analyses' tables.
 
 Converged: the row's training ran its schedule to the end (or stopped early on patience) and validation was flat over
 its last `FLAT_SHARE` of steps: the best validation NDCG@10 reached there exceeds the best reached before by no more
@@ -32,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mmgr.config import load_config
 from mmgr.errors import ConfigError, MmgrError
 from mmgr.evaluation import published
+from mmgr.evaluation.modality import analyse_runs
 from mmgr.evaluation.significance import paired_bootstrap
 from mmgr.io import write_json_atomic
 from mmgr.report import document
@@ -115,11 +118,12 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
             folders.setdefault(row.name, []).append(folder)
     command = command.replace(f"{Path.cwd()}/", "")                       # results files name no machine paths
     summary = summarize(suite, folders, resamples, command)
+    summary["analyses"] = analyse_runs({name: paths[0] for name, paths in folders.items()})
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "summary.json", summary)
     report = document.build([summarize_run(name, paths[0]) for name, paths in folders.items()], suite.baseline, out,
                             resamples, command)
-    report["convergence"] = summary["rows"]
+    report["convergence"], report["analyses"] = summary["rows"], summary["analyses"]
     document.write(report, out)
     return summary
 

@@ -1,0 +1,47 @@
+"""The modality analyses (`mmgr.evaluation.modality`) as report tables: planted user kinds, late-fusion
+correspondence, top-10 overlap of single-SID runs and the fused SID's dependence on each modality."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def analysis_sections(analyses: dict[str, Any]) -> list[tuple[str, str, Table]]:
+    """(id, heading, table) of each analysis present."""
+    out = []
+    if analyses.get("by_user_kind"):
+        out.append(("user-kinds", "Test HR@10 / NDCG@10 by planted user kind (users of each kind)",
+                    user_kind_table(analyses["by_user_kind"])))
+    if analyses.get("correspondence"):
+        out.append(("correspondence", "Late fusion: is the top-1 item right in its text part, its image part, both "
+                                      "(users whose target has both modalities)",
+                    correspondence_table(analyses["correspondence"])))
+    if analyses.get("top10_overlap"):
+        out.append(("overlap", "Overlap of the top-10 lists of single-SID runs (mean share of shared items)",
+                    (["runs", "top-10 overlap"], [[pair, f"{value:.3f}"]
+                                                  for pair, value in analyses["top10_overlap"].items()])))
+    if analyses.get("fused_sid_ami"):
+        out.append(("dominance", "Early fusion: adjusted mutual information of the fused SID with each modality's "
+                                 "SID, by prefix length", ami_table(analyses["fused_sid_ami"])))
+    return out
+
+
+def user_kind_table(kinds: dict[str, dict[str, dict[str, float]]]) -> Table:
+    labels = sorted(next(iter(kinds.values())))
+    header = ["method", *(f"{k} ({next(iter(kinds.values()))[k]['users']})" for k in labels)]
+    return header, [[name, *(f"{by[k]['hr@10']:.3f} / {by[k]['ndcg@10']:.3f}" for k in labels)]
+                    for name, by in kinds.items()]
+
+
+def correspondence_table(rows: dict[str, dict[str, float]]) -> Table:
+    keys = ("both_right", "text_right_image_wrong", "image_right_text_wrong", "both_wrong")
+    header = ["method", "users", *(k.replace("_", " ") for k in keys)]
+    return header, [[name, str(r["users"]), *(f"{r[k]:.3f}" for k in keys)] for name, r in rows.items()]
+
+
+def ami_table(ami: dict[str, list[float]]) -> Table:
+    levels = max(len(v) for v in ami.values())
+    header = ["modality", *(f"{n} code{'s' if n > 1 else ''}" for n in range(1, levels + 1))]
+    return header, [[m, *(f"{v:.3f}" for v in values)] for m, values in ami.items()]
