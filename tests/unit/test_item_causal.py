@@ -59,6 +59,23 @@ def world(request):
     return model, vocab, items, PrefixTrie.build(items, vocab_size=vocab.size)
 
 
+def test_packed_rows_give_each_rows_padded_state_after_its_last_item(world):
+    """Decoding packs the rows' real positions into one sequence (no padding computed): each row's state after its
+    last whole item is the padded forward's, for rows of 0 to 5 items and a trailing partial item."""
+    model, vocab, items, _ = world
+    ids, mask = histories(vocab, items)
+    ids, mask = torch.cat([ids, ids[:1]]), torch.cat([mask, mask[:1]])
+    mask[-1, model.head_tokens:] = 0                                          # a row of no items
+    mask[0, -1] = 0                                                           # its last item cut short
+    ids = ids * mask
+    with torch.no_grad():
+        states, counts = model.item_states(ids, mask)
+        padded = states[torch.arange(len(ids)), model.head_tokens - 1 + counts]
+        packed = model.last_states(ids, mask)
+    assert counts.tolist()[0] == 4 and counts.tolist()[-1] == 0
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+
+
 def test_no_position_sees_a_later_token(world):
     model, vocab, items, _ = world
     ids, _ = histories(vocab, items)

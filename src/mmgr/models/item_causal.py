@@ -75,6 +75,28 @@ class ItemCausalLM(nn.Module):
                            use_cache=False).last_hidden_state            # no key/value cache: read once
         return states, counts
 
+    def last_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Right-aligned token rows (B, T) -> (B, D): the block output after each row's last whole item (its last head
+        token when it has none), as `item_states` gives it, without computing any padding: the rows' positions are
+        packed into one sequence of S = sum of their lengths, each attending causally within its own row (RoPE
+        positions restart per row). Decoding's path: histories of mixed lengths cost their real length."""
+        head, width = self.head_tokens, self.width
+        items = (input_ids.shape[1] - head) // width
+        embedded = self.body.embed_tokens(input_ids)                                  # (B, T, D)
+        summed = embedded[:, head:head + items * width].unflatten(1, (items, width)).sum(dim=2)
+        x = torch.cat([embedded[:, :head], summed], dim=1)                            # (B, H + N, D)
+        lengths = head + (attention_mask.sum(dim=1) - head).clamp(min=0) // width     # (B,)
+        real = torch.arange(head + items, device=x.device)[None] < lengths[:, None]  # (B, H + N)
+        ends = lengths.cumsum(dim=0)                                                  # (B,)
+        row = torch.repeat_interleave(torch.arange(len(x), device=x.device), lengths)  # (S,)
+        positions = torch.arange(len(row), device=x.device) - (ends - lengths)[row]   # (S,)
+        allowed = (row[:, None] == row[None]) & (positions[:, None] >= positions[None])  # (S, S)
+        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device).masked_fill_(~allowed,
+                                                                                       torch.finfo(x.dtype).min)
+        states = self.body(inputs_embeds=x[real][None], attention_mask=mask[None, None], position_ids=positions[None],
+                           use_cache=False).last_hidden_state[0]                    # (S, D)
+        return states[ends - 1]
+
     def head_state(self, context: Tensor, level: Tensor | int, chosen: Tensor) -> Tensor:
         """The head's state (..., D) from the state before the item (..., D), the level, and the summed embeddings
         of the item's codes chosen so far (..., D)."""
@@ -173,9 +195,8 @@ class ItemStep:
     def __init__(self, model: ItemCausalLM, input_ids: Tensor, attention_mask: Tensor):
         order = right_alignment(attention_mask)
         ids, mask = input_ids.gather(1, order), attention_mask.gather(1, order)
-        states, counts = model.item_states(ids, mask)                               # (B, H + N, D), (B,)
         self.model, self.level = model, 0
-        self.context = states[torch.arange(len(states)), model.head_tokens - 1 + counts]  # (B, D)
+        self.context = model.last_states(ids, mask)                                 # (B, D)
         self.chosen = torch.zeros_like(self.context)                                # (R, D)
 
     def __call__(self, tokens: Tensor) -> Tensor:
