@@ -255,7 +255,8 @@ class TrainingConfig(Section):
     eval_every_steps: int | None = Field(None, ge=1, description="also validate every N steps inside an epoch "
                                                                  "(time-to-quality curves)")
     eval_users: int = Field(2000, ge=0, description="fixed validation user sample (0 = all)")
-    patience: int = Field(4, ge=1, description="early stopping: validations without NDCG@10 improvement")
+    patience: int = Field(4, ge=1, description="early stopping: validations without NDCG@10 improvement, "
+                                               "counted after the warmup")
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (for budgets and tests)")
     budget_minutes: float | None = Field(

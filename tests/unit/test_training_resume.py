@@ -70,6 +70,14 @@ def test_best_epoch_weights_are_kept_and_early_stopping_stops(tmp_path):
     assert (tmp_path / "logs" / "next-item" / "csv" / "version_0" / "metrics.csv").is_file()
 
 
+def test_validations_during_warmup_do_not_count_toward_patience(tmp_path):
+    """6 steps per epoch, 12 warmup steps: epoch 1's drop (at step 12, still warming up) is not held against the run,
+    so it lives to improve at epoch 3; patience then stops it after two more validations without a gain."""
+    scores = iter([0.3, 0.1, 0.2, 0.4, 0.1, 0.1, 0.1, 0.1])
+    _, result = train(tmp_path, validate=lambda m: next(scores), epochs=8, patience=2, warmup_steps=12)
+    assert result.best_epoch == 3 and result.best_score == 0.4 and result.epochs_run == 6
+
+
 def test_loss_goes_down(tmp_path):
     model, result = train(tmp_path, epochs=8)
     examples = toy_examples()

@@ -7,7 +7,8 @@ and, as batch order is a function of (seed, epoch), finishes with the same weigh
 checkpoint whose learning-rate schedule (total steps) differs from the current budget is refused, never silently
 re-scheduled. Validation (NDCG@10 by the same constrained beam search and precision as `mmgr evaluate`, on the
 plain model, on a fixed user sample) picks the best epoch; training stops when it has not improved for `patience`
-validations. A stage without validation keeps its final weights. Logs: CSV (and TensorBoard when installed) under
+validations after the learning-rate warmup (a validation during warmup cannot stop a run that has not yet reached its
+learning rate). A stage without validation keeps its final weights. Logs: CSV (and TensorBoard when installed) under
 `logs/<stage>/`.
 """
 
@@ -123,7 +124,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     for name in forward_methods:            # methods a loss calls: through the wrapper (precision), as forward is
         model.mark_forward_method(name)
     before = dict(state["seen"])                                   # this invocation's share, for its speed
-    ends = _StageEnd(fabric, run_path, validate, weights_info, output)
+    ends = _StageEnd(fabric, run_path, validate, weights_info, output, schedule.warmup)
     with progress_bar(f"training ({stage})", total=schedule.total - state["step"],
                       enabled=progress and fabric.is_global_zero) as advance:
         while state["epoch"] < cfg.epochs and state["step"] < schedule.total and state["stale"] < cfg.patience:
@@ -236,6 +237,7 @@ class _StageEnd:
     score: Callable[[torch.nn.Module], float] | None
     weights_info: dict[str, Any]
     output: Path
+    warmup: int = 0                            # validations up to the end of warmup do not count toward patience
     loss_sum: torch.Tensor | float = 0.0       # training loss summed over the steps since the last validation
     loss_steps: int = 0
 
@@ -273,7 +275,7 @@ class _StageEnd:
             if self.fabric.is_global_zero:
                 save_weights(self.output, plain, {**self.weights_info, "epoch": state["epoch"],
                                                   "valid_ndcg@10": score})
-        else:
+        elif state["step"] > self.warmup:
             state["stale"] += 1
         self.fabric.barrier()
 
