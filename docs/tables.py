@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmgr.report.analyses import analysis_sections
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->)(.*?)(<!-- /table:\2 -->)", re.DOTALL)
@@ -343,6 +345,8 @@ def render_suite(summary: dict[str, Any] | None) -> str:
                  for name, values in published["rows"].items()]
         parts.append(table(["published row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"], prows))
         parts.append(f"Published: {published['source']}.")
+    for _, heading, (header, cells) in analysis_sections(summary.get("analyses") or {}):
+        parts.append(f"{heading}, each row's first seed:\n\n{table(header, cells)}")
     seeds = sorted({s for row in summary["rows"] for s in row["seeds"]})
     parts.append(f"Dataset {summary['dataset']}, seeds {', '.join(map(str, seeds))}, device {summary['device']}, "
                  f"commit {summary['commit'][:10]}: `{summary['command']}`")
@@ -379,6 +383,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "trialigngr-scientific": trialigngr("trialigngr-amazon-scientific-2018-summary.json"),
     "trialigngr-beauty": trialigngr("trialigngr-amazon-beauty-2014-summary.json"),
     "suite-arts": suite("arts"),
+    "suite-synthetic": suite("synthetic"),
 }
 
 

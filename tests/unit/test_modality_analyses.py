@@ -74,3 +74,9 @@ def test_analyses_choose_runs_by_their_manifest_not_their_name(tmp_path):
     out = analyse_runs(runs, base)
     assert list(out["top10_overlap"]) == ["alpha vs beta"]
     assert list(out["correspondence"]) == ["tiger-text"]
+
+
+def test_unique_share_counts_items_no_other_item_shares_codes_with():
+    from mmgr.evaluation.modality import unique_share
+
+    assert unique_share(np.array([[0, 1], [0, 1], [1, 2], [1, 3]])) == 0.5     # items 2 and 3 alone

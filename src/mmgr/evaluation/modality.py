@@ -6,7 +6,8 @@
 - Correspondence of late fusion (runs trained with the late-fusion layout): for the top-1 generated tuple, how often
   its text part is right while its image part is wrong, and the reverse (a part is "right" when its semantic codes
   equal the target item's), over the users whose target item has both modalities (the reserved "missing" tuple
-  would count as a right image part).
+  would count as a right image part), and the share of items that the text part alone names (their image part is a
+  forced suffix in the trie).
 - On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
 
 Everything is computed from the runs' per-user Parquet files and codes; nothing is re-decoded.
@@ -142,7 +143,15 @@ def late_fusion_correspondence(sources: list[Path], row: dict[str, Any]) -> dict
     targets = np.array(row["target"])
     keep = complete[targets]
     top1 = np.array([r[0] if r else -1 for r in row["ranked"]])[keep]
-    return {**correspondence(top1, targets[keep], {"text": text[0], "image": image[0]}), "users": int(keep.sum())}
+    return {**correspondence(top1, targets[keep], {"text": text[0], "image": image[0]}), "users": int(keep.sum()),
+            "items_named_by_text_part": unique_share(text[0])}
+
+
+def unique_share(codes: np.ndarray) -> float:
+    """Share of items whose codes (I, L) no other item has: in a late-fusion trie with text first, the share of items
+    whose image part is a forced suffix once the text part is written (it cannot correct a text error)."""
+    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return float((counts[inverse.reshape(-1)] == 1).mean())
 
 
 def plot_summary(summary: dict[str, Any], prefix: Path) -> list[Path]:

@@ -37,8 +37,10 @@ def user_kind_table(kinds: dict[str, dict[str, dict[str, float]]]) -> Table:
 
 def correspondence_table(rows: dict[str, dict[str, float]]) -> Table:
     keys = ("both_right", "text_right_image_wrong", "image_right_text_wrong", "both_wrong")
-    header = ["method", "users", *(k.replace("_", " ") for k in keys)]
-    return header, [[name, str(r["users"]), *(f"{r[k]:.3f}" for k in keys)] for name, r in rows.items()]
+    header = ["method", "users", *(k.replace("_", " ") for k in keys), "items the text part names"]
+    return header, [[name, str(r["users"]), *(f"{r[k]:.3f}" for k in keys),
+                     f"{r['items_named_by_text_part']:.3f}" if "items_named_by_text_part" in r else "-"]
+                    for name, r in rows.items()]
 
 
 def ami_table(ami: dict[str, list[float]]) -> Table:
