@@ -345,6 +345,8 @@ def render_suite(summary: dict[str, Any] | None) -> str:
                  for name, values in published["rows"].items()]
         parts.append(table(["published row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"], prows))
         parts.append(f"Published: {published['source']}.")
+    if summary.get("unfinished"):
+        parts.append(f"Not finished yet, so not in this table: {', '.join(summary['unfinished'])}.")
     for _, heading, (header, cells) in analysis_sections(summary.get("analyses") or {}):
         parts.append(f"{heading}, each row's first seed:\n\n{table(header, cells)}")
     seeds = sorted({s for row in summary["rows"] for s in row["seeds"]})

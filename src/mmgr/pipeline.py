@@ -50,6 +50,18 @@ def run_recipe(config: Config, out: Path, progress: bool = True,
     return {"train": trained, "results": results}
 
 
+def finished_run(config: Config, out: Path) -> bool:
+    """Whether `out` holds `config`'s run trained and evaluated with these settings: what `run_recipe` would reuse
+    whole. Reads only."""
+    run = RunDir(out)
+    if not run.exists() or not (out / "results.json").is_file():
+        return False
+    manifest = run.manifest()
+    config, _ = fit_to_data(config, Dataset.load(run.path, manifest["dataset"]["name"]))
+    return all(made_with(manifest["stages"].get(f"pipeline.{stage}"), manifest.get("config"), config, sections)
+               for stage, sections in (("train", TRAINING_SECTIONS), ("evaluate", EVALUATION_SECTIONS)))
+
+
 def settings_digest(settings: dict[str, Any]) -> str:
     """sha256 of recorded settings (JSON values)."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()

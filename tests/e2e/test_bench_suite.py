@@ -72,3 +72,21 @@ def test_a_second_run_reuses_every_finished_row(suite):
     again = mmgr(*args).stdout
     assert again.count("train: reusing") == 3 and again.count("evaluate: reusing") == 3
     assert {p: p.read_bytes() for p in results} == results
+
+
+def test_finished_only_summarizes_the_finished_runs_and_trains_nothing(suite):
+    """A seed added to a row and not run yet is listed as unfinished; nothing is trained, nothing is created."""
+    folder, args, _ = suite
+    spec = yaml.safe_load((folder / "tiny.yaml").read_text())
+    spec["rows"][1]["seeds"] = [1, 5]
+    path = folder / "grown.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = folder / "progress"
+    stdout = mmgr("bench", "--suite", str(path), "--out", str(out), "--runs", str(folder / "runs"), "--no-progress",
+                  "--resamples", "200", "--finished-only").stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unfinished"] == ["mgr-lf-s5"] and "left out: mgr-lf-s5" in stdout
+    assert [r["seeds"] for r in summary["rows"]] == [[1, 2], [1]] and not (folder / "runs" / "mgr-lf-s5").exists()
+    first = json.loads((folder / "out" / "summary.json").read_text())
+    assert [r["metrics"] for r in summary["rows"]] == [r["metrics"] for r in first["rows"]]
+    assert "Not finished yet, so not in this report: mgr-lf-s5" in (out / "report.md").read_text()

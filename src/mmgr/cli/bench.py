@@ -29,6 +29,9 @@ def bench(
                                           "e.g. training.max_steps=500."),
     resamples: int = typer.Option(10_000, min=100, help="Bootstrap resamples of the paired tests."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    finished_only: bool = typer.Option(False, "--finished-only", help="--suite: train nothing; summarize the runs "
+                                                                      "already finished with the suite's settings "
+                                                                      "and list the others as unfinished."),
 ) -> None:
     """Train (or reuse) and evaluate each recipe on one dataset with one seed, then write a report: Markdown and a
     self-contained HTML page with the metric table (95% intervals, paired tests against the baseline), published
@@ -41,8 +44,10 @@ def bench(
     if suite is not None:
         if more:
             raise MmgrError("--suite takes its rows from the suite file; give no recipes beside it")
-        bench_suite(suite, out, runs, command, resamples, progress, overrides)
+        bench_suite(suite, out, runs, command, resamples, progress, overrides, finished_only)
         return
+    if finished_only:
+        raise MmgrError("--finished-only summarizes a suite's finished runs: give --suite FILE")
     if not recipes or not dataset:
         raise MmgrError("give --suite FILE, or --recipes and --dataset")
     out = out or Path("reports/bench")
@@ -55,17 +60,20 @@ def bench(
 
 
 def bench_suite(path: Path, out: Path | None, runs: Path | None, command: str, resamples: int,
-                progress: bool, overrides: tuple[str, ...]) -> None:
+                progress: bool, overrides: tuple[str, ...], finished_only: bool) -> None:
     from mmgr.report.suite import load_suite, run_suite
 
     name = load_suite(path).name
     out = out or Path("benchmarks/results") / f"suite-{name}"
     summary = run_suite(path, out, runs or Path("runs/suites") / name, command, resamples, progress,
-                        say=lambda text: console.print(text, highlight=False), overrides=overrides)
+                        say=lambda text: console.print(text, highlight=False), overrides=overrides,
+                        finished_only=finished_only)
     for row in summary["rows"]:
         m = row["metrics"]
         console.print(f"{row['name']:<22} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  epochs "
                       f"{row['epochs']}  converged {'yes' if row['converged'] else 'NO'}", highlight=False)
+    if summary["unfinished"]:
+        console.print(f"not finished, left out: {', '.join(summary['unfinished'])}", highlight=False)
     console.print(f"[green]wrote[/green] {out / 'summary.json'} and {out / 'report.html'}")
 
 

@@ -129,6 +129,8 @@ def caveats(report: dict[str, Any]) -> list[str]:
     unconverged = [r["name"] for r in rows if not r["converged"]]
     if unconverged:
         lines.append(f"Not converged, so not a verdict: {', '.join(unconverged)}.")
+    if report.get("unfinished"):
+        lines.append(f"Not finished yet, so not in this report: {', '.join(report['unfinished'])}.")
     shared = [r["name"] for r in rows if any(r.get("shared_cores") or [])]
     unknown = [r["name"] for r in rows if None in r.get("shared_cores", [None])]
     if shared:

@@ -3,8 +3,9 @@
 A suite file names a dataset recipe, settings shared by every row, the rows (recipes + overrides, one line of
 description, optional seeds of their own), the baseline row, the default seeds and, optionally, published numbers.
 Every (row, seed) runs with `mmgr run` in `RUNS/<row>-s<seed>` and is reused when it finished with the same
-settings. The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their standard
-deviation), its budget (epochs, samples seen, training seconds), whether it converged, and the paired bootstrap
+settings; `--finished-only` trains nothing and summarizes the runs that finished (the others listed as
+`unfinished`). The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their
+standard deviation), its budget (epochs, samples seen, training seconds), whether it converged, and the paired bootstrap
 against the baseline on the users' seed-averaged metrics, and the modality analyses of each row's first seed
 (`analyses`: planted user kinds, late-fusion correspondence, top-10 overlap, fused-SID dominance, as the runs allow);
 `OUT/report.{md,html,json}` is the `mmgr bench` report of each row's first seed with a convergence table and the
@@ -100,46 +101,62 @@ def load_suite(path: Path) -> Suite:
 
 
 def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: int = 10_000, progress: bool = True,
-              say: Callable[[str], None] = print, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
+              say: Callable[[str], None] = print, overrides: tuple[str, ...] = (),
+              finished_only: bool = False) -> dict[str, Any]:
     """Run (or reuse) every row and seed, then write OUT/summary.json and the report; returns the summary.
-    `overrides` (key=value) apply to every row after its own (e.g. training.accelerator=cpu for a smoke test)."""
-    from mmgr.pipeline import run_recipe
+    `overrides` (key=value) apply to every row after its own (e.g. training.accelerator=cpu for a smoke test).
+    `finished_only`: train nothing; summarize the (row, seed) runs already finished with the suite's settings and
+    list the others under `unfinished` (a suite's progress while its long rows still train)."""
+    from mmgr.pipeline import finished_run, run_recipe
 
     suite = load_suite(path)
     folders: dict[str, list[Path]] = {}
+    seeds: dict[str, list[int]] = {}
+    unfinished = []
     for row in suite.rows:
         for seed in suite.seeds_of(row):
             folder = runs / f"{row.name}-s{seed}"
             config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
                                  [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
+            if finished_only and not finished_run(config, folder):
+                say(f"{row.name} seed {seed}: not finished, left out")
+                unfinished.append(folder.name)
+                continue
             say(f"{row.name} seed {seed}: {folder}")
-            with RunDir(folder).writing("bench"):
-                run_recipe(config, folder, progress, say)
+            if not finished_only:
+                with RunDir(folder).writing("bench"):
+                    run_recipe(config, folder, progress, say)
             folders.setdefault(row.name, []).append(folder)
+            seeds.setdefault(row.name, []).append(seed)
+    if suite.baseline not in folders:
+        raise MmgrError(f"{path}: the baseline row {suite.baseline!r} has no finished run to compare against")
     command = command.replace(f"{Path.cwd()}/", "")                       # results files name no machine paths
-    summary = summarize(suite, folders, resamples, command)
+    summary = summarize(suite, folders, seeds, resamples, command)
+    summary["unfinished"] = unfinished
     summary["analyses"] = analyse_runs({name: paths[0] for name, paths in folders.items()})
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "summary.json", summary)
     report = document.build([summarize_run(name, paths[0]) for name, paths in folders.items()], suite.baseline, out,
                             resamples, command)
     report["convergence"], report["analyses"] = summary["rows"], summary["analyses"]
+    report["unfinished"] = unfinished
     document.write(report, out)
     return summary
 
 
-def summarize(suite: Suite, folders: dict[str, list[Path]], resamples: int, command: str) -> dict[str, Any]:
-    """The suite's summary: one entry per row (see the module docstring)."""
+def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, list[int]], resamples: int,
+              command: str) -> dict[str, Any]:
+    """The suite's summary: one entry per row with a run (see the module docstring)."""
     base = per_user_means(folders[suite.baseline])
     rows = []
-    for row in suite.rows:
+    for row in (r for r in suite.rows if r.name in folders):
         paths = folders[row.name]
         runs = [run_facts(p) for p in paths]
         metrics = np.array([[r["metrics"][m] for m in METRICS] for r in runs])
         mine = per_user_means(paths)
         rows.append({
             "name": row.name, "description": row.description, "recipe": [*row.recipes, *row.overrides],
-            "seeds": suite.seeds_of(row), "method": runs[0]["method"],
+            "seeds": seeds[row.name], "method": runs[0]["method"],
             "metrics": dict(zip(METRICS, metrics.mean(axis=0).round(6).tolist(), strict=True)),
             "metrics_sd": dict(zip(METRICS, metrics.std(axis=0, ddof=1 if len(runs) > 1 else 0).round(6).tolist(),
                                    strict=True)),
