@@ -80,3 +80,15 @@ def test_unique_share_counts_items_no_other_item_shares_codes_with():
     from mmgr.evaluation.modality import unique_share
 
     assert unique_share(np.array([[0, 1], [0, 1], [1, 2], [1, 3]])) == 0.5     # items 2 and 3 alone
+
+
+def test_hits_split_matches_users_by_id_and_counts_each_part():
+    from mmgr.evaluation.modality import hits_split
+
+    mine = {"user_id": ["a", "b", "c", "d", "e"], "hr@10": [1.0, 1.0, 1.0, 0.0, 1.0]}
+    text = {"user_id": ["e", "d", "c", "b", "a"], "hr@10": [0.0, 1.0, 0.0, 1.0, 1.0]}     # another user order
+    image = {"user_id": ["a", "b", "c", "d", "e"], "hr@10": [1.0, 0.0, 0.0, 0.0, 0.0]}
+    out = hits_split(mine, text, image)
+    assert out["bimodal_hits"] == 4 and out["lost"] == 1                         # d: text only
+    assert out["share_of_bimodal_hits"] == {"redundant": 0.25, "unique_text": 0.25, "unique_image": 0.0,
+                                            "synergy": 0.5}                         # a; b; c and e

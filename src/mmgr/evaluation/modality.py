@@ -8,6 +8,9 @@
   equal the target item's), over the users whose target item has both modalities (the reserved "missing" tuple
   would count as a right image part), and the share of items that the text part alone names (their image part is a
   forced suffix in the trie).
+- Synergy (SynGR, arXiv 2605.18920): each multimodal run's HR@10 hits split by whether the text-only and the
+  image-only runs also hit (`synergy.pid_estimate`: redundant, unique to one modality, needing both), when both
+  single-modality runs are present.
 - On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
 
 Everything is computed from the runs' per-user Parquet files and codes; nothing is re-decoded.
@@ -52,6 +55,12 @@ def one_sid(run: Path) -> str | None:
     modalities = model.get("modalities", [])
     single = model.get("layout") == "single" and model.get("kind") != "sasrec" and len(modalities) == 1
     return modalities[0] if single else None
+
+
+def is_multimodal(run: Path) -> bool:
+    """A run whose SIDs read both modalities: several modalities, or the fused one."""
+    modalities = model_settings(run).get("modalities", [])
+    return len(modalities) > 1 or "fused" in modalities
 
 
 def code_ami(fused: np.ndarray, other: np.ndarray) -> list[float]:
@@ -118,6 +127,11 @@ def analyse_runs(runs: dict[str, Path], base: Path | None = None) -> dict[str, A
                for a, b in pairs if a in single and b in single}
     if overlap:
         out["top10_overlap"] = overlap
+    if "text" in single and "image" in single:
+        multimodal = [name for name in rows if is_multimodal(runs[name])]
+        if multimodal:
+            out["pid"] = {name: hits_split(rows[name], rows[single["text"]], rows[single["image"]])
+                          for name in multimodal}
     correspondences = {name: late_fusion_correspondence([runs[name], *sources], row) for name, row in rows.items()
                        if layout_of(runs[name]) == "late-fusion"}
     if correspondences:
@@ -127,6 +141,16 @@ def analyse_runs(runs: dict[str, Path], base: Path | None = None) -> dict[str, A
         kinds = {user: info["kind"] for user, info in json.loads(world.read_text())["users"].items()}
         out["by_user_kind"] = {name: by_user_kind(row, kinds) for name, row in rows.items()}
     return out
+
+
+def hits_split(mine: dict[str, Any], text: dict[str, Any], image: dict[str, Any]) -> dict[str, Any]:
+    """`pid_estimate` of a multimodal run's HR@10 hits against the text-only and image-only runs' hits, user by user
+    (users matched by id)."""
+    from mmgr.evaluation.synergy import pid_estimate
+
+    hit = [dict(zip(r["user_id"], np.array(r["hr@10"]) > 0, strict=True)) for r in (mine, text, image)]
+    users = [u for u in mine["user_id"] if u in hit[1] and u in hit[2]]
+    return pid_estimate(*(np.array([h[u] for u in users]) for h in hit))
 
 
 def _first_codes(sources: list[Path], modality: str) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,5 +1,6 @@
 """The modality analyses (`mmgr.evaluation.modality`) as report tables: planted user kinds, late-fusion
-correspondence, top-10 overlap of single-SID runs and the fused SID's dependence on each modality."""
+correspondence, the split of multimodal rows' hits by the single-modality rows' hits, top-10 overlap of single-SID
+runs and the fused SID's dependence on each modality."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ def analysis_sections(analyses: dict[str, Any]) -> list[tuple[str, str, Table]]:
         out.append(("correspondence", "Late fusion: is the top-1 item right in its text part, its image part, both "
                                       "(users whose target has both modalities)",
                     correspondence_table(analyses["correspondence"])))
+    if analyses.get("pid"):
+        out.append(("pid", "Each multimodal row's HR@10 hits: also hit by the text-only and the image-only rows "
+                           "(redundant), by one of them (unique), or by neither (needs both)",
+                    pid_table(analyses["pid"])))
     if analyses.get("top10_overlap"):
         out.append(("overlap", "Overlap of the top-10 lists of single-SID runs (mean share of shared items)",
                     (["runs", "top-10 overlap"], [[pair, f"{value:.3f}"]
@@ -41,6 +46,14 @@ def correspondence_table(rows: dict[str, dict[str, float]]) -> Table:
     return header, [[name, str(r["users"]), *(f"{r[k]:.3f}" for k in keys),
                      f"{r['items_named_by_text_part']:.3f}" if "items_named_by_text_part" in r else "-"]
                     for name, r in rows.items()]
+
+
+def pid_table(rows: dict[str, dict[str, Any]]) -> Table:
+    keys = ("redundant", "unique_text", "unique_image", "synergy")
+    header = ["method", "hits", *(k.replace("_", " ").replace("synergy", "needs both") for k in keys),
+              "lost (hit by a single-modality row only)"]
+    return header, [[name, str(r["bimodal_hits"]), *(f"{r['share_of_bimodal_hits'][k]:.3f}" for k in keys),
+                     str(r["lost"])] for name, r in rows.items()]
 
 
 def ami_table(ami: dict[str, list[float]]) -> Table:
