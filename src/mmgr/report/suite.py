@@ -7,7 +7,8 @@ settings; `--finished-only` trains nothing and summarizes the runs that finished
 `unfinished`). The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their
 standard deviation), its budget (epochs, samples seen, training seconds), whether it converged, and the paired bootstrap
 against the baseline on the users' seed-averaged metrics, and the modality analyses of each row's first seed
-(`analyses`: planted user kinds, late-fusion correspondence, top-10 overlap, fused-SID dominance, as the runs allow);
+(`analyses`: planted user kinds, late-fusion correspondence, hits needing both modalities, top-10 overlap,
+fused-SID dominance, as the runs allow);
 `OUT/report.{md,html,json}` is the `mmgr bench` report of each row's first seed with a convergence table and the
 analyses' tables.
 
