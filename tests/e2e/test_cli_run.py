@@ -75,6 +75,7 @@ def test_analyze_writes_the_modality_analyses_into_the_run(lfpp_run, tmp_path):
     analysis = json.loads((lfpp / "analysis" / "modality.json").read_text())
     shares = analysis["analyses"]["correspondence"]["mgr-lfpp"]
     assert shares.pop("users") == 30                                 # every synthetic item has both modalities
+    assert 0 <= shares.pop("items_named_by_text_part") <= 1
     assert abs(sum(shares.values()) - 1.0) < 1e-9                     # four disjoint outcomes
     assert set(analysis["analyses"]["by_user_kind"]["tiger-text"]) == {"text", "image", "both", "synergy"}
     assert (lfpp / "analysis" / "modality-metrics.png").read_bytes()[:4] == b"\x89PNG"
