@@ -59,9 +59,14 @@ def world(request):
     return model, vocab, items, PrefixTrie.build(items, vocab_size=vocab.size)
 
 
-def test_packed_rows_give_each_rows_padded_state_after_its_last_item(world):
-    """Decoding packs the rows' real positions into one sequence (no padding computed): each row's state after its
-    last whole item is the padded forward's, for rows of 0 to 5 items and a trailing partial item."""
+@pytest.mark.parametrize("limit", [512, 8], ids=["one-pack", "several-packs"])
+def test_packed_rows_give_each_rows_padded_state_after_its_last_item(world, limit, monkeypatch):
+    """Decoding packs the rows' real positions into sequences (no padding computed): each row's state after its
+    last whole item is the padded forward's, for rows of 0 to 5 items and a trailing partial item, in one packed
+    sequence or several."""
+    import mmgr.models.item_causal as item_causal
+
+    monkeypatch.setattr(item_causal, "PACKED_POSITIONS", limit)
     model, vocab, items, _ = world
     ids, mask = histories(vocab, items)
     ids, mask = torch.cat([ids, ids[:1]]), torch.cat([mask, mask[:1]])
@@ -74,6 +79,13 @@ def test_packed_rows_give_each_rows_padded_state_after_its_last_item(world):
         packed = model.last_states(ids, mask)
     assert counts.tolist()[0] == 4 and counts.tolist()[-1] == 0
     torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+
+
+def test_packs_are_consecutive_ranges_within_the_limit():
+    from mmgr.models.item_causal import packs
+
+    assert packs([3, 3, 3, 3], 6) == [(0, 2), (2, 4)] and packs([7, 1, 1], 6) == [(0, 1), (1, 3)]
+    assert packs([2], 6) == [(0, 1)] and packs([], 6) == []
 
 
 def test_no_position_sees_a_later_token(world):

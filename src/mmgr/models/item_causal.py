@@ -77,16 +77,23 @@ class ItemCausalLM(nn.Module):
 
     def last_states(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Right-aligned token rows (B, T) -> (B, D): the block output after each row's last whole item (its last head
-        token when it has none), as `item_states` gives it, without computing any padding: the rows' positions are
-        packed into one sequence of S = sum of their lengths, each attending causally within its own row (RoPE
-        positions restart per row). Decoding's path: histories of mixed lengths cost their real length."""
+        token when it has none), as `item_states` gives it, without computing any padding: consecutive rows are
+        packed into sequences of at most `PACKED_POSITIONS` positions (a longer row alone), each row attending
+        causally within itself (RoPE positions restart per row). Decoding's path: histories of mixed lengths cost
+        their real length, and attention over a packed sequence stays small."""
         head, width = self.head_tokens, self.width
         items = (input_ids.shape[1] - head) // width
         embedded = self.body.embed_tokens(input_ids)                                  # (B, T, D)
         summed = embedded[:, head:head + items * width].unflatten(1, (items, width)).sum(dim=2)
         x = torch.cat([embedded[:, :head], summed], dim=1)                            # (B, H + N, D)
         lengths = head + (attention_mask.sum(dim=1) - head).clamp(min=0) // width     # (B,)
-        real = torch.arange(head + items, device=x.device)[None] < lengths[:, None]  # (B, H + N)
+        return torch.cat([self.packed_last_states(x[a:b], lengths[a:b]) for a, b in packs(lengths.tolist(),
+                                                                                               PACKED_POSITIONS)])
+
+    def packed_last_states(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """(B, H + N, D) item vectors and (B,) real lengths -> (B, D): the rows as one sequence of S = sum of their
+        lengths, with a block-diagonal causal mask; each row's state at its last position."""
+        real = torch.arange(x.shape[1], device=x.device)[None] < lengths[:, None]    # (B, H + N)
         ends = lengths.cumsum(dim=0)                                                  # (B,)
         row = torch.repeat_interleave(torch.arange(len(x), device=x.device), lengths)  # (S,)
         positions = torch.arange(len(row), device=x.device) - (ends - lengths)[row]   # (S,)
@@ -176,6 +183,20 @@ class ItemCausalLM(nn.Module):
 
     def beam_step(self, input_ids: Tensor, attention_mask: Tensor) -> ItemStep:
         return ItemStep(self, input_ids, attention_mask)
+
+
+PACKED_POSITIONS = 512          # positions per packed sequence: its attention costs the square of its length
+
+
+def packs(lengths: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive row ranges [a, b) whose lengths sum to at most `limit` (a longer row is a range of its own)."""
+    out, start, total = [], 0, 0
+    for index, length in enumerate(lengths):
+        if index > start and total + length > limit:
+            out.append((start, index))
+            start, total = index, 0
+        total += length
+    return [*out, (start, len(lengths))] if lengths else out
 
 
 def right_aligned(attention_mask: Tensor) -> bool:
