@@ -62,14 +62,13 @@ def item_level_translations(prep: Prepared, tasks: tuple[str, ...]) -> EncodedEx
     (the item-level causal backbone; module docstring)."""
     items = items_with_every_modality(prep)
     views = one_modality_items(prep, items)                                      # modality -> (I, W)
-    item_tokens, columns = prep.layout.item_tokens[items], token_modalities(prep.layout.vocab,
-                                                                            prep.layout.item_tokens[items])
-    head = np.full((len(items), 1), prep.layout.vocab.token("<bos>"))
+    item_tokens, vocab = prep.layout.item_tokens[items], prep.layout.vocab
+    head = np.full((len(items), 1), vocab.token("<bos>"))
     inputs, labels, targets = [], [], []
     for task in tasks:
         source, target = task.split("->")
         inputs += list(np.concatenate([head, views[source], item_tokens], axis=1))
-        written = np.where(columns == list(views).index(target), item_tokens, IGNORE)   # (I, W) b(i)'s codes
+        written = np.where(views[target] != vocab.token("<pad>"), item_tokens, IGNORE)   # (I, W) b(i)'s codes
         labels += list(np.concatenate([np.full((len(items), 1 + item_tokens.shape[1]), IGNORE), written], axis=1))
         targets.append(items)
     return EncodedExamples(inputs, labels, np.concatenate(targets), np.zeros(len(inputs), dtype=np.int64))
