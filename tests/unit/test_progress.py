@@ -29,3 +29,15 @@ def test_training_curves_reach_the_csv_file_while_training(tmp_path):
         csv_logger.log_metrics({"train/loss": 1.0 / step}, step)
     rows = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith(("step", "train/loss"))   # header + 3 rows, before finalize
+
+
+def test_time_left_uses_this_invocations_step_time():
+    """A run resumed after a slow (or paused) invocation estimates from its own steps, not the stage's mean."""
+    from mmgr.training.loop import time_left
+
+    state = {"schedule_steps": 100, "step": 60, "seen": {"seconds": 1000.0}}
+    assert time_left(state) == ", ~11m06s of training left"                # 40 steps x 1000 s / 60
+    assert time_left(state, since=(50, 900.0)) == ", ~6m40s of training left"   # 40 steps x 100 s / 10
+    assert time_left(state, since=(50, 950.0)) == ", ~3m20s of training left"  # 40 steps x 50 s / 10
+    assert time_left(state, since=(60, 1000.0)) == ""                       # no step of its own yet
+    assert time_left({**state, "step": 100}) == ""

@@ -124,7 +124,8 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     for name in forward_methods:            # methods a loss calls: through the wrapper (precision), as forward is
         model.mark_forward_method(name)
     before = dict(state["seen"])                                   # this invocation's share, for its speed
-    ends = _StageEnd(fabric, run_path, validate, weights_info, output, schedule.warmup)
+    ends = _StageEnd(fabric, run_path, validate, weights_info, output, schedule.warmup,
+                     since=(resumed_from, before["seconds"]))
     with progress_bar(f"training ({stage})", total=schedule.total - state["step"],
                       enabled=progress and fabric.is_global_zero) as advance:
         while state["epoch"] < cfg.epochs and state["step"] < schedule.total and state["stale"] < cfg.patience:
@@ -219,12 +220,14 @@ def machine_load() -> dict[str, float | int]:
     return {"load_1m": round(os.getloadavg()[0], 2), "threads": torch.get_num_threads()}
 
 
-def time_left(state: dict) -> str:
-    """`, ~1h05m of training left` at the stage's mean step time so far; empty at the end or before a step."""
-    left = state["schedule_steps"] - state["step"]
-    if left <= 0 or state["step"] == 0:
+def time_left(state: dict, since: tuple[int, float] = (0, 0.0)) -> str:
+    """`, ~1h05m of training left` at this invocation's mean step time (`since`: the step and training seconds it
+    resumed from; an earlier invocation may have run on a busier or paused machine); empty at the end or before a
+    step of this invocation."""
+    left, steps = state["schedule_steps"] - state["step"], state["step"] - since[0]
+    if left <= 0 or steps <= 0:
         return ""
-    return f", ~{duration(left * state['seen']['seconds'] / state['step'])} of training left"
+    return f", ~{duration(left * (state['seen']['seconds'] - since[1]) / steps)} of training left"
 
 
 @dataclass
@@ -240,6 +243,7 @@ class _StageEnd:
     warmup: int = 0                            # validations up to the end of warmup do not count toward patience
     loss_sum: torch.Tensor | float = 0.0       # training loss summed over the steps since the last validation
     loss_steps: int = 0
+    since: tuple[int, float] = (0, 0.0)        # step and training seconds this invocation started from
 
     def _mean_loss(self) -> float | None:
         """The training loss per step since the last validation, over every rank (None before a step); resets it."""
@@ -269,7 +273,7 @@ class _StageEnd:
                      " new best" if score > state["best_score"] else "", max(score, state["best_score"]),
                      state["epoch"] if score > state["best_score"] else state["best_epoch"], loss,
                      f"{seen['samples'] * ranks:,}", seen["seconds"],
-                     seen["samples"] * ranks / max(seen["seconds"], 1e-9), time_left(state))
+                     seen["samples"] * ranks / max(seen["seconds"], 1e-9), time_left(state, self.since))
         if score > state["best_score"]:
             state.update(best_score=score, best_epoch=state["epoch"], stale=0)
             if self.fabric.is_global_zero:
