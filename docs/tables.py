@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgr.report.analyses import analysis_sections
+from mmgr.report.document import claims_table
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -347,6 +348,11 @@ def render_suite(summary: dict[str, Any] | None) -> str:
         parts.append(f"Published: {published['source']}.")
     if summary.get("unfinished"):
         parts.append(f"Not finished yet, so not in this table: {', '.join(summary['unfinished'])}.")
+    if summary.get("claims"):
+        header, cells = claims_table(summary)
+        parts.append("Published claims tested on these rows (paired bootstrap over the test users on each row's "
+                     "seed-averaged metrics; verdict from the NDCG@10 interval: holds above 0, reversed below 0, not "
+                     f"shown across 0):\n\n{table(header, cells)}")
     for _, heading, (header, cells) in analysis_sections(summary.get("analyses") or {}):
         parts.append(f"{heading}, each row's first seed:\n\n{table(header, cells)}")
     seeds = sorted({s for row in summary["rows"] for s in row["seeds"]})

@@ -18,7 +18,8 @@ def suite(tmp_path_factory):
     spec = {"name": "tiny", "dataset": "configs/synthetic.yaml",
             "shared": [*TINY, f"encoders.cache_dir={folder / 'cache'}"], "seeds": [1], "baseline": "tiger",
             "rows": [{"name": "tiger", "description": "TIGER", "recipes": ["configs/tiger.yaml"], "seeds": [1, 2]},
-                     {"name": "mgr-lf", "description": "MGR-LF", "recipes": ["configs/mgr-lf.yaml"]}]}
+                     {"name": "mgr-lf", "description": "MGR-LF", "recipes": ["configs/mgr-lf.yaml"]}],
+            "claims": [{"paper": "MGR", "claim": "late fusion beats text", "row": "mgr-lf", "versus": "tiger"}]}
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     args = ["bench", "--suite", str(path), "--out", str(folder / "out"), "--runs", str(folder / "runs"),
@@ -47,6 +48,17 @@ def test_summary_has_each_row_over_its_seeds_with_budget_convergence_and_paired_
     report = json.loads((folder / "out" / "report.json").read_text())
     assert [r["name"] for r in report["convergence"]] == ["tiger", "mgr-lf"]
     assert "Budget and convergence" in (folder / "out" / "report.md").read_text()
+
+
+def test_a_claim_is_the_paired_test_of_its_two_rows(suite):
+    """The claim 'mgr-lf is above tiger' is the same paired test as mgr-lf's against the baseline, with a verdict."""
+    folder, _, _ = suite
+    summary = json.loads((folder / "out" / "summary.json").read_text())
+    (claim,) = summary["claims"]
+    assert claim["test"] == summary["rows"][1]["vs_baseline"]
+    low, high = claim["test"]["ndcg@10"]["ci"]
+    assert claim["verdict"] == ("holds" if low > 0 else "reversed" if high < 0 else "not shown")
+    assert "Published claims tested on these rows" in (folder / "out" / "report.md").read_text()
 
 
 def test_the_analyses_read_each_rows_first_seed(suite):

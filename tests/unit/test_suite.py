@@ -36,6 +36,10 @@ def test_the_late_gain_is_reported():
     ("name: A/b\ndataset: d.yaml\nbaseline: y\nrows: [{name: y, recipes: [r.yaml]}]", "name 'A/b'"),
     ("name: a\ndataset: d.yaml\nbaseline: y\nrows: [{name: y, recipe: [r.yaml]}]", "rows.0.recipe"),
     ("name: a\n  bad: [", "not valid YAML"),
+    ("name: a\ndataset: d.yaml\nbaseline: y\nrows: [{name: y, recipes: [r.yaml]}]\n"
+     "claims: [{paper: P, claim: c, row: z, versus: y}]", "claim 'c': 'z' is not a row"),
+    ("name: a\ndataset: d.yaml\nbaseline: y\nrows: [{name: y, recipes: [r.yaml]}]\n"
+     "claims: [{paper: P, claim: c, row: y, versus: y}]", "compares 'y' with itself"),
 ])
 def test_a_bad_suite_file_is_named_with_its_problem(tmp_path, text, message):
     path = tmp_path / "suite.yaml"

@@ -121,6 +121,23 @@ def convergence_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]
                      "yes" if r["converged"] else "NO"] for r in report["convergence"]]
 
 
+def claims_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per published claim: the paired difference of its two rows (NDCG@10, HR@10) and the verdict."""
+    header = ["paper", "claim", "row - versus", "NDCG@10 diff [95% CI]", "HR@10 diff [95% CI]", "verdict"]
+    return header, [[c["paper"], c["claim"], f"{c['row']} - {c['versus']}", *(difference(c["test"], m)
+                                                                              for m in ("ndcg@10", "hr@10")),
+                     c["verdict"] + ("" if c["converged"] or c["test"] is None else " (a row not converged)")]
+                    for c in report["claims"]]
+
+
+def difference(test: dict[str, Any] | None, metric: str) -> str:
+    """`+0.0012 [-0.0003, +0.0027], p=0.120` of a paired test ("-" where not measured)."""
+    if test is None:
+        return "-"
+    t = test[metric]
+    return f"{t['diff']:+.4f} [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}], {p_text(t['p'])}"
+
+
 def caveats(report: dict[str, Any]) -> list[str]:
     """What a reader must know before comparing the suite's rows: rows that did not converge, and rows whose
     training seconds other work shared the cores with (or where that was not recorded)."""
@@ -204,6 +221,9 @@ def sections(report: dict[str, Any]) -> list[tuple[str, str, tuple[list[str], li
             *([("convergence", "Budget and convergence per row (converged: validation flat over the last 20% of "
                                 "training; a row that did not converge is not a verdict)", convergence_table(report))]
               if report.get("convergence") else []),
+            *([("claims", "Published claims tested on these rows (verdict from the NDCG@10 interval: holds above "
+                           "0, reversed below 0, not shown across 0)", claims_table(report))]
+              if report.get("claims") else []),
             ("training", "Methods and training cost", training_table(report)),
             *([("generated", "Generated item texts and their cost (captions, interest tags)", generated)]
               if generated[1] else []),

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -37,14 +36,14 @@ from mmgr.config import load_config
 from mmgr.errors import ConfigError, MmgrError
 from mmgr.evaluation import published
 from mmgr.evaluation.modality import analyse_runs
-from mmgr.evaluation.significance import paired_bootstrap
 from mmgr.io import write_json_atomic
 from mmgr.report import document
+from mmgr.report.claims import SuiteClaim, claim_verdicts
+from mmgr.report.paired import per_user_means, versus
 from mmgr.report.runs import METRICS, method_of, summarize_run
 from mmgr.rundir import RunDir, git_commit
 
 FLAT_SHARE, FLAT_TOLERANCE = 0.2, 0.01
-COMPARED = ("ndcg@10", "hr@10")
 NAME = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
 
 
@@ -70,6 +69,7 @@ class Suite(BaseModel):
     rows: list[SuiteRow] = Field(min_length=1)
     published: dict[str, dict[str, float]] = Field(default_factory=dict, description="row -> metric -> value")
     published_source: str = ""
+    claims: list[SuiteClaim] = Field(default_factory=list, description="published claims tested on the rows")
 
     @model_validator(mode="after")
     def _names(self) -> Suite:
@@ -81,6 +81,12 @@ class Suite(BaseModel):
             raise ValueError(f"two rows share a name: {sorted(n for n in names if names.count(n) > 1)[0]!r}")
         if self.baseline not in names:
             raise ValueError(f"baseline {self.baseline!r} is not a row ({', '.join(names)})")
+        for claim in self.claims:
+            unknown = [n for n in (claim.row, claim.versus) if n not in names]
+            if unknown:
+                raise ValueError(f"claim {claim.claim!r}: {unknown[0]!r} is not a row ({', '.join(names)})")
+            if claim.row == claim.versus:
+                raise ValueError(f"claim {claim.claim!r}: compares {claim.row!r} with itself")
         return self
 
     def seeds_of(self, row: SuiteRow) -> list[int]:
@@ -139,8 +145,8 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
     write_json_atomic(out / "summary.json", summary)
     report = document.build([summarize_run(name, paths[0]) for name, paths in folders.items()], suite.baseline, out,
                             resamples, command)
-    report["convergence"], report["analyses"] = summary["rows"], summary["analyses"]
-    report["unfinished"] = unfinished
+    report.update(convergence=summary["rows"], analyses=summary["analyses"], claims=summary["claims"],
+                  unfinished=unfinished)
     document.write(report, out)
     return summary
 
@@ -175,7 +181,8 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, lis
             "convergence_rule": {"flat_share": FLAT_SHARE, "relative_tolerance": FLAT_TOLERANCE,
                                  "noise": "one standard error bound sqrt(m (1 - m) / validation users)"},
             "published": published_rows(suite, runs[0]["dataset"]["stats"]),
-            "rows": rows}
+            "rows": rows,
+            "claims": claim_verdicts(suite.claims, folders, {row["name"]: row["converged"] for row in rows}, resamples)}
 
 
 def run_facts(path: Path) -> dict[str, Any]:
@@ -230,31 +237,6 @@ def converged(history: list[dict[str, Any]], users: int) -> bool:
     best = max(before)
     noise = math.sqrt(best * (1 - best) / users) if users > 0 else 0.0
     return max(late) - best <= max(FLAT_TOLERANCE * best, noise)
-
-
-def per_user_means(paths: list[Path]) -> dict[str, dict[str, float]]:
-    """user -> metric -> mean over the runs (seeds) of the per-user test metric; runs must hold out the same items."""
-    tables = [{row["user_id"]: row for row in pq.read_table(p / "per_user_test.parquet",
-                                                             columns=["user_id", "target", *COMPARED]).to_pylist()}
-              for p in paths]
-    for path, table in zip(paths[1:], tables[1:], strict=True):
-        if table.keys() != tables[0].keys() or any(tables[0][u]["target"] != row["target"] for u, row in table.items()):
-            raise MmgrError(f"{path} holds out other test items than {paths[0]}; seeds must share the split")
-    return {user: {m: float(np.mean([t[user][m] for t in tables])) for m in COMPARED} for user in tables[0]}
-
-
-def versus(base: dict[str, dict[str, float]], mine: dict[str, dict[str, float]],
-           resamples: int) -> dict[str, dict[str, Any]]:
-    """Paired bootstrap of row - baseline on each compared metric over the users both evaluated."""
-    users = sorted(set(base) & set(mine))
-    out = {}
-    for metric in COMPARED:
-        test = paired_bootstrap(np.array([base[u][metric] for u in users]), np.array([mine[u][metric] for u in users]),
-                                resamples)
-        out[metric] = {"diff": round(test["mean_difference"], 6), "ci": [round(test["low"], 6),
-                                                                          round(test["high"], 6)],
-                       "p": test["p_value"], "users": test["users"]}
-    return out
 
 
 def _device() -> str:
