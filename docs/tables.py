@@ -369,8 +369,26 @@ def suite(name: str) -> Callable[[], str]:
     return render
 
 
+CLAIM_SUITES = ("arts", "ml-100k", "synthetic")
+
+
+def claims() -> str:
+    """Every suite's tested claims in one table, paper by paper (suites not run yet are left out)."""
+    rows = []
+    for name in CLAIM_SUITES:
+        path = RESULTS / f"suite-{name}" / "summary.json"
+        for c in json.loads(path.read_text()).get("claims", []) if path.exists() else []:
+            test = (c["test"] or {}).get("ndcg@10")
+            measured = DASH if test is None else f"{test['diff']:+.4f} [{test['ci'][0]:+.4f}, {test['ci'][1]:+.4f}]"
+            rows.append([c["paper"], c["claim"], name, f"{c['row']} - {c['versus']}", measured,
+                         c["verdict"] + ("" if c["converged"] or test is None else " (a row not converged)")])
+    rows.sort(key=lambda r: r[0])                                        # stable: suites in order within a paper
+    return table(["paper", "claim", "suite", "rows", "NDCG@10 diff [95% CI]", "verdict"], rows)
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "headline": headline,
+    "claims": claims,
     "speed": speed,
     "beauty": beauty,
     "serve-load": serve_load,
