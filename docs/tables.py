@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgr.report.analyses import analysis_sections
-from mmgr.report.document import claims_table
+from mmgr.report.document import claims_table, difference, p_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -34,10 +34,6 @@ def num(value: float | None, digits: int = 4) -> str:
 
 def count(value: float | None) -> str:
     return DASH if value is None else f"{round(value):,}"
-
-
-def p_text(p: float) -> str:
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
 def metric(metrics: dict[str, float], name: str) -> float | None:
@@ -332,9 +328,7 @@ def render_suite(summary: dict[str, Any] | None) -> str:
         cells.append(" / ".join(f"{s / 60:.0f}" for s in row["train_seconds"]))
         gains = [g for g in row.get("late_gain", []) if g is not None]
         cells.append(("yes" if row["converged"] else "NO") + (f" ({gains[0]:+.4f})" if gains else ""))
-        vs = (row.get("vs_baseline") or {}).get("ndcg@10")
-        cells.append(DASH if vs is None else f"{vs['diff']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}], "
-                                             f"{p_text(vs['p'])}")
+        cells.append(DASH if row.get("vs_baseline") is None else difference(row["vs_baseline"], "ndcg@10"))
         rows.append(cells)
     header = ["row", "seeds", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "epochs", "samples seen", "training min",
               "converged (late gain)",
@@ -378,12 +372,11 @@ def claims() -> str:
     for name in CLAIM_SUITES:
         path = RESULTS / f"suite-{name}" / "summary.json"
         for c in json.loads(path.read_text()).get("claims", []) if path.exists() else []:
-            test = (c["test"] or {}).get("ndcg@10")
-            measured = DASH if test is None else f"{test['diff']:+.4f} [{test['ci'][0]:+.4f}, {test['ci'][1]:+.4f}]"
+            measured = DASH if c["test"] is None else difference(c["test"], "ndcg@10")
             rows.append([c["paper"], c["claim"], name, f"{c['row']} - {c['versus']}", measured,
-                         c["verdict"] + ("" if c["converged"] or test is None else " (a row not converged)")])
+                         c["verdict"] + ("" if c["converged"] or c["test"] is None else " (a row not converged)")])
     rows.sort(key=lambda r: r[0])                                        # stable: suites in order within a paper
-    return table(["paper", "claim", "suite", "rows", "NDCG@10 diff [95% CI]", "verdict"], rows)
+    return table(["paper", "claim", "suite", "rows", "NDCG@10 diff [95% CI], p", "verdict"], rows)
 
 
 TABLES: dict[str, Callable[[], str]] = {
