@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mmgr.report.claims import SuiteClaim, claim_verdicts, verdict
+from mmgr.report.paired import per_user_means
 
 
 @pytest.mark.parametrize(("interval", "expected"), [
@@ -38,7 +39,8 @@ def test_each_claim_gets_the_paired_difference_of_its_rows_over_their_seeds(tmp_
               SuiteClaim(paper="P", claim="same", row="text", versus="both"),
               SuiteClaim(paper="Q", claim="unmeasured beats text", row="later", versus="text")]
     converged = {"text": True, "both": True, "worse": False}
-    up, down, reverse, missing = claim_verdicts(claims, folders, converged, resamples=200)
+    means = {name: per_user_means(paths) for name, paths in folders.items()}
+    up, down, reverse, missing = claim_verdicts(claims, means, converged, resamples=200)
     assert up["test"]["ndcg@10"]["diff"] == pytest.approx(0.1) and up["verdict"] == "holds" and up["converged"]
     assert down["test"]["ndcg@10"]["diff"] == pytest.approx(-0.1) and down["verdict"] == "reversed"
     assert not down["converged"]                                       # a row not converged: said beside the verdict

@@ -17,12 +17,11 @@ keeps each row's `converged` beside it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmgr.report.paired import per_user_means, versus
+from mmgr.report.paired import versus
 
 VERDICT_METRIC = "ndcg@10"
 
@@ -44,11 +43,10 @@ def verdict(interval: list[float] | None) -> str:
     return "holds" if low > 0 else "reversed" if high < 0 else "not shown"
 
 
-def claim_verdicts(claims: list[SuiteClaim], folders: dict[str, list[Path]], converged: dict[str, bool],
-                resamples: int) -> list[dict[str, Any]]:
-    """Each claim with its paired test and verdict; `folders`: row -> its finished runs (one per seed)."""
-    means = {name: per_user_means(paths) for name, paths in folders.items()
-             if any(name in (c.row, c.versus) for c in claims)}
+def claim_verdicts(claims: list[SuiteClaim], means: dict[str, dict[str, dict[str, float]]],
+                   converged: dict[str, bool], resamples: int) -> list[dict[str, Any]]:
+    """Each claim with its paired test and verdict; `means`: row -> user -> metric, each row's per-user test metric
+    averaged over its seeds (`per_user_means`), for the rows with finished runs."""
     tested = []
     for claim in claims:
         measured = claim.row in means and claim.versus in means

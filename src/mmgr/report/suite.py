@@ -154,13 +154,12 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
 def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, list[int]], resamples: int,
               command: str) -> dict[str, Any]:
     """The suite's summary: one entry per row with a run (see the module docstring)."""
-    base = per_user_means(folders[suite.baseline])
+    means = {name: per_user_means(paths) for name, paths in folders.items()}
     rows = []
     for row in (r for r in suite.rows if r.name in folders):
         paths = folders[row.name]
         runs = [run_facts(p) for p in paths]
         metrics = np.array([[r["metrics"][m] for m in METRICS] for r in runs])
-        mine = per_user_means(paths)
         rows.append({
             "name": row.name, "description": row.description, "recipe": [*row.recipes, *row.overrides],
             "seeds": seeds[row.name], "method": runs[0]["method"],
@@ -172,7 +171,8 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, lis
             "validation": [r["validation"] for r in runs],
             "converged": all(r["converged"] for r in runs), "late_gain": [r["late_gain"] for r in runs],
             "shared_cores": [r["shared_cores"] for r in runs],
-            "vs_baseline": None if row.name == suite.baseline else versus(base, mine, resamples),
+            "vs_baseline": None if row.name == suite.baseline else versus(means[suite.baseline], means[row.name],
+                                                                          resamples),
         })
     return {"benchmark": "suite", "method": "+".join(row["name"] for row in rows),
             "metrics": {row["name"]: row["metrics"] for row in rows},      # every results file's keys (DESIGN.md)
@@ -182,7 +182,7 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, lis
                                  "noise": "one standard error bound sqrt(m (1 - m) / validation users)"},
             "published": published_rows(suite, runs[0]["dataset"]["stats"]),
             "rows": rows,
-            "claims": claim_verdicts(suite.claims, folders, {row["name"]: row["converged"] for row in rows}, resamples)}
+            "claims": claim_verdicts(suite.claims, means, {row["name"]: row["converged"] for row in rows}, resamples)}
 
 
 def run_facts(path: Path) -> dict[str, Any]:
