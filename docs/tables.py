@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgr.report.analyses import analysis_sections
-from mmgr.report.document import claims_table, difference, p_text
+from mmgr.report.document import claims_table, difference, p_text, verdict_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -373,8 +373,7 @@ def claims() -> str:
         path = RESULTS / f"suite-{name}" / "summary.json"
         for c in json.loads(path.read_text()).get("claims", []) if path.exists() else []:
             measured = DASH if c["test"] is None else difference(c["test"], "ndcg@10")
-            rows.append([c["paper"], c["claim"], name, f"{c['row']} - {c['versus']}", measured,
-                         c["verdict"] + ("" if c["converged"] or c["test"] is None else " (a row not converged)")])
+            rows.append([c["paper"], c["claim"], name, f"{c['row']} - {c['versus']}", measured, verdict_text(c)])
     rows.sort(key=lambda r: r[0])                                        # stable: suites in order within a paper
     return table(["paper", "claim", "suite", "rows", "NDCG@10 diff [95% CI], p", "verdict"], rows)
 

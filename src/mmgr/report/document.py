@@ -126,8 +126,12 @@ def claims_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["paper", "claim", "row - versus", "NDCG@10 diff [95% CI]", "HR@10 diff [95% CI]", "verdict"]
     return header, [[c["paper"], c["claim"], f"{c['row']} - {c['versus']}", *(difference(c["test"], m)
                                                                               for m in ("ndcg@10", "hr@10")),
-                     c["verdict"] + ("" if c["converged"] or c["test"] is None else " (a row not converged)")]
-                    for c in report["claims"]]
+                     verdict_text(c)] for c in report["claims"]]
+
+
+def verdict_text(claim: dict[str, Any]) -> str:
+    """A tested claim's verdict, flagged where one of its measured rows did not converge."""
+    return claim["verdict"] + ("" if claim["converged"] or claim["test"] is None else " (a row not converged)")
 
 
 def difference(test: dict[str, Any] | None, metric: str) -> str:
