@@ -255,8 +255,12 @@ class TrainingConfig(Section):
     eval_every_steps: int | None = Field(None, ge=1, description="also validate every N steps inside an epoch "
                                                                  "(time-to-quality curves)")
     eval_users: int = Field(2000, ge=0, description="fixed validation user sample (0 = all)")
-    patience: int = Field(4, ge=1, description="early stopping: validations without NDCG@10 improvement, "
-                                               "counted after the warmup")
+    patience: int = Field(4, ge=1, description="early stopping: validations without improvement of "
+                                               "`monitor`, counted after the warmup")
+    monitor: Literal["ndcg@10", "loss"] = Field(
+        "ndcg@10", description="what picks the best validation and stops early: ndcg@10 = validation NDCG@10 by the "
+                               "evaluation's beam search (higher is better); loss = cross-entropy of the held-out "
+                               "items' SIDs (lower is better; every user counts, so far less noisy on few users)")
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (for budgets and tests)")
     budget_minutes: float | None = Field(

@@ -12,14 +12,18 @@ import numpy as np
 import pytest
 import torch
 
+from mmgr.backbones import BACKBONES
 from mmgr.config import load_config
 from mmgr.data.importer import import_into_run
+from mmgr.data.splits import Examples
 from mmgr.decoding.beam import constrained_beam_search
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.engines.base import evaluate_run, train_run
 from mmgr.engines.method import stage_data
 from mmgr.errors import MmgrError
-from mmgr.inference.generative import build_model
+from mmgr.evaluation.likelihood import heldout_examples, heldout_loss
+from mmgr.evaluation.protocol import rank_items, subset
+from mmgr.inference.generative import build_model, load_model
 from mmgr.inference.prepared import load_prepared
 from mmgr.layouts.base import pad_batch, prompt
 from mmgr.models.seq2seq import build_t5
@@ -58,6 +62,26 @@ def test_fixed_successor_is_learned(world: Path, tmp_path: Path, recipe: list[st
     assert results["test"]["hr@10"] >= 0.95, (results["test"], summary["history"])
     assert results["test"]["hr@1"] >= 0.8
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
+    losses = [h["valid_loss"] for h in summary["history"]]
+    assert min(losses) < 0.25 * losses[0], losses                 # the held-out SIDs, from a guess to nearly certain
+    assert_loss_is_the_search_score(run)
+
+
+def assert_loss_is_the_search_score(run: RunDir, users: int = 6) -> None:
+    """The validation loss of an item is minus the beam search's log-probability of it: teacher forcing the search's
+    own input. Here for each user's top-ranked item: loss (per token) x depth = -score x (depth + 1)."""
+    config = run.config()
+    prep = load_prepared(run, config)
+    model, backbone = load_model(run, config, prep), BACKBONES.get(config.model.kind)
+    valid = subset(prep.split.valid, np.arange(users))
+    names = [prep.user_ids[u] for u in valid.users.tolist()]
+    items, scores = rank_items(model, prep.layout, names, valid.histories, prep.tries, config.decoding,
+                               search=backbone.search, prompt=backbone.prompt)
+    depth = prep.tries["item"].depth
+    for user in range(users):
+        top = Examples(valid.users[[user]], [valid.histories[user]], items[[user], 0])
+        loss = heldout_loss(model, heldout_examples(prep.layout, prep.user_ids, top, backbone.prompt), 1)
+        assert loss * depth == pytest.approx(-scores[user, 0] * (depth + 1), rel=1e-4, abs=1e-5)
 
 
 SYNGR = ["model.layout=bimodal", "model.modalities=[text,image]", "training.objective=syngr"]
@@ -76,6 +100,8 @@ def test_syngr_learns_the_fixed_successor_from_fused_text_and_image_searches(syn
     results = evaluate_run(run, run.config(), progress=False)
     assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
+    losses = [h["valid_loss"] for h in summary["history"]]           # both modalities' held-out SIDs
+    assert min(losses) < 0.25 * losses[0], losses
 
 
 def test_syngr_on_the_item_level_backbone_learns_the_fixed_successor(world: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mmgr.errors import ConfigError
-from mmgr.report.suite import converged, late_gain, load_suite
+from mmgr.report.suite import converged, late_gain, load_suite, training_order
 
 
 def history(*scores: float) -> list[dict]:
@@ -24,7 +24,21 @@ def test_converged_means_validation_flat_over_the_last_fifth_within_its_noise(sc
     assert converged(history(*scores), users) is expected
 
 
+def losses(*values: float) -> list[dict]:
+    return [{"step": 100 * (i + 1), "valid_ndcg@10": 0.5, "valid_loss": v} for i, v in enumerate(values)]
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ((3.0, 2.0, 1.6, 1.5, 1.45, 1.42, 1.41, 1.40, 1.395, 1.40), True),     # last 20%: 0.4% below the best before
+    ((3.0, 2.0, 1.6, 1.5, 1.45, 1.42, 1.41, 1.40, 1.35, 1.30), False),     # still falling by 7%
+    ((3.0, 2.0, 1.6, 1.5, 1.4, 1.3, 1.4, 1.5, 1.6, 1.7), True),            # past its best (overfitting): flat late
+])
+def test_a_row_monitoring_its_loss_converges_when_the_loss_stops_falling(values, expected):
+    assert converged(losses(*values), 2_000, monitor="loss") is expected   # NDCG@10 flat throughout: not read
+
+
 def test_the_late_gain_is_reported():
+    assert late_gain(losses(3.0, 2.0, 1.6, 1.5, 1.45, 1.42, 1.41, 1.40, 1.35, 1.30), "loss") == pytest.approx(.1)
     assert late_gain(history(.01, .03, .05, .06, .07, .08, .08, .08, .085, .09)) == pytest.approx(.01)
     assert late_gain(history()) is None
 
@@ -89,3 +103,10 @@ def test_losses_of_different_objectives_get_their_own_panels(tmp_path):
     one = Image.open(curves_figure([run("a", "next-item"), run("b", "next-item")], tmp_path / "one.png")).size
     two = Image.open(curves_figure([run("a", "next-item"), run("b", "mql4grec")], tmp_path / "two.png")).size
     assert two[0] == one[0] * 3 // 2                                   # validation + one loss panel per objective
+
+
+def test_every_row_trains_once_before_any_row_repeats():
+    suite = load_suite("configs/suites/ml-100k.yaml")                    # the baseline has three seeds, others one
+    order = [(row.name, seed) for row, seed in training_order(suite)]
+    assert order[:len(suite.rows)] == [(row.name, 42) for row in suite.rows]
+    assert order[len(suite.rows):] == [("tiger-text", 43), ("tiger-text", 44)]

@@ -12,7 +12,7 @@ from mmgr.errors import MmgrError
 from mmgr.models.seq2seq import build_t5
 from mmgr.training.data import EncodedExamples, epoch_order, length_batches
 from mmgr.weights import load_weights
-from tests.helpers import TOY_MODEL, VOCAB, toy_examples, train, weights
+from tests.helpers import TOY_MODEL, VOCAB, scored, toy_examples, train, weights
 
 
 def test_batches_are_length_bucketed_and_epoch_orders_reproducible():
@@ -60,8 +60,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
 
 
 def test_best_epoch_weights_are_kept_and_early_stopping_stops(tmp_path):
-    scores = iter([0.1, 0.3, 0.2, 0.25, 0.1, 0.1])
-    model, result = train(tmp_path, validate=lambda m: next(scores), epochs=6, patience=2)
+    model, result = train(tmp_path, validate=scored(0.1, 0.3, 0.2, 0.25, 0.1, 0.1), epochs=6, patience=2)
     assert result.best_epoch == 1 and result.best_score == 0.3
     assert result.epochs_run == 4                       # epochs 2 and 3 did not improve: stop
     saved, info = load_weights(tmp_path / loop.BEST)
@@ -70,11 +69,27 @@ def test_best_epoch_weights_are_kept_and_early_stopping_stops(tmp_path):
     assert (tmp_path / "logs" / "next-item" / "csv" / "version_0" / "metrics.csv").is_file()
 
 
+def test_monitoring_the_validation_loss_keeps_its_lowest_and_stops_on_it(tmp_path):
+    losses = [2.0, 1.5, 1.7, 1.6, 1.8]
+
+    def validate(model):                                        # NDCG@10 rises throughout: only the loss decides
+        return {"ndcg@10": 0.1 * (6 - len(losses)), "loss": losses.pop(0)}
+
+    _, result = train(tmp_path, validate=validate, epochs=6, patience=2, monitor="loss")
+    assert result.best_epoch == 1 and result.best_score == 1.5 and result.epochs_run == 4
+    assert [h["valid_loss"] for h in result.history] == [2.0, 1.5, 1.7, 1.6]
+    assert load_weights(tmp_path / loop.BEST)[1]["valid_loss"] == 1.5
+
+
+def test_a_monitor_the_validation_does_not_give_is_named(tmp_path):
+    with pytest.raises(MmgrError, match="training.monitor=loss.*gives ndcg@10 only"):
+        train(tmp_path, validate=scored(0.1), epochs=1, monitor="loss")
+
+
 def test_validations_during_warmup_do_not_count_toward_patience(tmp_path):
     """6 steps per epoch, 12 warmup steps: epoch 1's drop (at step 12, still warming up) is not held against the run,
     so it lives to improve at epoch 3; patience then stops it after two more validations without a gain."""
-    scores = iter([0.3, 0.1, 0.2, 0.4, 0.1, 0.1, 0.1, 0.1])
-    _, result = train(tmp_path, validate=lambda m: next(scores), epochs=8, patience=2, warmup_steps=12)
+    _, result = train(tmp_path, validate=scored(0.3, 0.1, 0.2, 0.4, 0.1), epochs=8, patience=2, warmup_steps=12)
     assert result.best_epoch == 3 and result.best_score == 0.4 and result.epochs_run == 6
 
 
@@ -114,21 +129,20 @@ def test_validation_decodes_the_plain_model_outside_autocast(tmp_path):
 
     def validate(model):
         seen.append((type(model), torch.is_autocast_enabled("cpu")))
-        return 0.0
+        return {"ndcg@10": 0.0}
 
     train(tmp_path, validate=validate, epochs=1, precision="bf16-mixed")
     assert seen == [(T5ForConditionalGeneration, False)]
 
 
 def test_a_budget_ending_mid_epoch_validates_the_final_weights(tmp_path):
-    scores = iter([0.1, 0.4])
-    _, result = train(tmp_path, validate=lambda m: next(scores), max_steps=8)       # 6 batches per epoch
+    _, result = train(tmp_path, validate=scored(0.1, 0.4), max_steps=8)       # 6 batches per epoch
     assert [h["step"] for h in result.history] == [6, 8]
     assert result.best_score == 0.4 and load_weights(tmp_path / loop.BEST)[1]["valid_ndcg@10"] == 0.4
 
 
 def test_step_validation_records_a_time_to_quality_curve(tmp_path):
-    _, result = train(tmp_path, validate=lambda m: 0.5, epochs=2, eval_every_steps=4, patience=100)
+    _, result = train(tmp_path, validate=scored(0.5), epochs=2, eval_every_steps=4, patience=100)
     assert [h["step"] for h in result.history] == [4, 6, 8, 12]        # every 4 steps and at each epoch end (6/12)
     seconds = [h["train_seconds"] for h in result.history]
     assert seconds == sorted(seconds) and seconds[0] > 0

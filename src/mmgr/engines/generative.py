@@ -20,6 +20,7 @@ from mmgr.config import Config
 from mmgr.engines.base import ENGINES, Engine
 from mmgr.engines.method import prepare_training, stage_data, stages
 from mmgr.errors import MmgrError
+from mmgr.evaluation.likelihood import heldout_examples, heldout_loss
 from mmgr.evaluation.metrics import DEFAULT_KS
 from mmgr.evaluation.protocol import evaluate_examples, protocol_description, subset
 from mmgr.inference.generative import build_model, load_model, pretrained_info
@@ -40,10 +41,13 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
     if config.training.init_from:
         start_from(model, Path(config.training.init_from), prep)
 
-    def validate(current: torch.nn.Module) -> float:
+    heldout = heldout_examples(prep.layout, prep.user_ids, valid, backbone.prompt)
+
+    def validate(current: torch.nn.Module) -> dict[str, float]:
         metrics, _ = evaluate_examples(current, prep.layout, prep.user_ids, valid, prep.tries, config.decoding,
                                        ks=(10,), search=backbone.search, prompt=backbone.prompt)
-        return float(metrics["ndcg@10"].mean())
+        return {"ndcg@10": float(metrics["ndcg@10"].mean()),
+                "loss": heldout_loss(current, heldout, config.decoding.batch_size)}
 
     info = {**codes_info(prep), "dataset_fingerprint": run.manifest()["dataset"]["fingerprint"],
             "model": config.model.model_dump(), "max_history": config.split.max_history, "seed": config.seed,

@@ -40,6 +40,9 @@ def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
 def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
     """`train` stage for `model.kind: sasrec`: model.safetensors, checkpoints/next-item/last.safetensors, logs/,
     manifest."""
+    if config.training.monitor != "ndcg@10":
+        raise MmgrError(f"training.monitor={config.training.monitor}: SASRec validates by NDCG@10 only; set "
+                        "training.monitor=ndcg@10")
     data = load_run_data(run, config)
     sequences = training_sequences(data.split.train, config.split.max_history)
     if not sequences:
@@ -47,9 +50,9 @@ def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict
     valid = subset(data.split.valid, seeded_sample(len(data.split.valid), config.training.eval_users, config.seed))
     model = build_sasrec(config.model, data.dataset.num_items, config.split.max_history, config.seed)
 
-    def validate(current: nn.Module) -> float:
+    def validate(current: nn.Module) -> dict[str, float]:
         metrics, _ = evaluate_sasrec(current, valid, top_k=10, batch_size=config.decoding.batch_size, ks=(10,))
-        return float(metrics["ndcg@10"].mean())
+        return {"ndcg@10": float(metrics["ndcg@10"].mean())}
 
     start = time.perf_counter()
     result = fit(run.path, model, sasrec_train_data(sequences, config.training.batch_size, config.seed),

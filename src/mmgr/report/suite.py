@@ -13,10 +13,12 @@ fused-SID dominance, as the runs allow);
 analyses' tables.
 
 Converged: the row's training ran its schedule to the end (or stopped early on patience) and validation was flat over
-its last `FLAT_SHARE` of steps: the best validation NDCG@10 reached there exceeds the best reached before by no more
-than the validation's noise, the larger of `FLAT_TOLERANCE` (relative) and one standard error of a mean of per-user
-NDCG over the validation users (bounded by sqrt(m (1 - m) / users) for values in [0, 1] with mean m). The gain is
-reported beside (`late_gain`). A row with fewer than two validations in either part cannot show it: not converged.
+its last `FLAT_SHARE` of steps, in the metric the row monitored (`training.monitor`): the best validation NDCG@10
+reached there exceeds the best reached before by no more than the validation's noise, the larger of `FLAT_TOLERANCE`
+(relative) and one standard error of a mean of per-user NDCG over the validation users (bounded by
+sqrt(m (1 - m) / users) for values in [0, 1] with mean m); the best validation loss there is below the best before
+by no more than `FLAT_TOLERANCE` (relative). The improvement is reported beside (`late_gain`, a fall of the loss
+counting positive). A row with fewer than two validations in either part cannot show it: not converged.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from mmgr.report.claims import SuiteClaim, claim_verdicts
 from mmgr.report.paired import per_user_means, versus
 from mmgr.report.runs import METRICS, method_of, summarize_run
 from mmgr.rundir import RunDir, git_commit
+from mmgr.training.monitor import gain
 
 FLAT_SHARE, FLAT_TOLERANCE = 0.2, 0.01
 NAME = re.compile(r"[a-z0-9][a-z0-9.+-]{0,63}")
@@ -120,21 +123,21 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
     folders: dict[str, list[Path]] = {}
     seeds: dict[str, list[int]] = {}
     unfinished = []
-    for row in suite.rows:
-        for seed in suite.seeds_of(row):
-            folder = runs / f"{row.name}-s{seed}"
-            config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
-                                 [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
-            if finished_only and not finished_run(config, folder):
-                say(f"{row.name} seed {seed}: not finished, left out")
-                unfinished.append(folder.name)
-                continue
-            say(f"{row.name} seed {seed}: {folder}")
-            if not finished_only:
-                with RunDir(folder).writing("bench"):
-                    run_recipe(config, folder, progress, say)
-            folders.setdefault(row.name, []).append(folder)
-            seeds.setdefault(row.name, []).append(seed)
+    for row, seed in training_order(suite):
+        folder = runs / f"{row.name}-s{seed}"
+        config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
+                             [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
+        if finished_only and not finished_run(config, folder):
+            say(f"{row.name} seed {seed}: not finished, left out")
+            unfinished.append(folder.name)
+            continue
+        say(f"{row.name} seed {seed}: {folder}")
+        if not finished_only:
+            with RunDir(folder).writing("bench"):
+                run_recipe(config, folder, progress, say)
+        folders.setdefault(row.name, []).append(folder)
+        seeds.setdefault(row.name, []).append(seed)
+    folders = {row.name: folders[row.name] for row in suite.rows if row.name in folders}      # the suite's order
     if suite.baseline not in folders:
         raise MmgrError(f"{path}: the baseline row {suite.baseline!r} has no finished run to compare against")
     command = command.replace(f"{Path.cwd()}/", "")                       # results files name no machine paths
@@ -149,6 +152,14 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
                   unfinished=unfinished)
     document.write(report, out)
     return summary
+
+
+def training_order(suite: Suite) -> list[tuple[SuiteRow, int]]:
+    """(row, seed) in the order they train: every row's first seed, then every row's second, and so on, so a suite
+    stopped part way has every method once before it repeats any."""
+    seeds = [(row, suite.seeds_of(row)) for row in suite.rows]
+    return [(row, own[rank]) for rank in range(max(len(own) for _, own in seeds)) for row, own in seeds
+            if rank < len(own)]
 
 
 def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, list[int]], resamples: int,
@@ -191,14 +202,15 @@ def run_facts(path: Path) -> dict[str, Any]:
     train = manifest["stages"]["train"]
     results = json.loads((path / "results.json").read_text())
     history = train.get("history", [])
+    monitor = manifest["config"]["training"].get("monitor", "ndcg@10")
     last = history[-1] if history else {}
     return {"dataset": manifest["dataset"], "method": method_of(manifest["config"], manifest["stages"]),
             "metrics": {m: float(results["test"][m]) for m in METRICS},
             "epochs": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
             "samples_seen": last.get("samples"), "train_seconds": last.get("train_seconds", train.get("train_seconds")),
             "validation": [[v["step"], round(v["valid_ndcg@10"], 6)] for v in history],
-            "converged": converged(history, train.get("validation_users", 0)),
-            "late_gain": late_gain(history), "shared_cores": shared_cores(history)}
+            "monitor": monitor, "converged": converged(history, train.get("validation_users", 0), monitor),
+            "late_gain": late_gain(history, monitor), "shared_cores": shared_cores(history)}
 
 
 def shared_cores(history: list[dict[str, Any]]) -> bool | None:
@@ -216,27 +228,29 @@ def published_rows(suite: Suite, stats: dict[str, Any]) -> dict[str, Any] | None
     return {"source": match.source, "rows": match.rows} if match else None
 
 
-def split_history(history: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    """Validation NDCG@10 before and within the last FLAT_SHARE of the steps."""
+def split_history(history: list[dict[str, Any]], monitor: str = "ndcg@10") -> tuple[list[float], list[float]]:
+    """The monitored validation metric (as a gain: higher is better) before and within the last FLAT_SHARE of the
+    steps."""
     cut = history[-1]["step"] * (1 - FLAT_SHARE) if history else 0
-    return ([v["valid_ndcg@10"] for v in history if v["step"] <= cut],
-            [v["valid_ndcg@10"] for v in history if v["step"] > cut])
+    values = [(v["step"], gain(v[f"valid_{monitor}"], monitor)) for v in history]
+    return [g for step, g in values if step <= cut], [g for step, g in values if step > cut]
 
 
-def late_gain(history: list[dict[str, Any]]) -> float | None:
-    """Best validation NDCG@10 of the last FLAT_SHARE of the steps minus the best before (None: too few)."""
-    before, late = split_history(history)
+def late_gain(history: list[dict[str, Any]], monitor: str = "ndcg@10") -> float | None:
+    """Best monitored validation value of the last FLAT_SHARE of the steps minus the best before, as an improvement
+    (a fall of the loss counts positive; None: too few)."""
+    before, late = split_history(history, monitor)
     return round(max(late) - max(before), 6) if before and late else None
 
 
-def converged(history: list[dict[str, Any]], users: int) -> bool:
+def converged(history: list[dict[str, Any]], users: int, monitor: str = "ndcg@10") -> bool:
     """Validation flat over the last FLAT_SHARE of the steps, within its noise (see the module docstring)."""
-    before, late = split_history(history)
+    before, late = split_history(history, monitor)
     if len(before) < 2 or len(late) < 2:
         return False
     best = max(before)
-    noise = math.sqrt(best * (1 - best) / users) if users > 0 else 0.0
-    return max(late) - best <= max(FLAT_TOLERANCE * best, noise)
+    noise = math.sqrt(best * (1 - best) / users) if users > 0 and monitor == "ndcg@10" else 0.0
+    return max(late) - best <= max(FLAT_TOLERANCE * abs(best), noise)
 
 
 def _device() -> str:

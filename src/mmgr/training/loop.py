@@ -5,11 +5,11 @@ Every `checkpoint_every` steps and at each epoch end, `checkpoints/<stage>/last.
 optimizer, scheduler, RNG and the loop position (epoch, batch within the epoch); a killed run restarts from there
 and, as batch order is a function of (seed, epoch), finishes with the same weights as an uninterrupted run. A
 checkpoint whose learning-rate schedule (total steps) differs from the current budget is refused, never silently
-re-scheduled. Validation (NDCG@10 by the same constrained beam search and precision as `mmgr evaluate`, on the
-plain model, on a fixed user sample) picks the best epoch; training stops when it has not improved for `patience`
-validations after the learning-rate warmup (a validation during warmup cannot stop a run that has not yet reached its
-learning rate). A stage without validation keeps its final weights. Logs: CSV (and TensorBoard when installed) under
-`logs/<stage>/`.
+re-scheduled. Validation (NDCG@10 by the same constrained beam search and precision as `mmgr evaluate`, and the
+held-out items' cross-entropy, on the plain model, on a fixed user sample) picks the best epoch by
+`training.monitor`; training stops when it has not improved for `patience` validations after the learning-rate
+warmup (a validation during warmup cannot stop a run that has not yet reached its learning rate). A stage without
+validation keeps its final weights. Logs: CSV (and TensorBoard when installed) under `logs/<stage>/`.
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ from mmgr.progress import duration, progress_bar
 from mmgr.training.budget import Schedule, clock_budget, resolve_graph
 from mmgr.training.checkpoint import checkpoint_progress, load_checkpoint, save_checkpoint
 from mmgr.training.data import BATCHING, EncodedExamples, collate, length_batches
+from mmgr.training.monitor import improves
 from mmgr.weights import BEST, save_weights
 
 NEXT_ITEM = "next-item"
 log = logging.getLogger(__name__)
+Validate = Callable[[torch.nn.Module], dict[str, float]]     # plain model -> {"ndcg@10": ..., "loss": ...}
 
 
 def model_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -65,7 +67,7 @@ class FitResult:
     steps: int
     epochs_run: int
     best_epoch: int
-    best_score: float
+    best_score: float | None           # the best validation's `monitor` value
     history: list[dict[str, Any]]
     samples_per_second: float          # training steps only (validation excluded)
     target_tokens_per_second: float    # predicted (non-padding) label tokens per second
@@ -93,11 +95,12 @@ def make_fabric(cfg: TrainingConfig, log_dir: Path) -> Fabric:
 
 
 def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingConfig,
-        validate: Callable[[torch.nn.Module], float] | None, weights_info: dict[str, Any],
+        validate: Validate | None, weights_info: dict[str, Any],
         fabric: Fabric | None = None, progress: bool = True, stage: str = NEXT_ITEM,
         output: Path | None = None) -> FitResult:
-    """Train `model` on `data` as stage `stage`. `validate(plain_model)` returns the validation NDCG@10 that picks
-    the weights saved to `output` (default `model.safetensors`); with `validate=None` the final weights are."""
+    """Train `model` on `data` as stage `stage`. `validate(plain_model)` returns the validation metrics, of which
+    `cfg.monitor` picks the weights saved to `output` (default `model.safetensors`); with `validate=None` the final
+    weights are."""
     cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, cfg.accelerator)})  # what resumes
     fabric = fabric or make_fabric(cfg, run_path / "logs" / stage)
     output = output or run_path / BEST
@@ -107,7 +110,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = Schedule(cfg.warmup_steps, total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule.factor(step))
-    state = {"epoch": 0, "batch": 0, "step": 0, "best_score": -1.0, "best_epoch": -1, "stale": 0, "history": [],
+    state = {"epoch": 0, "batch": 0, "step": 0, "best_score": None, "best_epoch": -1, "stale": 0, "history": [],
              "setup_settings": setup_settings(weights_info, cfg), "schedule_steps": total_steps,
              "budget_minutes": cfg.budget_minutes, "seen": {"seconds": 0.0, "samples": 0, "tokens": 0}}
     last = run_path / "checkpoints" / stage / "last.safetensors"
@@ -124,7 +127,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     for name in forward_methods:            # methods a loss calls: through the wrapper (precision), as forward is
         model.mark_forward_method(name)
     before = dict(state["seen"])                                   # this invocation's share, for its speed
-    ends = _StageEnd(fabric, run_path, validate, weights_info, output, schedule.warmup,
+    ends = _StageEnd(fabric, run_path, validate, weights_info, output, cfg.monitor, schedule.warmup,
                      since=(resumed_from, before["seconds"]))
     with progress_bar(f"training ({stage})", total=schedule.total - state["step"],
                       enabled=progress and fabric.is_global_zero) as advance:
@@ -180,8 +183,8 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
     done = {key: state["seen"][key] - before[key] for key in before}
     seconds = max(done["seconds"], 1e-9)
     if fabric.is_global_zero:
-        picked = (f"best epoch {state['best_epoch']} (valid NDCG@10 {state['best_score']:.4f})" if validate is not None
-                  else "final weights kept (no validation in this stage)")
+        picked = (f"best epoch {state['best_epoch']} (valid {cfg.monitor} {state['best_score']:.4f})"
+                  if validate is not None else "final weights kept (no validation in this stage)")
         log.info("%s done: %d steps (schedule %d), %d epochs, %s, %.0f s of training in this invocation, "
                  "%.0f samples/s", stage, state["step"], state["schedule_steps"], state["epoch"], picked,
                  done["seconds"], done["samples"] / seconds)
@@ -237,9 +240,10 @@ class _StageEnd:
 
     fabric: Fabric
     run_path: Path
-    score: Callable[[torch.nn.Module], float] | None
+    score: Validate | None
     weights_info: dict[str, Any]
     output: Path
+    monitor: str = "ndcg@10"                   # the validation metric that picks the weights and stops the run
     warmup: int = 0                            # validations up to the end of warmup do not count toward patience
     loss_sum: torch.Tensor | float = 0.0       # training loss summed over the steps since the last validation
     loss_steps: int = 0
@@ -259,26 +263,33 @@ class _StageEnd:
         mean_loss = self._mean_loss()
         plain = _unwrap(model)
         plain.eval()
-        score = float(self.score(plain))
-        state["history"].append({"epoch": state["epoch"], "step": state["step"], "valid_ndcg@10": score,
+        metrics = {key: float(value) for key, value in self.score(plain).items()}
+        if self.monitor not in metrics:
+            raise MmgrError(f"training.monitor={self.monitor}: this model's validation gives "
+                            f"{', '.join(metrics)} only")
+        score, best = metrics[self.monitor], state["best_score"]
+        better = improves(score, best, self.monitor)
+        state["history"].append({"epoch": state["epoch"], "step": state["step"],
+                                 **{f"valid_{key}": value for key, value in metrics.items()},
                                  "train_seconds": round(state["seen"]["seconds"], 3),
                                  "samples": state["seen"]["samples"], "target_tokens": state["seen"]["tokens"],
                                  **machine_load()})
-        self.fabric.log_dict({"valid/ndcg@10": score}, state["step"])
+        self.fabric.log_dict({f"valid/{key}": value for key, value in metrics.items()}, state["step"])
         if self.fabric.is_global_zero:
             seen, ranks = state["seen"], self.fabric.world_size         # `seen` counts this rank's share
             loss = f"train loss {mean_loss:.4f} since the last validation, " if mean_loss is not None else ""
-            log.info("validation: epoch %d, step %d/%d, valid NDCG@10 %.4f%s (best %.4f at epoch %d), %s%s samples "
-                     "in %.0f s of training (%.0f/s)%s", state["epoch"], state["step"], state["schedule_steps"], score,
-                     " new best" if score > state["best_score"] else "", max(score, state["best_score"]),
-                     state["epoch"] if score > state["best_score"] else state["best_epoch"], loss,
-                     f"{seen['samples'] * ranks:,}", seen["seconds"],
-                     seen["samples"] * ranks / max(seen["seconds"], 1e-9), time_left(state, self.since))
-        if score > state["best_score"]:
+            shown = ", ".join(f"valid {key} {value:.4f}" for key, value in metrics.items())
+            log.info("validation: epoch %d, step %d/%d, %s%s (best %s %.4f at epoch %d), %s%s samples in %.0f s of "
+                     "training (%.0f/s)%s", state["epoch"], state["step"], state["schedule_steps"], shown,
+                     " new best" if better else "", self.monitor, score if better else best,
+                     state["epoch"] if better else state["best_epoch"], loss, f"{seen['samples'] * ranks:,}",
+                     seen["seconds"], seen["samples"] * ranks / max(seen["seconds"], 1e-9),
+                     time_left(state, self.since))
+        if better:
             state.update(best_score=score, best_epoch=state["epoch"], stale=0)
             if self.fabric.is_global_zero:
                 save_weights(self.output, plain, {**self.weights_info, "epoch": state["epoch"],
-                                                  "valid_ndcg@10": score})
+                                                  **{f"valid_{key}": value for key, value in metrics.items()}})
         elif state["step"] > self.warmup:
             state["stale"] += 1
         self.fabric.barrier()
