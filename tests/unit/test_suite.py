@@ -96,13 +96,16 @@ def test_losses_of_different_objectives_get_their_own_panels(tmp_path):
     from mmgr.report.figures import curves_figure
     from mmgr.report.runs import RunSummary
 
-    def run(name: str, objective: str) -> RunSummary:
+    def run(name: str, objective: str, **validated: float) -> RunSummary:
         return RunSummary(name, tmp_path, {"objective": objective}, {}, {}, {}, {}, 1, {},
-                          [{"step": 10, "valid_ndcg@10": 0.1}], [(10, 2.0), (20, 1.5)], {})
+                          [{"step": 10, "valid_ndcg@10": 0.1, **validated}], [(10, 2.0), (20, 1.5)], {})
 
     one = Image.open(curves_figure([run("a", "next-item"), run("b", "next-item")], tmp_path / "one.png")).size
     two = Image.open(curves_figure([run("a", "next-item"), run("b", "mql4grec")], tmp_path / "two.png")).size
     assert two[0] == one[0] * 3 // 2                                   # validation + one loss panel per objective
+    loss = Image.open(curves_figure([run("a", "next-item", valid_loss=1.2), run("b", "mql4grec")],
+                                    tmp_path / "loss.png")).size
+    assert loss[0] == one[0] * 2                                       # + the validation loss, on one axis for all
 
 
 def test_every_row_trains_once_before_any_row_repeats():

@@ -41,23 +41,31 @@ def metrics_figure(runs: list[RunSummary], path: Path) -> Path:
 
 
 def curves_figure(runs: list[RunSummary], path: Path) -> Path:
-    """Panels over training steps: validation NDCG@10 at each validation, and the training loss, one panel per
-    objective (losses of different objectives are not on one scale)."""
+    """Panels over training steps: validation NDCG@10 and (where recorded) the validation loss of the held-out SIDs
+    at each validation, and the training loss, one panel per objective (losses of different objectives are not on one
+    scale; the validation loss is next-item cross-entropy for every objective)."""
     plt = _pyplot()
     objectives = sorted({run.method["objective"] for run in runs if run.losses}) or ["next-item"]
-    fig, axes = plt.subplots(1, 1 + len(objectives), figsize=(5 * (1 + len(objectives)), 3.6), squeeze=False)
-    valid, losses = axes[0][0], dict(zip(objectives, axes[0][1:], strict=True))
+    validated = [("valid_ndcg@10", "validation NDCG@10", "Validation during training")]
+    if any("valid_loss" in h for run in runs for h in run.validation):
+        validated.append(("valid_loss", "validation loss per SID token", "Validation loss (held-out SIDs)"))
+    panels = len(validated) + len(objectives)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    valid = dict(zip([key for key, _, _ in validated], axes[0], strict=False))
+    losses = dict(zip(objectives, axes[0][len(validated):], strict=True))
     for index, run in enumerate(runs):                          # one colour per run in every panel
-        if run.validation:
-            valid.plot([h["step"] for h in run.validation], [h["valid_ndcg@10"] for h in run.validation],
-                       marker="o", markersize=3, label=run.name, color=f"C{index}")
+        for key, ax in valid.items():
+            points = [(h["step"], h[key]) for h in run.validation if key in h]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=run.name, color=f"C{index}")
         if run.losses:
             losses[run.method["objective"]].plot([s for s, _ in run.losses], [v for _, v in run.losses],
                                                  label=run.name, color=f"C{index}")
-    valid.set(xlabel="step", ylabel="validation NDCG@10", title="Validation during training")
+    for (key, label, title) in validated:
+        valid[key].set(xlabel="step", ylabel=label, title=title)
     for objective, ax in losses.items():
         ax.set(xlabel="step", ylabel="training loss", title=f"Training loss ({objective} objective)")
-    for ax in (valid, *losses.values()):
+    for ax in (*valid.values(), *losses.values()):
         if ax.lines:
             ax.legend(fontsize=8)
         else:
