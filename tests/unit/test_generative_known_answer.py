@@ -67,6 +67,17 @@ def test_fixed_successor_is_learned(world: Path, tmp_path: Path, recipe: list[st
     assert_loss_is_the_search_score(run)
 
 
+def test_a_run_monitoring_its_validation_loss_keeps_the_lowest_loss_weights(world: Path, tmp_path: Path) -> None:
+    run, summary = trained_run(world, tmp_path / "run", ["model.kind=item-causal", "model.layout=single",
+                                                         "model.modalities=[text]", "training.epochs=12",
+                                                         "training.monitor=loss"])
+    losses = [h["valid_loss"] for h in summary["history"]]
+    assert summary["best_score"] == min(losses) and summary["best_epoch"] == summary["history"][
+        losses.index(min(losses))]["epoch"]
+    assert load_weights(run.path / "model.safetensors")[1]["valid_loss"] == min(losses)
+    assert evaluate_run(run, run.config(), progress=False)["test"]["hr@10"] >= 0.95
+
+
 def assert_loss_is_the_search_score(run: RunDir, users: int = 6) -> None:
     """The validation loss of an item is minus the beam search's log-probability of it: teacher forcing the search's
     own input. Here for each user's top-ranked item: loss (per token) x depth = -score x (depth + 1)."""

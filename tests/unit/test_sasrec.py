@@ -24,6 +24,7 @@ from mmgr.models.sasrec import (
     build_sasrec,
     collate_sequences,
     epoch_batches,
+    heldout_loss,
     pad_left,
     rank_all_items,
 )
@@ -127,6 +128,17 @@ def test_learns_planted_cycle_and_evaluates(cycle_data: Path, tmp_path: Path) ->
     model = load_sasrec(run, config, N_ITEMS)                                     # the item after 3 is 4
     items, _ = rank_all_items(model, [np.array([1, 2, 3])], top_k=3)
     assert items[0, 0] == 4
+    losses = [h["valid_loss"] for h in summary["history"]]                        # from uniform to near certain
+    assert losses[0] > 0.5 * np.log(N_ITEMS) and min(losses) < 0.1 * np.log(N_ITEMS), losses
+
+
+def test_the_heldout_loss_is_the_cross_entropy_of_each_target_after_its_history() -> None:
+    model = tiny_model().eval()
+    histories, targets = [np.array([2, 3]), np.array([], dtype=np.int64), np.array([0, 4, 1])], np.array([4, 0, 2])
+    with torch.no_grad():
+        by_hand = [torch.log_softmax(model(pad_left([h + 1 if len(h) else np.array([0])])), -1)[0, t].item()
+                   for h, t in zip(histories, targets, strict=True)]          # items shift by one (0 = padding)
+    assert heldout_loss(model, histories, targets, batch_size=2) == pytest.approx(-np.mean(by_hand), rel=1e-5)
 
 
 def final_weights(run: RunDir) -> dict[str, torch.Tensor]:

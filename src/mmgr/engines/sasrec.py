@@ -18,7 +18,7 @@ from mmgr.evaluation.metrics import DEFAULT_KS
 from mmgr.evaluation.protocol import protocol_description, subset
 from mmgr.inference.rundata import evaluate_splits, load_run_data
 from mmgr.inference.sasrec import evaluate_sasrec, load_sasrec
-from mmgr.models.sasrec import build_sasrec, collate_sequences, epoch_batches, training_sequences
+from mmgr.models.sasrec import build_sasrec, collate_sequences, epoch_batches, heldout_loss, training_sequences
 from mmgr.rundir import RunDir
 from mmgr.training.loop import TrainData, fit, seeded_sample
 
@@ -40,9 +40,6 @@ def weights_info(run: RunDir, config: Config, num_items: int) -> dict[str, Any]:
 def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict[str, Any]:
     """`train` stage for `model.kind: sasrec`: model.safetensors, checkpoints/next-item/last.safetensors, logs/,
     manifest."""
-    if config.training.monitor != "ndcg@10":
-        raise MmgrError(f"training.monitor={config.training.monitor}: SASRec validates by NDCG@10 only; set "
-                        "training.monitor=ndcg@10")
     data = load_run_data(run, config)
     sequences = training_sequences(data.split.train, config.split.max_history)
     if not sequences:
@@ -52,7 +49,8 @@ def train_sasrec_run(run: RunDir, config: Config, progress: bool = True) -> dict
 
     def validate(current: nn.Module) -> dict[str, float]:
         metrics, _ = evaluate_sasrec(current, valid, top_k=10, batch_size=config.decoding.batch_size, ks=(10,))
-        return {"ndcg@10": float(metrics["ndcg@10"].mean())}
+        return {"ndcg@10": float(metrics["ndcg@10"].mean()),
+                "loss": heldout_loss(current, valid.histories, valid.targets, config.decoding.batch_size)}
 
     start = time.perf_counter()
     result = fit(run.path, model, sasrec_train_data(sequences, config.training.batch_size, config.seed),

@@ -27,6 +27,7 @@ protocol); validation history = train part, test history = s[:-1], both cut to `
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -148,27 +149,44 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, seed: int, epoch: int) -
 # --- ranking --------------------------------------------------------------------------------------
 
 @torch.inference_mode()
-def rank_all_items(model: nn.Module, histories: list[np.ndarray], top_k: int, batch_size: int = 256,
-                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(items int64[U, k], scores float32[U, k]) best first, k = min(top_k, num_items): exact top-k of the
-    last position's scores over every catalog item; users batched by history length. `histories` are item
-    indices (oldest first); an empty history is scored from a lone padding token."""
+def last_scores(model: nn.Module, histories: list[np.ndarray], batch_size: int = 256, progress: bool = False
+                ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(user index, float scores (b, num_items)) after each history's last position, users batched by history
+    length. `histories` are item indices (oldest first); an empty history is scored from a lone padding token."""
     device = next(model.parameters()).device
-    num_items = _unwrap_sasrec(model).num_items
-    k = min(top_k, num_items)
     order = np.argsort([len(h) for h in histories], kind="stable")
-    items = np.empty((len(histories), k), dtype=np.int64)
-    scores = np.empty((len(histories), k), dtype=np.float32)
     model.eval()
     with progress_bar("ranking", total=len(histories), enabled=progress) as advance:
         for start in range(0, len(histories), batch_size):
             index = order[start:start + batch_size]
             rows = [np.asarray(histories[i], dtype=np.int64) + 1 if len(histories[i]) else np.array([PAD])
                     for i in index]
-            top = torch.topk(model(pad_left(rows).to(device)).float(), k, dim=-1)              # (b, k)
-            items[index], scores[index] = top.indices.cpu().numpy(), top.values.cpu().numpy()
+            yield index, model(pad_left(rows).to(device)).float()                             # (b, N)
             advance(len(index))
+
+
+def rank_all_items(model: nn.Module, histories: list[np.ndarray], top_k: int, batch_size: int = 256,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(items int64[U, k], scores float32[U, k]) best first, k = min(top_k, num_items): exact top-k of the
+    last position's scores over every catalog item (`last_scores`)."""
+    k = min(top_k, _unwrap_sasrec(model).num_items)
+    items = np.empty((len(histories), k), dtype=np.int64)
+    scores = np.empty((len(histories), k), dtype=np.float32)
+    for index, batch in last_scores(model, histories, batch_size, progress):
+        top = torch.topk(batch, k, dim=-1)                                                   # (b, k)
+        items[index], scores[index] = top.indices.cpu().numpy(), top.values.cpu().numpy()
     return items, scores
+
+
+@torch.no_grad()
+def heldout_loss(model: nn.Module, histories: list[np.ndarray], targets: np.ndarray, batch_size: int = 256) -> float:
+    """Mean cross-entropy of each held-out item (`targets`, item indices) under the softmax over every item after
+    its history: SASRec-CE's training loss, on held-out items."""
+    total = 0.0
+    for index, batch in last_scores(model, histories, batch_size):
+        labels = torch.from_numpy(np.asarray(targets)[index]).to(batch.device)
+        total += float(F.cross_entropy(batch, labels, reduction="sum"))
+    return total / max(len(histories), 1)
 
 
 def _unwrap_sasrec(model: nn.Module) -> SASRec:
