@@ -327,7 +327,8 @@ def render_suite(summary: dict[str, Any] | None) -> str:
         cells.append(" / ".join(count(s) for s in row["samples_seen"]))
         cells.append(" / ".join(f"{s / 60:.0f}" for s in row["train_seconds"]))
         gains = [g for g in row.get("late_gain", []) if g is not None]
-        cells.append(("yes" if row["converged"] else "NO") + (f" ({gains[0]:+.4f})" if gains else ""))
+        monitored = " loss" if row.get("monitor") == "loss" else ""
+        cells.append(("yes" if row["converged"] else "NO") + (f" ({gains[0]:+.4f}{monitored})" if gains else ""))
         cells.append(DASH if row.get("vs_baseline") is None else difference(row["vs_baseline"], "ndcg@10"))
         rows.append(cells)
     header = ["row", "seeds", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "epochs", "samples seen", "training min",

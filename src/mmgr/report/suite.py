@@ -179,7 +179,8 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, lis
                                    strict=True)),
             "epochs": [r["epochs"] for r in runs], "samples_seen": [r["samples_seen"] for r in runs],
             "train_seconds": [r["train_seconds"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
-            "validation": [r["validation"] for r in runs],
+            "validation": [r["validation"] for r in runs], "monitor": runs[0]["monitor"],
+            "validation_loss": [r["validation_loss"] for r in runs],
             "converged": all(r["converged"] for r in runs), "late_gain": [r["late_gain"] for r in runs],
             "shared_cores": [r["shared_cores"] for r in runs],
             "vs_baseline": None if row.name == suite.baseline else versus(means[suite.baseline], means[row.name],
@@ -190,7 +191,9 @@ def summarize(suite: Suite, folders: dict[str, list[Path]], seeds: dict[str, lis
             "suite": suite.name, "description": suite.description, "dataset": runs[0]["dataset"]["name"],
             "command": command, "commit": git_commit(), "device": _device(), "baseline": suite.baseline,
             "convergence_rule": {"flat_share": FLAT_SHARE, "relative_tolerance": FLAT_TOLERANCE,
-                                 "noise": "one standard error bound sqrt(m (1 - m) / validation users)"},
+                                 "noise": "one standard error bound sqrt(m (1 - m) / validation users)",
+                                 "metric": "each row's training.monitor (ndcg@10, or the validation loss: relative "
+                                           "tolerance only)"},
             "published": published_rows(suite, runs[0]["dataset"]["stats"]),
             "rows": rows,
             "claims": claim_verdicts(suite.claims, means, {row["name"]: row["converged"] for row in rows}, resamples)}
@@ -209,6 +212,7 @@ def run_facts(path: Path) -> dict[str, Any]:
             "epochs": train.get("epochs_run"), "best_epoch": train.get("best_epoch"),
             "samples_seen": last.get("samples"), "train_seconds": last.get("train_seconds", train.get("train_seconds")),
             "validation": [[v["step"], round(v["valid_ndcg@10"], 6)] for v in history],
+            "validation_loss": [[v["step"], round(v["valid_loss"], 6)] for v in history if "valid_loss" in v],
             "monitor": monitor, "converged": converged(history, train.get("validation_users", 0), monitor),
             "late_gain": late_gain(history, monitor), "shared_cores": shared_cores(history)}
 
