@@ -46,7 +46,7 @@ def curves_figure(runs: list[RunSummary], path: Path) -> Path:
     scale; the validation loss is next-item cross-entropy for every objective)."""
     plt = _pyplot()
     objectives = sorted({run.method["objective"] for run in runs if run.losses}) or ["next-item"]
-    validated = [("valid_ndcg@10", "validation NDCG@10", "Validation during training")]
+    validated = [("valid_ndcg@10", "validation NDCG@10", "Validation NDCG@10 during training")]
     if any("valid_loss" in h for run in runs for h in run.validation):
         validated.append(("valid_loss", "validation loss per SID token", "Validation loss (held-out SIDs)"))
     panels = len(validated) + len(objectives)
