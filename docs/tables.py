@@ -403,6 +403,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "trialigngr-beauty": trialigngr("trialigngr-amazon-beauty-2014-summary.json"),
     "suite-arts": suite("arts"),
     "suite-synthetic": suite("synthetic"),
+    "suite-ml-100k": suite("ml-100k"),
 }
 
 
