@@ -51,7 +51,7 @@ def curves_figure(runs: list[RunSummary], path: Path) -> Path:
         validated.append(("valid_loss", "validation loss per SID token", "Validation loss (held-out SIDs)"))
     panels = len(validated) + len(objectives)
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
-    valid = dict(zip([key for key, _, _ in validated], axes[0], strict=False))
+    valid = dict(zip([key for key, _, _ in validated], axes[0][:len(validated)], strict=True))
     losses = dict(zip(objectives, axes[0][len(validated):], strict=True))
     for index, run in enumerate(runs):                          # one colour per run in every panel
         for key, ax in valid.items():
