@@ -269,8 +269,8 @@ class _StageEnd:
                             f"{', '.join(metrics)} only")
         score, best = metrics[self.monitor], state["best_score"]
         better = improves(score, best, self.monitor)
-        state["history"].append({"epoch": state["epoch"], "step": state["step"],
-                                 **{f"valid_{key}": value for key, value in metrics.items()},
+        recorded = {f"valid_{key}": value for key, value in metrics.items()}       # valid_ndcg@10, valid_loss
+        state["history"].append({"epoch": state["epoch"], "step": state["step"], **recorded,
                                  "train_seconds": round(state["seen"]["seconds"], 3),
                                  "samples": state["seen"]["samples"], "target_tokens": state["seen"]["tokens"],
                                  **machine_load()})
@@ -288,8 +288,7 @@ class _StageEnd:
         if better:
             state.update(best_score=score, best_epoch=state["epoch"], stale=0)
             if self.fabric.is_global_zero:
-                save_weights(self.output, plain, {**self.weights_info, "epoch": state["epoch"],
-                                                  **{f"valid_{key}": value for key, value in metrics.items()}})
+                save_weights(self.output, plain, {**self.weights_info, "epoch": state["epoch"], **recorded})
         elif state["step"] > self.warmup:
             state["stale"] += 1
         self.fabric.barrier()
