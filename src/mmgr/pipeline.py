@@ -58,6 +58,25 @@ def finished_run(config: Config, out: Path) -> bool:
         return False
     manifest = run.manifest()
     config, _ = fit_to_data(config, Dataset.load(run.path, manifest["dataset"]["name"]))
+    return trained_and_evaluated_with(manifest, config)
+
+
+def finished_record(config: Config, record: Path) -> bool:
+    """Whether `record` (a run's manifest and results without its data: `report/records.py`) holds `config`'s run
+    trained and evaluated with these settings. The modalities the data provides are read from the recorded dataset
+    statistics. Reads only."""
+    run = RunDir(record)
+    if not run.exists() or not (record / "results.json").is_file():
+        return False
+    manifest = run.manifest()
+    dataset = manifest["dataset"]
+    has = {m: dataset["stats"].get(f"items_with_{m}", 0) > 0 for m in ("text", "image")}
+    config, _ = fit_to_modalities(config, dataset["name"], has)
+    return trained_and_evaluated_with(manifest, config)
+
+
+def trained_and_evaluated_with(manifest: dict[str, Any], config: Config) -> bool:
+    """Whether the run of `manifest` was trained and evaluated with `config`'s settings."""
     return all(made_with(manifest["stages"].get(f"pipeline.{stage}"), manifest.get("config"), config, sections)
                for stage, sections in (("train", TRAINING_SECTIONS), ("evaluate", EVALUATION_SECTIONS)))
 
@@ -115,8 +134,13 @@ def finished_stage(run: RunDir, stage: str, config: Config, sections: tuple[str,
 
 def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
     """The recipe restricted to the modalities the data (or a published table) provides, and why, if it was."""
-    tables = config.tokenizer.tables
     raw = {m: bool(dataset.items[f"has_{m}"].to_numpy().any()) for m in ("text", "image")}
+    return fit_to_modalities(config, dataset.name, raw)
+
+
+def fit_to_modalities(config: Config, name: str, raw: dict[str, bool]) -> tuple[Config, str | None]:
+    """`fit_to_data` for data named `name` where some item has each modality of `raw` (text, image) that is True."""
+    tables = config.tokenizer.tables
     has = {"text": raw["text"] or "text" in tables, "image": raw["image"] or "image" in tables,
            "fused": (raw["text"] and raw["image"]) or "fused" in tables}      # fusion needs raw features
     wanted = config.model.modalities
@@ -130,7 +154,7 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
     if kept == wanted:
         return config, None
     if not kept:
-        raise MmgrError(f"{dataset.name} has none of the modalities {wanted} (no text, no images, no SID tables)")
+        raise MmgrError(f"{name} has none of the modalities {wanted} (no text, no images, no SID tables)")
     model = {"modalities": kept}
     training = {}
     if len(kept) == 1:
@@ -141,7 +165,7 @@ def fit_to_data(config: Config, dataset: Dataset) -> tuple[Config, str | None]:
         if OBJECTIVES.get(config.training.objective).min_modalities > 1:
             training.update(objective="next-item")
     lacking = ", ".join(m if m != "fused" else "images to fuse" for m in wanted if not has.get(m, True))
-    reason = (f"{dataset.name} has no {lacking} (no item has it and no SID table is given): the recipe's "
+    reason = (f"{name} has no {lacking} (no item has it and no SID table is given): the recipe's "
               f"{'+'.join(wanted)} {config.model.layout} method falls back to {'+'.join(kept)}"
               f"{' (single SID, no alignment): the text-only result' if len(kept) == 1 else ''}"
               f"{'; objective ' + config.training.objective + ' -> next-item' if training.get('objective') else ''}")

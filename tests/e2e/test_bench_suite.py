@@ -102,3 +102,45 @@ def test_finished_only_summarizes_the_finished_runs_and_trains_nothing(suite):
     first = json.loads((folder / "out" / "summary.json").read_text())
     assert [r["metrics"] for r in summary["rows"]] == [r["metrics"] for r in first["rows"]]
     assert "Not finished yet, so not in this report: mgr-lf-s5" in (out / "report.md").read_text()
+
+
+def test_each_finished_run_is_recorded_without_its_weights(suite):
+    """The record keeps what the summary and report read (manifest, results, per-user metrics, logs, codes, the
+    world's plan) and leaves out weights, features and data."""
+    folder, _, _ = suite
+    record, run = folder / "out" / "runs" / "mgr-lf-s1", folder / "runs" / "mgr-lf-s1"
+    kept = {p.relative_to(record).as_posix() for p in record.rglob("*") if p.is_file()}
+    assert {"manifest.json", "results.json", "per_user_test.parquet", "raw/world.json", "codes/text.safetensors",
+            "codes/image.safetensors"} <= kept
+    assert any(k.startswith("logs/") and k.endswith(".csv") for k in kept)
+    assert not any(k.startswith(("checkpoints/", "features/")) or k == "model.safetensors" for k in kept)
+    for name in ("manifest.json", "results.json", "per_user_test.parquet"):
+        assert (record / name).read_bytes() == (run / name).read_bytes()
+    assert sum(p.stat().st_size for p in record.rglob("*") if p.is_file()) < 0.2 * sum(
+        p.stat().st_size for p in run.rglob("*") if p.is_file())
+
+
+def test_records_stand_for_runs_this_machine_lacks(suite):
+    """With the records and no run directories (another machine), the suite trains nothing and gives the same
+    summary; a record made with other settings is not reused."""
+    import shutil
+
+    from mmgr.config import load_config
+    from mmgr.pipeline import finished_record
+
+    folder, _, _ = suite
+    out = folder / "elsewhere"
+    shutil.copytree(folder / "out" / "runs", out / "runs")
+    stdout = mmgr("bench", "--suite", str(folder / "tiny.yaml"), "--out", str(out), "--runs",
+                  str(folder / "no-runs"), "--no-progress", "--resamples", "200").stdout
+    assert stdout.count("reusing its record") == 3 and "train:" not in stdout
+    assert not (folder / "no-runs").exists()
+    first, again = (json.loads((f / "summary.json").read_text()) for f in (folder / "out", out))
+    assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in first["rows"]]
+    assert again["rows"][1]["vs_baseline"] == first["rows"][1]["vs_baseline"]
+    assert again["analyses"] == first["analyses"]
+    spec = yaml.safe_load((folder / "tiny.yaml").read_text())
+    settings = [*spec["shared"], "seed=1"]
+    same = load_config(["configs/synthetic.yaml", "configs/tiger.yaml"], settings)
+    other = load_config(["configs/synthetic.yaml", "configs/tiger.yaml"], [*settings, "training.lr=0.5"])
+    assert finished_record(same, out / "runs" / "tiger-s1") and not finished_record(other, out / "runs" / "tiger-s1")

@@ -3,7 +3,9 @@
 A suite file names a dataset recipe, settings shared by every row, the rows (recipes + overrides, one line of
 description, optional seeds of their own), the baseline row, the default seeds and, optionally, published numbers.
 Every (row, seed) runs with `mmgr run` in `RUNS/<row>-s<seed>` and is reused when it finished with the same
-settings; `--finished-only` trains nothing and summarizes the runs that finished (the others listed as
+settings; each finished run is recorded in `OUT/runs/<row>-s<seed>` (`report/records.py`: everything below is read
+from the records, not the run directories), and a record made with the same settings stands for a run this machine
+lacks. `--finished-only` trains nothing and summarizes the runs and records that finished (the others listed as
 `unfinished`). The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their
 standard deviation), its budget (epochs, samples seen, training seconds), whether it converged, and the paired bootstrap
 against the baseline on the users' seed-averaged metrics, and the modality analyses of each row's first seed
@@ -42,6 +44,7 @@ from mmgr.io import write_json_atomic
 from mmgr.report import document
 from mmgr.report.claims import SuiteClaim, claim_verdicts
 from mmgr.report.paired import per_user_means, versus
+from mmgr.report.records import keep_record
 from mmgr.report.runs import METRICS, method_of, summarize_run
 from mmgr.rundir import RunDir, git_commit
 from mmgr.training.monitor import gain
@@ -117,25 +120,29 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
     `overrides` (key=value) apply to every row after its own (e.g. training.accelerator=cpu for a smoke test).
     `finished_only`: train nothing; summarize the (row, seed) runs already finished with the suite's settings and
     list the others under `unfinished` (a suite's progress while its long rows still train)."""
-    from mmgr.pipeline import finished_run, run_recipe
+    from mmgr.pipeline import finished_record, finished_run, run_recipe
 
     suite = load_suite(path)
     folders: dict[str, list[Path]] = {}
     seeds: dict[str, list[int]] = {}
     unfinished = []
     for row, seed in training_order(suite):
-        folder = runs / f"{row.name}-s{seed}"
+        folder, record = runs / f"{row.name}-s{seed}", out / "runs" / f"{row.name}-s{seed}"
         config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
                              [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
-        if finished_only and not finished_run(config, folder):
+        if not finished_run(config, folder) and finished_record(config, record):
+            say(f"{row.name} seed {seed}: reusing its record {record}")
+        elif finished_only and not finished_run(config, folder):
             say(f"{row.name} seed {seed}: not finished, left out")
             unfinished.append(folder.name)
             continue
-        say(f"{row.name} seed {seed}: {folder}")
-        if not finished_only:
-            with RunDir(folder).writing("bench"):
-                run_recipe(config, folder, progress, say)
-        folders.setdefault(row.name, []).append(folder)
+        else:
+            say(f"{row.name} seed {seed}: {folder}")
+            if not finished_only:
+                with RunDir(folder).writing("bench"):
+                    run_recipe(config, folder, progress, say)
+            keep_record(folder, record)
+        folders.setdefault(row.name, []).append(record)
         seeds.setdefault(row.name, []).append(seed)
     folders = {row.name: folders[row.name] for row in suite.rows if row.name in folders}      # the suite's order
     if suite.baseline not in folders:
