@@ -133,7 +133,7 @@ def test_records_stand_for_runs_this_machine_lacks(suite):
     shutil.copytree(folder / "out" / "runs", out / "runs")
     stdout = mmgr("bench", "--suite", str(folder / "tiny.yaml"), "--out", str(out), "--runs",
                   str(folder / "no-runs"), "--no-progress", "--resamples", "200").stdout
-    assert stdout.count("reusing its record") == 3 and "train:" not in stdout
+    assert stdout.count("reusing its record") == 3
     assert not (folder / "no-runs").exists()
     first, again = (json.loads((f / "summary.json").read_text()) for f in (folder / "out", out))
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in first["rows"]]
@@ -144,3 +144,23 @@ def test_records_stand_for_runs_this_machine_lacks(suite):
     same = load_config(["configs/synthetic.yaml", "configs/tiger.yaml"], settings)
     other = load_config(["configs/synthetic.yaml", "configs/tiger.yaml"], [*settings, "training.lr=0.5"])
     assert finished_record(same, out / "runs" / "tiger-s1") and not finished_record(other, out / "runs" / "tiger-s1")
+
+
+def test_only_trains_the_selected_runs_and_reuses_the_rest(suite):
+    """`--only ROW-sSEED` trains that run alone (a suite split across processes or machines); the other runs are
+    reused, unchanged; a name that is no row or run of the suite is an error naming the rows."""
+    folder, _, _ = suite
+    spec = yaml.safe_load((folder / "tiny.yaml").read_text())
+    spec["rows"][1]["seeds"] = [1, 6]
+    path = folder / "split.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    before = {p: p.read_bytes() for p in sorted((folder / "runs").glob("*-s[12]/results.json"))}
+    args = ["bench", "--suite", str(path), "--out", str(folder / "split"), "--runs", str(folder / "runs"),
+            "--no-progress", "--resamples", "200"]
+    stdout = mmgr(*args, "--only", "mgr-lf-s6").stdout
+    assert "train: reusing" not in stdout and (folder / "runs" / "mgr-lf-s6" / "results.json").is_file()
+    assert {p: p.read_bytes() for p in before} == before
+    summary = json.loads((folder / "split" / "summary.json").read_text())
+    assert [r["seeds"] for r in summary["rows"]] == [[1, 2], [1, 6]] and summary["unfinished"] == []
+    wrong = mmgr(*args, "--only", "mgr-lf-s9", check=False)
+    assert wrong.returncode != 0 and "'mgr-lf-s9': not a row or run of suite 'tiny'" in wrong.stderr + wrong.stdout

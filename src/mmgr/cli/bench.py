@@ -32,6 +32,9 @@ def bench(
     finished_only: bool = typer.Option(False, "--finished-only", help="--suite: train nothing; summarize the runs "
                                                                       "already finished with the suite's settings "
                                                                       "and list the others as unfinished."),
+    only: list[str] = typer.Option(None, "--only", help="--suite: train only this row, or run ROW-sSEED "
+                                                        "(repeatable); the others are reused when finished or "
+                                                        "recorded, else left out."),
 ) -> None:
     """Train (or reuse) and evaluate each recipe on one dataset with one seed, then write a report: Markdown and a
     self-contained HTML page with the metric table (95% intervals, paired tests against the baseline), published
@@ -44,10 +47,11 @@ def bench(
     if suite is not None:
         if more:
             raise MmgrError("--suite takes its rows from the suite file; give no recipes beside it")
-        bench_suite(suite, out, runs, command, resamples, progress, overrides, finished_only)
+        bench_suite(suite, out, runs, command, resamples, progress, overrides, finished_only, tuple(only or ()))
         return
-    if finished_only:
-        raise MmgrError("--finished-only summarizes a suite's finished runs: give --suite FILE")
+    if finished_only or only:
+        raise MmgrError(f"{'--finished-only' if finished_only else '--only'} selects a suite's runs: give --suite "
+                        "FILE")
     if not recipes or not dataset:
         raise MmgrError("give --suite FILE, or --recipes and --dataset")
     out = out or Path("reports/bench")
@@ -60,14 +64,14 @@ def bench(
 
 
 def bench_suite(path: Path, out: Path | None, runs: Path | None, command: str, resamples: int,
-                progress: bool, overrides: tuple[str, ...], finished_only: bool) -> None:
+                progress: bool, overrides: tuple[str, ...], finished_only: bool, only: tuple[str, ...]) -> None:
     from mmgr.report.suite import load_suite, run_suite
 
     name = load_suite(path).name
     out = out or Path("benchmarks/results") / f"suite-{name}"
     summary = run_suite(path, out, runs or Path("runs/suites") / name, command, resamples, progress,
                         say=lambda text: console.print(text, highlight=False), overrides=overrides,
-                        finished_only=finished_only)
+                        finished_only=finished_only, only=only)
     for row in summary["rows"]:
         m = row["metrics"]
         console.print(f"{row['name']:<22} NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m['hr@10']:.4f}  epochs "

@@ -115,14 +115,17 @@ def load_suite(path: Path) -> Suite:
 
 def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: int = 10_000, progress: bool = True,
               say: Callable[[str], None] = print, overrides: tuple[str, ...] = (),
-              finished_only: bool = False) -> dict[str, Any]:
+              finished_only: bool = False, only: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run (or reuse) every row and seed, then write OUT/summary.json and the report; returns the summary.
     `overrides` (key=value) apply to every row after its own (e.g. training.accelerator=cpu for a smoke test).
     `finished_only`: train nothing; summarize the (row, seed) runs already finished with the suite's settings and
-    list the others under `unfinished` (a suite's progress while its long rows still train)."""
+    list the others under `unfinished` (a suite's progress while its long rows still train). `only` (rows, or runs
+    named `<row>-s<seed>`): train only these, and treat the others as `finished_only` does (a suite split across
+    processes or machines, each training its share, their records merged in OUT/runs)."""
     from mmgr.pipeline import finished_record, finished_run, run_recipe
 
     suite = load_suite(path)
+    check_selection(suite, only)
     folders: dict[str, list[Path]] = {}
     seeds: dict[str, list[int]] = {}
     unfinished = []
@@ -130,15 +133,16 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
         folder, record = runs / f"{row.name}-s{seed}", out / "runs" / f"{row.name}-s{seed}"
         config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
                              [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
+        train = not finished_only and (not only or bool({row.name, folder.name} & set(only)))
         if not finished_run(config, folder) and finished_record(config, record):
             say(f"{row.name} seed {seed}: reusing its record {record}")
-        elif finished_only and not finished_run(config, folder):
+        elif not train and not finished_run(config, folder):
             say(f"{row.name} seed {seed}: not finished, left out")
             unfinished.append(folder.name)
             continue
         else:
             say(f"{row.name} seed {seed}: {folder}")
-            if not finished_only:
+            if train:
                 with RunDir(folder).writing("bench"):
                     run_recipe(config, folder, progress, say)
             keep_record(folder, record)
@@ -159,6 +163,15 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
                   unfinished=unfinished)
     document.write(report, out)
     return summary
+
+
+def check_selection(suite: Suite, only: tuple[str, ...]) -> None:
+    """Every name in `only` is a row of the suite or one of its runs (`<row>-s<seed>`)."""
+    known = {row.name for row in suite.rows} | {f"{row.name}-s{seed}" for row, seed in training_order(suite)}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ConfigError(f"--only {unknown[0]!r}: not a row or run of suite {suite.name!r} (rows: "
+                          f"{', '.join(row.name for row in suite.rows)}; runs are named ROW-sSEED)")
 
 
 def training_order(suite: Suite) -> list[tuple[SuiteRow, int]]:
