@@ -134,9 +134,10 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
         config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
                              [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
         train = not finished_only and (not only or bool({row.name, folder.name} & set(only)))
-        if not finished_run(config, folder) and finished_record(config, record):
+        finished = finished_run(config, folder)
+        if not finished and finished_record(config, record):
             say(f"{row.name} seed {seed}: reusing its record {record}")
-        elif not train and not finished_run(config, folder):
+        elif not train and not finished:
             say(f"{row.name} seed {seed}: not finished, left out")
             unfinished.append(folder.name)
             continue
