@@ -8,7 +8,7 @@
 #   benchmarks/gpu_suite.sh run training.accelerator=cpu training.max_steps=3 training.eval_users=50
 #                                              # the tiny CPU check of the whole path, here
 # The device tool's command: `bash benchmarks/gpu_suite.sh run` with carry ["gpu_carry"]; its summary and report
-# come back under $OUT/suite-arts-gpu.
+# come back under $OUT/suite-arts-gpu, its run records under $OUT/records/arts-gpu (to commit in benchmarks/records).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 carry=gpu_carry
@@ -29,7 +29,7 @@ case ${1:-} in
         fi
         out=${OUT:-$carry/out}
         PYTHONPATH="src:$site${PYTHONPATH:+:$PYTHONPATH}" python3 -m mmgr bench --suite configs/suites/arts-gpu.yaml \
-            --runs "$carry/runs" --out "$out/suite-arts-gpu" --no-progress "$@"
+            --runs "$carry/runs" --records "$out/records/arts-gpu" --out "$out/suite-arts-gpu" --no-progress "$@"
         ;;
     *)
         echo "usage: $0 prepare | run [KEY=VALUE]..." >&2

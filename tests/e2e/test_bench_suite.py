@@ -23,7 +23,7 @@ def suite(tmp_path_factory):
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     args = ["bench", "--suite", str(path), "--out", str(folder / "out"), "--runs", str(folder / "runs"),
-            "--no-progress", "--resamples", "200"]
+            "--records", str(folder / "records"), "--no-progress", "--resamples", "200"]
     return folder, args, mmgr(*args).stdout
 
 
@@ -94,8 +94,8 @@ def test_finished_only_summarizes_the_finished_runs_and_trains_nothing(suite):
     path = folder / "grown.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = folder / "progress"
-    stdout = mmgr("bench", "--suite", str(path), "--out", str(out), "--runs", str(folder / "runs"), "--no-progress",
-                  "--resamples", "200", "--finished-only").stdout
+    stdout = mmgr("bench", "--suite", str(path), "--out", str(out), "--runs", str(folder / "runs"), "--records",
+                  str(folder / "records"), "--no-progress", "--resamples", "200", "--finished-only").stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["unfinished"] == ["mgr-lf-s5"] and "left out: mgr-lf-s5" in stdout
     assert [r["seeds"] for r in summary["rows"]] == [[1, 2], [1]] and not (folder / "runs" / "mgr-lf-s5").exists()
@@ -108,7 +108,7 @@ def test_each_finished_run_is_recorded_without_its_weights(suite):
     """The record keeps what the summary and report read (manifest, results, per-user metrics, logs, codes, the
     world's plan) and leaves out weights, features and data."""
     folder, _, _ = suite
-    record, run = folder / "out" / "runs" / "mgr-lf-s1", folder / "runs" / "mgr-lf-s1"
+    record, run = folder / "records" / "mgr-lf-s1", folder / "runs" / "mgr-lf-s1"
     kept = {p.relative_to(record).as_posix() for p in record.rglob("*") if p.is_file()}
     assert {"manifest.json", "results.json", "per_user_test.parquet", "raw/world.json", "codes/text.safetensors",
             "codes/image.safetensors"} <= kept
@@ -130,9 +130,9 @@ def test_records_stand_for_runs_this_machine_lacks(suite):
 
     folder, _, _ = suite
     out = folder / "elsewhere"
-    shutil.copytree(folder / "out" / "runs", out / "runs")
-    stdout = mmgr("bench", "--suite", str(folder / "tiny.yaml"), "--out", str(out), "--runs",
-                  str(folder / "no-runs"), "--no-progress", "--resamples", "200").stdout
+    shutil.copytree(folder / "records", out / "records")
+    stdout = mmgr("bench", "--suite", str(folder / "tiny.yaml"), "--out", str(out), "--runs", str(folder / "no-runs"),
+                  "--records", str(out / "records"), "--no-progress", "--resamples", "200").stdout
     assert stdout.count("reusing its record") == 3
     assert not (folder / "no-runs").exists()
     first, again = (json.loads((f / "summary.json").read_text()) for f in (folder / "out", out))
@@ -143,7 +143,8 @@ def test_records_stand_for_runs_this_machine_lacks(suite):
     settings = [*spec["shared"], "seed=1"]
     same = load_config(["configs/synthetic.yaml", "configs/tiger.yaml"], settings)
     other = load_config(["configs/synthetic.yaml", "configs/tiger.yaml"], [*settings, "training.lr=0.5"])
-    assert finished_record(same, out / "runs" / "tiger-s1") and not finished_record(other, out / "runs" / "tiger-s1")
+    assert finished_record(same, out / "records" / "tiger-s1") and not finished_record(other,
+                                                                                out / "records" / "tiger-s1")
 
 
 def test_only_trains_the_selected_runs_and_reuses_the_rest(suite):
@@ -156,7 +157,7 @@ def test_only_trains_the_selected_runs_and_reuses_the_rest(suite):
     path.write_text(yaml.safe_dump(spec))
     before = {p: p.read_bytes() for p in sorted((folder / "runs").glob("*-s[12]/results.json"))}
     args = ["bench", "--suite", str(path), "--out", str(folder / "split"), "--runs", str(folder / "runs"),
-            "--no-progress", "--resamples", "200"]
+            "--records", str(folder / "split-records"), "--no-progress", "--resamples", "200"]
     stdout = mmgr(*args, "--only", "mgr-lf-s6").stdout
     assert "train: reusing" not in stdout and (folder / "runs" / "mgr-lf-s6" / "results.json").is_file()
     assert {p: p.read_bytes() for p in before} == before

@@ -21,6 +21,9 @@ def bench(
                                                            "rows, seeds, baseline; instead of --recipes/--dataset."),
     runs: Path = typer.Option(None, "--runs", help="--suite: folder of the runs (default runs/suites/NAME); the "
                                                    "summary and report go to --out."),
+    records: Path = typer.Option(None, "--records", help="--suite: folder of the run records, each finished run "
+                                                         "without its weights (default benchmarks/records/NAME); a "
+                                                         "record stands for a run this machine lacks."),
     out: Path = typer.Option(None, "--out", "-o", help="Folder for the runs and the report (default reports/bench; "
                                                        "--suite: benchmarks/results/suite-NAME)."),
     baseline: str = typer.Option(None, help="Recipe name every method is tested against (default: the first)."),
@@ -47,7 +50,8 @@ def bench(
     if suite is not None:
         if more:
             raise MmgrError("--suite takes its rows from the suite file; give no recipes beside it")
-        bench_suite(suite, out, runs, command, resamples, progress, overrides, finished_only, tuple(only or ()))
+        bench_suite(suite, out, runs, records, command, resamples, progress, overrides, finished_only,
+                    tuple(only or ()))
         return
     if finished_only or only:
         raise MmgrError(f"{'--finished-only' if finished_only else '--only'} selects a suite's runs: give --suite "
@@ -63,13 +67,14 @@ def bench(
     console.print(f"[green]wrote[/green] {paths['html']} and {paths['markdown']}")
 
 
-def bench_suite(path: Path, out: Path | None, runs: Path | None, command: str, resamples: int,
+def bench_suite(path: Path, out: Path | None, runs: Path | None, records: Path | None, command: str, resamples: int,
                 progress: bool, overrides: tuple[str, ...], finished_only: bool, only: tuple[str, ...]) -> None:
     from mmgr.report.suite import load_suite, run_suite
 
     name = load_suite(path).name
     out = out or Path("benchmarks/results") / f"suite-{name}"
-    summary = run_suite(path, out, runs or Path("runs/suites") / name, command, resamples, progress,
+    summary = run_suite(path, out, runs or Path("runs/suites") / name, records or Path("benchmarks/records") / name,
+                        command, resamples, progress,
                         say=lambda text: console.print(text, highlight=False), overrides=overrides,
                         finished_only=finished_only, only=only)
     for row in summary["rows"]:

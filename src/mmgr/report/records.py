@@ -1,11 +1,12 @@
 """Run records: a finished run as a suite's summary and report read it, without its weights, features or data.
 
-A record (`OUT/runs/<row>-s<seed>/` of a suite) keeps the run's manifest (config, dataset fingerprint and
-statistics, every stage's record and training history), its test results and per-user test metrics, its training
-logs, its codes, its tokenizer diagnostics and analysis figures, and the synthetic world's plan (the planted user
-kinds): a few hundred KB where the run directory holds megabytes of weights. Kept beside the results, records let a
-suite be summarized again, and its finished rows reused, on a machine that never trained them (`finished_record`:
-the settings that decide the run's training and evaluation equal the suite's for that row and seed).
+A record (`RECORDS/<row>-s<seed>/` of a suite, by default `benchmarks/records/<suite>/`) keeps the run's manifest
+(config, dataset fingerprint and statistics, every stage's record and training history), its test results and
+per-user test metrics, its training logs, its codes, its tokenizer diagnostics and analysis figures, and the synthetic
+world's plan (the planted user kinds): a few hundred KB where the run directory holds megabytes of weights.
+Committed, records let a suite be summarized again, and its finished rows reused, on a machine that never trained
+them (`finished_record`: the settings that decide the run's training and evaluation equal the suite's for that row
+and seed).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A suite file names a dataset recipe, settings shared by every row, the rows (recipes + overrides, one line of
 description, optional seeds of their own), the baseline row, the default seeds and, optionally, published numbers.
 Every (row, seed) runs with `mmgr run` in `RUNS/<row>-s<seed>` and is reused when it finished with the same
-settings; each finished run is recorded in `OUT/runs/<row>-s<seed>` (`report/records.py`: everything below is read
+settings; each finished run is recorded in `RECORDS/<row>-s<seed>` (`report/records.py`: everything below is read
 from the records, not the run directories), and a record made with the same settings stands for a run this machine
 lacks. `--finished-only` trains nothing and summarizes the runs and records that finished (the others listed as
 `unfinished`). The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their
@@ -113,15 +113,16 @@ def load_suite(path: Path) -> Suite:
         raise ConfigError(f"{path}: {problems}") from None
 
 
-def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: int = 10_000, progress: bool = True,
-              say: Callable[[str], None] = print, overrides: tuple[str, ...] = (),
+def run_suite(path: Path, out: Path, runs: Path, records: Path, command: str = "", resamples: int = 10_000,
+              progress: bool = True, say: Callable[[str], None] = print, overrides: tuple[str, ...] = (),
               finished_only: bool = False, only: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run (or reuse) every row and seed, then write OUT/summary.json and the report; returns the summary.
+    """Run (or reuse) every row and seed in RUNS, record each in RECORDS, then write OUT/summary.json and the report;
+    returns the summary.
     `overrides` (key=value) apply to every row after its own (e.g. training.accelerator=cpu for a smoke test).
     `finished_only`: train nothing; summarize the (row, seed) runs already finished with the suite's settings and
     list the others under `unfinished` (a suite's progress while its long rows still train). `only` (rows, or runs
     named `<row>-s<seed>`): train only these, and treat the others as `finished_only` does (a suite split across
-    processes or machines, each training its share, their records merged in OUT/runs)."""
+    processes or machines, each training its share, their records merged in RECORDS)."""
     from mmgr.pipeline import finished_record, finished_run, run_recipe
 
     suite = load_suite(path)
@@ -130,7 +131,7 @@ def run_suite(path: Path, out: Path, runs: Path, command: str = "", resamples: i
     seeds: dict[str, list[int]] = {}
     unfinished = []
     for row, seed in training_order(suite):
-        folder, record = runs / f"{row.name}-s{seed}", out / "runs" / f"{row.name}-s{seed}"
+        folder, record = runs / f"{row.name}-s{seed}", records / f"{row.name}-s{seed}"
         config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
                              [*suite.shared, *row.overrides, *overrides, f"seed={seed}"])
         train = not finished_only and (not only or bool({row.name, folder.name} & set(only)))
