@@ -12,11 +12,11 @@ user's other events keep their order; a user left with no event is dropped). The
 users are reported. Two runs are trained on the reduced data, with the same seed and `split.max_history`:
 
 - generative: `--recipe` (default configs/mgr-lf.yaml: late fusion of text and image semantic IDs) with the
-  CPU-sized T5 and RQ-k-means codes of benchmarks/mgr.py (`mgr.SHARED`, its codebook size per dataset) and a
+  CPU-sized T5 and RQ-k-means codes of `benchmarks/t5_rows.py` (`SHARED`, its codebook size per dataset) and a
   budget of `--steps` next-item steps (early stopping on validation NDCG@10 with `--patience`);
 - ID baseline: SASRec (configs/sasrec.yaml), `--sasrec-epochs` epochs, same patience.
 
-The defaults are sized for about 10 minutes of 2 CPU cores on ml-100k (an estimate: benchmarks/mgr.py's MGR-LF row
+The defaults are sized for about 10 minutes of 2 CPU cores on ml-100k (an estimate: the MGR-LF row at that size
 trained at about 0.8 s per step there; SASRec, onboarding and ranking take a minute or two), about 3 on synthetic.
 
 Then every held-out item is onboarded into the generative run, oldest first, through `mmgr.load(run).onboard`
@@ -60,7 +60,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-import mgr  # noqa: E402
+import t5_rows  # noqa: E402
 
 from mmgr.config import Config, load_config  # noqa: E402
 from mmgr.data.dataset import Dataset  # noqa: E402
@@ -69,7 +69,7 @@ from mmgr.errors import MmgrError  # noqa: E402
 from mmgr.evaluation.metrics import per_user, summarize  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = {name: mgr.DATASETS[name] for name in ("synthetic", "ml-100k")}
+DATASETS = {name: t5_rows.DATASETS[name] for name in ("synthetic", "ml-100k")}
 RECIPES = {"mgr-lf": "configs/mgr-lf.yaml", "mgr-lfpp": "configs/mgr-lfpp.yaml"}
 MODALITIES = ("text", "image")
 K = 10
@@ -217,9 +217,9 @@ def reduced_dataset(data: Dataset, reduced: Reduced, held_ids: list[str]) -> Dat
 def generative_config(args: argparse.Namespace) -> Config:
     budget = [f"seed={args.seed}", f"split.max_history={args.history}", f"training.max_steps={args.steps}",
               f"training.epochs={args.epochs}", f"training.patience={args.patience}",
-              f"tokenizer.codebook_size={mgr.CODEBOOK[args.dataset]}"]
+              f"tokenizer.codebook_size={t5_rows.CODEBOOK[args.dataset]}"]
     return load_config([ROOT / DATASETS[args.dataset][1], ROOT / RECIPES[args.recipe]],
-                       [*mgr.SHARED, *budget, *args.overrides])
+                       [*t5_rows.SHARED, *budget, *args.overrides])
 
 
 def sasrec_config(args: argparse.Namespace) -> Config:

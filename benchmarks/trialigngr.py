@@ -38,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-import mgr  # noqa: E402
+import t5_rows  # noqa: E402
 
 from mmgr.config import Config  # noqa: E402
 from mmgr.encoders.features import load_features  # noqa: E402
@@ -48,7 +48,7 @@ from mmgr.inference.ranker import load_ranker  # noqa: E402
 from mmgr.rundir import RunDir  # noqa: E402
 from mmgr.tokenizers.codes import ModalityCodes  # noqa: E402
 
-ROOT = mgr.ROOT
+ROOT = t5_rows.ROOT
 CAUSAL = ["model.kind=causal", "model.layout=single"]
 TEXT_SIDS = ["model.modalities=[text]"]
 CMSA_MDIM = ["model.modalities=[fused]", "encoders.text.fields=[title,description,caption,interests]"]
@@ -79,14 +79,14 @@ LADDER["ladder-0"] = [*CAUSAL, *CMSA_MDIM]                                # hist
 
 
 def row_config(args, name: str) -> Config:
-    return mgr.variant_config(args.dataset, name, args, {**VARIANTS, **LADDER})
+    return t5_rows.variant_config(args.dataset, name, args, {**VARIANTS, **LADDER})
 
 
 def run_row(args, folder: Path, base: RunDir, name: str, row: str) -> dict[str, Any]:
     """Variant `name` trained (or reused) as row `row` (the name plus any --tag)."""
     config = row_config(args, name)
-    run = mgr.variant_run(base, folder, row)
-    mgr.ensure_row(run, config, f"{args.dataset} {row}")
+    run = t5_rows.variant_run(base, folder, row)
+    t5_rows.ensure_row(run, config, f"{args.dataset} {row}")
     manifest = run.manifest()
     results, train = json.loads((run.path / "results.json").read_text()), manifest["stages"]["train"]
     return {"run": run.path.relative_to(ROOT).as_posix(), "test": results["test"], "valid": results["valid"],
@@ -96,7 +96,7 @@ def run_row(args, folder: Path, base: RunDir, name: str, row: str) -> dict[str, 
                                                  "samples_per_second", "target_tokens_per_second", "train_examples",
                                                  "parameters", "trainable_parameters")},
             "budget": {"steps": config.training.max_steps, "batch_size": config.training.batch_size},
-            "seconds": mgr.row_seconds(manifest)}
+            "seconds": t5_rows.row_seconds(manifest)}
 
 
 def generated_text_cost(run: RunDir) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def with_earlier_rows(path: Path, rows: dict[str, Any], analyses: dict[str, Any]
 
 
 def main() -> None:
-    parser = mgr.parser_for(__doc__.split("\n")[0], [*VARIANTS, *LADDER], list(VARIANTS))
+    parser = t5_rows.parser_for(__doc__.split("\n")[0], [*VARIANTS, *LADDER], list(VARIANTS))
     parser.add_argument("--ladder", action="store_true", help="also train the tasks-added-one-by-one rows")
     parser.add_argument("--tag", default="", help="suffix of this run's row names (runs, results, summary rows), "
                                                   "e.g. rows of a longer budget beside the default ones")
@@ -169,10 +169,10 @@ def main() -> None:
     if args.tag and (taken := set(row_name.values()) & {*VARIANTS, *LADDER}):
         parser.error(f"--tag {args.tag!r} would name rows like other variants: {', '.join(sorted(taken))}")
     names = list(row_name.values())
-    name = mgr.DATASETS[args.dataset][0]
+    name = t5_rows.DATASETS[args.dataset][0]
     started = time.perf_counter()
     folder = ROOT / "runs" / f"trialigngr-{args.dataset}"
-    base = mgr.base_run(args.dataset, row_config(args, "tiger-text"), folder)
+    base = t5_rows.base_run(args.dataset, row_config(args, "tiger-text"), folder)
     rows = {}
     for variant, row in row_name.items():
         rows[row] = {"variant": variant, **run_row(args, folder, base, variant, row)}
@@ -205,7 +205,7 @@ def main() -> None:
                                   "which the tmt rows spread over their tasks"}}
     common.write_result("trialigngr", name, "summary", summary, split="test",
                         wall_seconds=time.perf_counter() - started,
-                        config={"shared": mgr.SHARED, "variants": {r: {**VARIANTS, **LADDER}[row.get("variant", r)]
+                        config={"shared": t5_rows.SHARED, "variants": {r: {**VARIANTS, **LADDER}[row.get("variant", r)]
                                                                    for r, row in rows.items()},
                                 "max_history": args.history})
 

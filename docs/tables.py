@@ -258,23 +258,6 @@ def versus_text(test: dict[str, Any] | None, metric_name: str = "ndcg@10") -> st
     return f"{t['mean_difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}], {p_text(t['p_value'])}"
 
 
-def comparison(file: str) -> Callable[[], str]:
-    """The rows of a benchmarks/mgr.py or benchmarks/syngr.py summary against TIGER-text."""
-
-    def render() -> str:
-        data = load(file)
-        rows = []
-        for name, row in data["metrics"]["rows"].items():
-            train = row.get("train") or {}
-            rows.append([name, *(num(row["test"][m]) for m in COMPARISON), versus_text(row.get("vs_tiger_text")),
-                         count(train.get("steps")), count(train.get("samples_per_second"))])
-        header = ["row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR@20",
-                  "NDCG@10 - TIGER-text [95% CI], p", "steps", "samples/s"]
-        return table(header, rows) + f"\n\nCommand: `{data['command']}`"
-
-    return render
-
-
 TRIALIGNGR_LABELS = {"tiger-text": "TIGER-text (T5)", "causal-text": "causal backbone, text SIDs, next-item only",
                      "text-six": "TMT, text SIDs, six text tasks",
                      "cmsa-mdim-six": "TMT, CMSA+MDIM SIDs, six text tasks",
@@ -389,12 +372,6 @@ TABLES: dict[str, Callable[[], str]] = {
     "catalog-scale": catalog_scale,
     "cold-start": cold_start,
     "fuzz": fuzz,
-    "mgr-ml-100k": comparison("mgr-movielens-100k-posters-summary.json"),
-    "mgr-synthetic": comparison("mgr-synthetic-summary.json"),
-    "mgr-arts": comparison("mgr-amazon-arts-2018-summary.json"),
-    "syngr-arts": comparison("syngr-amazon-arts-2018-summary.json"),
-    "syngr-ml-100k": comparison("syngr-movielens-100k-posters-summary.json"),
-    "syngr-synthetic": comparison("syngr-synthetic-summary.json"),
     "trialigngr-ml-100k": trialigngr("trialigngr-movielens-100k-posters-summary.json",
                                      ["tiger-text", "causal-text", "text-six", "cmsa-mdim-six", "trialigngr",
                                       "trialigngr-llm"]),

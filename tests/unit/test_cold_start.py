@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def cold(monkeypatch):
     """benchmarks/cold_start.py, loaded by path (its folder stays off sys.path for other tests)."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))            # it imports its siblings (`common`, `mgr`)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))            # it imports its siblings (`common`, `t5_rows`)
     spec = importlib.util.spec_from_file_location("benchmarks_cold_start", ROOT / "benchmarks" / "cold_start.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)              # its dataclasses look their module up
