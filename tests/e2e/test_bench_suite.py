@@ -45,9 +45,13 @@ def test_summary_has_each_row_over_its_seeds_with_budget_convergence_and_paired_
     assert test["ci"][0] <= test["diff"] <= test["ci"][1] and 0 <= test["p"] <= 1
     assert len(tiger["epochs"]) == 2 and all(s > 0 for s in tiger["samples_seen"] + lf["samples_seen"])
     assert isinstance(lf["converged"], bool) and "converged" in stdout
+    saliency = summary["analyses"]["saliency"]
+    assert list(saliency) == ["mgr-lf"] and saliency["mgr-lf"]["measure"] == "attention received"
+    assert saliency["mgr-lf"]["rows"] > 0 and sum(saliency["mgr-lf"]["mean"].values()) == pytest.approx(1)
     report = json.loads((folder / "out" / "report.json").read_text())
     assert [r["name"] for r in report["convergence"]] == ["tiger", "mgr-lf"]
-    assert "Budget and convergence" in (folder / "out" / "report.md").read_text()
+    markdown = (folder / "out" / "report.md").read_text()
+    assert "Budget and convergence" in markdown and "Which modality each multimodal row reads" in markdown
 
 
 def test_a_claim_is_the_paired_test_of_its_two_rows(suite):
@@ -106,12 +110,12 @@ def test_finished_only_summarizes_the_finished_runs_and_trains_nothing(suite):
 
 def test_each_finished_run_is_recorded_without_its_weights(suite):
     """The record keeps what the summary and report read (manifest, results, per-user metrics, logs, codes, the
-    world's plan) and leaves out weights, features and data."""
+    world's plan, the saliency measured on the trained model) and leaves out weights, features and data."""
     folder, _, _ = suite
     record, run = folder / "records" / "mgr-lf-s1", folder / "runs" / "mgr-lf-s1"
     kept = {p.relative_to(record).as_posix() for p in record.rglob("*") if p.is_file()}
     assert {"manifest.json", "results.json", "per_user_test.parquet", "raw/world.json", "codes/text.safetensors",
-            "codes/image.safetensors"} <= kept
+            "codes/image.safetensors", "analysis/saliency.json"} <= kept
     assert any(k.startswith("logs/") and k.endswith(".csv") for k in kept)
     assert not any(k.startswith(("checkpoints/", "features/")) or k == "model.safetensors" for k in kept)
     for name in ("manifest.json", "results.json", "per_user_test.parquet"):

@@ -14,7 +14,7 @@ from mmgr.config import DecodingConfig, ModelConfig, SynGRConfig
 from mmgr.decoding.fusion import fuse
 from mmgr.evaluation.protocol import rank_items
 from mmgr.layouts import LAYOUTS
-from mmgr.layouts.base import pad_batch
+from mmgr.layouts.base import pad_batch, token_modalities
 from mmgr.models.item_causal import ItemCausalLM
 from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
 from mmgr.models.seq2seq import build_t5
@@ -270,28 +270,51 @@ def test_pid_estimate_splits_the_bimodal_hits_by_the_unimodal_ones():
     assert out["needs_both"] == pytest.approx(.4) and out["share_of_users"]["synergy"] == pytest.approx(2 / 8)
 
 
-def test_attention_shares_split_each_users_history_attention_over_modalities():
-    from mmgr.evaluation.synergy import attention_shares
+def test_saliency_shares_split_each_rows_attention_over_modalities_on_an_encoder_decoder():
+    """On T5 the importance is the attention each token receives; a row's shares are its text and image tokens'
+    parts of the attention on code tokens, and sum to 1."""
+    from mmgr.evaluation.synergy import saliency_shares
 
-    vocab, _ = bimodal_batch()
-    rng = np.random.default_rng(0)
-    grid = np.array([(a, b) for a in range(4) for b in range(4)])
-    codes = {m: ModalityCodes(m, grid[rng.permutation(16)[:12]], [4, 4], np.zeros(12, dtype=bool))
-             for m in ("text", "image")}
-    layout = LAYOUTS.get("bimodal").build(codes, vocab, ModelConfig(layout="bimodal", modalities=["text", "image"]),
-                                          4)
+    vocab, batch = bimodal_batch()
     model = build_t5(ModelConfig(d_model=16, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32),
                      vocab, seed=0)
-    histories = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9])]
-    shares = attention_shares(model, layout, ["a", "b", "c"], histories, batch_size=2)
-    total = shares["text"] + shares["image"]
-    np.testing.assert_allclose(total, 1.0, atol=1e-6)
-    row = layout.target_input("text", layout.encoder_tokens("b", histories[1]))
-    ids, mask = pad_batch([row])
+    halves = [{k: v[:2] for k, v in batch.items()}, {k: v[2:] for k, v in batch.items()}]
+    shares = saliency_shares(model, halves, vocab)
+    np.testing.assert_allclose(shares["text"] + shares["image"], 1.0, atol=1e-6)
+    ids, mask = batch["input_ids"][1:2], batch["attention_mask"][1:2]
     importance = token_importance(model, ids, mask)[0].numpy()
-    kinds = np.array([vocab.decode(t)[0] if t >= vocab.offsets("text")[0] else "" for t in row])
-    expected = importance[kinds == "text"].sum() / importance[kinds != ""].sum()
-    assert shares["text"][1] == pytest.approx(expected, abs=1e-6)
+    kinds = token_modalities(vocab, ids[0]).numpy()
+    expected = importance[kinds == T].sum() / importance[kinds >= 0].sum()
+    assert len(shares["text"]) == 3 and shares["text"][1] == pytest.approx(expected, abs=1e-6)
+
+
+def test_saliency_shares_on_the_item_level_backbone_are_gradient_x_input_and_skip_one_modality_rows():
+    """Image codes whose embeddings are zero carry no gradient x input: every row's importance is on its text codes.
+    A row whose image codes are all hidden holds one modality and is left out."""
+    from mmgr.evaluation.synergy import saliency_shares
+    from mmgr.models.saliency import importance_measure
+
+    vocab, _, model, batch = item_level_world()
+    image = torch.from_numpy(token_modalities(vocab, np.arange(vocab.size)) == V)
+    with torch.no_grad():
+        model.body.embed_tokens.weight[image] = 0.0
+    kinds = token_modalities(vocab, batch["input_ids"])
+    one_modality = {**batch, "input_ids": batch["input_ids"].masked_fill(kinds == V, vocab.token("<pad>"))}
+    shares = saliency_shares(model, [batch, {k: v[:2] for k, v in one_modality.items()}], vocab)
+    assert importance_measure(model) == "gradient x input" and len(shares["text"]) == len(batch["input_ids"])
+    np.testing.assert_allclose(shares["text"], 1.0)
+    np.testing.assert_allclose(shares["image"], 0.0)
+
+
+def test_a_summary_of_shares_gives_means_leads_quantiles_and_a_histogram():
+    from mmgr.evaluation.synergy import summarize_shares
+
+    text = np.array([0.15, 0.62, 0.74, 0.95])
+    out = summarize_shares({"text": text, "image": 1 - text}, "gradient x input")
+    assert out["rows"] == 4 and out["mean"]["text"] == pytest.approx(0.615)
+    assert out["leads"] == {"text": 0.75, "image": 0.25}
+    assert out["quantiles"]["text"]["0.5"] == pytest.approx(0.68)
+    assert out["histogram"]["text"] == [0, 1, 0, 0, 0, 0, 1, 1, 0, 1]
 
 
 def item_level_world(masked_tokens: str = "drop"):

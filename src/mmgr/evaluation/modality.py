@@ -11,9 +11,11 @@
 - Synergy (SynGR, arXiv 2605.18920): each multimodal run's HR@10 hits split by whether the text-only and the
   image-only runs also hit (`synergy.pid_estimate`: redundant, unique to one modality, needing both), when both
   single-modality runs are present.
+- Saliency: the share of each multimodal run's token importance on each modality's codes, as the run recorded it
+  after training (`synergy.run_saliency`, `analysis/saliency.json`).
 - On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
 
-Everything is computed from the runs' per-user Parquet files and codes; nothing is re-decoded.
+Everything is computed from the runs' per-user Parquet files, codes and recorded analyses; nothing is re-decoded.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import pyarrow.parquet as pq
 from sklearn.metrics import adjusted_mutual_info_score
 
 from mmgr.tokenizers.codes import ModalityCodes
+
+SALIENCY = Path("analysis") / "saliency.json"   # `synergy.record_saliency`
 
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20")
 
@@ -136,6 +140,10 @@ def analyse_runs(runs: dict[str, Path], base: Path | None = None) -> dict[str, A
                        if layout_of(runs[name]) == "late-fusion"}
     if correspondences:
         out["correspondence"] = correspondences
+    saliency = {name: json.loads(found.read_text()) for name, path in runs.items()
+                if (found := path / SALIENCY).is_file()}
+    if saliency:
+        out["saliency"] = saliency
     world = next((s / "raw" / "world.json" for s in sources if (s / "raw" / "world.json").is_file()), None)
     if world is not None:
         kinds = {user: info["kind"] for user, info in json.loads(world.read_text())["users"].items()}

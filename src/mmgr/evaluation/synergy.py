@@ -1,9 +1,11 @@
-"""SynGR's analyses (arXiv 2605.18920): where a bimodal model's attention goes, and how much of its performance needs
-both modalities.
+"""SynGR's analyses (arXiv 2605.18920): which modality a multimodal model reads, and how much of its performance
+needs both modalities.
 
-- `attention_shares`: per user, the share of the encoder's last-layer attention (the saliency of
-  `models/saliency.py`) that lands on each modality's code tokens of the bimodal history; plotted as a distribution
-  per dataset by `plot_attention_shares`.
+- `saliency_shares`: per input row holding two modalities' codes (late fusion, bimodal histories), the share of its
+  tokens' importance (`models.saliency.input_importance`: gradient x input on the item-level backbone, attention
+  received on an encoder-decoder) that lands on each modality's code tokens; `run_saliency` measures it on a
+  trained run's own training rows and summarizes it, `record_saliency` keeps that in the run
+  (`analysis/saliency.json`, which run records keep and the suites' analyses read).
 - `pid_estimate`: a PID-style split of the bimodal model's hits (HR@K per user) by which unimodal models also hit:
   redundant (both unimodal models), unique to text, unique to image, and synergistic (neither: only the model that
   sees both modalities gets it right), with the share of users each covers.
@@ -11,33 +13,85 @@ both modalities.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mmgr.layouts.base import Layout, pad_batch, token_modalities
-from mmgr.models.saliency import token_importance
+from mmgr.evaluation.modality import SALIENCY, is_multimodal
+from mmgr.io import write_json_atomic
+from mmgr.layouts.base import token_modalities
+from mmgr.models.saliency import importance_measure, input_importance
+from mmgr.tokenizers.codes import Vocabulary
 
 
-def attention_shares(model: torch.nn.Module, layout: Layout, user_ids: list[str], histories: list[np.ndarray],
-                     batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Modality -> (U,) share of each user's history attention on that modality's tokens (the first target's
-    input; shares over the code tokens sum to 1)."""
-    target = next(iter(layout.targets))
-    rows = [layout.target_input(target, layout.encoder_tokens(u, h)) for u, h in zip(user_ids, histories,
-                                                                                      strict=True)]
-    modalities = list(layout.vocab.levels)
-    mass = np.zeros((len(rows), len(modalities)))
-    for start in range(0, len(rows), batch_size):
-        ids, mask = pad_batch(rows[start:start + batch_size])
-        importance = token_importance(model, ids, mask)
-        kinds = token_modalities(layout.vocab, ids).masked_fill(mask == 0, -1)
-        mass[start:start + len(ids)] = torch.stack([(importance * (kinds == m)).sum(1)
-                                                    for m in range(len(modalities))], 1).numpy()     # (b, M)
+def saliency_shares(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]],
+                    vocab: Vocabulary) -> dict[str, np.ndarray]:
+    """Modality -> (N,) share of each row's token importance on that modality's code tokens, over the N rows of the
+    training-shaped `batches` (input_ids, attention_mask, labels; right-aligned) whose input holds codes of two
+    modalities or more (the other rows are skipped; a row's shares sum to 1)."""
+    modalities = range(len(vocab.levels))
+    kept = []
+    for batch in batches:
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        kinds = token_modalities(vocab, ids).masked_fill(mask == 0, -1)                    # (B, T)
+        both = torch.stack([(kinds == m).any(dim=1) for m in modalities], dim=1).sum(dim=1) >= 2   # (B,)
+        if both.any():
+            importance = input_importance(model, ids[both], mask[both], labels[both])      # (b, T)
+            kept.append(torch.stack([(importance * (kinds[both] == m)).sum(dim=1) for m in modalities], dim=1))
+    mass = torch.cat(kept).double().numpy() if kept else np.zeros((0, len(modalities)))   # (N, M)
     shares = mass / np.maximum(mass.sum(axis=1, keepdims=True), 1e-12)
-    return {m: shares[:, index] for index, m in enumerate(modalities)}
+    return {m: shares[:, index] for index, m in enumerate(vocab.levels)}
+
+
+def summarize_shares(shares: dict[str, np.ndarray], measure: str) -> dict[str, Any]:
+    """Rows, mean share per modality, the share of rows each modality leads, and the first modality's quantiles and
+    histogram (10 bins over [0, 1])."""
+    first = next(iter(shares))
+    stacked = np.stack(list(shares.values()), axis=1)                                    # (N, M)
+    return {"measure": measure, "rows": len(stacked),
+            "mean": {m: float(v.mean()) for m, v in shares.items()},
+            "leads": {m: float((stacked.argmax(axis=1) == i).mean()) for i, m in enumerate(shares)},
+            "quantiles": {first: {str(q): float(np.quantile(shares[first], q)) for q in (0.1, 0.5, 0.9)}},
+            "histogram": {first: np.histogram(shares[first], bins=10, range=(0, 1))[0].tolist()}}
+
+
+def run_saliency(run: Path, rows: int = 2048) -> dict[str, Any] | None:
+    """`summarize_shares` of a trained run's `saliency_shares` over its main objective's first `rows` training rows
+    (whole batches of the first epoch, in order: a seeded random sample); None when none of them holds two
+    modalities (one SID per item, or histories of one modality)."""
+    from mmgr.engines.method import stage_data
+    from mmgr.inference.generative import load_model
+    from mmgr.inference.prepared import load_prepared
+    from mmgr.objectives.base import OBJECTIVES
+    from mmgr.rundir import RunDir
+
+    folder = RunDir(run)
+    config = folder.config()
+    prep = load_prepared(folder, config)
+    data, _ = stage_data(OBJECTIVES.get(config.training.objective), prep, config)
+    model = load_model(folder, config, prep, device="cpu")
+    seen, batches = 0, []
+    for key in data.batches(0):
+        if seen >= rows:
+            break
+        batches.append(data.collate(key))
+        seen += len(batches[-1]["input_ids"])
+    shares = saliency_shares(model, batches, prep.layout.vocab)
+    first = next(iter(shares))
+    return summarize_shares(shares, importance_measure(model)) if len(shares[first]) else None
+
+
+def record_saliency(run: Path) -> Path | None:
+    """`run_saliency` of a trained multimodal run, written once into its `analysis/saliency.json` (kept when
+    present); that path, or None when the run has nothing to measure."""
+    path = run / SALIENCY
+    if not path.is_file() and is_multimodal(run) and (summary := run_saliency(run)) is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, summary)
+    return path if path.is_file() else None
 
 
 def pid_estimate(bimodal: np.ndarray, text: np.ndarray, image: np.ndarray) -> dict[str, Any]:
@@ -51,24 +105,3 @@ def pid_estimate(bimodal: np.ndarray, text: np.ndarray, image: np.ndarray) -> di
             "share_of_bimodal_hits": {k: float(v.sum() / hits) for k, v in parts.items()},
             "share_of_users": {k: float(v.mean()) for k, v in parts.items()},
             "needs_both": float(parts["synergy"].sum() / hits)}
-
-
-def plot_attention_shares(shares: dict[str, np.ndarray], path: Path, modality: str = "text") -> Path:
-    """Histogram per dataset (name -> per-user share of attention on `modality`'s tokens)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    bins = np.linspace(0, 1, 26)
-    for name, values in shares.items():
-        ax.hist(values, bins=bins, alpha=0.55, label=f"{name} (mean {np.mean(values):.2f})", density=True)
-    ax.axvline(0.5, color="k", lw=0.8, ls="--")
-    ax.set_xlabel(f"share of history attention on {modality} tokens (last encoder layer)")
-    ax.set_ylabel("users (density)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

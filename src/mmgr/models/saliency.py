@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mmgr.errors import MmgrError
 from mmgr.models.modes import eval_mode
 
 
@@ -26,6 +27,23 @@ def token_importance(model: nn.Module, input_ids: Tensor, attention_mask: Tensor
     queries = attention_mask.float()
     importance = (received * queries[:, :, None]).sum(dim=1) / queries.sum(dim=1, keepdim=True).clamp(min=1)
     return importance * queries
+
+
+def importance_measure(model: nn.Module) -> str:
+    """What `input_importance` measures for this model."""
+    return "gradient x input" if hasattr(model, "input_saliency") else "attention received"
+
+
+def input_importance(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
+    """float32 (B, T): each input token's importance for the rows' `labels` (right-aligned rows; 0 on padding): the
+    model's gradient x input (`input_saliency`: the item-level backbone, whose attention runs between whole items,
+    not tokens) where it has one, else the attention the token receives (`token_importance`, encoder-decoders)."""
+    if hasattr(model, "input_saliency"):
+        return model.input_saliency(input_ids, attention_mask, labels)
+    if not hasattr(model, "get_encoder"):
+        raise MmgrError(f"{type(model).__name__}: no token importance (neither gradient x input nor an encoder's "
+                        "attention)")
+    return token_importance(model, input_ids, attention_mask)
 
 
 def modality_importance(importance: Tensor, kinds: Tensor, modalities: int) -> Tensor:

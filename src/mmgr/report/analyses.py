@@ -1,6 +1,6 @@
 """The modality analyses (`mmgr.evaluation.modality`) as report tables: planted user kinds, late-fusion
-correspondence, the split of multimodal rows' hits by the single-modality rows' hits, top-10 overlap of single-SID
-runs and the fused SID's dependence on each modality."""
+correspondence, the split of multimodal rows' hits by the single-modality rows' hits, where multimodal rows' token
+importance goes, top-10 overlap of single-SID runs and the fused SID's dependence on each modality."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def analysis_sections(analyses: dict[str, Any]) -> list[tuple[str, str, Table]]:
         out.append(("pid", "Each multimodal row's HR@10 hits: also hit by the text-only and the image-only rows "
                            "(redundant), by one of them (unique), or by neither (needs both)",
                     pid_table(analyses["pid"])))
+    if analyses.get("saliency"):
+        out.append(("saliency", "Which modality each multimodal row reads: share of its token importance on each "
+                                "modality's codes, over its training rows holding both",
+                    saliency_table(analyses["saliency"])))
     if analyses.get("top10_overlap"):
         out.append(("overlap", "Overlap of the top-10 lists of single-SID runs (mean share of shared items)",
                     (["runs", "top-10 overlap"], [[pair, f"{value:.3f}"]
@@ -54,6 +58,16 @@ def pid_table(rows: dict[str, dict[str, Any]]) -> Table:
               "lost (hit by a single-modality row only)"]
     return header, [[name, str(r["bimodal_hits"]), *(f"{r['share_of_bimodal_hits'][k]:.3f}" for k in keys),
                      str(r["lost"])] for name, r in rows.items()]
+
+
+def saliency_table(rows: dict[str, dict[str, Any]]) -> Table:
+    modalities = list(next(iter(rows.values()))["mean"])
+    first = modalities[0]
+    header = ["method", "importance", "rows", *(f"mean share {m}" for m in modalities),
+              *(f"rows {m} leads" for m in modalities), f"{first} share 10% / 50% / 90%"]
+    return header, [[name, r["measure"], str(r["rows"]), *(f"{r['mean'][m]:.3f}" for m in modalities),
+                     *(f"{r['leads'][m]:.3f}" for m in modalities),
+                     " / ".join(f"{v:.2f}" for v in r["quantiles"][first].values())] for name, r in rows.items()]
 
 
 def ami_table(ami: dict[str, list[float]]) -> Table:

@@ -40,6 +40,7 @@ from mmgr.config import load_config
 from mmgr.errors import ConfigError, MmgrError
 from mmgr.evaluation import published
 from mmgr.evaluation.modality import analyse_runs
+from mmgr.evaluation.synergy import record_saliency
 from mmgr.io import write_json_atomic
 from mmgr.report import document
 from mmgr.report.claims import SuiteClaim, claim_verdicts
@@ -147,6 +148,7 @@ def run_suite(path: Path, out: Path, runs: Path, records: Path, command: str = "
             if train:
                 with RunDir(folder).writing("bench"):
                     run_recipe(config, folder, progress, say)
+            record_saliency(folder)
             keep_record(folder, record)
         folders.setdefault(row.name, []).append(record)
         seeds.setdefault(row.name, []).append(seed)
