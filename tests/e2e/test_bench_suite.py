@@ -169,3 +169,19 @@ def test_only_trains_the_selected_runs_and_reuses_the_rest(suite):
     assert [r["seeds"] for r in summary["rows"]] == [[1, 2], [1, 6]] and summary["unfinished"] == []
     wrong = mmgr(*args, "--only", "mgr-lf-s9", check=False)
     assert wrong.returncode != 0 and "'mgr-lf-s9': not a row or run of suite 'tiny'" in wrong.stderr + wrong.stdout
+
+
+def test_saliency_is_measured_once_per_trained_weights(suite):
+    """A run's saliency file is kept while it measured the run's weights, measured again when they changed (the
+    run trained again), and absent for a run of one modality."""
+    from mmgr.report.saliency import record_saliency
+
+    folder, _, _ = suite
+    run = folder / "runs" / "mgr-lf-s1"
+    path = run / "analysis" / "saliency.json"
+    first, stamp = json.loads(path.read_text()), path.stat().st_mtime_ns
+    assert record_saliency(run) == path and path.stat().st_mtime_ns == stamp
+    path.write_text(json.dumps({**first, "weights": "other weights", "rows": -1}))
+    assert record_saliency(run) == path and json.loads(path.read_text()) == first
+    assert record_saliency(folder / "runs" / "tiger-s1") is None
+    assert not (folder / "runs" / "tiger-s1" / "analysis" / "saliency.json").exists()

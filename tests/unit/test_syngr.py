@@ -270,37 +270,56 @@ def test_pid_estimate_splits_the_bimodal_hits_by_the_unimodal_ones():
     assert out["needs_both"] == pytest.approx(.4) and out["share_of_users"]["synergy"] == pytest.approx(2 / 8)
 
 
+def code_kinds(vocab: Vocabulary) -> torch.Tensor:
+    return torch.from_numpy(token_modalities(vocab, np.arange(vocab.size)))
+
+
 def test_saliency_shares_split_each_rows_attention_over_modalities_on_an_encoder_decoder():
-    """On T5 the importance is the attention each token receives; a row's shares are its text and image tokens'
-    parts of the attention on code tokens, and sum to 1."""
+    """On T5 the importance is the attention each token receives; a row's share of a modality is its mean
+    importance per code token of that modality over the modalities' sum."""
     from mmgr.evaluation.synergy import saliency_shares
 
     vocab, batch = bimodal_batch()
     model = build_t5(ModelConfig(d_model=16, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32),
                      vocab, seed=0)
     halves = [{k: v[:2] for k, v in batch.items()}, {k: v[2:] for k, v in batch.items()}]
-    shares = saliency_shares(model, halves, vocab)
+    shares = saliency_shares(model, halves, code_kinds(vocab), ["text", "image"])
     np.testing.assert_allclose(shares["text"] + shares["image"], 1.0, atol=1e-6)
     ids, mask = batch["input_ids"][1:2], batch["attention_mask"][1:2]
     importance = token_importance(model, ids, mask)[0].numpy()
     kinds = token_modalities(vocab, ids[0]).numpy()
-    expected = importance[kinds == T].sum() / importance[kinds >= 0].sum()
-    assert len(shares["text"]) == 3 and shares["text"][1] == pytest.approx(expected, abs=1e-6)
+    text, image = importance[kinds == T].mean(), importance[kinds == V].mean()
+    assert len(shares["text"]) == 3 and shares["text"][1] == pytest.approx(text / (text + image), abs=1e-6)
 
 
-def test_saliency_shares_on_the_item_level_backbone_are_gradient_x_input_and_skip_one_modality_rows():
-    """Image codes whose embeddings are zero carry no gradient x input: every row's importance is on its text codes.
-    A row whose image codes are all hidden holds one modality and is left out."""
+def test_saliency_shares_on_the_item_level_backbone_are_gradient_x_input_of_the_rows_own_labels():
+    """The item-level backbone's importance is its gradient x input for the row's labels; a row without one
+    modality's codes is left out, also inside a batch of rows that have both."""
+    from mmgr.evaluation.synergy import saliency_shares
+
+    vocab, _, model, batch = item_level_world()
+    kinds = token_modalities(vocab, batch["input_ids"])
+    ids = batch["input_ids"].clone()
+    ids[1] = ids[1].masked_fill(kinds[1] == V, vocab.token("<pad>"))        # row 1: text codes only
+    mixed = {**batch, "input_ids": ids}
+    shares = saliency_shares(model, [mixed], code_kinds(vocab), ["text", "image"])
+    rows = [0, 2, 3, 4, 5]
+    importance = model.input_saliency(ids[rows], batch["attention_mask"][rows], batch["labels"][rows]).numpy()
+    kept = kinds[rows].numpy()
+    text = np.array([row[k == T].mean() for row, k in zip(importance, kept, strict=True)])
+    image = np.array([row[k == V].mean() for row, k in zip(importance, kept, strict=True)])
+    np.testing.assert_allclose(shares["text"], text / (text + image), rtol=1e-5)
+
+
+def test_image_codes_without_embeddings_carry_no_importance_on_the_item_level_backbone():
+    """Image codes whose embeddings are zero add nothing to an item: every row's importance is on its text codes."""
     from mmgr.evaluation.synergy import saliency_shares
     from mmgr.models.saliency import importance_measure
 
     vocab, _, model, batch = item_level_world()
-    image = torch.from_numpy(token_modalities(vocab, np.arange(vocab.size)) == V)
     with torch.no_grad():
-        model.body.embed_tokens.weight[image] = 0.0
-    kinds = token_modalities(vocab, batch["input_ids"])
-    one_modality = {**batch, "input_ids": batch["input_ids"].masked_fill(kinds == V, vocab.token("<pad>"))}
-    shares = saliency_shares(model, [batch, {k: v[:2] for k, v in one_modality.items()}], vocab)
+        model.body.embed_tokens.weight[code_kinds(vocab) == V] = 0.0
+    shares = saliency_shares(model, [batch], code_kinds(vocab), ["text", "image"])
     assert importance_measure(model) == "gradient x input" and len(shares["text"]) == len(batch["input_ids"])
     np.testing.assert_allclose(shares["text"], 1.0)
     np.testing.assert_allclose(shares["image"], 0.0)

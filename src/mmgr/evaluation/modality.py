@@ -12,7 +12,7 @@
   image-only runs also hit (`synergy.pid_estimate`: redundant, unique to one modality, needing both), when both
   single-modality runs are present.
 - Saliency: the share of each multimodal run's token importance on each modality's codes, as the run recorded it
-  after training (`synergy.run_saliency`, `analysis/saliency.json`).
+  after training (`report/saliency.py`, `analysis/saliency.json`).
 - On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
 
 Everything is computed from the runs' per-user Parquet files, codes and recorded analyses; nothing is re-decoded.
@@ -30,7 +30,7 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from mmgr.tokenizers.codes import ModalityCodes
 
-SALIENCY = Path("analysis") / "saliency.json"   # `synergy.record_saliency`
+SALIENCY = Path("analysis") / "saliency.json"   # `report.saliency.record_saliency`
 
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20")
 

@@ -29,20 +29,24 @@ def token_importance(model: nn.Module, input_ids: Tensor, attention_mask: Tensor
     return importance * queries
 
 
-def importance_measure(model: nn.Module) -> str:
-    """What `input_importance` measures for this model."""
-    return "gradient x input" if hasattr(model, "input_saliency") else "attention received"
+def importance_measure(model: nn.Module) -> str | None:
+    """What `input_importance` measures for this model: gradient x input (`input_saliency`: the item-level backbone,
+    whose attention runs between whole items, not tokens), the attention a token receives (encoder-decoders), or
+    None (decoder-only language models: neither)."""
+    if hasattr(model, "input_saliency"):
+        return "gradient x input"
+    return "attention received" if getattr(getattr(model, "config", None), "is_encoder_decoder", False) else None
 
 
 def input_importance(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
-    """float32 (B, T): each input token's importance for the rows' `labels` (right-aligned rows; 0 on padding): the
-    model's gradient x input (`input_saliency`: the item-level backbone, whose attention runs between whole items,
-    not tokens) where it has one, else the attention the token receives (`token_importance`, encoder-decoders)."""
-    if hasattr(model, "input_saliency"):
-        return model.input_saliency(input_ids, attention_mask, labels)
-    if not hasattr(model, "get_encoder"):
+    """float32 (B, T): each input token's importance for the rows' `labels` (right-aligned rows; 0 on padding), as
+    `importance_measure` says."""
+    measure = importance_measure(model)
+    if measure is None:
         raise MmgrError(f"{type(model).__name__}: no token importance (neither gradient x input nor an encoder's "
                         "attention)")
+    if measure == "gradient x input":
+        return model.input_saliency(input_ids, attention_mask, labels)
     return token_importance(model, input_ids, attention_mask)
 
 

@@ -40,13 +40,13 @@ from mmgr.config import load_config
 from mmgr.errors import ConfigError, MmgrError
 from mmgr.evaluation import published
 from mmgr.evaluation.modality import analyse_runs
-from mmgr.evaluation.synergy import record_saliency
 from mmgr.io import write_json_atomic
 from mmgr.report import document
 from mmgr.report.claims import SuiteClaim, claim_verdicts
 from mmgr.report.paired import per_user_means, versus
 from mmgr.report.records import keep_record
 from mmgr.report.runs import METRICS, method_of, summarize_run
+from mmgr.report.saliency import record_saliency
 from mmgr.rundir import RunDir, git_commit
 from mmgr.training.monitor import gain
 
