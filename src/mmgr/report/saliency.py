@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,8 +20,11 @@ import torch
 from mmgr.evaluation.modality import SALIENCY, model_settings
 from mmgr.evaluation.synergy import saliency_shares, summarize_shares
 from mmgr.io import sha256_file, write_json_atomic
-from mmgr.layouts.base import token_modalities
+from mmgr.layouts.base import Layout, token_modalities
 from mmgr.weights import BEST
+
+if TYPE_CHECKING:
+    from mmgr.inference.prepared import Prepared
 
 ROWS = 2048           # training rows measured per run (whole batches of the first epoch: a seeded random sample)
 
@@ -74,7 +77,7 @@ def run_saliency(run: Path, rows: int = ROWS) -> dict[str, Any] | None:
     return summarize_shares(shares, measure) if len(next(iter(shares.values()))) else None
 
 
-def bimodal_histories(layout: Any, user_id: str) -> bool:
+def bimodal_histories(layout: Layout, user_id: str) -> bool:
     """Whether the layout writes a history (here of the first two items) for its first target with the code tokens
     of two modalities or more."""
     target = next(iter(layout.targets))
@@ -82,7 +85,7 @@ def bimodal_histories(layout: Any, user_id: str) -> bool:
     return len(set(token_modalities(layout.vocab, row).tolist()) - {-1}) >= 2
 
 
-def content_kinds(prep: Any) -> torch.Tensor:
+def content_kinds(prep: Prepared) -> torch.Tensor:
     """(V,) each token id's modality index, with every modality's appended collision level (and specials, prompts
     and users) at -1."""
     vocab = prep.layout.vocab
