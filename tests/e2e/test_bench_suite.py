@@ -185,3 +185,23 @@ def test_saliency_is_measured_once_per_trained_weights(suite):
     assert record_saliency(run) == path and json.loads(path.read_text()) == first
     assert record_saliency(folder / "runs" / "tiger-s1") is None
     assert not (folder / "runs" / "tiger-s1" / "analysis" / "saliency.json").exists()
+
+
+def test_weights_with_nothing_to_measure_are_marked_not_measured_again(suite, monkeypatch):
+    """Weights whose histories give nothing to measure leave a marker naming them: the run is not loaded again to
+    find that out, and the analyses read no shares from it."""
+    from mmgr.evaluation.modality import read_saliency
+    from mmgr.report import saliency
+
+    folder, _, _ = suite
+    run = folder / "runs" / "mgr-lf-s1"
+    path = run / "analysis" / "saliency.json"
+    kept = path.read_bytes()
+    calls = []
+    monkeypatch.setattr(saliency, "run_saliency", calls.append)                 # measures nothing (returns None)
+    try:
+        path.write_text(json.dumps({**json.loads(kept), "weights": "other weights"}))
+        assert saliency.record_saliency(run) is None and saliency.record_saliency(run) is None
+        assert calls == [run] and json.loads(path.read_text())["rows"] == 0 and read_saliency(run) is None
+    finally:
+        path.write_bytes(kept)

@@ -40,7 +40,15 @@ def semantic_codes(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     if not path.is_file():
         return None
     codes = ModalityCodes.load(path)
-    return (codes.codes[:, :-1] if codes.info.get("collisions") == "append" else codes.codes), codes.missing
+    return (codes.codes[:, :-1] if codes.appended else codes.codes), codes.missing
+
+
+def read_saliency(run: Path) -> dict[str, Any] | None:
+    """A run's measured saliency shares, or None: not measured, or its weights had nothing to measure (a file of
+    `{"rows": 0}`)."""
+    path = run / SALIENCY
+    found = json.loads(path.read_text()) if path.is_file() else {}
+    return found if found.get("rows", 0) > 0 else None
 
 
 def model_settings(run: Path) -> dict[str, Any]:
@@ -140,8 +148,7 @@ def analyse_runs(runs: dict[str, Path], base: Path | None = None) -> dict[str, A
                        if layout_of(runs[name]) == "late-fusion"}
     if correspondences:
         out["correspondence"] = correspondences
-    saliency = {name: json.loads(found.read_text()) for name, path in runs.items()
-                if (found := path / SALIENCY).is_file()}
+    saliency = {name: found for name, path in runs.items() if (found := read_saliency(path))}
     if saliency:
         out["saliency"] = saliency
     world = next((s / "raw" / "world.json" for s in sources if (s / "raw" / "world.json").is_file()), None)

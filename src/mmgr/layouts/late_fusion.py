@@ -52,19 +52,15 @@ def joint_collision_level(codes: dict[str, ModalityCodes], per_modality: dict[st
     appended level of every modality but the last is dropped, and the last one's numbers the items that share the
     rest of the joint tuple (0, 1, ... in catalog order, so existing items keep theirs when items are added)."""
     names = list(per_modality)
-    parts = {m: per_modality[m][:, :-1] if _appended(codes[m]) else per_modality[m] for m in names}
+    parts = {m: per_modality[m][:, :-1] if codes[m].appended else per_modality[m] for m in names}
     last = names[-1]
-    if not _appended(codes[last]):
+    if not codes[last].appended:
         return parts                                   # the last modality's tuples are unique on their own
     semantic = np.concatenate(list(parts.values()), axis=1)
     numbered, _ = append_level(semantic, capacity=1)
     offset = vocab.offsets(last)[-1]
     parts[last] = np.concatenate([parts[last], numbered[:, -1:] + offset], axis=1)
     return parts
-
-
-def _appended(codes: ModalityCodes) -> bool:
-    return codes.info.get("collisions") == "append"
 
 
 def concatenated_item_tokens(per_modality: dict[str, np.ndarray], vocab: Vocabulary, switch_tokens: bool,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mmgr.evaluation.modality import SALIENCY, model_settings
+from mmgr.evaluation.modality import SALIENCY, model_settings, read_saliency
 from mmgr.evaluation.synergy import saliency_shares, summarize_shares
 from mmgr.io import sha256_file, write_json_atomic
 from mmgr.layouts.base import Layout, token_modalities
@@ -27,24 +27,21 @@ if TYPE_CHECKING:
     from mmgr.inference.prepared import Prepared
 
 ROWS = 2048           # training rows measured per run (whole batches of the first epoch: a seeded random sample)
+NOTHING = {"rows": 0}  # kept for weights with nothing to measure, so they are not loaded again to find that out
 
 
 def record_saliency(run: Path) -> Path | None:
     """`run_saliency` of a trained run with two modalities or more, written into its `analysis/saliency.json`
-    unless that file already measured these weights; that path, or None when the run has nothing to measure."""
+    unless that file already names these weights (`NOTHING` when they have nothing to measure); that path, or None
+    when the run has nothing to measure."""
     path, weights = run / SALIENCY, run / BEST
     if len(model_settings(run).get("modalities", [])) < 2 or not weights.is_file():
         return None
     digest = sha256_file(weights)
-    if path.is_file() and json.loads(path.read_text()).get("weights") == digest:
-        return path
-    summary = run_saliency(run)
-    if summary is None:
-        path.unlink(missing_ok=True)
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {**summary, "weights": digest})
-    return path
+    if not (path.is_file() and json.loads(path.read_text()).get("weights") == digest):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, {**(run_saliency(run) or NOTHING), "weights": digest})
+    return path if read_saliency(run) else None
 
 
 def run_saliency(run: Path, rows: int = ROWS) -> dict[str, Any] | None:
@@ -91,7 +88,7 @@ def content_kinds(prep: Prepared) -> torch.Tensor:
     vocab = prep.layout.vocab
     kinds = vocab.modality_ids().copy()
     for modality in vocab.levels:
-        if prep.codes[modality].info.get("collisions") == "append":
+        if prep.codes[modality].appended:
             start = vocab.offsets(modality)[-1]
             kinds[start:start + vocab.levels[modality][-1]] = -1
     return torch.from_numpy(kinds)

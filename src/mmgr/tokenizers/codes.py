@@ -31,6 +31,11 @@ class ModalityCodes:
     missing: np.ndarray          # (N,) bool: items without this modality (their codes are placeholders)
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def appended(self) -> bool:
+        """Whether the last level is an appended collision level (not content)."""
+        return self.info.get("collisions") == "append"
+
     def save(self, path: Path, fingerprint: str) -> None:
         metadata = {"modality": self.modality, "sizes": json.dumps(self.sizes), "dataset_fingerprint": fingerprint,
                     "info": json.dumps(self.info)}
