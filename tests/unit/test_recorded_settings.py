@@ -100,7 +100,7 @@ def test_a_checkpoint_resumes_across_versions_that_add_settings(tmp_path, edit, 
 
 
 def test_a_checkpoint_that_recorded_only_its_digest_resumes_when_it_is_this_setup(tmp_path):
-    from mmgr.training.loop import setup_id
+    from mmgr.training.resume import setup_id
     from tests.helpers import settings
 
     train(tmp_path, epochs=1)
