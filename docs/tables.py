@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mmgr.report.analyses import analysis_sections
-from mmgr.report.document import claims_table, difference, p_text, verdict_text
+from mmgr.report.document import claims_table, difference, verdict_text
+from mmgr.report.paired import bootstrap_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -254,8 +255,7 @@ COMPARISON = ["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20"]
 def versus_text(test: dict[str, Any] | None, metric_name: str = "ndcg@10") -> str:
     if not test:
         return DASH
-    t = test["metrics"][metric_name]
-    return f"{t['mean_difference']:+.4f} [{t['low']:+.4f}, {t['high']:+.4f}], {p_text(t['p_value'])}"
+    return bootstrap_text(test["metrics"][metric_name])
 
 
 TRIALIGNGR_LABELS = {"tiger-text": "TIGER-text (T5)", "causal-text": "causal backbone, text SIDs, next-item only",

@@ -76,5 +76,8 @@ def test_suite_renderer_without_a_summary():
 
 
 def test_p_values_print_below_one_in_a_thousand():
-    tables = tables_module()
-    assert tables.p_text(0.0) == "p<0.001" and tables.p_text(0.0004) == "p<0.001" and tables.p_text(0.021) == "p=0.021"
+    from mmgr.report.paired import bootstrap_text, p_text
+
+    assert p_text(0.0) == "p<0.001" and p_text(0.0004) == "p<0.001" and p_text(0.021) == "p=0.021"
+    test = {"mean_difference": 0.0012, "low": -0.0003, "high": 0.00274, "p_value": 0.12}
+    assert bootstrap_text(test) == "+0.0012 [-0.0003, +0.0027], p=0.120"

@@ -284,3 +284,20 @@ def test_causal_backbone_refuses_alignment_stages(world: Path, tmp_path: Path) -
         trained_run(world, tmp_path / "run", ["model.kind=causal", "model.layout=late-fusion",
                                                "model.modalities=[text,image]",
                                                "training.alignment.objective=translate"])
+
+
+def test_a_fused_runs_lists_are_measured_alone_by_its_own_decoding_path(syngr_run) -> None:
+    """`analysis/lists.json` decodes each list as the run's evaluation does: their fusion is the run's test result,
+    and in the fixed-successor world each list alone finds the next item too."""
+    from mmgr.evaluation.modality import LISTS, read_measured
+    from mmgr.report.lists import record_lists
+
+    run, _ = syngr_run
+    results = evaluate_run(run, run.config(), progress=False)
+    assert record_lists(run.path) == run.path / LISTS
+    lists = read_measured(run.path, LISTS)
+    assert lists["rows"] == results["test"]["users"] and set(lists["alone"]) == {"text", "image"}
+    assert {k: lists["fused"][k] for k in ("hr@10", "ndcg@10", "hr@1")} == \
+        {k: results["test"][k] for k in ("hr@10", "ndcg@10", "hr@1")}
+    assert all(alone["hr@10"] >= 0.9 for alone in lists["alone"].values()), lists["alone"]
+    assert lists["any_list_hr@10"] >= lists["fused"]["hr@10"] and 0 < lists["in_every_list"] <= 1

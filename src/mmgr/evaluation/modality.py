@@ -13,9 +13,11 @@
   single-modality runs are present.
 - Saliency: the share of each multimodal run's token importance on each modality's codes, as the run recorded it
   after training (`report/saliency.py`, `analysis/saliency.json`).
+- Fused lists (rows decoding several targets, SynGR and MQL4GRec): each list alone against their fusion on the test
+  users, as the run recorded it after training (`report/lists.py`, `analysis/lists.json`).
 - On the synthetic world: every metric broken down by the planted user kind (text, image, both, synergy).
 
-Everything is computed from the runs' per-user Parquet files, codes and recorded analyses; nothing is re-decoded.
+Everything is computed from the runs' per-user Parquet files, codes and recorded analyses; nothing is decoded here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sklearn.metrics import adjusted_mutual_info_score
 from mmgr.tokenizers.codes import ModalityCodes
 
 SALIENCY = Path("analysis") / "saliency.json"   # `report.saliency.record_saliency`
+LISTS = Path("analysis") / "lists.json"         # `report.lists.record_lists`
 
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@20")
 
@@ -43,10 +46,10 @@ def semantic_codes(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     return (codes.codes[:, :-1] if codes.appended else codes.codes), codes.missing
 
 
-def read_saliency(run: Path) -> dict[str, Any] | None:
-    """A run's measured saliency shares, or None: not measured, or its weights had nothing to measure (a file of
-    `{"rows": 0}`)."""
-    path = run / SALIENCY
+def read_measured(run: Path, relative: Path) -> dict[str, Any] | None:
+    """A run's measured analysis (`report/measured.py`: SALIENCY, LISTS), or None: not measured, or its weights had
+    nothing to measure (a file of `{"rows": 0}`)."""
+    path = run / relative
     found = json.loads(path.read_text()) if path.is_file() else {}
     return found if found.get("rows", 0) > 0 else None
 
@@ -148,9 +151,10 @@ def analyse_runs(runs: dict[str, Path], base: Path | None = None) -> dict[str, A
                        if layout_of(runs[name]) == "late-fusion"}
     if correspondences:
         out["correspondence"] = correspondences
-    saliency = {name: found for name, path in runs.items() if (found := read_saliency(path))}
-    if saliency:
-        out["saliency"] = saliency
+    for key, relative in (("saliency", SALIENCY), ("lists", LISTS)):
+        measured = {name: found for name, path in runs.items() if (found := read_measured(path, relative))}
+        if measured:
+            out[key] = measured
     world = next((s / "raw" / "world.json" for s in sources if (s / "raw" / "world.json").is_file()), None)
     if world is not None:
         kinds = {user: info["kind"] for user, info in json.loads(world.read_text())["users"].items()}

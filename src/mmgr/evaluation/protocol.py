@@ -12,7 +12,7 @@ import torch
 from mmgr.config import DecodingConfig
 from mmgr.data.splits import Examples
 from mmgr.decoding.beam import constrained_beam_search
-from mmgr.decoding.fusion import fuse
+from mmgr.decoding.fusion import RankedList, fuse
 from mmgr.decoding.trie import PrefixTrie
 from mmgr.evaluation.metrics import DEFAULT_KS, per_user
 from mmgr.layouts.base import Layout, pad_batch
@@ -26,24 +26,34 @@ Prompt = Callable[[Vocabulary, np.ndarray], np.ndarray]
 def rank_items(model: torch.nn.Module, layout: Layout, user_ids: list[str], histories: list[np.ndarray],
                tries: dict[str, PrefixTrie], cfg: DecodingConfig, progress: bool = False,
                search: Search = constrained_beam_search, prompt: Prompt | None = None,
-               row_beams: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(items int[U, top_k], scores float[U, top_k]) best first; a score is the SID's summed log-probability /
-    (SID length + 1): Hugging Face's length normalisation of a SID followed by its end token, the scale of the beam
-    scores SynGR's authors fuse (our SIDs have no end token, so its log-probability, near 0 once trained, is not
-    added). One beam search per decoding target of the layout (`tries`: target -> trie); several targets' lists are
-    fused by `cfg.fusion`. `search` and `prompt` (the layout's tokens -> the model's input) come from the backbone;
-    the defaults are T5's. `row_beams` (U,): a beam width per user (at most `cfg.beam_size`), one target only."""
+               row_beams: np.ndarray | None = None) -> RankedList:
+    """(items int[U, top_k], scores float[U, top_k]) best first: `target_lists`, several targets' lists fused by
+    `cfg.fusion`. `row_beams` (U,): a beam width per user (at most `cfg.beam_size`), one target only."""
     if row_beams is not None and len(tries) != 1:
         raise ValueError("a beam width per user needs one decoding target: fused lists depend on their length")
+    ranked = list(target_lists(model, layout, user_ids, histories, tries, cfg, progress, search, prompt,
+                               row_beams).values())
+    return ranked[0] if len(ranked) == 1 else fuse(ranked, cfg.fusion, cfg.top_k, cfg.fusion_bonus)
+
+
+def target_lists(model: torch.nn.Module, layout: Layout, user_ids: list[str], histories: list[np.ndarray],
+                 tries: dict[str, PrefixTrie], cfg: DecodingConfig, progress: bool = False,
+                 search: Search = constrained_beam_search, prompt: Prompt | None = None,
+                 row_beams: np.ndarray | None = None) -> dict[str, RankedList]:
+    """Target -> its ranked list, one beam search per decoding target of the layout (`tries`: target -> trie); a
+    score is the SID's summed log-probability / (SID length + 1): Hugging Face's length normalisation of a SID
+    followed by its end token, the scale of the beam scores SynGR's authors fuse (our SIDs have no end token, so its
+    log-probability, near 0 once trained, is not added). `search` and `prompt` (the layout's tokens -> the model's
+    input) come from the backbone; the defaults are T5's."""
     histories_tokens = [layout.encoder_tokens(u, h) for u, h in zip(user_ids, histories, strict=True)]
-    ranked = []
+    ranked = {}
     for target, trie in tries.items():
         rows = [layout.target_input(target, row) for row in histories_tokens]
         if prompt is not None:
             rows = [prompt(layout.vocab, row) for row in rows]
         items, scores = search_rows(model, rows, trie, cfg, progress, search, row_beams)
-        ranked.append((items, scores / (trie.depth + 1)))      # normalised as HF's beam scores of SID + end token
-    return ranked[0] if len(ranked) == 1 else fuse(ranked, cfg.fusion, cfg.top_k, cfg.fusion_bonus)
+        ranked[target] = (items, scores / (trie.depth + 1))      # normalised as HF's beam scores of SID + end token
+    return ranked
 
 
 def search_rows(model: torch.nn.Module, rows: list[np.ndarray], trie: PrefixTrie, cfg: DecodingConfig,

@@ -1,10 +1,13 @@
 """The modality analyses (`mmgr.evaluation.modality`) as report tables: planted user kinds, late-fusion
 correspondence, the split of multimodal rows' hits by the single-modality rows' hits, where multimodal rows' token
-importance goes, top-10 overlap of single-SID runs and the fused SID's dependence on each modality."""
+importance goes, each fused list against the fusion, top-10 overlap of single-SID runs and the fused SID's
+dependence on each modality."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from mmgr.report.paired import bootstrap_text
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -27,6 +30,10 @@ def analysis_sections(analyses: dict[str, Any]) -> list[tuple[str, str, Table]]:
         out.append(("saliency", "Which modality each multimodal row reads: share of its token importance on each "
                                 "modality's codes, over its training rows holding both",
                     saliency_table(analyses["saliency"])))
+    if analyses.get("lists"):
+        out.append(("lists", "Rows that fuse several ranked lists: each list alone and their fusion on the test users "
+                             "(HR@10 / NDCG@10; the fused NDCG@10 minus each list's, 95% CI)",
+                    lists_table(analyses["lists"])))
     if analyses.get("top10_overlap"):
         out.append(("overlap", "Overlap of the top-10 lists of single-SID runs (mean share of shared items)",
                     (["runs", "top-10 overlap"], [[pair, f"{value:.3f}"]
@@ -40,7 +47,7 @@ def analysis_sections(analyses: dict[str, Any]) -> list[tuple[str, str, Table]]:
 def user_kind_table(kinds: dict[str, dict[str, dict[str, float]]]) -> Table:
     labels = sorted(next(iter(kinds.values())))
     header = ["method", *(f"{k} ({next(iter(kinds.values()))[k]['users']})" for k in labels)]
-    return header, [[name, *(f"{by[k]['hr@10']:.3f} / {by[k]['ndcg@10']:.3f}" for k in labels)]
+    return header, [[name, *(hr_ndcg(by[k]) for k in labels)]
                     for name, by in kinds.items()]
 
 
@@ -68,6 +75,20 @@ def saliency_table(rows: dict[str, dict[str, Any]]) -> Table:
     return header, [[name, r["measure"], str(r["rows"]), *(f"{r['mean'][m]:.3f}" for m in modalities),
                      *(f"{r['leads'][m]:.3f}" for m in modalities),
                      " / ".join(f"{v:.2f}" for v in r["quantiles"][first].values())] for name, r in rows.items()]
+
+
+def lists_table(rows: dict[str, dict[str, Any]]) -> Table:
+    targets = list(next(iter(rows.values()))["alone"])
+    header = ["method", "fusion", "users", "fused", *(f"{t} alone" for t in targets),
+              *(f"fused - {t}" for t in targets), "a list's top 10 holds the target", "fused top 10 in every list"]
+    return header, [[name, f"{r['rule']} (+{r['bonus']:g})" if r["rule"] == "mean-bonus" else r["rule"],
+                     str(r["rows"]), hr_ndcg(r["fused"]), *(hr_ndcg(r["alone"][t]) for t in targets),
+                     *(bootstrap_text(r["fused_vs_alone"][t]) for t in targets), f"{r['any_list_hr@10']:.3f}",
+                     f"{r['in_every_list']:.3f}"] for name, r in rows.items()]
+
+
+def hr_ndcg(metrics: dict[str, float]) -> str:
+    return f"{metrics['hr@10']:.3f} / {metrics['ndcg@10']:.3f}"
 
 
 def ami_table(ami: dict[str, list[float]]) -> Table:

@@ -17,6 +17,7 @@ from mmgr.evaluation.significance import compare_runs
 from mmgr.io import write_bytes_atomic, write_json_atomic
 from mmgr.report.analyses import analysis_sections
 from mmgr.report.figures import curves_figure, metrics_figure
+from mmgr.report.paired import bootstrap_text, p_text
 from mmgr.report.runs import METRICS, RunSummary
 from mmgr.rundir import git_commit, now_iso
 from mmgr.version import __version__
@@ -101,16 +102,9 @@ def metric_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         values = [f"{fmt(r['test'][m])} [{fmt(r['intervals'][m][0])}, {fmt(r['intervals'][m][1])}]"
                   for m in report["metric_names"]]
         test = report["significance"].get(r["name"], {}).get("ndcg@10")
-        versus = "baseline" if test is None else (
-            f"{test['mean_difference']:+.4f} [{test['low']:+.4f}, {test['high']:+.4f}], {p_text(test['p_value'])}"
-            + (" *" if test["p_value"] < 0.05 else ""))
+        versus = "baseline" if test is None else bootstrap_text(test) + (" *" if test["p_value"] < 0.05 else "")
         cells.append([r["name"], str(r["users"]), *values, versus])
     return header, cells
-
-
-def p_text(p: float) -> str:
-    """A bootstrap p-value as a reader wants it: p<0.001 rather than p=0.000."""
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
 def convergence_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

@@ -15,6 +15,16 @@ from mmgr.evaluation.significance import paired_bootstrap
 COMPARED = ("ndcg@10", "hr@10")
 
 
+def p_text(p: float) -> str:
+    """A bootstrap p-value as a reader wants it: p<0.001 rather than p=0.000."""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def bootstrap_text(test: dict[str, float]) -> str:
+    """`+0.0012 [-0.0003, +0.0027], p=0.120` of a `paired_bootstrap` result."""
+    return f"{test['mean_difference']:+.4f} [{test['low']:+.4f}, {test['high']:+.4f}], {p_text(test['p_value'])}"
+
+
 def per_user_means(paths: list[Path]) -> dict[str, dict[str, float]]:
     """user -> metric -> mean over the runs (seeds) of the per-user test metric; runs must hold out the same items."""
     tables = [{row["user_id"]: row for row in pq.read_table(p / "per_user_test.parquet",

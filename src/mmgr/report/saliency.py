@@ -4,44 +4,31 @@ training rows and kept in the run (`analysis/saliency.json`, which its record ke
 Measured where the run's histories hold two modalities' codes per item (late fusion, SynGR's bimodal histories; not
 MQL4GRec's histories of one modality, one fused SID or a single modality) and its backbone has a token importance
 (`models.saliency.importance_measure`). Each modality's appended collision level counts for none: it numbers items,
-it describes no content. The file names the weights it measured (their SHA-256), so a run trained again is measured
-again.
+it describes no content. Measured once per trained weights (`report/measured.py`).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from mmgr.evaluation.modality import SALIENCY, model_settings, read_saliency
+from mmgr.evaluation.modality import SALIENCY
 from mmgr.evaluation.synergy import saliency_shares, summarize_shares
-from mmgr.io import sha256_file, write_json_atomic
 from mmgr.layouts.base import Layout, token_modalities
-from mmgr.weights import BEST
+from mmgr.report.measured import measure_once
 
 if TYPE_CHECKING:
     from mmgr.inference.prepared import Prepared
 
 ROWS = 2048           # training rows measured per run (whole batches of the first epoch: a seeded random sample)
-NOTHING = {"rows": 0}  # kept for weights with nothing to measure, so they are not loaded again to find that out
 
 
 def record_saliency(run: Path) -> Path | None:
-    """`run_saliency` of a trained run with two modalities or more, written into its `analysis/saliency.json`
-    unless that file already names these weights (`NOTHING` when they have nothing to measure); that path, or None
-    when the run has nothing to measure."""
-    path, weights = run / SALIENCY, run / BEST
-    if len(model_settings(run).get("modalities", [])) < 2 or not weights.is_file():
-        return None
-    digest = sha256_file(weights)
-    if not (path.is_file() and json.loads(path.read_text()).get("weights") == digest):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, {**(run_saliency(run) or NOTHING), "weights": digest})
-    return path if read_saliency(run) else None
+    """`run_saliency`, measured once per trained weights (`measured.measure_once`) into `analysis/saliency.json`."""
+    return measure_once(run, SALIENCY, run_saliency)
 
 
 def run_saliency(run: Path, rows: int = ROWS) -> dict[str, Any] | None:

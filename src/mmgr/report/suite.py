@@ -43,6 +43,7 @@ from mmgr.evaluation.modality import analyse_runs
 from mmgr.io import write_json_atomic
 from mmgr.report import document
 from mmgr.report.claims import SuiteClaim, claim_verdicts
+from mmgr.report.lists import record_lists
 from mmgr.report.paired import per_user_means, versus
 from mmgr.report.records import keep_record
 from mmgr.report.runs import METRICS, method_of, summarize_run
@@ -149,6 +150,7 @@ def run_suite(path: Path, out: Path, runs: Path, records: Path, command: str = "
                 with RunDir(folder).writing("bench"):
                     run_recipe(config, folder, progress, say)
             record_saliency(folder)
+            record_lists(folder)
             keep_record(folder, record)
         folders.setdefault(row.name, []).append(record)
         seeds.setdefault(row.name, []).append(seed)
