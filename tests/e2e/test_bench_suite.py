@@ -190,7 +190,7 @@ def test_saliency_is_measured_once_per_trained_weights(suite):
 def test_weights_with_nothing_to_measure_are_marked_not_measured_again(suite, monkeypatch):
     """Weights whose histories give nothing to measure leave a marker naming them: the run is not loaded again to
     find that out, and the analyses read no shares from it."""
-    from mmgr.evaluation.modality import read_saliency
+    from mmgr.evaluation.modality import SALIENCY, read_measured
     from mmgr.report import saliency
 
     folder, _, _ = suite
@@ -202,6 +202,6 @@ def test_weights_with_nothing_to_measure_are_marked_not_measured_again(suite, mo
     try:
         path.write_text(json.dumps({**json.loads(kept), "weights": "other weights"}))
         assert saliency.record_saliency(run) is None and saliency.record_saliency(run) is None
-        assert calls == [run] and json.loads(path.read_text())["rows"] == 0 and read_saliency(run) is None
+        assert calls == [run] and json.loads(path.read_text())["rows"] == 0 and read_measured(run, SALIENCY) is None
     finally:
         path.write_bytes(kept)
