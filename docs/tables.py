@@ -1,6 +1,7 @@
-"""Rewrite the generated tables of README.md and docs/*.md from benchmarks/results/*.json.
+"""Rewrite the generated tables and numbers of README.md and docs/*.md from benchmarks/results/*.json.
 
-Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; the text between the two markers belongs
+Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->`, each number of the prose between
+`<!-- value FILE PATH FORMAT -->` and `<!-- /value -->` (`mmgr.report.inline`); the text between two markers belongs
 to this script. Run `python docs/tables.py` after a benchmark writes its results, and commit both;
 `python docs/tables.py --check` exits 1, naming the stale files, when a table no longer matches its results.
 """
@@ -17,10 +18,12 @@ from typing import Any
 
 from mmgr.report.analyses import analysis_sections
 from mmgr.report.document import claims_table, difference, verdict_text
+from mmgr.report.inline import MarkerError, fill_values, json_reader
 from mmgr.report.paired import bootstrap_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+READ = json_reader(RESULTS)                  # results files by name, each parsed once
 MARKER = re.compile(r"(<!-- table:([a-z0-9-]+) -->)(.*?)(<!-- /table:\2 -->)", re.DOTALL)
 DASH = "—"
 
@@ -395,7 +398,10 @@ def rewrite(text: str, where: str) -> str:
             raise SystemExit(f"{where}: unknown table {name!r} (known: {', '.join(sorted(TABLES))})")
         return f"{match.group(1)}\n\n{TABLES[name]()}\n\n{match.group(4)}"
 
-    return MARKER.sub(replace, text)
+    try:
+        return fill_values(MARKER.sub(replace, text), READ)
+    except MarkerError as exc:
+        raise SystemExit(f"{where}: {exc}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
