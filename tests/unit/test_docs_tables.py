@@ -1,4 +1,4 @@
-"""docs/tables.py: the generated tables of README.md and docs/*.md match benchmarks/results, and the suite renderer."""
+"""docs/tables.py: the generated tables and numbers of README.md and docs/*.md match benchmarks/results; the suite renderer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+
+from mmgr.report.suite_tables import render_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docs" / "tables.py"
@@ -56,7 +58,7 @@ def suite_summary() -> dict:
 
 
 def test_suite_renderer_on_a_hand_made_summary():
-    text = tables_module().render_suite(suite_summary())
+    text = render_suite(suite_summary())
     lines = text.splitlines()
     text_row = next(line for line in lines if line.startswith("| text |"))
     late_row = next(line for line in lines if line.startswith("| late |"))
@@ -72,7 +74,7 @@ def test_suite_renderer_on_a_hand_made_summary():
 
 
 def test_suite_renderer_without_a_summary():
-    assert tables_module().render_suite(None) == "Not run yet."
+    assert render_suite(None) == "Not run yet."
 
 
 def test_p_values_print_below_one_in_a_thousand():
