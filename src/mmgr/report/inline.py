@@ -2,10 +2,10 @@
 
 A value marker names a JSON results file (relative to the results folder), a path into it and a format; the text
 between the marker and `<!-- /value -->` belongs to the generator, like a generated table's. Paths are keys joined
-by dots; a list is entered by index (`rows[0]`) or by the one element whose fields match (`claims[row=a,versus=b]`).
-Formats: a Python format spec of a number (`.4f`, `.0%`, `,d`), or `ci` / `ci-p` of a paired comparison (a suite's
-`{"diff", "ci": [lo, hi], "p"}` or a `paired_bootstrap` result): `-0.0014 [-0.0117, +0.0091]`, the second with
-`, p=0.807` after it.
+by dots; a list is entered by index (`rows[0]`) or by the one element whose fields match (`claims[row=a,versus=b]`),
+or filtered to every element that matches (`claims[?verdict=holds]`, a list). Formats: a Python format spec of a
+number (`.4f`, `.0%`, `,d`), `len` of a list, or `ci` / `ci-p` of a paired comparison (a suite's `{"diff", "ci":
+[lo, hi], "p"}` or a `paired_bootstrap` result): `-0.0014 [-0.0117, +0.0091]`, the second with `, p=0.807` after it.
 
     <!-- value suite-ml-100k/summary.json rows[name=tiger-text].metrics.ndcg@10 .4f -->0.0593<!-- /value -->
 """
@@ -21,7 +21,7 @@ from typing import Any
 from mmgr.errors import MmgrError
 from mmgr.report.paired import p_text
 
-MARKER = re.compile(r"(<!-- value (\S+) (\S+) (\S+) -->)(.*?)(<!-- /value -->)")
+MARKER = re.compile(r"(<!-- value (\S+) ([^>]+) (\S+) -->)(.*?)(<!-- /value -->)")   # a path may hold spaces
 SEGMENT = re.compile(r"([^.\[\]]+)((?:\[[^\]]*\])*)")
 
 
@@ -41,22 +41,29 @@ def lookup(data: Any, path: str) -> Any:
 
 
 def select(items: Any, selector: str, path: str) -> Any:
-    """`items[3]`, or the single dict of `items` whose fields equal every `field=value` of the selector."""
+    """`items[3]`; the single dict of `items` whose fields equal every `field=value` of the selector; with a leading
+    `?`, the list of every such dict."""
     if not isinstance(items, list):
         raise MarkerError(f"[{selector}] in {path!r} indexes something that is not a list")
     if selector.isdigit():
         if int(selector) >= len(items):
             raise MarkerError(f"[{selector}] in {path!r} is past the list's {len(items)} items")
         return items[int(selector)]
-    wanted = dict(part.split("=", 1) for part in selector.split(","))
+    wanted = dict(part.split("=", 1) for part in selector.removeprefix("?").split(","))
     found = [x for x in items if isinstance(x, dict) and all(str(x.get(k)) == v for k, v in wanted.items())]
+    if selector.startswith("?"):
+        return found
     if len(found) != 1:
         raise MarkerError(f"[{selector}] in {path!r} matches {len(found)} items, not one")
     return found[0]
 
 
 def formatted(value: Any, form: str) -> str:
-    """`value` written as `form` says (a format spec, `ci` or `ci-p`)."""
+    """`value` written as `form` says (a format spec, `len`, `ci` or `ci-p`)."""
+    if form == "len":
+        if not isinstance(value, list):
+            raise MarkerError(f"format len needs a list, not {value!r}")
+        return str(len(value))
     if form in ("ci", "ci-p"):
         diff, low, high, p = comparison(value, form)
         return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]" + (f", {p_text(p)}" if form == "ci-p" else "")
