@@ -1,4 +1,4 @@
-"""docs/tables.py: the generated tables and numbers of README.md and docs/*.md match benchmarks/results; the suite renderer."""
+"""docs/tables.py: the generated tables and numbers of README.md and docs/*.md match benchmarks/results."""
 
 from __future__ import annotations
 

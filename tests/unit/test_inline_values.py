@@ -35,6 +35,7 @@ def test_lookup_enters_dicts_lists_by_index_and_by_fields():
     ("rows[2]", "past the list's 2 items"),
     ("rows[name=text].metric", "no key 'metric'"),
     ("analyses[0]", "not a list"),
+    ("rows[name]", "neither an index nor field=value"),
 ])
 def test_lookup_names_what_is_missing(path, says):
     with pytest.raises(MarkerError, match=says):

@@ -17,7 +17,7 @@ from mmgr.evaluation.significance import compare_runs
 from mmgr.io import write_bytes_atomic, write_json_atomic
 from mmgr.report.analyses import analysis_sections
 from mmgr.report.figures import curves_figure, metrics_figure
-from mmgr.report.paired import bootstrap_text, p_text
+from mmgr.report.paired import bootstrap_text, interval_text
 from mmgr.report.runs import METRICS, RunSummary
 from mmgr.rundir import git_commit, now_iso
 from mmgr.version import __version__
@@ -133,7 +133,7 @@ def difference(test: dict[str, Any] | None, metric: str) -> str:
     if test is None:
         return "-"
     t = test[metric]
-    return f"{t['diff']:+.4f} [{t['ci'][0]:+.4f}, {t['ci'][1]:+.4f}], {p_text(t['p'])}"
+    return interval_text(t["diff"], *t["ci"], t["p"])
 
 
 def caveats(report: dict[str, Any]) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgr.errors import MmgrError
-from mmgr.report.paired import p_text
+from mmgr.report.paired import interval_text
 
 MARKER = re.compile(r"(<!-- value (\S+) ([^>]+) (\S+) -->)(.*?)(<!-- /value -->)")   # a path may hold spaces
 SEGMENT = re.compile(r"([^.\[\]]+)((?:\[[^\]]*\])*)")
@@ -49,7 +49,10 @@ def select(items: Any, selector: str, path: str) -> Any:
         if int(selector) >= len(items):
             raise MarkerError(f"[{selector}] in {path!r} is past the list's {len(items)} items")
         return items[int(selector)]
-    wanted = dict(part.split("=", 1) for part in selector.removeprefix("?").split(","))
+    parts = selector.removeprefix("?").split(",")
+    if not all("=" in part for part in parts):
+        raise MarkerError(f"[{selector}] in {path!r} is neither an index nor field=value conditions")
+    wanted = dict(part.split("=", 1) for part in parts)
     found = [x for x in items if isinstance(x, dict) and all(str(x.get(k)) == v for k, v in wanted.items())]
     if selector.startswith("?"):
         return found
@@ -66,7 +69,7 @@ def formatted(value: Any, form: str) -> str:
         return str(len(value))
     if form in ("ci", "ci-p"):
         diff, low, high, p = comparison(value, form)
-        return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]" + (f", {p_text(p)}" if form == "ci-p" else "")
+        return interval_text(diff, low, high, p if form == "ci-p" else None)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise MarkerError(f"format {form} needs a number, not {value!r}")
     try:

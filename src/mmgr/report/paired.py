@@ -20,9 +20,14 @@ def p_text(p: float) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
+def interval_text(diff: float, low: float, high: float, p: float | None = None) -> str:
+    """`+0.0012 [-0.0003, +0.0027]`, then `, p=0.120` when a p-value is given."""
+    return f"{diff:+.4f} [{low:+.4f}, {high:+.4f}]" + ("" if p is None else f", {p_text(p)}")
+
+
 def bootstrap_text(test: dict[str, float]) -> str:
     """`+0.0012 [-0.0003, +0.0027], p=0.120` of a `paired_bootstrap` result."""
-    return f"{test['mean_difference']:+.4f} [{test['low']:+.4f}, {test['high']:+.4f}], {p_text(test['p_value'])}"
+    return interval_text(test["mean_difference"], test["low"], test["high"], test["p_value"])
 
 
 def per_user_means(paths: list[Path]) -> dict[str, dict[str, float]]:
