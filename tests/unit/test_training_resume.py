@@ -113,6 +113,14 @@ def test_checkpoint_of_another_setup_is_not_resumed(tmp_path):
     assert other.resumed_from_step == 0
 
 
+def test_an_unreadable_checkpoint_is_trained_over_not_a_crash(tmp_path):
+    train(tmp_path, epochs=1)
+    for last in tmp_path.glob("**/checkpoints/*/last.safetensors"):
+        last.write_bytes(b"not a checkpoint")                # e.g. a copy cut short outside mmgr
+    _, fresh = train(tmp_path, epochs=1)
+    assert fresh.resumed_from_step == 0
+
+
 def test_a_changed_budget_is_refused_instead_of_silently_rescheduled(tmp_path):
     train(tmp_path, epochs=1)                            # cosine schedule over 6 steps
     for change in ({"epochs": 2}, {"max_steps": 4}):

@@ -145,7 +145,7 @@ def caveats(report: dict[str, Any]) -> list[str]:
     if unconverged:
         lines.append(f"Not converged, so not a verdict: {', '.join(unconverged)}.")
     if report.get("unfinished"):
-        lines.append(f"Not finished yet, so not in this report: {', '.join(report['unfinished'])}.")
+        lines.append(f"Not finished yet, so not in this report: {unfinished_text(report)}.")
     shared = [r["name"] for r in rows if any(r.get("shared_cores") or [])]
     unknown = [r["name"] for r in rows if None in r.get("shared_cores", [None])]
     if shared:
@@ -155,6 +155,19 @@ def caveats(report: dict[str, Any]) -> list[str]:
         lines.append(f"Whether other work shared the cores was not recorded for {', '.join(unknown)} (trained "
                      "before the load was logged): compare their training seconds with care.")
     return lines
+
+
+def unfinished_text(report: dict[str, Any]) -> str:
+    """`a-s1 (next-item: 14 epochs checkpointed, 35 min), b-s1` of a suite's unfinished runs."""
+    progress = report.get("in_progress") or {}
+    return ", ".join(name + (f" ({'; '.join(stage_progress(s, p) for s, p in progress[name].items())})"
+                             if name in progress else "") for name in report["unfinished"])
+
+
+def stage_progress(stage: str, progress: dict[str, Any]) -> str:
+    epochs = progress["epochs"]
+    minutes = "" if progress.get("train_seconds") is None else f", {progress['train_seconds'] / 60:.0f} min"
+    return f"{stage}: {epochs} epoch{'s' * (epochs != 1)} checkpointed{minutes}"
 
 
 def published_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:

@@ -6,11 +6,11 @@ Every (row, seed) runs with `mmgr run` in `RUNS/<row>-s<seed>` and is reused whe
 settings; each finished run is recorded in `RECORDS/<row>-s<seed>` (`report/records.py`: everything below is read
 from the records, not the run directories), and a record made with the same settings stands for a run this machine
 lacks. `--finished-only` trains nothing and summarizes the runs and records that finished (the others listed as
-`unfinished`). The summary (`OUT/summary.json`) gives each row's metrics as the mean over its seeds (and their
-standard deviation), its budget (epochs, samples seen, training seconds), whether it converged, and the paired bootstrap
-against the baseline on the users' seed-averaged metrics, and the modality analyses of each row's first seed
-(`analyses`: planted user kinds, late-fusion correspondence, hits needing both modalities, top-10 overlap,
-fused-SID dominance, as the runs allow);
+`unfinished`, with what their checkpoints hold under `in_progress`). The summary (`OUT/summary.json`) gives each
+row's metrics as the mean over its seeds (and their standard deviation), its budget (epochs, samples seen, training
+seconds), whether it converged, and the paired bootstrap against the baseline on the users' seed-averaged metrics,
+and the modality analyses of each row's first seed (`analyses`: planted user kinds, late-fusion correspondence, hits
+needing both modalities, top-10 overlap, fused-SID dominance, as the runs allow);
 `OUT/report.{md,html,json}` is the `mmgr bench` report of each row's first seed with a convergence table and the
 analyses' tables.
 
@@ -49,6 +49,7 @@ from mmgr.report.records import keep_record
 from mmgr.report.runs import METRICS, method_of, summarize_run
 from mmgr.report.saliency import record_saliency
 from mmgr.rundir import RunDir, git_commit
+from mmgr.training.checkpoint import checkpoint_progress
 from mmgr.training.monitor import gain
 
 FLAT_SHARE, FLAT_TOLERANCE = 0.2, 0.01
@@ -131,7 +132,8 @@ def run_suite(path: Path, out: Path, runs: Path, records: Path, command: str = "
     check_selection(suite, only)
     folders: dict[str, list[Path]] = {}
     seeds: dict[str, list[int]] = {}
-    unfinished = []
+    unfinished: list[str] = []
+    in_progress: dict[str, dict[str, Any]] = {}        # unfinished run -> its stages' checkpointed progress
     for row, seed in training_order(suite):
         folder, record = runs / f"{row.name}-s{seed}", records / f"{row.name}-s{seed}"
         config = load_config([Path(suite.dataset), *map(Path, row.recipes)],
@@ -143,6 +145,8 @@ def run_suite(path: Path, out: Path, runs: Path, records: Path, command: str = "
         elif not train and not finished:
             say(f"{row.name} seed {seed}: not finished, left out")
             unfinished.append(folder.name)
+            if stages := checkpointed(folder):
+                in_progress[folder.name] = stages
             continue
         else:
             say(f"{row.name} seed {seed}: {folder}")
@@ -160,13 +164,14 @@ def run_suite(path: Path, out: Path, runs: Path, records: Path, command: str = "
     command = command.replace(f"{Path.cwd()}/", "")                       # results files name no machine paths
     summary = summarize(suite, folders, seeds, resamples, command)
     summary["unfinished"] = unfinished
+    summary["in_progress"] = in_progress
     summary["analyses"] = analyse_runs({name: paths[0] for name, paths in folders.items()})
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "summary.json", summary)
     report = document.build([summarize_run(name, paths[0]) for name, paths in folders.items()], suite.baseline, out,
                             resamples, command)
     report.update(convergence=summary["rows"], analyses=summary["analyses"], claims=summary["claims"],
-                  unfinished=unfinished)
+                  unfinished=unfinished, in_progress=in_progress)
     document.write(report, out)
     return summary
 
@@ -241,6 +246,19 @@ def run_facts(path: Path) -> dict[str, Any]:
             "validation_loss": [[v["step"], round(v["valid_loss"], 6)] for v in history if "valid_loss" in v],
             "monitor": monitor, "converged": converged(history, train.get("validation_users", 0), monitor),
             "late_gain": late_gain(history, monitor), "shared_cores": shared_cores(history)}
+
+
+def checkpointed(folder: Path) -> dict[str, Any]:
+    """stage -> {epochs, train_seconds} of each stage checkpoint a run not finished yet holds (whether its setup is
+    still the suite's is for the run to check when it resumes)."""
+    stages = {}
+    for checkpoint in sorted(folder.glob("checkpoints/*/last.safetensors")):
+        progress = checkpoint_progress(checkpoint)
+        if progress is not None:
+            seconds = (progress.get("seen") or {}).get("seconds")
+            stages[checkpoint.parent.name] = {"epochs": progress.get("epoch"),
+                                              "train_seconds": None if seconds is None else round(seconds)}
+    return stages
 
 
 def shared_cores(history: list[dict[str, Any]]) -> bool | None:

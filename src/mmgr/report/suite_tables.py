@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmgr.report.analyses import analysis_sections
-from mmgr.report.document import claims_table, difference
+from mmgr.report.document import claims_table, difference, unfinished_text
 
 DASH = "—"
 
@@ -67,7 +67,7 @@ def render_suite(summary: dict[str, Any] | None) -> str:
         parts.append(table(["published row", "HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10"], prows))
         parts.append(f"Published: {published['source']}.")
     if summary.get("unfinished"):
-        parts.append(f"Not finished yet, so not in this table: {', '.join(summary['unfinished'])}.")
+        parts.append(f"Not finished yet, so not in this table: {unfinished_text(summary)}.")
     if summary.get("claims"):
         header, cells = claims_table(summary)
         parts.append("Published claims tested on these rows (paired bootstrap over the test users on each row's "

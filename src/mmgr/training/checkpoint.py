@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from mmgr.errors import MmgrError
@@ -59,5 +59,5 @@ def checkpoint_progress(path: Path) -> dict[str, Any] | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
             return json.loads((handle.metadata() or {}).get("mmgr", "{}")).get("progress")
-    except (OSError, ValueError, json.JSONDecodeError):
+    except (OSError, ValueError, SafetensorError):             # JSONDecodeError is a ValueError
         return None

@@ -118,7 +118,7 @@ def fit(run_path: Path, model: torch.nn.Module, data: TrainData, cfg: TrainingCo
         _check_schedule(last, state, total_steps, cfg.budget_minutes)
         schedule.total = state["schedule_steps"]
     elif last.is_file() and fabric.is_global_zero:
-        log.warning("%s belongs to another model or training setup; starting afresh", last)
+        log.warning("%s is unreadable or belongs to another model or training setup; starting afresh", last)
     resumed_from = state["step"]
     graph = resolve_graph(cfg.graph, total_steps * cfg.batch_size, on_cpu=fabric.device.type == "cpu")
     forward_methods = getattr(model, "forward_methods", ())
