@@ -38,11 +38,49 @@ from mmgr.tokenizers.words import used_words
 from mmgr.training.data import EncodedExamples
 
 
-def mmgr(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "mmgr", *args], capture_output=True, text=True, timeout=300)
+def mmgr(*args: str, check: bool = True, process: bool = False) -> subprocess.CompletedProcess:
+    """`mmgr ARGS` through the CLI's own entry point (`mmgr.cli.app.main`), its exit code, stdout and stderr
+    captured. It runs in this test process unless `process`: a new interpreter pays about 10 s of CPU importing
+    torch, transformers and lightning, most of an end-to-end test's time. `process=True` starts a real `mmgr`
+    process, for what only a process shows: warnings printed once per process, locks held between processes, the
+    environment it inherits, a kill."""
+    result = (subprocess.run([sys.executable, "-m", "mmgr", *args], capture_output=True, text=True, timeout=300)
+              if process else _in_this_process(args))
     if check and result.returncode != 0:
         raise AssertionError(f"mmgr {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
+
+
+def _in_this_process(args: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """`main()` as `python -m mmgr ARGS` runs it, with sys.argv, stdout and stderr swapped for the call; an
+    exception that would end the process is its traceback on stderr and exit code 1, as Python prints it."""
+    import contextlib
+    import logging
+    import traceback
+
+    from mmgr.cli.app import main
+
+    out, err = io.StringIO(), io.StringIO()
+    logger = logging.getLogger("mmgr")
+    handlers, level, argv = list(logger.handlers), logger.level, sys.argv
+    sys.argv = ["mmgr", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as stop:
+                code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else 1
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+            except Exception:   # noqa: BLE001 - a process would print it and exit 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv = argv
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+    return subprocess.CompletedProcess(["mmgr", *args], code, out.getvalue(), err.getvalue())
 
 
 TINY = ["data.format=synthetic", "data.synthetic.n_items=40", "data.synthetic.n_users=30",

@@ -4,7 +4,6 @@ imported), a catalog without the modality refused, runs written by one process a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,7 +13,6 @@ import typer.main
 from typer.testing import CliRunner
 
 from mmgr.cli.app import app
-from mmgr.rundir import RunDir
 from tests.helpers import mmgr
 
 BOX = str.maketrans({c: " " for c in "│╭╮╰╯─"})
@@ -89,18 +87,32 @@ def test_encoding_a_modality_no_item_has_is_refused(textless_run):
     assert "encode.text" not in json.loads((textless_run / "manifest.json").read_text())["stages"]
 
 
+HOLD = """
+import sys, time
+from mmgr.rundir import RunDir
+with RunDir(sys.argv[1]).writing("train"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
 def test_a_run_being_written_is_refused_to_a_second_writer(textless_run):
-    with RunDir(textless_run).writing("train"):    # this test process writes the run
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(textless_run)], stdout=subprocess.PIPE, text=True)
+    try:                                            # another process writes the run
+        assert holder.stdout.readline() == "held\n"
         for command in (["encode", "-m", "text"], ["train"], ["evaluate"], ["tokenize", "-m", "text"]):
             result = mmgr(command[0], str(textless_run), *command[1:], check=False)
             assert result.returncode == 1, result.stderr
-            assert (f"{textless_run} is being written by another mmgr process (pid {os.getpid()}, `mmgr train`"
+            assert (f"{textless_run} is being written by another mmgr process (pid {holder.pid}, `mmgr train`"
                     in flat(result.stderr)), result.stderr
         result = mmgr("data", "import", "--format", "generic", str(textless_run.parent), "--out", str(textless_run),
                       "--force", check=False)
         assert result.returncode == 1 and "is being written by another mmgr process" in flat(result.stderr)
         shown = mmgr("data", "stats", str(textless_run), "--json")      # readers are not blocked
         assert json.loads(shown.stdout)["stats"]["items"] == 6
+    finally:
+        holder.kill()
+        holder.wait()
     result = mmgr("encode", str(textless_run), "-m", "text", check=False)   # released: on to the real check
     assert result.returncode == 1 and "no item has text" in flat(result.stderr)
 

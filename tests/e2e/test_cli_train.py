@@ -18,9 +18,9 @@ TINY_T5 = ["model.d_model=32", "model.num_layers=1", "model.num_decoder_layers=1
 def test_train_evaluate_recommend(encoded_run):
     run = encoded_run
     mmgr("tokenize", str(run), "--modality", "text", "--codebook", "8", "--levels", "2")
-    logs = [mmgr("train", str(run), "--no-progress", *TINY_T5).stderr]
+    logs = [mmgr("train", str(run), "--no-progress", *TINY_T5, process=True).stderr]   # noise shows in a process
     assert (run / "model.safetensors").is_file() and (run / "checkpoints" / "next-item" / "last.safetensors").is_file()
-    logs.append(mmgr("evaluate", str(run), "--no-progress").stderr)
+    logs.append(mmgr("evaluate", str(run), "--no-progress", process=True).stderr)
     results = json.loads((run / "results.json").read_text())
     for split in ("valid", "test"):
         assert results[split]["users"] == 30
@@ -30,7 +30,7 @@ def test_train_evaluate_recommend(encoded_run):
     assert all(len(r) == 20 and len(set(r)) == 20 for r in per_user["ranked"].to_pylist())
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["train"]["steps"] > 0 and manifest["stages"]["evaluate"]["test"]["users"] == 30
-    shown = mmgr("recommend", str(run), "--user", "u0000", "--k", "5")
+    shown = mmgr("recommend", str(run), "--user", "u0000", "--k", "5", process=True)
     assert shown.stdout.count("i0") >= 5
     for log in [*logs, shown.stderr]:   # no deprecation noise from transformers (the key/value cache's old name)
         assert "FutureWarning" not in log and "past_key_values" not in log, log

@@ -126,16 +126,16 @@ def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, 
 
     run = copy_run(trained, tmp_path)
     outcomes = []
-    for attempt, delay in enumerate((0.0, 0.05, 0.2, 0.5)):
-        process, url = start(run)
-        before = httpx.get(f"{url}/health").json()["items"]
-        sender = threading.Thread(target=_try_onboard, args=(url, f"crash-{attempt}"), daemon=True)
-        sender.start()
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-        process, url = start(run)
-        try:
+    process, url = start(run)
+    try:
+        for attempt, delay in enumerate((0.0, 0.05, 0.2, 0.5)):
+            before = httpx.get(f"{url}/health").json()["items"]
+            sender = threading.Thread(target=_try_onboard, args=(url, f"crash-{attempt}"), daemon=True)
+            sender.start()
+            time.sleep(delay)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            process, url = start(run)            # checks this attempt, then is the next attempt's server
             item = httpx.get(f"{url}/items/crash-{attempt}")
             assert item.status_code in (200, 404)
             if item.status_code == 200:
@@ -143,9 +143,8 @@ def test_a_server_killed_while_onboarding_keeps_the_whole_item_or_none(trained, 
             assert httpx.get(f"{url}/health").json()["items"] == before + (item.status_code == 200)
             assert len(httpx.post(f"{url}/recommend", json={"history": ["i0001"], "k": 5}).json()["items"]) == 5
             outcomes.append(item.status_code)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    finally:
+        stop_server(process)
     kept = [entry["item"]["item_id"] for _, entry in Store(run / STORE).since(0)]
     assert kept == [f"crash-{i}" for i, o in enumerate(outcomes) if o == 200]
 

@@ -22,11 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from lightning.fabric import Fabric
 
 from mmgr.config import TrainingConfig
 from mmgr.devices import resolve_precision
@@ -38,6 +37,9 @@ from mmgr.training.data import EncodedExamples, collate, length_batches
 from mmgr.training.monitor import improves
 from mmgr.training.resume import resumable, setup_settings
 from mmgr.weights import BEST, save_weights
+
+if TYPE_CHECKING:   # lightning is imported where a training starts: evaluating and serving never pay for it
+    from lightning.fabric import Fabric
 
 NEXT_ITEM = "next-item"
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ def bucketed_train_data(examples: EncodedExamples, batch_size: int, seed: int) -
 
 
 def make_fabric(cfg: TrainingConfig, log_dir: Path) -> Fabric:
+    from lightning.fabric import Fabric
+
     strategy = "ddp" if cfg.devices > 1 else "auto"
     fabric = Fabric(accelerator=cfg.accelerator, devices=cfg.devices, strategy=strategy,
                     precision=resolve_precision(cfg.precision, cfg.accelerator),
