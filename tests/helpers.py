@@ -219,6 +219,17 @@ def write_codes(run: RunDir, missing_images: int = 0) -> None:
                                                              fingerprint)
 
 
+def trained_run(world: Path, out: Path, extra: list[str], missing_images: int = 0) -> tuple[RunDir, dict]:
+    """A run of the successor `world` at `out` (`SMALL_T5` and `extra` settings, `write_codes` SIDs), trained:
+    (run, training summary)."""
+    from mmgr.engines.base import train_run
+
+    config = load_config(overrides=["data.format=generic", f"data.path={world}", *SMALL_T5, *extra])
+    run, _, _ = import_into_run(config, out)
+    write_codes(run, missing_images)
+    return run, train_run(run, run.config(), progress=False)
+
+
 VOCAB = Vocabulary({"text": [8, 8]})                   # the toy training world: two 8-code levels
 TOY_MODEL = ModelConfig(d_model=16, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=8, d_ff=32, user_buckets=0)
 
