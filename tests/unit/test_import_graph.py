@@ -1,9 +1,12 @@
 """mmgr's import graph has no cycles: between modules (imports inside functions included; TYPE_CHECKING ones are
-not imports at run time) and between its folders (encoders, models, tokenizers, training, ...)."""
+not imports at run time) and between its folders (encoders, models, tokenizers, training, ...); inference and serving
+import no training code, nor lightning."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -86,3 +89,12 @@ def test_inference_and_serving_import_no_training_code():
     training = {m for m in reachable(graph, starts) if m.startswith(("mmgr.training", "mmgr.engines",
                                                                       "mmgr.objectives"))}
     assert starts and training == set()
+
+
+def test_evaluating_and_serving_never_import_lightning():
+    """Lightning (with torchmetrics, which it imports: seconds of every start) is imported where a training starts,
+    not by the engines `mmgr evaluate` loads nor by the server."""
+    probe = ("import sys, mmgr.engines.generative, mmgr.engines.sasrec, mmgr.serving.app, mmgr.inference.ranker; "
+             "print(sorted(m for m in ('lightning', 'torchmetrics') if m in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and shown.stdout.strip() == "[]", shown.stdout + shown.stderr
