@@ -43,7 +43,9 @@ def mmgr(*args: str, check: bool = True, process: bool = False) -> subprocess.Co
     captured. It runs in this test process unless `process`: a new interpreter pays about 10 s of CPU importing
     torch, transformers and lightning, most of an end-to-end test's time. `process=True` starts a real `mmgr`
     process, for what only a process shows: warnings printed once per process, locks held between processes, the
-    environment it inherits, a kill."""
+    environment it inherits, a kill. `mmgr serve` always runs as a process: a start that should be refused and is
+    not would serve, and wait, inside the test."""
+    process = process or args[:1] == ("serve",)
     result = (subprocess.run([sys.executable, "-m", "mmgr", *args], capture_output=True, text=True, timeout=300)
               if process else _in_this_process(args))
     if check and result.returncode != 0:
