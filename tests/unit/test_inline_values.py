@@ -17,6 +17,7 @@ SUMMARY = {
     "analyses": {"lists": {"late": {"fused_vs_alone": {"text": {"mean_difference": 0.0015, "low": -0.0039,
                                                                 "high": 0.0071, "p_value": 0.0004}}}},
                  "saliency": {"late": {"mean": {"text": 0.656}}}},
+    "tables": {"rqvae.Scientific.json": {"collision_rate": 0.2042}},
 }
 
 
@@ -27,6 +28,7 @@ def test_lookup_enters_dicts_lists_by_index_and_by_fields():
     assert lookup(SUMMARY, "analyses.saliency.late.mean.text") == 0.656
     assert lookup(SUMMARY, "claims[?row=late]") == SUMMARY["claims"]
     assert lookup(SUMMARY, "claims[?row=text]") == []
+    assert lookup(SUMMARY, 'tables."rqvae.Scientific.json".collision_rate') == 0.2042
 
 
 @pytest.mark.parametrize("path, says", [
@@ -36,6 +38,7 @@ def test_lookup_enters_dicts_lists_by_index_and_by_fields():
     ("rows[name=text].metric", "no key 'metric'"),
     ("analyses[0]", "not a list"),
     ("rows[name]", "neither an index nor field=value"),
+    ("tables.rqvae.Scientific.json", "no key 'rqvae'"),
 ])
 def test_lookup_names_what_is_missing(path, says):
     with pytest.raises(MarkerError, match=says):

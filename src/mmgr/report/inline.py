@@ -2,10 +2,11 @@
 
 A value marker names a JSON results file (relative to the results folder), a path into it and a format; the text
 between the marker and `<!-- /value -->` belongs to the generator, like a generated table's. Paths are keys joined
-by dots; a list is entered by index (`rows[0]`) or by the one element whose fields match (`claims[row=a,versus=b]`),
-or filtered to every element that matches (`claims[?verdict=holds]`, a list). Formats: a Python format spec of a
-number (`.4f`, `.0%`, `,d`), `len` of a list, or `ci` / `ci-p` of a paired comparison (a suite's `{"diff", "ci":
-[lo, hi], "p"}` or a `paired_bootstrap` result): `-0.0014 [-0.0117, +0.0091]`, the second with `, p=0.807` after it.
+by dots (a key holding dots in double quotes); a list is entered by index (`rows[0]`) or by the one element whose
+fields match (`claims[row=a,versus=b]`), or filtered to every element that matches (`claims[?verdict=holds]`, a
+list). Formats: a Python format spec of a number (`.4f`, `.0%`, `,d`), `len` of a list, or `ci` / `ci-p` of a paired
+comparison (a suite's `{"diff", "ci": [lo, hi], "p"}` or a `paired_bootstrap` result): `-0.0014 [-0.0117, +0.0091]`,
+the second with `, p=0.807` after it.
 
     <!-- value suite-ml-100k/summary.json rows[name=tiger-text].metrics.ndcg@10 .4f -->0.0593<!-- /value -->
 """
@@ -22,7 +23,7 @@ from mmgr.errors import MmgrError
 from mmgr.report.paired import interval_text
 
 MARKER = re.compile(r"(<!-- value (\S+) ([^>]+) (\S+) -->)(.*?)(<!-- /value -->)")   # a path may hold spaces
-SEGMENT = re.compile(r"([^.\[\]]+)((?:\[[^\]]*\])*)")
+SEGMENT = re.compile(r'(?:"([^"]+)"|([^.\[\]"]+))((?:\[[^\]]*\])*)')   # a key with dots is quoted
 
 
 class MarkerError(MmgrError):
@@ -30,8 +31,10 @@ class MarkerError(MmgrError):
 
 
 def lookup(data: Any, path: str) -> Any:
-    """The value at `path` (`a.b[0].c[name=x,kind=y].d`) in parsed JSON."""
-    for key, selectors in SEGMENT.findall(path):
+    """The value at `path` (`a.b[0].c[name=x,kind=y].d`, a key holding dots in quotes: `tables."x.json".rate`) in
+    parsed JSON."""
+    for quoted, plain, selectors in SEGMENT.findall(path):
+        key = quoted or plain
         if not isinstance(data, dict) or key not in data:
             raise MarkerError(f"no key {key!r} in {path!r}")
         data = data[key]
