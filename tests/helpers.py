@@ -100,7 +100,7 @@ def run_args(recipe: str, run, cache) -> list[str]:
 N = 30
 
 
-LAYOUT_OF = {"syngr": "bimodal", "mql4grec": "unimodal"}   # layouts objectives need (others: late fusion)
+LAYOUT_OF = {"syngr": "bimodal", "mql4grec": "unimodal", "syngr-released": "unimodal-wide"}  # (others: late fusion)
 
 
 def registered(name: str) -> Objective:

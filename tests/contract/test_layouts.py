@@ -36,6 +36,7 @@ BUILDERS = {  # small instances per registered layout; a new layout must be adde
     "late-fusion+switch": lambda buckets: build("late-fusion", ["text", "image"], buckets, switch_tokens=True),
     "bimodal": lambda buckets: build("bimodal", ["text", "image"], buckets),
     "unimodal": lambda buckets: build("unimodal", ["text", "image"], buckets),
+    "unimodal-wide": lambda buckets: build("unimodal-wide", ["text", "image"], buckets),
 }
 
 
@@ -103,7 +104,8 @@ def test_decoding_trie_maps_every_target_back_to_its_item(layout):
 
 def test_target_inputs_ask_for_their_target_and_keep_the_history(layout):
     """A target's input is its task prompts, then the history: whole, or (unimodal histories) with only some
-    modalities' code tokens, in order, every user / <eos> token kept."""
+    modalities' code tokens, in order, every user / <eos> token kept; the others dropped or (a wide layout) written
+    as <pad> in their places."""
     history = layout.encoder_tokens("u", np.array([3, 5]))
     inputs = {target: layout.target_input(target, history) for target in layout.targets}
     assert len({row.tobytes() for row in inputs.values()}) == len(inputs)      # each target asked differently
@@ -112,7 +114,9 @@ def test_target_inputs_ask_for_their_target_and_keep_the_history(layout):
     for row in inputs.values():
         prompts = next((i for i, token in enumerate(row.tolist()) if token not in tasks), len(row))
         rest, kept = row[prompts:].tolist(), set(token_modalities(layout.vocab, row[prompts:]).tolist())
-        assert row.dtype == np.int64 and rest == [t for t, k in zip(history.tolist(), kinds, strict=True) if k in kept]
+        shown = [t for t in rest if t != layout.vocab.token("<pad>")]
+        assert row.dtype == np.int64 and shown == [t for t, k in zip(history.tolist(), kinds, strict=True) if k in kept]
+        assert len(rest) in (len(shown), len(history))
         assert kept - {-1} and -1 in kept                                       # some codes, and the <eos>
 
 

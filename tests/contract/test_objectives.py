@@ -40,7 +40,8 @@ def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
     for index in data.batches(0):
         batch = data.collate(index)
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        assert ids.shape == mask.shape and ((ids != 0) == mask.bool()).all()   # 0 pads inputs only
+        assert ids.shape == mask.shape and ((ids != 0) <= mask.bool()).all()   # 0 pads inputs (and, attended,
+        assert (mask[:, 1:] <= mask[:, :-1]).all()                              # an item-level row's empty slots)
         labels = batch["labels"]
         assert ((labels == IGNORE) | (labels > 0)).all()                    # -100 pads targets, 0 is never one
         assert labels.lt(vocab.size).all()

@@ -1,7 +1,7 @@
 """Known answers for the methods whose per-modality lists are fused: in a world whose next item is fixed by the last
-one, SynGR (three views of bimodal histories; fine-tuning from a pretrained run) and MQL4GRec (six tasks on unimodal
-histories) must rank the right item first, on the T5 and the item-level causal backbones; a fused run serves and
-measures its lists through its own decoding path."""
+one, SynGR (three views of bimodal histories; fine-tuning from a pretrained run), SynGR as released (MQL4GRec's
+sequence tasks and SynGR's) and MQL4GRec (six tasks on unimodal histories) must rank the right item first, on the T5
+and the item-level causal backbones; a fused run serves and measures its lists through its own decoding path."""
 
 from __future__ import annotations
 
@@ -68,6 +68,22 @@ def test_mql4grec_learns_the_fixed_successor_from_unimodal_histories_and_fused_l
     windows = len(list(causal_windows(train, config.split.max_history)))
     per_task = windows if config.model.kind == "item-causal" else sum(len(s) - 1 for s in train)
     assert summary["train_examples"] == 4 * per_task + 2 * N_ITEMS           # four sequence tasks, two translations
+    results = evaluate_run(run, config, progress=False)
+    assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8, (results["test"], summary["history"])
+    assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path
+
+
+def test_syngr_as_released_learns_the_fixed_successor_and_decodes_from_one_modality(world: Path,
+                                                                                     tmp_path: Path) -> None:
+    run, summary = trained_run(world, tmp_path / "run", ["model.kind=item-causal", "model.layout=unimodal-wide",
+                                                         "model.modalities=[text,image]", "model.user_buckets=0",
+                                                         "training.objective=syngr-released", "training.epochs=12"])
+    vocab = json.loads((run.path / "vocabulary.json").read_text())
+    assert vocab["tasks"] == ["seq:text->text", "seq:image->image", "seq:text->image", "seq:image->text",
+                              "next:text", "next:image"]
+    config = run.config()
+    windows = len(list(causal_windows(load_prepared(run, config).split.train, config.split.max_history)))
+    assert summary["train_examples"] == 6 * windows                      # four sequence tasks, SynGR's two
     results = evaluate_run(run, config, progress=False)
     assert results["test"]["hr@10"] >= 0.95 and results["test"]["hr@1"] >= 0.8, (results["test"], summary["history"])
     assert summary["best_score"] == pytest.approx(results["valid"]["ndcg@10"], abs=1e-9)  # one decoding path

@@ -26,6 +26,7 @@ from mmgr.evaluation.protocol import evaluate_examples, protocol_description, su
 from mmgr.inference.generative import build_model, load_model, pretrained_info
 from mmgr.inference.prepared import Prepared, codes_info, load_prepared
 from mmgr.inference.rundata import evaluate_splits
+from mmgr.layouts import LAYOUTS
 from mmgr.objectives.base import trains_on
 from mmgr.rundir import RunDir
 from mmgr.training.loop import NEXT_ITEM, fit, seeded_sample
@@ -72,8 +73,12 @@ def train_generative(run: RunDir, config: Config, progress: bool = True) -> dict
 
 
 def check_backbone(config: Config) -> None:
-    """Refuse a recipe whose backbone does not train one of its stages' objectives, naming those that do."""
-    kind = config.model.kind
+    """Refuse a recipe whose backbone does not read its layout or train one of its stages' objectives, naming
+    those that do."""
+    kind, layout = config.model.kind, LAYOUTS.get(config.model.layout)
+    if layout.backbones is not None and kind not in layout.backbones:
+        raise MmgrError(f"the {kind} backbone does not read model.layout={config.model.layout} (it is for "
+                        f"model.kind={' or '.join(layout.backbones)})")
     unsupported = [s for s in stages(config) if not trains_on(s.trains, kind)]
     if unsupported:
         needs = "; ".join(f"{s.objective} trains on model.kind={' or '.join(s.trains.backbones)}" for s in unsupported)

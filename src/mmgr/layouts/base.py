@@ -62,10 +62,12 @@ def no_tasks(modalities: list[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class LayoutKind:
-    """A registered layout: its builder and the task prompts it writes (they go into the run's vocabulary)."""
+    """A registered layout: its builder, the task prompts it writes (they go into the run's vocabulary) and the
+    backbones (`model.kind`) that read it (None: every one)."""
 
     build: LayoutBuilder
     tasks: Callable[[list[str]], tuple[str, ...]] = no_tasks
+    backbones: tuple[str, ...] | None = None
 
 
 LAYOUTS: Registry[LayoutKind] = Registry("layout")

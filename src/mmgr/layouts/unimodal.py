@@ -8,6 +8,12 @@ Both ranked lists are fused at inference (`decoding.fusion`). `encoder_tokens` w
 item (text codes then image codes, as the bimodal layout does); `source_input` keeps one modality's codes of it and
 puts the prompt of a task in front, so the multitask objective can also ask across modalities
 (`seq:text->image`: the next image SID from a text history).
+
+`unimodal-wide` writes the same one-modality histories at the bimodal width, each item keeping a slot for every
+modality's codes and the other modalities' slots holding `<pad>`. An item-level backbone sums an item's code
+embeddings and `<pad>`'s is zero, so such a row reads as its one-modality history while one model also reads
+bimodal histories (SynGR as its authors release it trains on both; `objectives/syngr_released.py`). Token-level
+backbones would attend those pads: it is for `model.kind=item-causal`.
 """
 
 from __future__ import annotations
@@ -58,6 +64,27 @@ class UnimodalHistoryLayout(BimodalLayout):
         return np.concatenate([[self.vocab.task_token(sequence_task(source, target))], kept]).astype(np.int64)
 
 
+@dataclass
+class WideUnimodalLayout(UnimodalHistoryLayout):
+    """One-modality histories, each item as wide as a bimodal one: the other modalities' codes become `<pad>`."""
+
+    @property
+    def history_width(self) -> int:
+        return self.item_tokens.shape[1]
+
+    def source_input(self, source: str, target: str, tokens: np.ndarray) -> np.ndarray:
+        """`<task:seq:source->target>` + `encoder_tokens` with every other modality's code tokens as `<pad>`."""
+        written = self.written_in(source, tokens)
+        return np.concatenate([[self.vocab.task_token(sequence_task(source, target))], written]).astype(np.int64)
+
+    def written_in(self, source: str, tokens: np.ndarray) -> np.ndarray:
+        """`tokens` (any shape) with every code token of a modality other than `source` as `<pad>` (users, specials
+        and prompts kept): `written_in(m, item_tokens)` is every item as an `m` history writes it."""
+        kinds = self.token_kinds[tokens]                                    # -1: user, <eos>, prompts
+        other = (kinds >= 0) & (kinds != list(self.vocab.levels).index(source))
+        return np.where(other, self.vocab.token("<pad>"), tokens)
+
+
 def build_unimodal(codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: ModelConfig,
                    max_history: int) -> UnimodalHistoryLayout:
     per_modality = item_code_tokens(codes, vocab)
@@ -65,5 +92,16 @@ def build_unimodal(codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: Mode
     return UnimodalHistoryLayout(vocab, item_tokens, per_modality, max_history, vocab.user_buckets > 0)
 
 
-LAYOUTS.register("unimodal")(LayoutKind(build_unimodal, lambda modalities: tuple(
-    sequence_task(m, m) for m in modalities)))
+def build_wide(codes: dict[str, ModalityCodes], vocab: Vocabulary, cfg: ModelConfig,
+               max_history: int) -> WideUnimodalLayout:
+    narrow = build_unimodal(codes, vocab, cfg, max_history)
+    return WideUnimodalLayout(vocab, narrow.item_tokens, narrow.modality_tokens, max_history, narrow.user_token)
+
+
+def own_tasks(modalities: list[str]) -> tuple[str, ...]:
+    """`seq:m->m` for every modality: the decoding targets' prompts."""
+    return tuple(sequence_task(m, m) for m in modalities)
+
+
+LAYOUTS.register("unimodal")(LayoutKind(build_unimodal, own_tasks))
+LAYOUTS.register("unimodal-wide")(LayoutKind(build_wide, own_tasks, backbones=("item-causal",)))

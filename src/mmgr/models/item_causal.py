@@ -169,6 +169,10 @@ class ItemCausalLM(nn.Module):
         writes = labels[:, 1:] >= 0
         return self.lm_head(self.out_norm(states[:, :-1][writes])), labels[:, 1:][writes]
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embeddings an item's codes are summed from (the Hugging Face models' accessor)."""
+        return self.body.embed_tokens
+
     def input_saliency(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
         """float32 (B, T): each input token's first-order contribution to the rows' summed loss, |e_t . dLoss/dx_i|
         with x_i the summed embedding of the item holding token t (gradient x input; eval mode, full precision, no

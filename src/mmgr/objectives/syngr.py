@@ -130,21 +130,29 @@ def item_level_examples(prep: Prepared, max_history: int) -> EncodedExamples:
     item after the window's first (-100 elsewhere): the head writes item k's SID in modality m from the bimodal
     history before it."""
     layout = prep.layout
+    return item_windows(prep, max_history, [(layout.vocab.task_token(next_sid_task(modality)), layout.item_tokens,
+                                             targets) for modality, targets in layout.targets.items()])
+
+
+def item_windows(prep: Prepared, max_history: int,
+                 tasks: list[tuple[int, np.ndarray, np.ndarray]]) -> EncodedExamples:
+    """One example per training window and task (its prompt token, every item as its history writes it (N, W),
+    every item's target (N, L_t)): `<bos> <task> [user] items[i_1] ... items[i_n]`, labels targets[i_k] in the first
+    L_t slots of every item after the window's first (-100 elsewhere)."""
+    layout = prep.layout
     vocab, width, bos = layout.vocab, layout.history_width, layout.vocab.token("<bos>")
     windows = list(causal_windows(prep.split.train, max_history))
     inputs, labels = [], []
-    for modality, targets in layout.targets.items():
-        task = vocab.task_token(next_sid_task(modality))
+    for task, items, targets in tasks:
         for user, window in windows:
             head = [bos, task, *([vocab.user_token(prep.user_ids[user])] if layout.user_token else [])]
-            inputs.append(np.concatenate([head, layout.item_tokens[window].reshape(-1)]).astype(np.int64))
-            written = np.full((len(window) - 1, width), IGNORE, dtype=np.int64)          # (n - 1, L)
+            inputs.append(np.concatenate([head, items[window].reshape(-1)]).astype(np.int64))
+            written = np.full((len(window) - 1, width), IGNORE, dtype=np.int64)          # (n - 1, W)
             written[:, :targets.shape[1]] = targets[window[1:]]
             labels.append(np.concatenate([np.full(len(head) + width, IGNORE), written.reshape(-1)]))
     ends = np.asarray([window[-1] for _, window in windows], dtype=np.int64)
     users = np.asarray([user for user, _ in windows], dtype=np.int64)
-    tasks = len(layout.targets)
-    return EncodedExamples(inputs, labels, np.tile(ends, tasks), np.tile(users, tasks))
+    return EncodedExamples(inputs, labels, np.tile(ends, len(tasks)), np.tile(users, len(tasks)))
 
 
 @dataclass
@@ -175,17 +183,7 @@ class ItemLevelSynGRLoss:
     def parts(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """The loss and its terms (ce_original, ce_masked, ce_unimodal, synergy) for one batch."""
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]   # (B, T), right-padded
-        kinds = self.token_kinds.to(ids.device)[ids].masked_fill(mask == 0, -1)      # (B, T)
-        task = self.task_kinds.to(ids.device)[ids[:, 1]]                               # (B,) after <bos>
-        if (task < 0).any():
-            raise MmgrError("syngr: every input must start with <bos> and a next-SID task prompt (bimodal layout)")
-        if self.cfg.masking == "saliency":
-            importance = model.input_saliency(ids, mask, labels)
-            hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, self.modalities),
-                                self.cfg.mask_ratio)
-        else:
-            hidden = random_mask(kinds, self.modalities, self.cfg.mask_ratio)
-        other = (kinds >= 0) & (kinds != task[:, None])
+        hidden, other = self.hidden_and_other(model, ids, mask, labels)
         synergy = self.cfg.synergy_weight > 0
         views = [ids, ids.masked_fill(hidden, self.hidden_token)]
         if self.cfg.unimodal_view or synergy:
@@ -199,6 +197,22 @@ class ItemLevelSynGRLoss:
               zip(out.logits.chunk(n), targets.chunk(n), strict=True)]            # (K, V) per view
         z = list(target_mean(states[:, :-1], labels[:, 1:].repeat(n, 1)).chunk(n)) if synergy else None  # n x (B, D)
         return combined(ce, z, self.cfg)
+
+
+    def hidden_and_other(self, model: nn.Module, ids: Tensor, mask: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Steps 1-2 for right-padded rows (B, T) that each ask for a next SID: the tokens the masked view hides (the
+        dominant modality's top-r by saliency, or random ones) and those outside the unimodal view."""
+        kinds = self.token_kinds.to(ids.device)[ids].masked_fill(mask == 0, -1)      # (B, T)
+        task = self.task_kinds.to(ids.device)[ids[:, 1]]                               # (B,) after <bos>
+        if (task < 0).any():
+            raise MmgrError("syngr: every input must start with <bos> and a next-SID task prompt (bimodal layout)")
+        if self.cfg.masking == "saliency":
+            importance = model.input_saliency(ids, mask, labels)
+            hidden = top_r_mask(importance, kinds, dominant_modality(importance, kinds, self.modalities),
+                                self.cfg.mask_ratio)
+        else:
+            hidden = random_mask(kinds, self.modalities, self.cfg.mask_ratio)
+        return hidden, (kinds >= 0) & (kinds != task[:, None])
 
 
 def combined(ce: list[Tensor], z: list[Tensor] | None, cfg: SynGRConfig) -> dict[str, Tensor]:
