@@ -7,7 +7,7 @@
 - `item-causal`: the same sequences, examples and search, with one transformer position per history item
   (`models/item_causal.py`); its head writes any target up to a history item's width, so it also trains
   MQL4GRec's tasks across modalities and SynGR's one-modality targets after bimodal items. Trains next-item,
-  mql4grec, syngr and the translate alignment.
+  mql4grec, syngr, syngr-released and the translate alignment.
 
 - `llm`: a pretrained causal LM with LoRA adapters (`models/pretrained.py`), read like `causal`.
 

@@ -139,7 +139,9 @@ class ModelConfig(Section):
                               "codes); late-fusion = each modality's SID concatenated per item (MGR-LF); bimodal = "
                               "history items as text + image codes, the next item's SID generated per modality "
                               "(a task prompt each) and the ranked lists fused (SynGR); unimodal = each target "
-                              "asked from a history in one modality (MQL4GRec)")
+                              "asked from a history in one modality (MQL4GRec); unimodal-wide = the "
+                              "same at the bimodal width, other modalities' slots <pad> (item-causal only; SynGR "
+                              "as released)")
     modalities: list[SidModality] = Field(["text"], min_length=1,
                                   description="whose codes the layout reads, in this order (single: exactly one)")
     switch_tokens: bool = Field(False, description="late fusion: a <switch> token at every change of modality "
@@ -235,6 +237,8 @@ class TrainingConfig(Section):
     objective: ObjectiveName = Field(
         "next-item", description="loss of the main (validated) stage: next-item = cross-entropy of the next item's "
                                  "tokens; syngr = SynGR's three views + synergy loss (needs model.layout=bimodal); "
+                                 "syngr-released = MQL4GRec's sequence tasks + SynGR's (model.layout=unimodal-wide, "
+                                 "model.kind=item-causal); mql4grec = MQL4GRec's six tasks (model.layout=unimodal); "
                                  "tmt = TriAlignGR's multitask training over SIDs and text (model.kind=causal)")
     init_from: str | None = Field(None, description="start from another run's model.safetensors (a run folder or "
                                                     "the file; same vocabulary), e.g. one pretrained on other "

@@ -40,8 +40,10 @@ def test_labels_pad_with_ignore_and_inputs_use_declared_tasks(objective):
     for index in data.batches(0):
         batch = data.collate(index)
         ids, mask = batch["input_ids"], batch["attention_mask"]
-        assert ids.shape == mask.shape and ((ids != 0) <= mask.bool()).all()   # 0 pads inputs (and, attended,
-        assert (mask[:, 1:] <= mask[:, :-1]).all()                              # an item-level row's empty slots)
+        assert ids.shape == mask.shape and (mask[:, 1:] <= mask[:, :-1]).all()  # right padding
+        inside = (ids == 0) & mask.bool()                                   # 0 pads inputs only, except an attended
+        assert not inside.any() or prep.layout.history_width > max(        # empty slot of a wide item
+            tokens.shape[1] for tokens in prep.layout.targets.values())
         labels = batch["labels"]
         assert ((labels == IGNORE) | (labels > 0)).all()                    # -100 pads targets, 0 is never one
         assert labels.lt(vocab.size).all()

@@ -78,7 +78,7 @@ def test_released_examples_are_four_one_modality_tasks_then_two_bimodal_ones():
 def mixed_batch():
     vocab, _, prep, _ = wide_world()
     examples = released_examples(prep, max_history=4)
-    chosen = [0, 4, 7, 11, 12, 16]                                        # four sequence rows, two SynGR rows
+    chosen = [0, 12, 4, 7, 16, 11]                                        # four sequence rows, two SynGR rows
     ids, mask = pad_batch([examples.inputs[i] for i in chosen])
     labels, _ = pad_batch([examples.labels[i] for i in chosen], pad=IGNORE)
     model = ItemCausalLM(MODEL, vocab, seed=0, item_width=4, task_tokens=1, target_width=2).eval()
@@ -91,15 +91,19 @@ def summed_ce(model, ids, mask, labels) -> tuple[torch.Tensor, int]:
     return out.loss * count, count
 
 
-@pytest.mark.parametrize(("view_loss", "unimodal_view"), [("mean", True), ("sum", True), ("mean", False)])
-def test_loss_reads_sequence_rows_once_and_synergy_rows_in_three_views(view_loss, unimodal_view):
+@pytest.mark.parametrize(("view_loss", "unimodal_view", "masking", "alpha"), [
+    ("mean", True, "saliency", 0.3), ("sum", True, "saliency", 0.3), ("mean", False, "saliency", 0.3),
+    ("mean", True, "random", 0.3), ("mean", True, "saliency", 0.0)])
+def test_loss_reads_sequence_rows_once_and_synergy_rows_in_three_views(view_loss, unimodal_view, masking, alpha):
     vocab, model, batch = mixed_batch()
-    cfg = SynGRConfig(mask_ratio=0.5, synergy_weight=0.3, temperature=0.2, view_loss=view_loss,
-                      unimodal_view=unimodal_view)
+    cfg = SynGRConfig(mask_ratio=0.5, synergy_weight=alpha, temperature=0.2, view_loss=view_loss,
+                      unimodal_view=unimodal_view, masking=masking)
     loss = ReleasedSynGRLoss.for_vocabulary(vocab, cfg)
+    torch.manual_seed(5)                                                   # the random masking's draws
     parts = loss.parts(model, batch)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    plain, syn = torch.arange(4), torch.arange(4, 6)
+    plain, syn = torch.tensor([0, 2, 3, 5]), torch.tensor([1, 4])         # SynGR rows between the others
+    torch.manual_seed(5)
     hidden, other = loss.hidden_and_other(model, ids[syn], mask[syn], labels[syn])
     assert hidden.any() and other.any()
     views = [ids[syn], ids[syn].masked_fill(hidden, vocab.token("<pad>")), ids[syn].masked_fill(other, 0)]
@@ -112,8 +116,10 @@ def test_loss_reads_sequence_rows_once_and_synergy_rows_in_three_views(view_loss
     z = [target_mean(model(input_ids=view, attention_mask=mask[syn], labels=labels[syn],
                            output_hidden_states=True).hidden_states[0][:, :-1], labels[syn][:, 1:]) for view in views]
     synergy = synergy_loss(z[0], z[1], z[2], 0.2)
-    assert parts["synergy"].item() == pytest.approx(synergy.item(), abs=1e-5)
-    assert parts["loss"].item() == pytest.approx((ce + 0.3 * synergy).item(), abs=1e-4)
+    assert ("synergy" in parts) == (alpha > 0)
+    if alpha:
+        assert parts["synergy"].item() == pytest.approx(synergy.item(), abs=1e-5)
+    assert parts["loss"].item() == pytest.approx((ce + alpha * synergy).item(), abs=1e-4)
     original = (plain_sum + sums[0]) / (plain_count + syn_count)
     assert parts["ce_original"].item() == pytest.approx(original.item(), abs=1e-5)
     assert parts["ce_masked"].item() == pytest.approx((sums[1] / syn_count).item(), abs=1e-5)
@@ -122,7 +128,7 @@ def test_loss_reads_sequence_rows_once_and_synergy_rows_in_three_views(view_loss
 
 def test_a_batch_of_sequence_rows_alone_is_their_cross_entropy():
     vocab, model, batch = mixed_batch()
-    rows = {key: value[:4] for key, value in batch.items()}
+    rows = {key: value[[0, 2, 3, 5]] for key, value in batch.items()}
     parts = ReleasedSynGRLoss.for_vocabulary(vocab, SynGRConfig())(model, rows)
     assert parts.item() == pytest.approx(model(**rows).loss.item(), abs=1e-5)
 
@@ -132,3 +138,19 @@ def test_the_wide_layout_is_refused_on_a_token_level_backbone():
                                     "training.objective=mql4grec"])
     with pytest.raises(MmgrError, match="does not read model.layout=unimodal-wide"):
         check_backbone(config)
+
+
+def test_mql4grec_and_syngr_refuse_the_wide_layout():
+    """Their examples are written for the unimodal and the bimodal layouts' widths: on the wide one they would
+    misalign, so they are refused by name."""
+    from mmgr.config import MultitaskConfig
+    from mmgr.objectives.base import Batching
+    from mmgr.objectives.multitask import MultitaskObjective
+    from mmgr.objectives.syngr import SynGRObjective
+
+    _, _, prep, _ = wide_world()
+    batching = Batching(batch_size=4, seed=0, max_history=4, decoder_only=True)
+    with pytest.raises(MmgrError, match="model.layout=unimodal"):
+        MultitaskObjective().train_data(prep, batching, MultitaskConfig())
+    with pytest.raises(MmgrError, match="model.layout=bimodal"):
+        SynGRObjective().train_data(prep, batching, SynGRConfig())

@@ -1,7 +1,8 @@
 """What an objective is: what one training stage of the generative path trains on and with which loss.
 
 Main objectives (`training.objective`, the validated stage; `OBJECTIVES`): `next-item` (`objectives/next_item.py`),
-`syngr` (`objectives/syngr.py`), `tmt` (`objectives/tmt.py`), `mql4grec` (`objectives/multitask.py`).
+`syngr` (`objectives/syngr.py`), `syngr-released` (`objectives/syngr_released.py`), `tmt` (`objectives/tmt.py`),
+`mql4grec` (`objectives/multitask.py`).
 Alignment objectives (`training.alignment.objective`, a stage before the main one; `ALIGNMENTS`): `translate` and
 `infonce` (`objectives/alignment.py`).
 

@@ -55,7 +55,7 @@ class MultitaskObjective:
 
 def unimodal_layout(prep: Prepared) -> UnimodalHistoryLayout:
     layout = prep.layout
-    if not isinstance(layout, UnimodalHistoryLayout) or len(layout.vocab.levels) != 2:
+    if type(layout) is not UnimodalHistoryLayout or len(layout.vocab.levels) != 2:       # not unimodal-wide
         raise MmgrError("the mql4grec objective trains on two modalities' SIDs with model.layout=unimodal")
     return layout
 

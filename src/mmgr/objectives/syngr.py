@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from mmgr.config import SynGRConfig
 from mmgr.errors import MmgrError
 from mmgr.layouts.base import token_modalities
-from mmgr.layouts.bimodal import next_sid_task
+from mmgr.layouts.bimodal import BimodalLayout, next_sid_task
 from mmgr.models.saliency import dominant_modality, random_mask, token_importance, top_r_mask
 from mmgr.objectives.base import OBJECTIVES, Batching
 from mmgr.objectives.next_item import next_item_examples
@@ -61,7 +61,7 @@ class SynGRObjective:
 
     def train_data(self, prep: Prepared, batching: Batching, settings: SynGRConfig) -> tuple[TrainData, int]:
         vocab = prep.layout.vocab
-        if list(prep.layout.targets) != list(vocab.levels) or len(vocab.levels) != 2:
+        if type(prep.layout) is not BimodalLayout or len(vocab.levels) != 2:            # not a unimodal layout
             raise MmgrError(f"the syngr objective trains a next-SID task per modality of two; set model.layout="
                             f"bimodal and two model.modalities (got layout targets {', '.join(prep.layout.targets)})")
         if batching.decoder_only:
