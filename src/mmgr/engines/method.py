@@ -2,9 +2,8 @@
 
     codes of `model.modalities` -> one vocabulary (+ the objectives' task prompts, user buckets, and the subword
     tokens of the item texts that text objectives read: `model.words`, or the LM's own for `llm`)
-    -> layout `model.layout` (single | late-fusion [+ switch tokens] | bimodal | unimodal |
-    unimodal-wide) -> decoding trie over
-    its item tuples (`inference/prepared.py`)
+    -> layout `model.layout` (single | late-fusion [+ switch tokens] | bimodal | unimodal | unimodal-wide)
+    -> decoding trie over its item tuples (`inference/prepared.py`)
     -> training stages: [alignment `training.alignment.objective` (translate | infonce)], then the main objective.
 
 The vocabulary is built once, by `mmgr train`, and saved as `vocabulary.json` in the run; evaluation, decoding and

@@ -198,7 +198,6 @@ class ItemLevelSynGRLoss:
         z = list(target_mean(states[:, :-1], labels[:, 1:].repeat(n, 1)).chunk(n)) if synergy else None  # n x (B, D)
         return combined(ce, z, self.cfg)
 
-
     def hidden_and_other(self, model: nn.Module, ids: Tensor, mask: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """Steps 1-2 for right-padded rows (B, T) that each ask for a next SID: the tokens the masked view hides (the
         dominant modality's top-r by saliency, or random ones) and those outside the unimodal view."""

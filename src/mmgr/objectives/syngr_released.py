@@ -73,7 +73,8 @@ def released_examples(prep: Prepared, max_history: int) -> EncodedExamples:
     """Step 1: the four sequence tasks' windows, then SynGR's two."""
     layout = prep.layout
     vocab, modalities = layout.vocab, list(layout.vocab.levels)
-    sequences = [(vocab.task_token(sequence_task(a, b)), layout.written_in(a, layout.item_tokens), layout.targets[b])
+    histories = {m: layout.written_in(m, layout.item_tokens) for m in modalities}   # (N, W) per history modality
+    sequences = [(vocab.task_token(sequence_task(a, b)), histories[a], layout.targets[b])
                  for a in modalities for b in modalities]
     synergy = [(vocab.task_token(next_sid_task(m)), layout.item_tokens, layout.targets[m]) for m in modalities]
     return item_windows(prep, max_history, sequences + synergy)
@@ -100,7 +101,8 @@ class ReleasedSynGRLoss(ItemLevelSynGRLoss):
                     output_hidden_states=synergy)                                  # through forward: the precision
         written = stacked_labels[:, 1:] >= 0                                         # (B + S * views, T - 1)
         token_ce = F.cross_entropy(out.logits.float(), stacked_labels[:, 1:][written], reduction="none")  # (K,)
-        view, weight = (x.to(ids.device)[torch.nonzero(written)[:, 0]] for x in self.views_and_weights(len(ids), rows))
+        view, weight = self.views_and_weights(len(ids), rows, len(blocks) - 1)        # per stacked row
+        view, weight = (x.to(ids.device)[torch.nonzero(written)[:, 0]] for x in (view, weight))   # per token (K,)
         parts = {"ce_original": token_ce[view == 0].mean()}
         if len(rows):
             parts["ce_masked"] = token_ce[view == 1].mean()
@@ -115,12 +117,11 @@ class ReleasedSynGRLoss(ItemLevelSynGRLoss):
             loss = loss + self.cfg.synergy_weight * parts["synergy"]
         return {**parts, "loss": loss}
 
-    def views_and_weights(self, batch: int, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """For the stacked rows (the B originals, then the S SynGR rows' masked and unimodal copies), each one's view
-        (0 original, 1 masked, 2 unimodal) and the weight of its target tokens' cross-entropy: 1 for a sequence
-        row; a SynGR row's trained views share it (their mean; `view_loss=sum`: 1 each); an untrained unimodal
-        view (w/o UN: only the synergy loss's negative) 0."""
-        copies = (1 + (self.cfg.unimodal_view or self.cfg.synergy_weight > 0)) if len(rows) else 0
+    def views_and_weights(self, batch: int, rows: Tensor, copies: int) -> tuple[Tensor, Tensor]:
+        """For the stacked rows (the B originals, then the S SynGR rows' `copies` views: masked[, unimodal]), each
+        one's view (0 original, 1 masked, 2 unimodal) and the weight of its target tokens' cross-entropy: 1 for a
+        sequence row; a SynGR row's trained views share it (their mean; `view_loss=sum`: 1 each); an untrained
+        unimodal view (w/o UN: only the synergy loss's negative) 0."""
         share = 1.0 if self.cfg.view_loss == "sum" else 1.0 / (2 + self.cfg.unimodal_view)
         view = torch.cat([torch.zeros(batch, dtype=torch.int64),
                           torch.arange(1, copies + 1).repeat_interleave(len(rows))])
