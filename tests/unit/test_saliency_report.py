@@ -1,5 +1,5 @@
-"""Which runs the saliency analysis measures (histories holding two modalities' codes) and which tokens count for a
-modality (its content codes, not its appended collision level)."""
+"""Which training rows the saliency analysis measures (those whose input holds two modalities' codes) and which
+tokens count for a modality (its content codes, not its appended collision level)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from mmgr.config import ModelConfig
+from mmgr.evaluation.synergy import rows_holding_every_modality
 from mmgr.layouts import LAYOUTS
-from mmgr.report.saliency import bimodal_histories, content_kinds
+from mmgr.report.saliency import content_kinds
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 
 
@@ -29,12 +31,35 @@ def world(layout: str, modalities: list[str]):
     return codes, vocab, built
 
 
-@pytest.mark.parametrize(("layout", "modalities", "expected"), [
-    ("bimodal", ["text", "image"], True), ("late-fusion", ["text", "image"], True),
-    ("unimodal", ["text", "image"], False), ("single", ["text"], False)])
-def test_only_histories_holding_two_modalities_are_measured(layout, modalities, expected):
-    _, _, built = world(layout, modalities)
-    assert bimodal_histories(built, "u0") is expected
+def layout_rows(layout: str, modalities: list[str]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The layout's content kinds and one batch: each target's input for two users' histories of three items."""
+    codes, _, built = world(layout, modalities)
+    inputs = [np.asarray(built.target_input(target, built.encoder_tokens(user, np.arange(3))))
+              for target in built.targets for user in ("u0", "u1")]
+    width = max(map(len, inputs))
+    ids = torch.tensor(np.stack([np.pad(row, (0, width - len(row))) for row in inputs]))
+    mask = torch.tensor(np.stack([np.arange(width) < len(row) for row in inputs])).long()
+    return content_kinds(SimpleNamespace(layout=built, codes=codes)), {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.parametrize(("layout", "modalities", "measured"), [
+    ("bimodal", ["text", "image"], 4), ("late-fusion", ["text", "image"], 2),
+    ("unimodal", ["text", "image"], 0), ("single", ["text"], 0)])
+def test_only_rows_holding_two_modalities_are_measured(layout, modalities, measured):
+    kinds, batch = layout_rows(layout, modalities)
+    kept = rows_holding_every_modality([batch], kinds, 2, rows=100)
+    assert sum(len(part["input_ids"]) for part in kept) == measured
+
+
+def test_rows_are_gathered_in_order_until_enough_and_cut_to_those_holding_every_modality():
+    kinds = torch.tensor([-1, 0, 0, 1, 1])                                   # token 0: pad; 1-2 text; 3-4 image
+    ones = torch.ones(3, 2, dtype=torch.int64)
+    first = {"input_ids": torch.tensor([[1, 3], [1, 2], [4, 2]]), "attention_mask": ones}
+    second = {"input_ids": torch.tensor([[2, 4], [3, 3], [1, 4]]), "attention_mask": ones}
+    padded = {"input_ids": torch.tensor([[1, 3], [1, 3], [1, 3]]), "attention_mask": ones * torch.tensor([1, 0])}
+    kept = rows_holding_every_modality([padded, first, second, first], kinds, 2, rows=3)
+    assert [part["input_ids"].tolist() for part in kept] == [[[1, 3], [4, 2]], [[2, 4], [1, 4]]]
+    assert rows_holding_every_modality([padded], kinds, 2, rows=3) == []
 
 
 def test_a_modalitys_appended_collision_level_counts_for_none():

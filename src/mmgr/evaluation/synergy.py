@@ -30,19 +30,49 @@ def saliency_shares(model: torch.nn.Module, batches: Iterable[dict[str, torch.Te
     token id's index in `modalities`, -1 for tokens that count for none (specials, prompts, users, collision levels)."""
     kept = []
     for batch in batches:
-        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-        kinds = token_kinds[ids].masked_fill(mask == 0, -1)                              # (B, T)
-        counts = torch.stack([(kinds == m).sum(dim=1) for m in range(len(modalities))], dim=1)  # (B, M)
-        every = (counts > 0).all(dim=1)                                                  # (B,)
+        every = holds_every_modality(batch, token_kinds, len(modalities))               # (B,)
         if every.any():
-            importance = input_importance(model, ids[every], mask[every], labels[every])  # (b, T)
-            mass = torch.stack([(importance * (kinds[every] == m)).sum(dim=1) for m in range(len(modalities))],
+            ids, mask, labels = (batch[key][every] for key in ("input_ids", "attention_mask", "labels"))
+            kinds = code_kinds(ids, mask, token_kinds)                                  # (b, T)
+            importance = input_importance(model, ids, mask, labels)                     # (b, T)
+            mass = torch.stack([(importance * (kinds == m)).sum(dim=1) for m in range(len(modalities))],
                                dim=1)                                                    # (b, M)
-            kept.append(mass / counts[every])
+            kept.append(mass / modality_counts(kinds, len(modalities)))
     per_token = torch.cat(kept).double().numpy() if kept else np.zeros((0, len(modalities)))  # (N, M)
     per_token = per_token[per_token.sum(axis=1) > 0]
     shares = per_token / per_token.sum(axis=1, keepdims=True)
     return {m: shares[:, index] for index, m in enumerate(modalities)}
+
+
+def rows_holding_every_modality(batches: Iterable[dict[str, torch.Tensor]], token_kinds: torch.Tensor,
+                                modalities: int, rows: int) -> list[dict[str, torch.Tensor]]:
+    """The rows of `batches`, in order, whose input holds codes of every modality (each batch cut to those rows),
+    until `rows` are gathered or the batches end: the whole batch that reaches `rows` is kept."""
+    kept, seen = [], 0
+    for batch in batches:
+        if seen >= rows:
+            break
+        every = holds_every_modality(batch, token_kinds, modalities)
+        if every.any():
+            kept.append({key: value[every] for key, value in batch.items()})
+            seen += int(every.sum())
+    return kept
+
+
+def holds_every_modality(batch: dict[str, torch.Tensor], token_kinds: torch.Tensor, modalities: int) -> torch.Tensor:
+    """bool (B,): whether each row's input holds code tokens of every modality."""
+    kinds = code_kinds(batch["input_ids"], batch["attention_mask"], token_kinds)
+    return (modality_counts(kinds, modalities) > 0).all(dim=1)
+
+
+def code_kinds(ids: torch.Tensor, mask: torch.Tensor, token_kinds: torch.Tensor) -> torch.Tensor:
+    """(B, T) each input token's modality index (-1: no modality, padding)."""
+    return token_kinds[ids].masked_fill(mask == 0, -1)
+
+
+def modality_counts(kinds: torch.Tensor, modalities: int) -> torch.Tensor:
+    """(B, M) each row's number of code tokens per modality."""
+    return torch.stack([(kinds == m).sum(dim=1) for m in range(modalities)], dim=1)
 
 
 def summarize_shares(shares: dict[str, np.ndarray], measure: str) -> dict[str, Any]:
