@@ -100,18 +100,19 @@ def test_unfinished_runs_say_what_their_checkpoints_hold(tmp_path):
     model = torch.nn.Linear(2, 1)
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    for stage, epoch, seconds in (("align", 5, 300.4), ("next-item", 14, 2100.0)):
+    for stage, epoch, best, seconds in (("align", 5, -1, 300.4), ("next-item", 14, 12, 2100.0)):
         (tmp_path / "run" / "checkpoints" / stage).mkdir(parents=True)
         save_checkpoint(tmp_path / "run" / "checkpoints" / stage / "last.safetensors", model, optimizer, scheduler,
-                        {"epoch": epoch, "seen": {"seconds": seconds}})
+                        {"epoch": epoch, "best_epoch": best, "seen": {"seconds": seconds}})
     (tmp_path / "run" / "checkpoints" / "broken").mkdir()
     (tmp_path / "run" / "checkpoints" / "broken" / "last.safetensors").write_bytes(b"not a checkpoint")
     stages = checkpointed(tmp_path / "run")
-    assert stages == {"align": {"epochs": 5, "train_seconds": 300}, "next-item": {"epochs": 14, "train_seconds": 2100}}
+    assert stages == {"align": {"epochs": 5, "train_seconds": 300, "best_epoch": None},
+                      "next-item": {"epochs": 14, "train_seconds": 2100, "best_epoch": 12}}
     assert checkpointed(tmp_path / "nothing") == {}
     report = {"unfinished": ["a-s1", "b-s1"], "in_progress": {"a-s1": stages | {"x": {"epochs": 1}}}}
     assert caveats(report) == ["Not finished yet, so not in this report: a-s1 (align: 5 epochs checkpointed, 5 min; "
-                               "next-item: 14 epochs checkpointed, 35 min; x: 1 epoch checkpointed), b-s1."]
+                               "next-item: 14 epochs checkpointed, best at 12, 35 min; x: 1 epoch checkpointed), b-s1."]
 
 
 def test_losses_of_different_objectives_get_their_own_panels(tmp_path):

@@ -158,7 +158,7 @@ def caveats(report: dict[str, Any]) -> list[str]:
 
 
 def unfinished_text(report: dict[str, Any]) -> str:
-    """`a-s1 (next-item: 14 epochs checkpointed, 35 min), b-s1` of a suite's unfinished runs."""
+    """`a-s1 (next-item: 14 epochs checkpointed, best at 12, 35 min), b-s1` of a suite's unfinished runs."""
     progress = report.get("in_progress") or {}
     return ", ".join(name + (f" ({'; '.join(stage_progress(s, p) for s, p in progress[name].items())})"
                              if name in progress else "") for name in report["unfinished"])
@@ -166,8 +166,9 @@ def unfinished_text(report: dict[str, Any]) -> str:
 
 def stage_progress(stage: str, progress: dict[str, Any]) -> str:
     epochs = progress["epochs"]
+    best = "" if progress.get("best_epoch") is None else f", best at {progress['best_epoch']}"
     minutes = "" if progress.get("train_seconds") is None else f", {progress['train_seconds'] / 60:.0f} min"
-    return f"{stage}: {epochs} epoch{'s' * (epochs != 1)} checkpointed{minutes}"
+    return f"{stage}: {epochs} epoch{'s' * (epochs != 1)} checkpointed{best}{minutes}"
 
 
 def published_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]] | None:

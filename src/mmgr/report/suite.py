@@ -249,15 +249,18 @@ def run_facts(path: Path) -> dict[str, Any]:
 
 
 def checkpointed(folder: Path) -> dict[str, Any]:
-    """stage -> {epochs, train_seconds} of each stage checkpoint a run not finished yet holds (whether its setup is
-    still the suite's is for the run to check when it resumes)."""
+    """stage -> {epochs, train_seconds, best_epoch} of each stage checkpoint a run not finished yet holds (best_epoch:
+    its best validation so far, None for a stage without validation; whether its setup is still the suite's is for
+    the run to check when it resumes)."""
     stages = {}
     for checkpoint in sorted(folder.glob("checkpoints/*/last.safetensors")):
         progress = checkpoint_progress(checkpoint)
         if progress is not None:
             seconds = (progress.get("seen") or {}).get("seconds")
+            best = progress.get("best_epoch")
             stages[checkpoint.parent.name] = {"epochs": progress.get("epoch"),
-                                              "train_seconds": None if seconds is None else round(seconds)}
+                                              "train_seconds": None if seconds is None else round(seconds),
+                                              "best_epoch": best if best is not None and best >= 0 else None}
     return stages
 
 
