@@ -10,8 +10,10 @@ import pytest
 import torch
 
 from mmgr.config import ModelConfig
-from mmgr.evaluation.synergy import rows_holding_every_modality
+from mmgr.evaluation.synergy import history_rows
 from mmgr.layouts import LAYOUTS
+from mmgr.layouts.base import translation_prompts, translation_task
+from mmgr.objectives.multitask import MultitaskObjective
 from mmgr.report.saliency import content_kinds
 from mmgr.tokenizers.codes import ModalityCodes, Vocabulary
 
@@ -23,10 +25,10 @@ def appended_codes(modality: str, seed: int) -> ModalityCodes:
                          np.zeros(12, dtype=bool), {"collisions": "append"})
 
 
-def world(layout: str, modalities: list[str]):
+def world(layout: str, modalities: list[str], tasks: tuple[str, ...] = ()):
     codes = {m: appended_codes(m, seed) for seed, m in enumerate(modalities)}
     kind = LAYOUTS.get(layout)
-    vocab = Vocabulary({m: codes[m].sizes for m in modalities}, kind.tasks(modalities))
+    vocab = Vocabulary({m: codes[m].sizes for m in modalities}, (*kind.tasks(modalities), *tasks))
     built = kind.build(codes, vocab, ModelConfig(layout=layout, modalities=modalities), 4)
     return codes, vocab, built
 
@@ -47,19 +49,42 @@ def layout_rows(layout: str, modalities: list[str]) -> tuple[torch.Tensor, dict[
     ("unimodal", ["text", "image"], 0), ("single", ["text"], 0)])
 def test_only_rows_holding_two_modalities_are_measured(layout, modalities, measured):
     kinds, batch = layout_rows(layout, modalities)
-    kept = rows_holding_every_modality([batch], kinds, 2, rows=100)
+    kept = history_rows([batch], kinds, 2, torch.zeros(len(kinds), dtype=torch.bool), rows=100)
     assert sum(len(part["input_ids"]) for part in kept) == measured
 
 
-def test_rows_are_gathered_in_order_until_enough_and_cut_to_those_holding_every_modality():
-    kinds = torch.tensor([-1, 0, 0, 1, 1])                                   # token 0: pad; 1-2 text; 3-4 image
-    ones = torch.ones(3, 2, dtype=torch.int64)
-    first = {"input_ids": torch.tensor([[1, 3], [1, 2], [4, 2]]), "attention_mask": ones}
-    second = {"input_ids": torch.tensor([[2, 4], [3, 3], [1, 4]]), "attention_mask": ones}
-    padded = {"input_ids": torch.tensor([[1, 3], [1, 3], [1, 3]]), "attention_mask": ones * torch.tensor([1, 0])}
-    kept = rows_holding_every_modality([padded, first, second, first], kinds, 2, rows=3)
-    assert [part["input_ids"].tolist() for part in kept] == [[[1, 3], [4, 2]], [[2, 4], [1, 4]]]
-    assert rows_holding_every_modality([padded], kinds, 2, rows=3) == []
+def test_rows_are_gathered_in_order_until_enough_and_cut_to_histories_holding_every_modality():
+    kinds = torch.tensor([-1, 0, 0, 1, 1, -1])              # token 0: pad; 1-2 text; 3-4 image; 5 a translation prompt
+    translations = torch.arange(6) == 5
+    ones = torch.ones(3, 3, dtype=torch.int64)
+
+    def batch(rows: list[list[int]], mask: torch.Tensor = ones) -> dict[str, torch.Tensor]:
+        ids = torch.tensor(rows)
+        return {"input_ids": ids, "attention_mask": mask, "labels": ids * 10}
+
+    first, second = batch([[1, 3, 0], [1, 2, 0], [4, 2, 0]]), batch([[2, 4, 0], [5, 1, 3], [1, 4, 4]])
+    padded = batch([[1, 3, 5], [1, 3, 5], [1, 3, 5]], ones * torch.tensor([1, 0, 0]))   # image and prompt unattended
+    kept = history_rows([padded, first, second, first], kinds, 2, translations, rows=3)
+    assert [part["input_ids"].tolist() for part in kept] == [[[1, 3, 0], [4, 2, 0]], [[2, 4, 0], [1, 4, 4]]]
+    assert [part["labels"].tolist() for part in kept] == [[[10, 30, 0], [40, 20, 0]], [[20, 40, 0], [10, 40, 40]]]
+    assert history_rows([padded], kinds, 2, translations, rows=3) == []
+
+
+def test_item_translations_of_the_multitask_recipe_are_not_histories():
+    """MQL4GRec on the item-level backbone writes a translation row as <bos> <task:a->b> a(i) b(i): both modalities'
+    codes, one item; its prompt is what leaves it out."""
+    tasks = MultitaskObjective().tasks(["text", "image"])
+    codes, vocab, built = world("unimodal", ["text", "image"], tasks)
+    flags = translation_prompts(vocab)
+    assert {vocab.specials[i] for i in np.flatnonzero(flags)} == {
+        f"<task:{translation_task('text', 'image')}>", f"<task:{translation_task('image', 'text')}>"}
+    row = np.concatenate([[vocab.token("<bos>"), vocab.task_token(translation_task("text", "image"))],
+                          built.modality_tokens["text"][0], built.modality_tokens["image"][0]])
+    ids = torch.tensor(row)[None]
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    kinds = content_kinds(SimpleNamespace(layout=built, codes=codes))
+    assert history_rows([batch], kinds, 2, torch.zeros_like(torch.from_numpy(flags)), rows=1)    # both modalities
+    assert history_rows([batch], kinds, 2, torch.from_numpy(flags), rows=1) == []
 
 
 def test_a_modalitys_appended_collision_level_counts_for_none():

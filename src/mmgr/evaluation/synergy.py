@@ -44,15 +44,17 @@ def saliency_shares(model: torch.nn.Module, batches: Iterable[dict[str, torch.Te
     return {m: shares[:, index] for index, m in enumerate(modalities)}
 
 
-def rows_holding_every_modality(batches: Iterable[dict[str, torch.Tensor]], token_kinds: torch.Tensor,
-                                modalities: int, rows: int) -> list[dict[str, torch.Tensor]]:
-    """The rows of `batches`, in order, whose input holds codes of every modality (each batch cut to those rows),
-    until `rows` are gathered or the batches end: the whole batch that reaches `rows` is kept."""
+def history_rows(batches: Iterable[dict[str, torch.Tensor]], token_kinds: torch.Tensor, modalities: int,
+                 translations: torch.Tensor, rows: int) -> list[dict[str, torch.Tensor]]:
+    """The rows of `batches`, in order, whose input holds codes of every modality and no translation prompt
+    (`translations` (V,) bool: such a row holds one item in two modalities, not a history), each batch cut to those
+    rows, until `rows` are gathered or the batches end: the whole batch that reaches `rows` is kept."""
     kept, seen = [], 0
     for batch in batches:
         if seen >= rows:
             break
-        every = holds_every_modality(batch, token_kinds, modalities)
+        prompted = (translations[batch["input_ids"]] & batch["attention_mask"].bool()).any(dim=1)   # (B,)
+        every = holds_every_modality(batch, token_kinds, modalities) & ~prompted
         if every.any():
             kept.append({key: value[every] for key, value in batch.items()})
             seen += int(every.sum())

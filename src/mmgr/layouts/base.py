@@ -124,6 +124,21 @@ def with_user_and_eos(vocab: Vocabulary, user_id: str, tokens: np.ndarray, user_
     return np.concatenate(parts).astype(np.int64)
 
 
+def translation_task(source: str, target: str) -> str:
+    """The task prompt that asks for an item's `target` SID from its `source` SID."""
+    return f"{source}->{target}"
+
+
+def translation_prompts(vocab: Vocabulary) -> np.ndarray:
+    """bool (V,): the vocabulary's translation task tokens (their rows hold one item, not a history)."""
+    flags = np.zeros(vocab.size, dtype=bool)
+    for source in vocab.levels:
+        for target in vocab.levels:
+            if source != target and translation_task(source, target) in vocab.tasks:
+                flags[vocab.task_token(translation_task(source, target))] = True
+    return flags
+
+
 def prompt(vocab: Vocabulary, task: str, tokens: np.ndarray) -> np.ndarray:
     """<task:NAME> + tokens + <eos> as int64[T]: the input of a task (e.g. translate one modality's SID)."""
     return np.concatenate([[vocab.task_token(task)], tokens, [vocab.token("<eos>")]]).astype(np.int64)

@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from mmgr.errors import MmgrError
-from mmgr.layouts.base import pad_batch, prompt, token_modalities
+from mmgr.layouts.base import pad_batch, prompt, token_modalities, translation_task
 from mmgr.objectives.base import ALIGNMENTS, Batching, SidsOnly
 from mmgr.training.data import IGNORE, EncodedExamples, epoch_order
 from mmgr.training.loop import TrainData, bucketed_train_data
@@ -36,7 +36,7 @@ class Translate(SidsOnly):
     backbones = ("t5", "item-causal")
 
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
-        return tuple(f"{a}->{b}" for a in modalities for b in modalities if a != b)
+        return tuple(translation_task(a, b) for a in modalities for b in modalities if a != b)
 
     def train_data(self, prep: Prepared, batching: Batching, settings: None) -> tuple[TrainData, int]:
         build = item_level_translations if batching.decoder_only else translations

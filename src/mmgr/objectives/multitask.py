@@ -24,7 +24,7 @@ import numpy as np
 
 from mmgr.config import MultitaskConfig
 from mmgr.errors import MmgrError
-from mmgr.layouts.base import prompt
+from mmgr.layouts.base import prompt, translation_task
 from mmgr.layouts.unimodal import UnimodalHistoryLayout, sequence_task
 from mmgr.objectives.base import OBJECTIVES, Batching
 from mmgr.training.data import IGNORE, EncodedExamples, causal_windows, prefix_examples
@@ -45,7 +45,7 @@ class MultitaskObjective:
     def tasks(self, modalities: list[str]) -> tuple[str, ...]:
         """The cross-modal sequence prompts and the translation prompts (the layout declares seq:m->m)."""
         pairs = translation_pairs(modalities)
-        return (*(sequence_task(a, b) for a, b in pairs), *(f"{a}->{b}" for a, b in pairs))
+        return (*(sequence_task(a, b) for a, b in pairs), *(translation_task(a, b) for a, b in pairs))
 
     def train_data(self, prep: Prepared, batching: Batching, settings: MultitaskConfig) -> tuple[TrainData, int]:
         build = causal_multitask_examples if batching.decoder_only else multitask_examples
@@ -91,7 +91,7 @@ def multitask_examples(prep: Prepared, max_history: int, settings: MultitaskConf
     if settings.translation:                                                    # step 3
         both = with_both(prep, modalities)
         for source, target in translation_pairs(modalities):
-            inputs += [prompt(layout.vocab, f"{source}->{target}", layout.modality_tokens[source][i])
+            inputs += [prompt(layout.vocab, translation_task(source, target), layout.modality_tokens[source][i])
                        for i in both.tolist()]
             labels += list(layout.modality_tokens[target][both])
             rows.append(both)
@@ -122,7 +122,7 @@ def causal_multitask_examples(prep: Prepared, max_history: int, settings: Multit
                             "no user: set model.user_buckets=0 or training.multitask.translation=false")
         both = with_both(prep, modalities)
         for source, target in translation_pairs(modalities):
-            head = [bos, vocab.task_token(f"{source}->{target}")]
+            head = [bos, vocab.task_token(translation_task(source, target))]
             pair = np.concatenate([layout.modality_tokens[source][both], layout.modality_tokens[target][both]], 1)
             inputs += [np.concatenate([head, row]) for row in pair]
             labels += [np.concatenate([np.full(len(head) + width, IGNORE), row[width:]]) for row in pair]

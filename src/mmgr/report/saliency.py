@@ -1,10 +1,11 @@
 """Which modality a trained multimodal run reads (`evaluation.synergy.saliency_shares`), measured once on its own
 training rows and kept in the run (`analysis/saliency.json`, which its record keeps and the suite's analyses read).
 
-Measured on the training rows whose input holds two modalities' codes (late fusion, SynGR's bimodal histories, the
-SynGR rows of SynGR as released; not MQL4GRec's histories of one modality, one fused SID or a single modality) where
-the backbone has a token importance (`models.saliency.importance_measure`). Each modality's appended collision level
-counts for none: it numbers items, it describes no content. Measured once per trained weights (`report/measured.py`).
+Measured on the training rows that are histories holding two modalities' codes (late fusion, SynGR's bimodal
+histories, the SynGR rows of SynGR as released; not MQL4GRec's histories of one modality or its item translations,
+one fused SID or a single modality) where the backbone has a token importance (`models.saliency.importance_measure`).
+Each modality's appended collision level counts for none: it numbers items, it describes no content. Measured once
+per trained weights (`report/measured.py`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mmgr.evaluation.modality import SALIENCY
-from mmgr.evaluation.synergy import rows_holding_every_modality, saliency_shares, summarize_shares
+from mmgr.evaluation.synergy import history_rows, saliency_shares, summarize_shares
+from mmgr.layouts.base import translation_prompts
 from mmgr.report.measured import measure_once
 
 if TYPE_CHECKING:
     from mmgr.inference.prepared import Prepared
 
-ROWS = 2048           # training rows measured per run (whole batches of the first epoch: a seeded random sample)
+ROWS = 2048           # history rows measured per run (from the first epoch's batches: a seeded random sample)
 
 
 def record_saliency(run: Path) -> Path | None:
@@ -30,8 +32,9 @@ def record_saliency(run: Path) -> Path | None:
 
 
 def run_saliency(run: Path, rows: int = ROWS) -> dict[str, Any] | None:
-    """`summarize_shares` over the first `rows` training rows of the run's main objective whose input holds codes of
-    every modality, or None (no such row in its first epoch, no token importance for its backbone)."""
+    """`summarize_shares` over the first `rows` training rows of the run's main objective that are histories holding
+    codes of every modality (`history_rows`), or None (no such row in its first epoch, no token importance for its
+    backbone)."""
     from mmgr.engines.method import stage_data
     from mmgr.inference.generative import load_model
     from mmgr.inference.prepared import load_prepared
@@ -44,8 +47,8 @@ def run_saliency(run: Path, rows: int = ROWS) -> dict[str, Any] | None:
     prep = load_prepared(folder, config)
     kinds, modalities = content_kinds(prep), list(prep.layout.vocab.levels)
     data, _ = stage_data(OBJECTIVES.get(config.training.objective), prep, config)
-    batches = rows_holding_every_modality((data.collate(key) for key in data.batches(0)), kinds, len(modalities),
-                                          rows)
+    translations = torch.from_numpy(translation_prompts(prep.layout.vocab))
+    batches = history_rows((data.collate(key) for key in data.batches(0)), kinds, len(modalities), translations, rows)
     if not batches:
         return None
     model = load_model(folder, config, prep, device="cpu")
