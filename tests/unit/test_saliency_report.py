@@ -1,5 +1,5 @@
-"""Which training rows the saliency analysis measures (those whose input holds two modalities' codes) and which
-tokens count for a modality (its content codes, not its appended collision level)."""
+"""Which training rows the saliency analysis measures (histories whose input holds two modalities' codes, not item
+translations) and which tokens count for a modality (its content codes, not its appended collision level)."""
 
 from __future__ import annotations
 
